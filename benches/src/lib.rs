@@ -1,0 +1,1 @@
+//! Criterion benchmarks for zring (see benches/benches/).

@@ -1,0 +1,5 @@
+//! The `zring` binary.
+fn main() {
+    eprintln!("zring: not built yet");
+    std::process::exit(2);
+}

@@ -1,0 +1,1 @@
+//! TLS and identity material (owned by the tls work).
