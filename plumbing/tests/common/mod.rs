@@ -1,0 +1,69 @@
+//! Shared helpers for the root-only namespace tests: privilege gate and unique names.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A unique netns name: `zrp-<tag>-<pid>-<n>`.
+pub fn unique(tag: &str) -> String {
+    format!(
+        "zrp-{tag}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Whether the namespace tests can run here. When they cannot: fail under CI=true, else skip.
+pub fn can_run(test: &str) -> bool {
+    let root = nix_is_root();
+    let tools = ["iptables", "iptables-save", "iptables-restore", "ip"]
+        .iter()
+        .all(|t| on_path(t));
+    if root && tools {
+        return true;
+    }
+    let why = if root {
+        "iptables/iproute2 missing (run scripts/install-deps)"
+    } else {
+        "not root"
+    };
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: cannot run namespace test under CI: {why}");
+    }
+    eprintln!("SKIP {test}: {why}");
+    false
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("Uid:")
+                    .map(|v| v.split_whitespace().next() == Some("0"))
+            })
+        })
+        .unwrap_or(false)
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
+        .unwrap_or(false)
+}
+
+/// Runs a command in `netns` via `ip netns exec` and returns stdout (panics on failure).
+pub fn sh(netns: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", netns])
+        .args(args)
+        .output()
+        .expect("spawn ip netns exec");
+    assert!(
+        out.status.success(),
+        "{args:?} in {netns}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
