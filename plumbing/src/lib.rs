@@ -17,11 +17,14 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod input;
 pub mod model;
 mod msg;
 pub mod netns;
 mod nl;
+pub mod render;
 mod sys;
 
 pub use error::PlumbError;
+pub use input::{from_yaml_file, NodeInput, ZtunnelInput};
 pub use model::{PolicyRule, RouteSpec, RuleTarget, Scope, TunnelKind};
