@@ -1,0 +1,81 @@
+//! The error type of zring-loadgen: what failed and what to check.
+
+use crate::proto::ProtoError;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// Everything zring-loadgen can fail with.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("protocol error from {peer}: {source}")]
+    Proto {
+        peer: SocketAddr,
+        #[source]
+        source: ProtoError,
+    },
+    #[error(
+        "server {server} saw the connection come from {seen}, expected the client pod IP \
+         {expected}: the proxy did not preserve the source address (check IP_TRANSPARENT \
+         on the proxy's upstream sockets and the 0x210/0x40 return-path rules)"
+    )]
+    WrongSourceIp {
+        server: SocketAddr,
+        seen: IpAddr,
+        expected: IpAddr,
+    },
+    #[error(
+        "payload checksum mismatch with {server}: sent {sent:016x}, got {got:016x}: bytes were \
+         corrupted or reordered on the path"
+    )]
+    Checksum {
+        server: SocketAddr,
+        sent: u64,
+        got: u64,
+    },
+    #[error("{server} closed the connection in the middle of a response")]
+    ClosedEarly { server: SocketAddr },
+    #[error("sink {server} counted {got} bytes, the client sent {sent}: bytes were lost")]
+    ByteCount {
+        server: SocketAddr,
+        sent: u64,
+        got: u64,
+    },
+    #[error("state file {path}: {detail}; run `zring-loadgen topology down` to reset")]
+    State { path: PathBuf, detail: String },
+    #[error("topology: {0}")]
+    Topology(String),
+    #[error("{what} exited with {status}; its log is {log}")]
+    Child {
+        what: String,
+        status: String,
+        log: PathBuf,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Io { what, source }
+    }
+
+    /// True for errors that mean the path is *wrong* (not merely overloaded): a run
+    /// fails on these.
+    pub fn is_correctness(&self) -> bool {
+        matches!(
+            self,
+            Error::WrongSourceIp { .. } | Error::Checksum { .. } | Error::ByteCount { .. }
+        )
+    }
+}
+
+/// Result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,25 @@
+//! zring-loadgen: the two-node ambient topology in network namespaces, the servers
+//! that run in its pods, an open-loop load client, and the report.
+//!
+//! A tour of the modules:
+//! - [`pacer`]: open-loop schedule and coordinated-omission-correct latency base (pure).
+//! - [`hist`]: HdrHistogram wrapper, per-core merge, percentiles (pure).
+//! - [`proto`], [`checksum`]: the HTTP/1.1 echo and sink wire formats, FNV, payloads (pure).
+//! - [`server`]: the HTTP responder and bulk sink (monoio per core).
+//! - [`client`], [`phase`]: per-connection load loops and one measured phase over cores.
+//! - [`cores`]: per-core monoio runtimes, optionally inside a network namespace.
+//! - [`error`]: the crate's error type.
+//! - `sys`: the only unsafe code (setns, pre_exec, kill, sysconf).
+#![deny(unsafe_code)]
+
+pub mod checksum;
+pub mod client;
+pub mod cores;
+pub mod error;
+pub mod hist;
+pub mod pacer;
+pub mod phase;
+pub mod proto;
+pub mod server;
+#[allow(unsafe_code)]
+pub mod sys;
