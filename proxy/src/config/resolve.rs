@@ -1,0 +1,174 @@
+//! Destination resolution: where an outbound connection to `dst` really goes. Pure.
+//!
+//! - a service VIP: pick an endpoint (round robin), translate the service port to the
+//!   target port (the endpoint's own override first, else the service's `ports`);
+//! - a workload IP (directly, or the chosen endpoint): protocol HBONE → tunnel to
+//!   `<pod ip>:<hbone port>` with authority `<pod ip>:<target port>`; TCP → passthrough;
+//! - any other address: passthrough unchanged.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+use super::local::{Protocol, Service, Workload};
+use super::snapshot::{Endpoint, Snapshot};
+use crate::identity::Identity;
+
+/// The proxy's own well-known ports; a connection captured towards one of these on the
+/// proxy itself would loop, so the data plane refuses it.
+pub const PROXY_PORTS: [u16; 4] = [
+    15001, // outbound capture
+    15006, // inbound plaintext capture
+    15008, // inbound HBONE
+    15080, // SOCKS5
+];
+
+/// Whether `port` is one of [`PROXY_PORTS`].
+pub fn is_proxy_port(port: u16) -> bool {
+    PROXY_PORTS.contains(&port)
+}
+
+/// How to forward one outbound connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Tunnel: connect (mTLS, h2) to `hbone_addr`, then CONNECT `authority`.
+    Hbone {
+        /// Endpoint pod IP : HBONE port.
+        hbone_addr: SocketAddr,
+        /// Endpoint pod IP : target port (service port already translated).
+        authority: SocketAddr,
+        /// The identity the server certificate must carry.
+        dst_identity: Identity,
+        /// Service hostname when the destination was a service.
+        service: Option<String>,
+    },
+    /// Plain TCP to `addr` (pod IP : target port for a service, else the original address).
+    Passthrough { addr: SocketAddr },
+}
+
+/// Why a destination cannot be resolved; counted per connection by the data plane.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("service {service} has no endpoints (no workload lists it in its `services`)")]
+    NoEndpoints { service: String },
+    #[error("service {service} does not expose port {port} (add it to the service's `ports`)")]
+    UnknownServicePort { service: String, port: u16 },
+    #[error("{host:?} is neither an IP address nor a known service hostname")]
+    UnknownHostname { host: String },
+}
+
+/// Per-core round-robin cursors, one per service hostname. Not shared: no atomics.
+#[derive(Debug, Default)]
+pub struct RoundRobin {
+    next: HashMap<String, usize>,
+}
+
+impl RoundRobin {
+    pub fn new() -> RoundRobin {
+        RoundRobin::default()
+    }
+
+    /// Index of the next endpoint to use among `n` for `service` (n > 0).
+    fn pick(&mut self, service: &str, n: usize) -> usize {
+        let cursor = match self.next.get_mut(service) {
+            Some(c) => c,
+            None => self.next.entry(service.to_string()).or_insert(0),
+        };
+        let i = *cursor % n;
+        *cursor = cursor.wrapping_add(1);
+        i
+    }
+}
+
+/// Resolves the original destination `dst` of an outbound connection.
+pub fn resolve(
+    snap: &Snapshot,
+    rr: &mut RoundRobin,
+    dst: SocketAddr,
+    hbone_port: u16,
+) -> Result<Route, ResolveError> {
+    if let Some(svc) = snap.service_by_vip(dst.ip()) {
+        return resolve_service(snap, rr, svc, dst.port(), hbone_port);
+    }
+    Ok(match snap.workload_by_ip(dst.ip()) {
+        Some(w) => workload_route(snap, w, dst, hbone_port, None),
+        None => Route::Passthrough { addr: dst },
+    })
+}
+
+/// Resolves a SOCKS5 domain-name destination: a service hostname or an IP literal.
+pub fn resolve_hostname(
+    snap: &Snapshot,
+    rr: &mut RoundRobin,
+    host: &str,
+    port: u16,
+    hbone_port: u16,
+) -> Result<Route, ResolveError> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return resolve(snap, rr, SocketAddr::new(ip, port), hbone_port);
+    }
+    let host_trimmed = host.strip_suffix('.').unwrap_or(host);
+    match snap.service_by_hostname(host_trimmed) {
+        Some(svc) => resolve_service(snap, rr, svc, port, hbone_port),
+        None => Err(ResolveError::UnknownHostname {
+            host: host.to_string(),
+        }),
+    }
+}
+
+fn resolve_service(
+    snap: &Snapshot,
+    rr: &mut RoundRobin,
+    svc: &Service,
+    port: u16,
+    hbone_port: u16,
+) -> Result<Route, ResolveError> {
+    let endpoints = snap.endpoints(svc);
+    if endpoints.is_empty() {
+        return Err(ResolveError::NoEndpoints {
+            service: svc.hostname.clone(),
+        });
+    }
+    let ep = &endpoints[rr.pick(&svc.hostname, endpoints.len())];
+    let target = target_port(svc, ep, port).ok_or_else(|| ResolveError::UnknownServicePort {
+        service: svc.hostname.clone(),
+        port,
+    })?;
+    let w = &snap.workloads()[ep.workload];
+    let addr = SocketAddr::new(ep.ip, target);
+    Ok(workload_route(
+        snap,
+        w,
+        addr,
+        hbone_port,
+        Some(&svc.hostname),
+    ))
+}
+
+/// Service port → target port: the endpoint's override, else the service's mapping.
+fn target_port(svc: &Service, ep: &Endpoint, port: u16) -> Option<u16> {
+    ep.target_port(port)
+        .or_else(|| svc.ports.get(&port).copied())
+        .filter(|t| *t != 0)
+}
+
+fn workload_route(
+    snap: &Snapshot,
+    w: &Workload,
+    addr: SocketAddr,
+    hbone_port: u16,
+    service: Option<&str>,
+) -> Route {
+    match w.protocol {
+        Protocol::Hbone => Route::Hbone {
+            hbone_addr: SocketAddr::new(addr.ip(), hbone_port),
+            authority: addr,
+            dst_identity: snap.identity(w),
+            service: service.map(str::to_string),
+        },
+        Protocol::Tcp => Route::Passthrough { addr },
+    }
+}
+
+#[cfg(test)]
+#[path = "resolve_tests.rs"]
+mod tests;
