@@ -111,6 +111,14 @@ pub enum PlumbError {
         /// The rollback failure.
         rollback: Box<PlumbError>,
     },
+    /// An incremental operation needs objects that `up` creates.
+    #[error("{object} does not exist: run `zring plumb {side} up` first")]
+    NotUp {
+        /// The missing object.
+        object: String,
+        /// node or ztunnel.
+        side: &'static str,
+    },
     /// The worker thread running a namespace job panicked or could not start.
     #[error("netns worker thread failed: {0}")]
     Thread(String),

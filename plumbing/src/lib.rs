@@ -16,15 +16,28 @@
 //! - `nl`: rtnetlink on a current-thread tokio runtime per namespace worker.
 #![forbid(unsafe_code)]
 
+mod apply;
+mod check;
 mod error;
 mod input;
+mod ipset;
+mod ipt;
 pub mod model;
 mod msg;
 pub mod netns;
 mod nl;
+mod ops;
 pub mod render;
+mod state;
 mod sys;
+mod tunnel;
 
+pub use apply::{DownReport, UpReport};
+pub use check::{Drift, DriftKind};
 pub use error::PlumbError;
 pub use input::{from_yaml_file, NodeInput, ZtunnelInput};
 pub use model::{PolicyRule, RouteSpec, RuleTarget, Scope, TunnelKind};
+pub use ops::{
+    node_check, node_down, node_show, node_up, pod_add, pod_del, ztunnel_check, ztunnel_down,
+    ztunnel_show, ztunnel_up, CheckReport,
+};

@@ -245,6 +245,15 @@ pub fn read_sysctl(netns: Option<&str>, key: &str) -> Result<String, PlumbError>
         })
 }
 
+/// Writes a sysctl in the calling thread's namespace (for code already inside `run_in`).
+pub(crate) fn write_sysctl_here(key: &str, value: &str) -> Result<(), PlumbError> {
+    fs::write(sysctl_path(key), value).map_err(|source| PlumbError::Sysctl {
+        key: key.into(),
+        value: value.into(),
+        source,
+    })
+}
+
 fn sysctl_path(key: &str) -> PathBuf {
     PathBuf::from("/proc/sys").join(key.replace('.', "/"))
 }
