@@ -264,14 +264,14 @@ fn apply_iptables(d: &Desired, live: &Live, log: &mut Vec<Undo>) -> Result<(), P
             .copied()
             .collect();
         let present: Vec<bool> = mine.iter().map(|(_, p)| *p).collect();
-        let chains_ok = chains.iter().all(|c| {
-            saved.chain(c)
-                == d.iptables
-                    .iter()
-                    .filter(|r| &r.chain == c)
-                    .map(|r| r.spec.as_str())
-                    .collect::<Vec<_>>()
-        });
+        let specs = |c: &String| {
+            rules
+                .iter()
+                .filter(|r| &r.chain == c)
+                .map(|r| r.spec.as_str())
+                .collect::<Vec<_>>()
+        };
+        let chains_ok = chains.iter().all(|c| saved.chain(c) == specs(c));
         let existed = chains.iter().all(|c| saved.chains.contains(c));
         if chains_ok && existed && present.iter().all(|p| *p) {
             continue;

@@ -22,7 +22,12 @@ fn session(set: &str) -> Session<HashIp> {
 
 /// Whether the set exists.
 pub(crate) fn exists(set: &str) -> Result<bool, PlumbError> {
-    session(set).exists().map_err(|e| err("list", set, e))
+    match session(set).exists() {
+        Ok(b) => Ok(b),
+        // libipset answers a name-filtered listing of an absent set with this error.
+        Err(ipset::types::Error::Cmd(m, _)) if m.contains("does not exist") => Ok(false),
+        Err(e) => Err(err("list", set, e)),
+    }
 }
 
 /// `ipset create SET hash:ip family inet hashsize 1024 maxelem 65536`.

@@ -55,6 +55,9 @@ pub(crate) fn parse_rule(m: &RuleMessage) -> Option<PolicyRule> {
             RuleAttribute::FwMask(v) => mask = Some(*v),
             RuleAttribute::Table(t) => table = *t,
             RuleAttribute::Goto(g) => goto = Some(*g),
+            // The kernel reports these unset selectors as all-ones ("none").
+            RuleAttribute::SuppressPrefixLen(u32::MAX)
+            | RuleAttribute::SuppressIfGroup(u32::MAX) => {}
             RuleAttribute::Protocol(_) => {}
             _ => return None,
         }

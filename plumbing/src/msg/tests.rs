@@ -119,3 +119,23 @@ fn pod_route_with_src_and_large_table_id() {
     let names = HashMap::from([(3, "istioin".to_string())]);
     assert_eq!(parse_route(&m, &names), Some(big));
 }
+
+#[test]
+fn kernel_dump_defaults_are_ignored_when_parsing() {
+    // What Linux 6.x returns for `100: from all fwmark 0x200/0x200 goto 32766`.
+    let mut m = rule_message(&PolicyRule {
+        priority: 100,
+        fwmark: Some((0x200, 0x200)),
+        target: RuleTarget::Goto(32766),
+    });
+    m.attributes.insert(0, RuleAttribute::Table(0));
+    m.attributes
+        .insert(1, RuleAttribute::SuppressPrefixLen(u32::MAX));
+    assert!(parse_rule(&m).is_some());
+    m.attributes.push(RuleAttribute::SuppressPrefixLen(0));
+    assert_eq!(
+        parse_rule(&m),
+        None,
+        "a real suppress_prefixlength selector is not ours"
+    );
+}

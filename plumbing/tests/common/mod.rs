@@ -67,3 +67,40 @@ pub fn sh(netns: &str, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The state an operator would compare: `iptables-save`, `ip rule`, `ip route show table all`,
+/// `ipset list` (comments, and ipset's memory-size line, dropped).
+pub fn snapshot(netns: &str) -> String {
+    let mut s = String::new();
+    for args in [
+        &["iptables-save"][..],
+        &["ip", "rule"],
+        &["ip", "route", "show", "table", "all"],
+        &["ipset", "list"],
+    ] {
+        s.push_str(&format!("## {}\n", args.join(" ")));
+        for l in sh(netns, args).lines() {
+            if !l.starts_with('#') && !l.starts_with("Size in memory") {
+                s.push_str(l);
+                s.push('\n');
+            }
+        }
+    }
+    s
+}
+
+/// Lines of `b` not in `a` and lines of `a` not in `b`.
+pub fn line_diff(a: &str, b: &str) -> (Vec<String>, Vec<String>) {
+    let (al, bl): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    let added = bl
+        .iter()
+        .filter(|l| !al.contains(l))
+        .map(|l| l.to_string())
+        .collect();
+    let removed = al
+        .iter()
+        .filter(|l| !bl.contains(l))
+        .map(|l| l.to_string())
+        .collect();
+    (added, removed)
+}
