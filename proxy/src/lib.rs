@@ -6,8 +6,26 @@
 //!   destination resolution and authorization policy (pure).
 //! - [`tls`] — dev CA (`zring ca`), certificate store with reload, rustls configs and the
 //!   SPIFFE server-certificate verifier.
+//! - [`hbone`] — HBONE protocol (pure), client pool, client and server.
+//! - [`socks5`] — SOCKS5 CONNECT parsing (pure) and handshake.
+//! - [`runtime`] — thread per core: listeners, per-core state, reload, admin endpoints.
+//! - [`outbound`], [`inbound`] — the three legs: capture → tunnel → delivery.
+//! - [`relay`] — splice and HTTP/2 byte relays; [`sockets`] — listener/upstream sockets.
+//! - [`sys`] — the only `unsafe`: socket options on monoio-owned descriptors.
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod error;
+pub mod hbone;
 pub mod identity;
+pub mod inbound;
+pub mod outbound;
+pub mod relay;
+pub mod runtime;
+pub mod sockets;
+pub mod socks5;
+mod sys;
 pub mod tls;
+
+pub use error::ProxyError;
+pub use runtime::{start, BoundAddrs, Proxy};

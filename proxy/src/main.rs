@@ -1,5 +1,72 @@
-//! The `zring` binary.
-fn main() {
-    eprintln!("zring: not built yet");
-    std::process::exit(2);
+//! The `zring` binary: `zring run`, `zring ca init|issue`, `zring plumb …`.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use zring::config::RunArgs;
+use zring::tls::CaCommand;
+
+#[derive(Parser)]
+#[command(
+    name = "zring",
+    version,
+    about = "Per-core io_uring node proxy for ambient service-mesh data planes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node proxy.
+    Run(Box<RunArgs>),
+    /// A development CA and SPIFFE workload certificates.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match Cli::parse().command {
+        Command::Run(args) => run(*args),
+        Command::Ca { command } => zring::tls::run_ca(command)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(anyhow::Error::from),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("zring: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = args.into_config()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+    let proxy = match zring::start(config) {
+        Ok(proxy) => proxy,
+        Err(e) => return Err(e.into()),
+    };
+    tracing::info!(addrs = ?proxy.addrs, "zring running");
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tracing::info!("shutting down");
+    let result = proxy.shutdown();
+    result?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,62 @@
+//! The data plane's error type: every variant says what an operator can check.
+
+use std::io;
+use std::net::SocketAddr;
+
+use crate::config::ConfigError;
+use crate::identity::Identity;
+use crate::tls::TlsError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("cannot listen on {addr} for {what}: {source} (is another proxy or ztunnel already running on this port? stop it or pass a different --{flag})")]
+    Listen {
+        what: &'static str,
+        flag: &'static str,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error("cannot start core {core}: {source}")]
+    Runtime { core: usize, source: io::Error },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("configuration: {0}")]
+    Settings(String),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("connect to {addr} failed: {source} (is a NetworkPolicy or firewall blocking it, or is the destination down?)")]
+    Connect { addr: SocketAddr, source: io::Error },
+    #[error("connect to {addr} timed out (maybe a NetworkPolicy is blocking HBONE port 15008)")]
+    ConnectTimeout { addr: SocketAddr },
+    #[error("TLS handshake with {addr} failed: {source} (do both sides trust the same root certificate?)")]
+    Handshake { addr: SocketAddr, source: io::Error },
+    #[error("HTTP/2 error on the HBONE connection to {addr}: {source}")]
+    H2 { addr: SocketAddr, source: h2::Error },
+    #[error("HBONE peer {addr} answered CONNECT with {status}")]
+    Status {
+        addr: SocketAddr,
+        status: http::StatusCode,
+    },
+    #[error(
+        "source {0} is not a known workload: add it to the workload config or use an enrolled pod"
+    )]
+    UnknownSource(std::net::IpAddr),
+    #[error("destination {0} is one of the proxy's own ports: refusing a loop")]
+    Loop(SocketAddr),
+    #[error("destination {0} could not be resolved: {1}")]
+    Resolve(String, String),
+    #[error("no certificate for {0}: run `zring ca issue` for it or add it to the cert dir")]
+    NoCert(Identity),
+    #[error("SOCKS5 handshake: {0}")]
+    Socks(#[from] crate::socks5::SocksError),
+    #[error("{0}")]
+    Pooled(String),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl ProxyError {
+    pub fn h2(addr: SocketAddr) -> impl FnOnce(h2::Error) -> ProxyError {
+        move |source| ProxyError::H2 { addr, source }
+    }
+}

@@ -1,0 +1,198 @@
+//! Per-core pool of HBONE (mTLS + HTTP/2) client connections.
+//!
+//! Keyed by (source identity, destination identity, destination address, source IP), as
+//! ztunnel does. A burst of requests for a new key opens ONE connection: the first caller
+//! starts the connect and the others await the same shared future. Connections carry at
+//! most `max_streams` concurrent CONNECT streams; dead ones (GOAWAY, PING timeout, TCP
+//! error) are evicted; idle ones are closed by [`Pool::evict_idle`].
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::future::{AbortHandle, FutureExt, Shared};
+
+use crate::identity::Identity;
+
+/// What makes two tunnels shareable on one connection.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    pub src_identity: Identity,
+    pub dst_identity: Identity,
+    /// `<destination pod IP>:15008`.
+    pub dst: SocketAddr,
+    /// The spoofed source IP (client pod) when transparent; `None` otherwise.
+    pub src_ip: Option<IpAddr>,
+}
+
+/// The pooled HTTP/2 connection type the data plane uses.
+pub type H2Conn = Conn<h2::client::SendRequest<Bytes>>;
+
+/// One pooled connection; `S` is its request handle.
+pub struct Conn<S> {
+    pub handle: S,
+    active: Cell<usize>,
+    dead: Rc<Cell<bool>>,
+    idle_since: Cell<Instant>,
+    abort: AbortHandle,
+}
+
+impl<S> Conn<S> {
+    /// `dead` is set by the connection's driver task when it ends; `abort` stops that
+    /// task when the pool drops the connection.
+    pub fn new(handle: S, dead: Rc<Cell<bool>>, abort: AbortHandle) -> Self {
+        Conn {
+            handle,
+            active: Cell::new(0),
+            dead,
+            idle_since: Cell::new(Instant::now()),
+            abort,
+        }
+    }
+
+    fn usable(&self, max_streams: usize) -> bool {
+        !self.dead.get() && self.active.get() < max_streams
+    }
+}
+
+impl<S> Drop for Conn<S> {
+    fn drop(&mut self) {
+        self.abort.abort();
+    }
+}
+
+/// A stream slot on a pooled connection; releases the slot when dropped.
+pub struct Lease<S> {
+    conn: Rc<Conn<S>>,
+}
+
+impl<S> Lease<S> {
+    pub fn handle(&self) -> &S {
+        &self.conn.handle
+    }
+
+    /// Marks the connection unusable (e.g. after an HTTP/2 connection error).
+    pub fn mark_dead(&self) {
+        self.conn.dead.set(true);
+    }
+}
+
+impl<S> Drop for Lease<S> {
+    fn drop(&mut self) {
+        let left = self.conn.active.get() - 1;
+        self.conn.active.set(left);
+        if left == 0 {
+            self.conn.idle_since.set(Instant::now());
+        }
+    }
+}
+
+type ConnectFuture<S, E> = Shared<Pin<Box<dyn Future<Output = Result<Rc<Conn<S>>, Rc<E>>>>>>;
+
+/// The pool; `S` is the connection's request handle, `E` the connect error type.
+pub struct Pool<S, E> {
+    max_streams: usize,
+    conns: RefCell<HashMap<PoolKey, Vec<Rc<Conn<S>>>>>,
+    connecting: RefCell<HashMap<PoolKey, ConnectFuture<S, E>>>,
+}
+
+/// Index of the first connection with a free stream slot (pure, for tests).
+fn pick<S>(conns: &[Rc<Conn<S>>], max_streams: usize) -> Option<usize> {
+    conns.iter().position(|c| c.usable(max_streams))
+}
+
+impl<S: 'static, E: 'static> Pool<S, E> {
+    pub fn new(max_streams: usize) -> Self {
+        Pool {
+            max_streams,
+            conns: RefCell::default(),
+            connecting: RefCell::default(),
+        }
+    }
+
+    /// A stream slot for `key`, opening a connection with `connect` only when no pooled
+    /// connection has room and no connect for this key is already under way.
+    pub async fn checkout<F, Fut>(&self, key: &PoolKey, connect: F) -> Result<Lease<S>, Rc<E>>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Conn<S>, E>> + 'static,
+    {
+        loop {
+            if let Some(lease) = self.try_lease(key) {
+                return Ok(lease);
+            }
+            let pending = self.connecting.borrow().get(key).cloned();
+            let shared = match pending {
+                Some(shared) => shared,
+                None => self.start_connect(key, connect()),
+            };
+            let result = shared.await;
+            if self.connecting.borrow_mut().remove(key).is_some() {
+                if let Ok(conn) = &result {
+                    self.conns
+                        .borrow_mut()
+                        .entry(key.clone())
+                        .or_default()
+                        .push(conn.clone());
+                }
+            }
+            result?;
+        }
+    }
+
+    fn start_connect(
+        &self,
+        key: &PoolKey,
+        fut: impl Future<Output = Result<Conn<S>, E>> + 'static,
+    ) -> ConnectFuture<S, E> {
+        let boxed: Pin<Box<dyn Future<Output = Result<Rc<Conn<S>>, Rc<E>>>>> =
+            Box::pin(fut.map(|r| r.map(Rc::new).map_err(Rc::new)));
+        let shared = boxed.shared();
+        self.connecting
+            .borrow_mut()
+            .insert(key.clone(), shared.clone());
+        shared
+    }
+
+    fn try_lease(&self, key: &PoolKey) -> Option<Lease<S>> {
+        let mut conns = self.conns.borrow_mut();
+        let list = conns.get_mut(key)?;
+        list.retain(|c| !c.dead.get());
+        let conn = list[pick(list, self.max_streams)?].clone();
+        conn.active.set(conn.active.get() + 1);
+        Some(Lease { conn })
+    }
+
+    /// Drops dead connections and those idle (no stream) for longer than `idle`.
+    pub fn evict_idle(&self, now: Instant, idle: Duration) -> usize {
+        let mut evicted = 0;
+        self.conns.borrow_mut().retain(|_, list| {
+            let before = list.len();
+            list.retain(|c| {
+                let idle_too_long =
+                    c.active.get() == 0 && now.duration_since(c.idle_since.get()) >= idle;
+                !c.dead.get() && !idle_too_long
+            });
+            evicted += before - list.len();
+            !list.is_empty()
+        });
+        evicted
+    }
+
+    /// Number of pooled connections (all keys).
+    pub fn len(&self) -> usize {
+        self.conns.borrow().values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,223 @@
+//! Inbound: HBONE on 15008 (mTLS + HTTP/2 CONNECT) and captured plaintext on 15006, both
+//! delivered to a local workload with the original client's source IP.
+
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::RecvStream;
+use http::{Request, Response, StatusCode};
+use monoio::io::IntoPollIo;
+use monoio::net::TcpStream;
+
+use crate::config::{ConnInfo, Decision};
+use crate::error::ProxyError;
+use crate::hbone::client::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
+use crate::hbone::proto::{self, Rejection};
+use crate::identity::Identity;
+use crate::outbound::connect_upstream;
+use crate::relay::{self, Transferred};
+use crate::runtime::core::Core;
+use crate::runtime::metrics::Counters;
+
+/// Concurrent streams we accept per HBONE connection (ztunnel's server value).
+const SERVER_MAX_STREAMS: u32 = 200;
+
+/// One inbound HBONE connection: TLS as the addressed workload, then CONNECT streams.
+pub async fn serve_hbone(
+    core: &Rc<Core>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Result<(), ProxyError> {
+    Counters::add(&core.counters.hbone_accepted, 1);
+    let local = stream.local_addr()?;
+    let identity = local_identity(core, local.ip())?;
+    let acceptor = core.server_tls(&identity)?;
+    let tls = acceptor
+        .accept(stream.into_poll_io()?)
+        .await
+        .map_err(|source| ProxyError::Handshake { addr: peer, source })?;
+    let peer_identity = crate::tls::peer_identity(tls.get_ref().1);
+    let mut conn = h2::server::Builder::new()
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME)
+        .max_concurrent_streams(SERVER_MAX_STREAMS)
+        .handshake::<_, Bytes>(tls)
+        .await
+        .map_err(ProxyError::h2(peer))?;
+    let conn_info = Rc::new(HboneConn {
+        local,
+        peer,
+        peer_identity,
+    });
+    while let Some(next) = conn.accept().await {
+        let (req, respond) = next.map_err(ProxyError::h2(peer))?;
+        monoio::spawn(serve_stream(core.clone(), conn_info.clone(), req, respond));
+    }
+    Ok(())
+}
+
+/// The identity this node presents for connections addressed to `ip`.
+fn local_identity(core: &Core, ip: IpAddr) -> Result<Identity, ProxyError> {
+    let state = core.state();
+    let workload = state
+        .snapshot
+        .workload_by_ip(ip)
+        .filter(|_| state.snapshot.is_local(ip))
+        .ok_or_else(|| ProxyError::Resolve(ip.to_string(), "not a workload on this node".into()))?;
+    Ok(state.snapshot.identity(workload))
+}
+
+struct HboneConn {
+    local: SocketAddr,
+    peer: SocketAddr,
+    peer_identity: Option<Identity>,
+}
+
+async fn serve_stream(
+    core: Rc<Core>,
+    conn: Rc<HboneConn>,
+    req: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+) {
+    Counters::add(&core.counters.opened, 1);
+    let result = tunnel(&core, &conn, req, &mut respond).await;
+    Counters::add(&core.counters.closed, 1);
+    match result {
+        Ok(t) => {
+            Counters::add(&core.counters.received_bytes, t.up);
+            Counters::add(&core.counters.sent_bytes, t.down);
+        }
+        Err(e) => {
+            Counters::add(&core.counters.failed, 1);
+            tracing::debug!(peer = %conn.peer, error = %e, "inbound HBONE stream failed");
+        }
+    }
+}
+
+async fn tunnel(
+    core: &Core,
+    conn: &HboneConn,
+    req: Request<RecvStream>,
+    respond: &mut SendResponse<Bytes>,
+) -> Result<Transferred, ProxyError> {
+    let (target, source) = match admit(core, conn, &req) {
+        Ok(v) => v,
+        Err(rejection) => {
+            send_status(respond, rejection.status());
+            return Err(ProxyError::Resolve(
+                conn.local.to_string(),
+                rejection.to_string(),
+            ));
+        }
+    };
+    let upstream = match connect_upstream(core, target, source).await {
+        Ok(s) => s,
+        Err(e) => {
+            send_status(respond, StatusCode::SERVICE_UNAVAILABLE);
+            return Err(e);
+        }
+    };
+    let tx = respond
+        .send_response(Response::new(()), false)
+        .map_err(ProxyError::h2(conn.peer))?;
+    Ok(relay::h2_bidi(upstream, tx, req.into_body()).await?)
+}
+
+fn send_status(respond: &mut SendResponse<Bytes>, status: StatusCode) {
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    let _ = respond.send_response(response, true);
+}
+
+/// Validates the CONNECT and applies policy; returns the target and the source IP to
+/// spoof (none when not transparent).
+fn admit(
+    core: &Core,
+    conn: &HboneConn,
+    req: &Request<RecvStream>,
+) -> Result<(SocketAddr, Option<IpAddr>), Rejection> {
+    let state = core.state();
+    let snapshot = &state.snapshot;
+    let target = proto::validate(req, Some(conn.local.ip()), |ip| snapshot.is_local(ip))?;
+    let client_ip = client_ip(snapshot, conn.peer, req);
+    let workload = snapshot
+        .workload_by_ip(target.ip())
+        .ok_or(Rejection::UnknownWorkload(target.ip()))?;
+    let info = ConnInfo {
+        src_ip: client_ip,
+        src_identity: conn.peer_identity.clone(),
+        dst: target,
+        dst_workload: workload,
+    };
+    if let Decision::Deny { policy } = snapshot.authorize(&info) {
+        return Err(Rejection::Denied(policy));
+    }
+    Ok((target, core.config.transparent.then_some(client_ip)))
+}
+
+/// The original client: the HBONE peer itself when it is a workload (transparent
+/// capture), else the `forwarded` header, else the peer.
+fn client_ip(
+    snapshot: &crate::config::Snapshot,
+    peer: SocketAddr,
+    req: &Request<RecvStream>,
+) -> IpAddr {
+    if snapshot.workload_by_ip(peer.ip()).is_some() {
+        return peer.ip();
+    }
+    proto::forwarded_for(req).map_or(peer.ip(), |a| a.ip())
+}
+
+/// Captured plaintext addressed to a local workload (15006).
+pub async fn serve_plaintext(
+    core: &Rc<Core>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Result<(), ProxyError> {
+    let dst = stream.local_addr()?;
+    let listen_port = core.config.inbound_plaintext_addr.map(|a| a.port());
+    if Some(dst.port()) == listen_port {
+        return Err(ProxyError::Loop(dst));
+    }
+    authorize_plaintext(core, peer, dst)?;
+    Counters::add(&core.counters.opened, 1);
+    let source = core.config.transparent.then_some(peer.ip());
+    let result = match connect_upstream(core, dst, source).await {
+        Ok(upstream) => relay::splice_bidi(stream, upstream)
+            .await
+            .map_err(ProxyError::from),
+        Err(e) => Err(e),
+    };
+    Counters::add(&core.counters.closed, 1);
+    let t = result?;
+    Counters::add(&core.counters.received_bytes, t.up);
+    Counters::add(&core.counters.sent_bytes, t.down);
+    Ok(())
+}
+
+fn authorize_plaintext(core: &Core, peer: SocketAddr, dst: SocketAddr) -> Result<(), ProxyError> {
+    let state = core.state();
+    let snapshot = &state.snapshot;
+    let workload = snapshot
+        .workload_by_ip(dst.ip())
+        .filter(|_| snapshot.is_local(dst.ip()))
+        .ok_or_else(|| {
+            ProxyError::Resolve(dst.to_string(), "not a workload on this node".into())
+        })?;
+    let info = ConnInfo {
+        src_ip: peer.ip(),
+        src_identity: None,
+        dst,
+        dst_workload: workload,
+    };
+    match snapshot.authorize(&info) {
+        Decision::Allow => Ok(()),
+        Decision::Deny { policy } => Err(ProxyError::Resolve(
+            dst.to_string(),
+            format!("denied by policy {policy}"),
+        )),
+    }
+}

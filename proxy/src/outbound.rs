@@ -1,0 +1,211 @@
+//! Outbound: a client pod's connection captured on 15001 (or asked for over SOCKS5 on
+//! 15080) goes to its destination through an HBONE tunnel or as plain TCP, leaving with
+//! the client pod's source IP when transparent.
+
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+
+use monoio::net::TcpStream;
+
+use crate::config::{is_proxy_port, resolve, resolve_hostname, Route};
+use crate::error::ProxyError;
+use crate::hbone::client;
+use crate::hbone::pool::PoolKey;
+use crate::relay::{self, Transferred};
+use crate::runtime::core::Core;
+use crate::runtime::metrics::Counters;
+use crate::socks5::{self, Reply, Target};
+use crate::{sockets, sys};
+
+/// A connection captured by TPROXY (or REDIRECT) on the outbound listener.
+pub async fn serve_captured(
+    core: &Rc<Core>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Result<(), ProxyError> {
+    let dst = original_destination(core, &stream)?;
+    forward(core, stream, peer, Target::Addr(dst), false).await
+}
+
+/// A SOCKS5 client on 15080.
+pub async fn serve_socks5(
+    core: &Rc<Core>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+) -> Result<(), ProxyError> {
+    let target = socks5::accept(&mut stream).await?;
+    forward(core, stream, peer, target, true).await
+}
+
+/// TPROXY keeps the original destination as the socket's local address; REDIRECT
+/// leaves our own listener address there and the destination in SO_ORIGINAL_DST.
+fn original_destination(core: &Core, stream: &TcpStream) -> Result<SocketAddr, ProxyError> {
+    let local = stream.local_addr()?;
+    let listen_port = core.config.outbound_addr.map(|a| a.port());
+    let dst = if Some(local.port()) == listen_port {
+        sys::original_dst(stream, local.is_ipv6()).map_err(|_| ProxyError::Loop(local))?
+    } else {
+        local
+    };
+    if is_proxy_port(dst.port()) {
+        return Err(ProxyError::Loop(dst));
+    }
+    Ok(dst)
+}
+
+async fn forward(
+    core: &Rc<Core>,
+    mut client: TcpStream,
+    peer: SocketAddr,
+    target: Target,
+    socks: bool,
+) -> Result<(), ProxyError> {
+    Counters::add(&core.counters.opened, 1);
+    let result = match route(core, &target) {
+        Ok(Route::Passthrough { addr }) => passthrough(core, client, peer, addr, socks).await,
+        Ok(Route::Hbone {
+            hbone_addr,
+            authority,
+            dst_identity,
+            ..
+        }) => {
+            let tunnel = Tunnel {
+                hbone_addr,
+                authority,
+                dst_identity,
+            };
+            tunnel.run(core, client, peer, socks).await
+        }
+        Err(e) => {
+            reply(&mut client, socks, Reply::HostUnreachable).await;
+            Err(e)
+        }
+    };
+    Counters::add(&core.counters.closed, 1);
+    let t = result?;
+    Counters::add(&core.counters.received_bytes, t.up);
+    Counters::add(&core.counters.sent_bytes, t.down);
+    Ok(())
+}
+
+fn route(core: &Core, target: &Target) -> Result<Route, ProxyError> {
+    let state = core.state();
+    let mut rr = core.rr.borrow_mut();
+    let hbone_port = core.config.hbone_port;
+    let routed = match target {
+        Target::Addr(a) if is_proxy_port(a.port()) => return Err(ProxyError::Loop(*a)),
+        Target::Addr(a) => resolve(&state.snapshot, &mut rr, *a, hbone_port),
+        Target::Domain(host, port) => {
+            resolve_hostname(&state.snapshot, &mut rr, host, *port, hbone_port)
+        }
+    };
+    routed.map_err(|e| ProxyError::Resolve(format!("{target:?}"), e.to_string()))
+}
+
+async fn reply(client: &mut TcpStream, socks: bool, reply: Reply) {
+    if socks {
+        socks5::send_reply(client, reply).await;
+    }
+}
+
+fn source_ip(core: &Core, peer: SocketAddr) -> Option<IpAddr> {
+    core.config.transparent.then_some(peer.ip())
+}
+
+async fn passthrough(
+    core: &Core,
+    mut client: TcpStream,
+    peer: SocketAddr,
+    addr: SocketAddr,
+    socks: bool,
+) -> Result<Transferred, ProxyError> {
+    let upstream = connect_upstream(core, addr, source_ip(core, peer)).await;
+    let upstream = match upstream {
+        Ok(s) => s,
+        Err(e) => {
+            reply(&mut client, socks, Reply::ConnectionRefused).await;
+            return Err(e);
+        }
+    };
+    reply(&mut client, socks, Reply::Succeeded).await;
+    Ok(relay::splice_bidi(client, upstream).await?)
+}
+
+/// Connects to a destination with the configured timeout.
+pub async fn connect_upstream(
+    core: &Core,
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+) -> Result<TcpStream, ProxyError> {
+    monoio::time::timeout(core.config.connect_timeout, sockets::connect(addr, source))
+        .await
+        .map_err(|_| ProxyError::ConnectTimeout { addr })?
+        .map_err(|source| ProxyError::Connect { addr, source })
+}
+
+struct Tunnel {
+    hbone_addr: SocketAddr,
+    authority: SocketAddr,
+    dst_identity: crate::identity::Identity,
+}
+
+impl Tunnel {
+    async fn run(
+        self,
+        core: &Rc<Core>,
+        mut client: TcpStream,
+        peer: SocketAddr,
+        socks: bool,
+    ) -> Result<Transferred, ProxyError> {
+        let streams = self.open(core, peer).await;
+        let (tx, rx, _lease) = match streams {
+            Ok(s) => s,
+            Err(e) => {
+                let code = match e {
+                    ProxyError::UnknownSource(_) => Reply::NotAllowed,
+                    ProxyError::Status { .. } => Reply::ConnectionRefused,
+                    _ => Reply::HostUnreachable,
+                };
+                reply(&mut client, socks, code).await;
+                return Err(e);
+            }
+        };
+        reply(&mut client, socks, Reply::Succeeded).await;
+        Ok(relay::h2_bidi(client, tx, rx).await?)
+    }
+
+    async fn open(
+        &self,
+        core: &Rc<Core>,
+        peer: SocketAddr,
+    ) -> Result<(h2::SendStream<bytes::Bytes>, h2::RecvStream, impl Drop), ProxyError> {
+        let state = core.state();
+        let src = state
+            .snapshot
+            .workload_by_ip(peer.ip())
+            .ok_or(ProxyError::UnknownSource(peer.ip()))?;
+        let src_identity = state.snapshot.identity(src);
+        let key = PoolKey {
+            src_identity,
+            dst_identity: self.dst_identity.clone(),
+            dst: self.hbone_addr,
+            src_ip: source_ip(core, peer),
+        };
+        let tls = core.client_tls(&key.src_identity, &key.dst_identity)?;
+        let timing = core.timing();
+        let lease = core
+            .pool
+            .checkout(&key, || client::open(key.clone(), tls.clone(), timing))
+            .await
+            .map_err(|e| ProxyError::Pooled(e.to_string()))?;
+        match client::connect_stream(lease.handle(), self.hbone_addr, self.authority, peer).await {
+            Ok((tx, rx)) => Ok((tx, rx, lease)),
+            Err(e) => {
+                if matches!(e, ProxyError::H2 { .. }) {
+                    lease.mark_dead();
+                }
+                Err(e)
+            }
+        }
+    }
+}

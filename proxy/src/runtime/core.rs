@@ -1,0 +1,172 @@
+//! One core: its monoio runtime, its own listeners, HBONE pool, TLS config caches,
+//! round-robin state and counters. Nothing here is shared with other cores.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::TcpListener as StdListener;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use monoio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, RoundRobin};
+use crate::error::ProxyError;
+use crate::hbone::client::Timing;
+use crate::hbone::pool::Pool;
+use crate::identity::Identity;
+use crate::runtime::metrics::Counters;
+use crate::runtime::state::{Shared, State};
+use crate::runtime::ListenerKind;
+
+/// How often a core looks for a new config generation or a shutdown request.
+const CONTROL_TICK: Duration = Duration::from_millis(100);
+
+pub type HbonePool = Pool<h2::client::SendRequest<Bytes>, ProxyError>;
+
+/// Per-core state handed to every connection task as `Rc<Core>`.
+pub struct Core {
+    pub id: usize,
+    pub config: Arc<Config>,
+    shared: Arc<Shared>,
+    state: RefCell<Rc<Arc<State>>>,
+    generation: Cell<u64>,
+    pub rr: RefCell<RoundRobin>,
+    pub pool: HbonePool,
+    pub counters: Counters,
+    server_tls: RefCell<HashMap<Identity, TlsAcceptor>>,
+    client_tls: RefCell<HashMap<(Identity, Identity), Arc<rustls::ClientConfig>>>,
+}
+
+impl Core {
+    pub fn new(id: usize, config: Arc<Config>, shared: Arc<Shared>) -> Core {
+        let state = shared.current();
+        Core {
+            id,
+            pool: Pool::new(config.pool_max_streams as usize),
+            config,
+            generation: Cell::new(state.generation),
+            state: RefCell::new(Rc::new(state)),
+            shared,
+            rr: RefCell::default(),
+            counters: Counters::default(),
+            server_tls: RefCell::default(),
+            client_tls: RefCell::default(),
+        }
+    }
+
+    /// The configuration generation in force (cheap: a non-atomic Rc clone).
+    pub fn state(&self) -> Rc<Arc<State>> {
+        self.state.borrow().clone()
+    }
+
+    pub fn timing(&self) -> Timing {
+        Timing {
+            connect_timeout: self.config.connect_timeout,
+            ping_interval: self.config.ping_interval,
+            ping_timeout: self.config.ping_timeout,
+        }
+    }
+
+    /// The TLS acceptor presenting `id`'s certificate, built once per generation.
+    pub fn server_tls(&self, id: &Identity) -> Result<TlsAcceptor, ProxyError> {
+        if let Some(acceptor) = self.server_tls.borrow().get(id) {
+            return Ok(acceptor.clone());
+        }
+        let acceptor = TlsAcceptor::from(self.state().certs.server_config(id)?);
+        self.server_tls
+            .borrow_mut()
+            .insert(id.clone(), acceptor.clone());
+        Ok(acceptor)
+    }
+
+    /// The client TLS config presenting `src` and expecting `dst`, built once per generation.
+    pub fn client_tls(
+        &self,
+        src: &Identity,
+        dst: &Identity,
+    ) -> Result<Arc<rustls::ClientConfig>, ProxyError> {
+        let key = (src.clone(), dst.clone());
+        if let Some(config) = self.client_tls.borrow().get(&key) {
+            return Ok(config.clone());
+        }
+        let config = self
+            .state()
+            .certs
+            .client_config(src, std::slice::from_ref(dst))?;
+        self.client_tls.borrow_mut().insert(key, config.clone());
+        Ok(config)
+    }
+
+    /// Adopts a newer generation if the control thread published one.
+    fn refresh(&self) {
+        let published = self.shared.generation();
+        if published == self.generation.get() {
+            return;
+        }
+        *self.state.borrow_mut() = Rc::new(self.shared.current());
+        self.generation.set(published);
+        self.server_tls.borrow_mut().clear();
+        self.client_tls.borrow_mut().clear();
+        tracing::info!(
+            core = self.id,
+            generation = published,
+            "core adopted new configuration"
+        );
+    }
+}
+
+/// Runs one core until shutdown: accept loops for each listener plus housekeeping.
+pub async fn run(
+    core: Rc<Core>,
+    listeners: Vec<(ListenerKind, StdListener)>,
+) -> Result<(), ProxyError> {
+    for (kind, std_listener) in listeners {
+        let listener = TcpListener::from_std(std_listener)?;
+        monoio::spawn(accept_loop(core.clone(), kind, listener));
+    }
+    let mut last_evict = Instant::now();
+    while !core.shared.stopping() {
+        monoio::time::sleep(CONTROL_TICK).await;
+        core.refresh();
+        core.counters.publish(core.id, &core.shared);
+        if last_evict.elapsed() >= Duration::from_secs(1) {
+            core.pool
+                .evict_idle(Instant::now(), core.config.pool_idle_timeout);
+            last_evict = Instant::now();
+        }
+    }
+    Ok(())
+}
+
+async fn accept_loop(core: Rc<Core>, kind: ListenerKind, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                monoio::spawn(handle(core.clone(), kind, stream, peer));
+            }
+            Err(e) => {
+                tracing::warn!(core = core.id, ?kind, error = %e, "accept failed");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn handle(core: Rc<Core>, kind: ListenerKind, stream: TcpStream, peer: std::net::SocketAddr) {
+    let result = match kind {
+        ListenerKind::Outbound => crate::outbound::serve_captured(&core, stream, peer).await,
+        ListenerKind::Socks5 => crate::outbound::serve_socks5(&core, stream, peer).await,
+        ListenerKind::Inbound => crate::inbound::serve_hbone(&core, stream, peer).await,
+        ListenerKind::InboundPlaintext => {
+            crate::inbound::serve_plaintext(&core, stream, peer).await
+        }
+    };
+    if let Err(e) = result {
+        core.counters.failed.set(core.counters.failed.get() + 1);
+        tracing::debug!(core = core.id, ?kind, %peer, error = %e, "connection failed");
+    }
+}

@@ -1,0 +1,228 @@
+//! Thread per core, shared nothing: [`start`] binds every listener once per core
+//! (SO_REUSEPORT), starts one pinned monoio runtime per core, a control thread that
+//! reloads configuration and certificates, and the admin/stats/readiness endpoints.
+//!
+//! - [`state`] — the immutable configuration generation and the control block.
+//! - [`core`] — a core's runtime, accept loops and caches.
+//! - [`control`] — file watching and reload; admin HTTP endpoints.
+//! - [`metrics`] — per-core counters and their Prometheus rendering.
+
+pub mod control;
+pub mod core;
+pub mod metrics;
+pub mod state;
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::rc::Rc;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use crate::config::Config;
+use crate::error::ProxyError;
+use crate::sockets;
+use state::{Shared, State};
+
+/// The data-plane listeners each core owns a copy of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// 15001: TPROXY-captured outbound traffic.
+    Outbound,
+    /// 15008: inbound HBONE.
+    Inbound,
+    /// 15006: captured inbound plaintext.
+    InboundPlaintext,
+    /// 15080: SOCKS5 outbound (no root needed).
+    Socks5,
+}
+
+impl ListenerKind {
+    fn flag(self) -> &'static str {
+        match self {
+            ListenerKind::Outbound => "outbound-addr",
+            ListenerKind::Inbound => "inbound-addr",
+            ListenerKind::InboundPlaintext => "inbound-plaintext-addr",
+            ListenerKind::Socks5 => "socks5-addr",
+        }
+    }
+
+    fn transparent(self, config: &Config) -> bool {
+        config.transparent && self != ListenerKind::Socks5
+    }
+}
+
+/// Where each listener actually bound (port 0 in the config becomes a real port).
+#[derive(Debug, Clone, Default)]
+pub struct BoundAddrs {
+    pub outbound: Option<SocketAddr>,
+    pub inbound: Option<SocketAddr>,
+    pub inbound_plaintext: Option<SocketAddr>,
+    pub socks5: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    pub stats: Option<SocketAddr>,
+    pub readiness: Option<SocketAddr>,
+}
+
+/// A running proxy.
+pub struct Proxy {
+    shared: Arc<Shared>,
+    cores: Vec<JoinHandle<Result<(), ProxyError>>>,
+    helpers: Vec<JoinHandle<()>>,
+    pub addrs: BoundAddrs,
+}
+
+impl Proxy {
+    /// Counters summed over cores as of their last tick (~100 ms old at most).
+    pub fn totals(&self) -> metrics::Totals {
+        self.shared.totals()
+    }
+
+    /// The configuration generation in force (1 at start, +1 per successful reload).
+    pub fn generation(&self) -> u64 {
+        self.shared.generation()
+    }
+
+    /// Stops every core and helper thread and waits for them.
+    pub fn shutdown(self) -> Result<(), ProxyError> {
+        self.shared.stop();
+        let mut result = Ok(());
+        for core in self.cores {
+            if let Ok(Err(e)) = core.join() {
+                result = Err(e);
+            }
+        }
+        for helper in self.helpers {
+            let _ = helper.join();
+        }
+        result
+    }
+
+    /// True once shutdown was requested (e.g. by a signal handler).
+    pub fn stopping(&self) -> bool {
+        self.shared.stopping()
+    }
+}
+
+/// Loads configuration, binds every listener on every core, and starts the threads.
+pub fn start(config: Config) -> Result<Proxy, ProxyError> {
+    let state = State::load(&config, 1)?;
+    let cores = config.cores;
+    let shared = Arc::new(Shared::new(state, cores));
+    let config = Arc::new(config);
+    let (per_core, mut addrs) = bind_all(&config, cores)?;
+    let mut helpers = Vec::new();
+    control::start_http(&config, &shared, &mut addrs, &mut helpers)?;
+    helpers.push(control::spawn_reloader(config.clone(), shared.clone()));
+    let core_threads = spawn_cores(&config, &shared, per_core)?;
+    Ok(Proxy {
+        shared,
+        cores: core_threads,
+        helpers,
+        addrs,
+    })
+}
+
+type CoreListeners = Vec<(ListenerKind, StdListener)>;
+
+fn listener_addrs(config: &Config) -> [(ListenerKind, Option<SocketAddr>); 4] {
+    [
+        (ListenerKind::Outbound, config.outbound_addr),
+        (ListenerKind::Inbound, config.inbound_addr),
+        (
+            ListenerKind::InboundPlaintext,
+            config.inbound_plaintext_addr,
+        ),
+        (ListenerKind::Socks5, config.socks5_addr),
+    ]
+}
+
+fn bind_all(config: &Config, cores: usize) -> Result<(Vec<CoreListeners>, BoundAddrs), ProxyError> {
+    let mut per_core: Vec<CoreListeners> = (0..cores).map(|_| Vec::new()).collect();
+    let mut addrs = BoundAddrs::default();
+    for (kind, addr) in listener_addrs(config) {
+        let Some(addr) = addr else { continue };
+        let err = |source| ProxyError::Listen {
+            what: kind.flag(),
+            flag: kind.flag(),
+            addr,
+            source,
+        };
+        sockets::probe_free(addr).map_err(err)?;
+        let mut bound = addr;
+        for listeners in per_core.iter_mut() {
+            let l = sockets::reuseport_listener(bound, kind.transparent(config)).map_err(err)?;
+            bound = l.local_addr().map_err(err)?;
+            listeners.push((kind, l));
+        }
+        *slot(&mut addrs, kind) = Some(bound);
+    }
+    Ok((per_core, addrs))
+}
+
+fn slot(addrs: &mut BoundAddrs, kind: ListenerKind) -> &mut Option<SocketAddr> {
+    match kind {
+        ListenerKind::Outbound => &mut addrs.outbound,
+        ListenerKind::Inbound => &mut addrs.inbound,
+        ListenerKind::InboundPlaintext => &mut addrs.inbound_plaintext,
+        ListenerKind::Socks5 => &mut addrs.socks5,
+    }
+}
+
+fn spawn_cores(
+    config: &Arc<Config>,
+    shared: &Arc<Shared>,
+    per_core: Vec<CoreListeners>,
+) -> Result<Vec<JoinHandle<Result<(), ProxyError>>>, ProxyError> {
+    let core_ids = core_affinity::get_core_ids().unwrap_or_default();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let mut threads = Vec::new();
+    for (id, listeners) in per_core.into_iter().enumerate() {
+        let (config, shared, ready) = (config.clone(), shared.clone(), ready_tx.clone());
+        let pin = core_ids.get(id % core_ids.len().max(1)).copied();
+        let thread = std::thread::Builder::new()
+            .name(format!("zring-core-{id}"))
+            .spawn(move || core_main(id, pin, config, shared, listeners, ready))
+            .map_err(|source| ProxyError::Runtime { core: id, source })?;
+        threads.push(thread);
+    }
+    drop(ready_tx);
+    for _ in 0..threads.len() {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                shared.stop();
+                return Err(e);
+            }
+            Err(_) => break,
+        }
+    }
+    Ok(threads)
+}
+
+fn core_main(
+    id: usize,
+    pin: Option<core_affinity::CoreId>,
+    config: Arc<Config>,
+    shared: Arc<Shared>,
+    listeners: CoreListeners,
+    ready: mpsc::Sender<Result<(), ProxyError>>,
+) -> Result<(), ProxyError> {
+    if let Some(pin) = pin {
+        core_affinity::set_for_current(pin);
+    }
+    let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .with_entries(config.io_uring_entries)
+        .enable_timer()
+        .build();
+    let mut runtime = match runtime {
+        Ok(rt) => rt,
+        Err(source) => {
+            let _ = ready.send(Err(ProxyError::Runtime { core: id, source }));
+            return Ok(());
+        }
+    };
+    let core = Rc::new(core::Core::new(id, config, shared));
+    runtime.block_on(async move {
+        let _ = ready.send(Ok(()));
+        core::run(core, listeners).await
+    })
+}

@@ -1,0 +1,93 @@
+//! What every core reads on every connection: the workload snapshot and the certificates,
+//! published by the control thread as one immutable value and swapped on reload.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::config::{Config, LocalConfig, Snapshot};
+use crate::error::ProxyError;
+use crate::runtime::metrics::Totals;
+use crate::tls::CertStore;
+
+/// One loaded generation of configuration.
+pub struct State {
+    pub snapshot: Snapshot,
+    pub certs: CertStore,
+    pub generation: u64,
+}
+
+impl State {
+    /// Loads workload config and certificates from the files named in `config`.
+    pub fn load(config: &Config, generation: u64) -> Result<State, ProxyError> {
+        let local = LocalConfig::load(&config.config_path)?;
+        let snapshot = Snapshot::new(local, config.node_name.as_deref())?;
+        let certs = CertStore::load(&config.cert_dir, &config.trust_domain)?;
+        Ok(State {
+            snapshot,
+            certs,
+            generation,
+        })
+    }
+}
+
+/// The control block shared by the control thread and the cores. Cores look at it on a
+/// timer, never per connection.
+pub struct Shared {
+    current: Mutex<Arc<State>>,
+    generation: AtomicU64,
+    shutdown: AtomicBool,
+    totals: Mutex<Vec<Totals>>,
+}
+
+impl Shared {
+    pub fn new(state: State, cores: usize) -> Shared {
+        Shared {
+            totals: Mutex::new(vec![Totals::default(); cores]),
+            generation: AtomicU64::new(state.generation),
+            current: Mutex::new(Arc::new(state)),
+            shutdown: AtomicBool::new(false),
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn current(&self) -> Arc<State> {
+        self.current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn publish(&self, state: State) {
+        let generation = state.generation;
+        *self
+            .current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(state);
+        self.generation.store(generation, Ordering::Release);
+    }
+
+    /// Stores one core's counters (called on its control tick).
+    pub fn store_totals(&self, core: usize, totals: Totals) {
+        let mut all = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = all.get_mut(core) {
+            *slot = totals;
+        }
+    }
+
+    /// The sum over all cores as of their last control tick.
+    pub fn totals(&self) -> Totals {
+        let all = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter().fold(Totals::default(), |acc, t| acc + *t)
+    }
+
+    pub fn stop(&self) {
+        self.shutdown.store(true, Ordering::Release);
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+}
