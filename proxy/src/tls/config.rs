@@ -78,7 +78,9 @@ impl CertStore {
         expected_server: &[Identity],
     ) -> Result<Arc<ClientConfig>, TlsError> {
         if expected_server.is_empty() {
-            return Err(TlsError::NoExpectedIdentity { src: src.clone() });
+            return Err(TlsError::NoExpectedIdentity {
+                src: Box::new(src.clone()),
+            });
         }
         let key = self.certified_key(src)?.clone();
         let verifier = SpiffeServerVerifier::new(

@@ -30,6 +30,9 @@ mod config;
 pub mod store;
 pub mod verify;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::PathBuf;
 
 use crate::identity::Identity;
@@ -73,14 +76,14 @@ pub enum TlsError {
     #[error("{path} holds a certificate for {found}, but its directory says namespace {namespace:?}, service account {service_account:?}: move it to <dir>/{}/{}/ or re-issue it", found.namespace, found.service_account)]
     DirectoryMismatch {
         path: PathBuf,
-        found: Identity,
+        found: Box<Identity>,
         namespace: String,
         service_account: String,
     },
     #[error("{path} holds a certificate for {found}, but the trust domain is {expected:?}: re-issue it for spiffe://{expected}/... or change the configured trust domain")]
     TrustDomainMismatch {
         path: PathBuf,
-        found: Identity,
+        found: Box<Identity>,
         expected: String,
     },
     #[error("the key in {key} does not belong to the leaf certificate in {chain}: re-issue both with `zring ca issue`")]
@@ -92,7 +95,10 @@ pub enum TlsError {
         reason: String,
     },
     #[error("no certificate for {identity} in {dir}: run `zring ca issue --dir {dir} {identity}`", dir = dir.display())]
-    NoIdentity { identity: Identity, dir: PathBuf },
+    NoIdentity {
+        identity: Box<Identity>,
+        dir: PathBuf,
+    },
     #[error("no dev CA in {dir} ({ROOT_CERT_FILE} and {ROOT_KEY_FILE}): run `zring ca init --dir {dir}`", dir = dir.display())]
     NoCa { dir: PathBuf },
     #[error("a CA already exists in {dir}: pass --force to replace it (certificates it issued will stop being trusted)", dir = dir.display())]
@@ -102,7 +108,7 @@ pub enum TlsError {
     #[error("cannot generate {what}: {source}")]
     Generate { what: String, source: rcgen::Error },
     #[error("no expected server identity given for a client config from {src}: the destination workload must name at least one identity")]
-    NoExpectedIdentity { src: Identity },
+    NoExpectedIdentity { src: Box<Identity> },
     #[error("rustls rejected the {what}: {source}")]
     Rustls {
         what: &'static str,

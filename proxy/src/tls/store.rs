@@ -114,7 +114,7 @@ impl CertStore {
     /// The chain and signing key presented for `id`.
     pub fn certified_key(&self, id: &Identity) -> Result<&Arc<CertifiedKey>, TlsError> {
         self.workloads.get(id).ok_or_else(|| TlsError::NoIdentity {
-            identity: id.clone(),
+            identity: Box::new(id.clone()),
             dir: self.dir.clone(),
         })
     }
@@ -127,7 +127,7 @@ impl CertStore {
         if id.namespace != namespace || id.service_account != service_account {
             return Err(TlsError::DirectoryMismatch {
                 path: chain_path,
-                found: id,
+                found: Box::new(id),
                 namespace: namespace.to_string(),
                 service_account: service_account.to_string(),
             });
@@ -163,7 +163,7 @@ impl CertStore {
         if id.trust_domain != self.trust_domain {
             return Err(TlsError::TrustDomainMismatch {
                 path: path.to_path_buf(),
-                found: id,
+                found: Box::new(id),
                 expected: self.trust_domain.clone(),
             });
         }
@@ -273,8 +273,16 @@ pub fn fingerprint(dir: &Path) -> Result<u64, TlsError> {
 }
 
 fn hash_file(hasher: &mut DefaultHasher, path: &Path) -> Result<(), TlsError> {
-    let meta = fs::metadata(path).map_err(TlsError::io("stat", path))?;
     path.hash(hasher);
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        // A missing file is a state like any other: loading will report it by name.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            0u8.hash(hasher);
+            return Ok(());
+        }
+        Err(e) => return Err(TlsError::io("stat", path)(e)),
+    };
     meta.len().hash(hasher);
     meta.modified().ok().hash(hasher);
     // Writers that rename a new file into place (as `zring ca` does) change the inode even

@@ -47,7 +47,8 @@ pub(crate) fn spiffe_id(cert: &CertificateDer<'_>) -> Result<Option<Identity>, S
 
 /// Why a peer's otherwise valid certificate was refused; carried in
 /// `rustls::CertificateError::Other` so handshake errors say which identity was wrong.
-#[derive(Debug, thiserror::Error)]
+/// (`Debug` prints the message too: rustls formats `Other` errors with `{:?}`.)
+#[derive(thiserror::Error)]
 pub enum PeerIdentityError {
     #[error("peer certificate has no spiffe:// URI SAN")]
     Missing,
@@ -58,6 +59,12 @@ pub enum PeerIdentityError {
     },
     #[error("peer presented {found}, which is outside our trust domain {expected:?}")]
     ForeignTrustDomain { found: Identity, expected: String },
+}
+
+impl fmt::Debug for PeerIdentityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }
 
 fn list(ids: &[Identity]) -> String {
