@@ -88,7 +88,7 @@ pub enum TlsError {
     },
     #[error("the key in {key} does not belong to the leaf certificate in {chain}: re-issue both with `zring ca issue`")]
     KeyMismatch { chain: PathBuf, key: PathBuf },
-    #[error("the certificate chain in {chain} does not verify against the trust bundle {bundle}: {reason}; re-issue it with the CA whose root is in the bundle")]
+    #[error("the certificate chain in {chain} does not verify against the trust bundle {bundle}: {reason}; re-issue it (`zring ca issue`) from the CA whose root is in the bundle")]
     Untrusted {
         chain: PathBuf,
         bundle: PathBuf,

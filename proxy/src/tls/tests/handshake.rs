@@ -19,8 +19,8 @@ use crate::tls::{
 
 /// What one side saw after the handshake and a ping/pong exchange.
 #[derive(Debug)]
-struct Seen {
-    peer: Option<Identity>,
+pub(super) struct Seen {
+    pub(super) peer: Option<Identity>,
     alpn: Option<Vec<u8>>,
     version: Option<ProtocolVersion>,
 }
@@ -36,7 +36,7 @@ fn seen(conn: &rustls::CommonState) -> Seen {
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs a handshake plus one round trip; returns (client side, server side).
-fn exchange(
+pub(super) fn exchange(
     server: Arc<ServerConfig>,
     client: Arc<ClientConfig>,
 ) -> (Result<Seen, String>, Result<Seen, String>) {
@@ -72,7 +72,7 @@ fn exchange(
     )
 }
 
-fn spiffe_verifier(store: &CertStore, expected: Identity) -> Arc<SpiffeServerVerifier> {
+pub(super) fn spiffe_verifier(store: &CertStore, expected: Identity) -> Arc<SpiffeServerVerifier> {
     Arc::new(SpiffeServerVerifier::new(
         store.roots().clone(),
         vec![expected],
@@ -80,7 +80,7 @@ fn spiffe_verifier(store: &CertStore, expected: Identity) -> Arc<SpiffeServerVer
     ))
 }
 
-fn expect_err(side: &str, r: Result<Seen, String>, needle: &str) {
+pub(super) fn expect_err(side: &str, r: Result<Seen, String>, needle: &str) {
     match r {
         Ok(s) => panic!("{side} accepted the handshake: {s:?}"),
         Err(e) => assert!(e.contains(needle), "{side} error {e:?} lacks {needle:?}"),

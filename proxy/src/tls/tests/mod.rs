@@ -2,6 +2,7 @@
 //! real TLS handshakes over loopback TCP.
 
 mod ca;
+mod chain;
 mod handshake;
 mod store;
 
