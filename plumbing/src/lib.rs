@@ -18,6 +18,7 @@
 
 mod apply;
 mod check;
+pub mod cli;
 mod error;
 mod input;
 mod ipset;
