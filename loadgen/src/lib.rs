@@ -17,9 +17,15 @@ pub mod client;
 pub mod cores;
 pub mod error;
 pub mod hist;
+pub mod mesh;
 pub mod pacer;
 pub mod phase;
+pub mod procs;
+pub mod progress;
 pub mod proto;
+pub mod report;
+pub mod run;
 pub mod server;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod topo;

@@ -47,6 +47,8 @@ pub struct RrResult {
     pub offered_rps: f64,
     pub achieved_rps: f64,
     pub ok: u64,
+    /// Requests completed including warm-up (the denominator of the CPU figures).
+    pub completed: u64,
     pub errors: u64,
     pub missed: u64,
     pub latency: Percentiles,
@@ -92,6 +94,7 @@ pub fn run_rr(ep: &Endpoint, p: &RrPhase) -> Result<RrResult> {
         offered_rps: p.rate,
         achieved_rps: all.ok as f64 / p.duration.as_secs_f64(),
         ok: all.ok,
+        completed: all.completed,
         errors: all.errors,
         missed: all.missed,
         latency: all.hist.summary(),
