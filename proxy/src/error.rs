@@ -24,6 +24,8 @@ pub enum ProxyError {
     Settings(String),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("plumbing: {0}")]
+    Plumb(#[from] plumbing::PlumbError),
     #[error("connect to {addr} failed: {source} (is a NetworkPolicy or firewall blocking it, or is the destination down?)")]
     Connect { addr: SocketAddr, source: io::Error },
     #[error("connect to {addr} timed out (maybe a NetworkPolicy is blocking HBONE port 15008)")]

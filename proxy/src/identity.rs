@@ -68,7 +68,9 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let id: Identity = "spiffe://cluster.local/ns/default/sa/sleep".parse().unwrap();
+        let id: Identity = "spiffe://cluster.local/ns/default/sa/sleep"
+            .parse()
+            .unwrap();
         assert_eq!(id, Identity::new("cluster.local", "default", "sleep"));
         assert_eq!(id.to_string(), "spiffe://cluster.local/ns/default/sa/sleep");
     }

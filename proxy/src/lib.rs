@@ -10,6 +10,7 @@
 //! - [`socks5`] — SOCKS5 CONNECT parsing (pure) and handshake.
 //! - [`runtime`] — thread per core: listeners, per-core state, reload, admin endpoints.
 //! - [`outbound`], [`inbound`] — the three legs: capture → tunnel → delivery.
+//! - [`plumb`] — `zring run --plumb`: ztunnel-pod plumbing applied at start, removed at exit.
 //! - [`relay`] — splice and HTTP/2 byte relays; [`sockets`] — listener/upstream sockets.
 //! - [`sys`] — the only `unsafe`: socket options on monoio-owned descriptors.
 #![deny(unsafe_code)]
@@ -20,6 +21,7 @@ pub mod hbone;
 pub mod identity;
 pub mod inbound;
 pub mod outbound;
+pub mod plumb;
 pub mod relay;
 pub mod runtime;
 pub mod sockets;

@@ -10,11 +10,7 @@ use zring::config::RunArgs;
 use zring::tls::CaCommand;
 
 #[derive(Parser)]
-#[command(
-    name = "zring",
-    version,
-    about = "Per-core io_uring node proxy for ambient service-mesh data planes"
-)]
+#[command(name = "zring", version, about = "Per-core io_uring node proxy for ambient service-mesh data planes")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -28,6 +24,11 @@ enum Command {
     Ca {
         #[command(subcommand)]
         command: CaCommand,
+    },
+    /// Create, check and remove the kernel objects of ambient capture.
+    Plumb {
+        #[command(subcommand)]
+        command: plumbing::cli::PlumbCommand,
     },
 }
 
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         Command::Ca { command } => zring::tls::run_ca(command)
             .map(|()| ExitCode::SUCCESS)
             .map_err(anyhow::Error::from),
+        Command::Plumb { command } => plumbing::cli::run(command).map_err(anyhow::Error::from),
     };
     result.unwrap_or_else(|e| {
         eprintln!("zring: {e:#}");
@@ -53,13 +55,17 @@ fn main() -> ExitCode {
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.into_config()?;
+    let plumb = zring::plumb::Integrated::up(&config)?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone())?;
     }
     let proxy = match zring::start(config) {
         Ok(proxy) => proxy,
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            plumb.down()?;
+            return Err(e.into());
+        }
     };
     tracing::info!(addrs = ?proxy.addrs, "zring running");
     while !stop.load(Ordering::Relaxed) {
@@ -67,6 +73,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     tracing::info!("shutting down");
     let result = proxy.shutdown();
+    plumb.down()?;
     result?;
     Ok(ExitCode::SUCCESS)
 }

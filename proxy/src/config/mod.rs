@@ -24,6 +24,9 @@ mod settings_parse;
 pub mod snapshot;
 mod validate;
 
+#[cfg(test)]
+mod test_fixtures;
+
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

@@ -186,7 +186,7 @@ impl Policy {
             && self
                 .selector
                 .as_ref()
-                .is_some_and(|s| s.workloads.iter().any(|n| *n == w.name));
+                .is_some_and(|s| s.workloads.contains(&w.name));
         listed || named
     }
 

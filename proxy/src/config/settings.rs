@@ -300,13 +300,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Formats a duration in the largest unit that represents it exactly.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    match ms {
-        0 => "0s".into(),
-        _ if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
-        _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
-        _ if ms % 1000 == 0 => format!("{}s", ms / 1000),
-        _ => format!("{ms}ms"),
+    if ms == 0 {
+        return "0s".into();
     }
+    for (unit, per) in [("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+        if (ms / per) * per == ms {
+            return format!("{}{unit}", ms / per);
+        }
+    }
+    format!("{ms}ms")
 }
 
 #[cfg(test)]
