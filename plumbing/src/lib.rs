@@ -1,19 +1,40 @@
-//! zring-plumbing: the kernel objects of ambient capture, as Istio's CNI and ztunnel's init
-//! container created them (see ARCHITECTURE-plumbing.md and TRAFFIC-PATH.md).
+//! zring-plumbing: the kernel objects of ambient capture, exactly as Istio's CNI (node) and
+//! ztunnel's init container (ztunnel pod) created them in the articles (see
+//! ARCHITECTURE-plumbing.md and shared/design/TRAFFIC-PATH.md).
 //!
 //! # Public API
-//! - [`netns`]: named network namespaces (`/run/netns/NAME`, `ip netns` compatible) and
-//!   topology helpers: [`netns::create`], [`netns::delete`], [`netns::list`],
-//!   [`netns::NetnsGuard`] (deletes on drop), [`netns::run_in`] (closure on a setns'd thread),
-//!   [`netns::veth_pair`], [`netns::add_address`], [`netns::set_link_up`],
-//!   [`netns::add_route`] (takes a [`RouteSpec`]), [`netns::set_sysctl`], [`netns::read_sysctl`].
-//! - [`model`]: the vocabulary ([`RouteSpec`], [`PolicyRule`], [`TunnelKind`], ...).
-//! - [`PlumbError`]: the one error type.
+//! Inputs (pub fields, YAML-deserializable): [`NodeInput`] `{ gateway_ip, ztunnel_ip,
+//! ztunnel_veth, pod_ips, tunnel }`, [`ZtunnelInput`] `{ ztunnel_ip, gateway_ip, eth0, tunnel }`,
+//! [`TunnelKind`] `Geneve` (default; falls back to VXLAN on EOPNOTSUPP) | `Vxlan`.
 //!
-//! # Modules
-//! - `sys`: setns/unshare/mount and the capability probe.
-//! - `msg`: pure netlink message building/parsing (rule action, fwmark mask, goto).
-//! - `nl`: rtnetlink on a current-thread tokio runtime per namespace worker.
+//! Operations (`netns: Option<&str>` = a name under /run/netns, None = the caller's netns):
+//! - `node_up(netns, &NodeInput) -> Result<UpReport, PlumbError>`: idempotent; rolls back on failure.
+//! - `node_down(netns, &NodeInput) -> Result<DownReport, PlumbError>`: removes exactly what up creates.
+//! - `node_check(netns, &NodeInput) -> Result<CheckReport, PlumbError>`: drift per object.
+//! - `pod_add(netns, &NodeInput, Ipv4Addr)` / `pod_del(...) -> Result<(), PlumbError>`:
+//!   one ipset entry + one table-100 route.
+//! - `ztunnel_up` / `ztunnel_down` / `ztunnel_check(netns, &ZtunnelInput)`: the pod side
+//!   (what `zring run --plumb` calls at start and shutdown).
+//! - `node_show(&NodeInput)` / `ztunnel_show(&ZtunnelInput) -> String`: the desired state in
+//!   the articles' notation (iptables-save, `ip rule`, `ip route show table N`).
+//! - [`render::node`] / [`render::ztunnel`]: the pure desired state ([`render::Desired`]);
+//!   the marks, tables and priorities are named constants in [`render`].
+//! - [`cli::PlumbCommand`] (clap subcommand tree `node|pod|ztunnel`) and
+//!   `cli::run(PlumbCommand) -> Result<ExitCode, PlumbError>` (exit 1 on drift).
+//! - [`netns`]: named network namespaces (`ip netns` compatible) and topology helpers:
+//!   `create`, `delete`, `exists`, `list(prefix)`, [`netns::NetnsGuard`] (deletes on drop),
+//!   `run_in(netns, closure)` (on a setns'd thread), `veth_pair(netns, name, peer, peer_netns)`,
+//!   `add_address(netns, dev, ip, prefix)`, `set_link_up(netns, dev)`,
+//!   `add_route(netns, &RouteSpec)`, `set_sysctl(netns, key, value)`, `read_sysctl(netns, key)`.
+//! - [`PlumbError`]: the one error type, each variant naming the object and the fix.
+//!
+//! # Modules (private)
+//! - `sys`: setns/unshare/mount and the CAP_NET_ADMIN probe (nix's safe wrappers).
+//! - `msg`: pure netlink message building/parsing (rule action, fwmark mask, goto traps).
+//! - `nl`: rtnetlink on a current-thread tokio runtime per namespace worker thread.
+//! - `tunnel`: GENEVE/VXLAN links; `ipset`: libipset; `ipt`: iptables-restore payloads.
+//! - `state`: live snapshot; `check`: drift (pure); `apply`: up/down with undo log;
+//!   `ops`: the public operations; `input`: inputs and YAML.
 #![forbid(unsafe_code)]
 
 mod apply;
