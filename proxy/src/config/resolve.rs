@@ -6,7 +6,6 @@
 //!   `<pod ip>:<hbone port>` with authority `<pod ip>:<target port>`; TCP → passthrough;
 //! - any other address: passthrough unchanged.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use super::local::{Protocol, Service, Workload};
@@ -56,10 +55,12 @@ pub enum ResolveError {
     UnknownHostname { host: String },
 }
 
-/// Per-core round-robin cursors, one per service hostname. Not shared: no atomics.
+/// Per-core round-robin cursors, one per service (by its index in the snapshot, so a pick
+/// costs no hashing). Not shared: no atomics. After a reload that reorders services a
+/// cursor may start from another position, which only shifts the rotation.
 #[derive(Debug, Default)]
 pub struct RoundRobin {
-    next: HashMap<String, usize>,
+    next: Vec<usize>,
 }
 
 impl RoundRobin {
@@ -67,12 +68,12 @@ impl RoundRobin {
         RoundRobin::default()
     }
 
-    /// Index of the next endpoint to use among `n` for `service` (n > 0).
-    fn pick(&mut self, service: &str, n: usize) -> usize {
-        let cursor = match self.next.get_mut(service) {
-            Some(c) => c,
-            None => self.next.entry(service.to_string()).or_insert(0),
-        };
+    /// Index of the next endpoint to use among `n` for service `service` (n > 0).
+    fn pick(&mut self, service: usize, n: usize) -> usize {
+        if self.next.len() <= service {
+            self.next.resize(service + 1, 0);
+        }
+        let cursor = &mut self.next[service];
         let i = *cursor % n;
         *cursor = cursor.wrapping_add(1);
         i
@@ -86,7 +87,7 @@ pub fn resolve(
     dst: SocketAddr,
     hbone_port: u16,
 ) -> Result<Route, ResolveError> {
-    if let Some(svc) = snap.service_by_vip(dst.ip()) {
+    if let Some(svc) = snap.service_index_by_vip(dst.ip()) {
         return resolve_service(snap, rr, svc, dst.port(), hbone_port);
     }
     Ok(match snap.workload_by_ip(dst.ip()) {
@@ -107,7 +108,7 @@ pub fn resolve_hostname(
         return resolve(snap, rr, SocketAddr::new(ip, port), hbone_port);
     }
     let host_trimmed = host.strip_suffix('.').unwrap_or(host);
-    match snap.service_by_hostname(host_trimmed) {
+    match snap.service_index_by_hostname(host_trimmed) {
         Some(svc) => resolve_service(snap, rr, svc, port, hbone_port),
         None => Err(ResolveError::UnknownHostname {
             host: host.to_string(),
@@ -118,17 +119,18 @@ pub fn resolve_hostname(
 fn resolve_service(
     snap: &Snapshot,
     rr: &mut RoundRobin,
-    svc: &Service,
+    index: usize,
     port: u16,
     hbone_port: u16,
 ) -> Result<Route, ResolveError> {
-    let endpoints = snap.endpoints(svc);
+    let svc = &snap.services()[index];
+    let endpoints = snap.endpoints_at(index);
     if endpoints.is_empty() {
         return Err(ResolveError::NoEndpoints {
             service: svc.hostname.clone(),
         });
     }
-    let ep = &endpoints[rr.pick(&svc.hostname, endpoints.len())];
+    let ep = &endpoints[rr.pick(index, endpoints.len())];
     let target = target_port(svc, ep, port).ok_or_else(|| ResolveError::UnknownServicePort {
         service: svc.hostname.clone(),
         port,

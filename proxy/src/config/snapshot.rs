@@ -129,11 +129,24 @@ impl Snapshot {
         Identity::new(&w.trust_domain, &w.namespace, &w.service_account)
     }
 
+    /// Index (into [`Snapshot::services`]) of the service owning VIP `ip`.
+    pub(super) fn service_index_by_vip(&self, ip: IpAddr) -> Option<usize> {
+        self.by_vip.get(&ip).copied()
+    }
+
+    pub(super) fn service_index_by_hostname(&self, hostname: &str) -> Option<usize> {
+        self.by_hostname.get(hostname).copied()
+    }
+
+    /// Endpoints of the service at `index`.
+    pub(super) fn endpoints_at(&self, index: usize) -> &[Endpoint] {
+        &self.endpoints[index]
+    }
+
     /// Workloads backing `svc`, in config order; empty for a service this snapshot lacks.
     pub fn endpoints(&self, svc: &Service) -> &[Endpoint] {
-        self.by_hostname
-            .get(&svc.hostname)
-            .map_or(&[], |i| self.endpoints[*i].as_slice())
+        self.service_index_by_hostname(&svc.hostname)
+            .map_or(&[], |i| self.endpoints_at(i))
     }
 }
 
