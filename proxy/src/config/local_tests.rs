@@ -241,3 +241,46 @@ fn network_address_forms() {
     assert_eq!(b.to_string(), "/fd00::1");
     assert!("/".parse::<NetworkAddress>().is_err());
 }
+
+#[test]
+fn serialized_config_reads_back_identically() {
+    let yaml = format!(
+        "{}{}",
+        super::super::test_fixtures::MESH,
+        r#"
+policies:
+- name: everything
+  namespace: default
+  scope: WorkloadSelector
+  action: Deny
+  dryRun: true
+  selector: {workloads: [sleep]}
+  rules:
+  - - - namespaces: ["a", "b*", "*c", "*"]
+        notServiceAccounts: ["ns/sa", {namespace: n2, serviceAccount: s2}]
+        principals: [{Exact: "td/ns/x/sa/y"}]
+        sourceIps: ["10.0.0.0/8", "fd00::1"]
+        notDestinationIps: ["192.0.2.0/24"]
+        destinationPorts: [80, 443]
+    - []
+"#
+    );
+    let cfg = parse(&yaml).unwrap();
+    let dumped = serde_yaml::to_string(&cfg).unwrap();
+    let again = LocalConfig::from_yaml("dump.yaml", &dumped).unwrap();
+    assert_eq!(again, cfg, "{dumped}");
+}
+
+#[test]
+fn every_truncation_and_byte_flip_of_the_example_is_handled() {
+    let bytes = HBONE_MD_EXAMPLE.as_bytes();
+    for end in 0..bytes.len() {
+        let _ = parse_local_config_bytes(&bytes[..end]);
+    }
+    for i in (0..bytes.len()).step_by(7) {
+        let mut flipped = bytes.to_vec();
+        flipped[i] ^= 0x20;
+        let _ = parse_local_config_bytes(&flipped);
+    }
+    assert!(parse_local_config_bytes(bytes).is_ok());
+}

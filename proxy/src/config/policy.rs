@@ -10,6 +10,7 @@
 //! (an empty clause matches); a clause when ANY of its matches holds (an empty match never
 //! holds); a match when every field it sets holds (value in list, and not in the `not` list).
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use serde::de::IgnoredAny;
@@ -92,7 +93,7 @@ pub struct Match {
 
 /// A string pattern. YAML: ztunnel's `{Exact: x}` / `{Prefix: x}` / `{Suffix: x}` /
 /// `{Presence: {}}`, or Istio's plain form: `"x"`, `"x*"`, `"*x"`, `"*"`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
 #[serde(from = "StringMatchYaml")]
 pub enum StringMatch {
     Exact(String),
@@ -266,6 +267,21 @@ impl StringMatch {
             StringMatch::Prefix(x) => principal.starts_with(&strip(x)),
             other => other.matches(principal),
         }
+    }
+}
+
+/// Always the tagged form (`{Exact: x}`), which reads back unambiguously.
+impl Serialize for StringMatch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(1))?;
+        match self {
+            StringMatch::Exact(x) => map.serialize_entry("Exact", x)?,
+            StringMatch::Prefix(x) => map.serialize_entry("Prefix", x)?,
+            StringMatch::Suffix(x) => map.serialize_entry("Suffix", x)?,
+            StringMatch::Presence => map.serialize_entry("Presence", &BTreeMap::<u8, u8>::new())?,
+        }
+        map.end()
     }
 }
 

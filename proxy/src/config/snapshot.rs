@@ -46,10 +46,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Validates `local` and indexes it. `node`: our node name (None: every workload is local).
     pub fn new(local: LocalConfig, node: Option<&str>) -> Result<Snapshot, ConfigError> {
-        local.validate().map_err(|problems| ConfigError::Invalid {
-            file: "workload config".into(),
-            problems,
-        })?;
+        local.validate()?;
         Ok(Snapshot::index(local, node))
     }
 
