@@ -220,7 +220,7 @@ fn raw_connect(mesh: &Mesh, authority: &str) -> Result<(), ProxyError> {
     let store = zring::tls::CertStore::load(mesh.scratch.path(), "cluster.local").unwrap();
     let sleep = id("cluster.local", "default", "sleep");
     let httpbin = id("cluster.local", "default", "httpbin");
-    let tls = store.client_config(&sleep, &[httpbin.clone()]).unwrap();
+    let tls = store.client_config(&sleep, std::slice::from_ref(&httpbin)).unwrap();
     let key = PoolKey {
         src_identity: sleep,
         dst_identity: httpbin,

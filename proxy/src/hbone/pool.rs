@@ -92,7 +92,8 @@ impl<S> Drop for Lease<S> {
     }
 }
 
-type ConnectFuture<S, E> = Shared<Pin<Box<dyn Future<Output = Result<Rc<Conn<S>>, Rc<E>>>>>>;
+type BoxedConnect<S, E> = Pin<Box<dyn Future<Output = Result<Rc<Conn<S>>, Rc<E>>>>>;
+type ConnectFuture<S, E> = Shared<BoxedConnect<S, E>>;
 
 /// The pool; `S` is the connection's request handle, `E` the connect error type.
 pub struct Pool<S, E> {
@@ -150,8 +151,7 @@ impl<S: 'static, E: 'static> Pool<S, E> {
         key: &PoolKey,
         fut: impl Future<Output = Result<Conn<S>, E>> + 'static,
     ) -> ConnectFuture<S, E> {
-        let boxed: Pin<Box<dyn Future<Output = Result<Rc<Conn<S>>, Rc<E>>>>> =
-            Box::pin(fut.map(|r| r.map(Rc::new).map_err(Rc::new)));
+        let boxed: BoxedConnect<S, E> = Box::pin(fut.map(|r| r.map(Rc::new).map_err(Rc::new)));
         let shared = boxed.shared();
         self.connecting
             .borrow_mut()

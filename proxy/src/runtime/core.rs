@@ -31,6 +31,9 @@ pub struct Core {
     pub id: usize,
     pub config: Arc<Config>,
     shared: Arc<Shared>,
+    /// Rc around the shared Arc so a connection's clone is a plain increment, not an
+    /// atomic one (no atomics on the per-connection path).
+    #[allow(clippy::redundant_allocation)]
     state: RefCell<Rc<Arc<State>>>,
     generation: Cell<u64>,
     pub rr: RefCell<RoundRobin>,
@@ -58,6 +61,7 @@ impl Core {
     }
 
     /// The configuration generation in force (cheap: a non-atomic Rc clone).
+    #[allow(clippy::redundant_allocation)]
     pub fn state(&self) -> Rc<Arc<State>> {
         self.state.borrow().clone()
     }
