@@ -17,6 +17,8 @@
 
 mod cidr;
 pub mod local;
+mod local_yaml;
+mod matcher;
 pub mod policy;
 pub mod resolve;
 pub mod settings;
