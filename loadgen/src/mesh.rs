@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::procs::{self, State};
-use crate::topo::plan::{Node, Plan, Role, HBONE_PORT};
+use crate::topo::plan::{Node, Plan, Role};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,9 @@ use std::process::Command;
 pub const TRUST_DOMAIN: &str = "cluster.local";
 /// The Kubernetes namespace of every generated workload.
 pub const NAMESPACE: &str = "default";
+
+/// zring's readiness port: once it accepts, the proxy's listeners are up.
+const READINESS_PORT: u16 = 15021;
 
 /// How to run the proxies.
 #[derive(Debug, Clone)]
@@ -171,14 +174,8 @@ pub fn start(plan: &Plan, opts: &MeshOptions, state: &mut State) -> Result<()> {
         let p = procs::spawn_in(&zt.netns, "zring", &opts.zring, &args, log)?;
         state.procs.push(p.clone());
         state.save()?;
-        crate::topo::wait_listening(
-            &zt.netns,
-            SocketAddr::from(([127, 0, 0, 1], HBONE_PORT)),
-            &p,
-        )
-        .or_else(|_| {
-            crate::topo::wait_listening(&zt.netns, SocketAddr::from((zt.ip, HBONE_PORT)), &p)
-        })?;
+        let ready = SocketAddr::from(([127, 0, 0, 1], READINESS_PORT));
+        crate::topo::wait_listening(&zt.netns, ready, &p)?;
     }
     Ok(())
 }

@@ -1,0 +1,153 @@
+//! Root test of the main job with the mesh: `topology up`, a short `run` while tcpdump
+//! watches node A's eth0, `topology down`. Asserts the report files exist, mesh requests
+//! succeeded with the client pod's source IP, and between the nodes the mesh flow used
+//! only port 15008 (no plaintext 8080 from the enrolled client).
+//! Needs `cargo build --workspace` first (the zring binary next to zring-loadgen).
+
+mod common;
+
+use common::{can_run, loadgen_bin, prefix, zring_bin, Teardown};
+use std::path::Path;
+use std::process::Command;
+use zring_loadgen::procs;
+use zring_loadgen::report::Report;
+use zring_loadgen::topo::plan::Plan;
+
+fn loadgen(args: &[&str]) {
+    let out = Command::new(loadgen_bin())
+        .args(args)
+        .output()
+        .expect("zring-loadgen runs");
+    assert!(
+        out.status.success(),
+        "zring-loadgen {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Lines of a capture as `tcpdump -nn -r` prints them.
+fn read_capture(pcap: &Path) -> Vec<String> {
+    let out = Command::new("tcpdump")
+        .args(["-nn", "-r"])
+        .arg(pcap)
+        .output()
+        .expect("tcpdump -r");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn start_capture(plan: &Plan, pcap: &Path) -> procs::Proc {
+    let tcpdump = common::which("tcpdump").expect("checked by can_run");
+    let args: Vec<String> = ["-i", "eth0", "-nn", "-U", "-s", "128", "-w"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([pcap.display().to_string()])
+        .collect();
+    let log = pcap.with_extension("log");
+    let p =
+        procs::spawn_in(&plan.a.netns, "tcpdump", &tcpdump, &args, log).expect("tcpdump starts");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    p
+}
+
+fn assert_report(dir: &Path) -> Report {
+    let runs: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .collect();
+    assert_eq!(runs.len(), 1, "one report directory");
+    let run = runs[0].path();
+    for f in ["report.json", "report.md", "latency.svg", "throughput.svg"] {
+        assert!(run.join(f).is_file(), "{f} missing in {}", run.display());
+    }
+    serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn demo_through_the_mesh_keeps_source_ip_and_only_hbone_between_nodes() {
+    if !can_run(
+        "the mesh demo",
+        &["ip", "tcpdump", "iptables-restore", "ipset"],
+    ) {
+        return;
+    }
+    if !zring_bin().is_file() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{} missing: run cargo build --workspace",
+            zring_bin().display()
+        );
+        eprintln!(
+            "SKIPPED: {} missing: run cargo build --workspace first",
+            zring_bin().display()
+        );
+        return;
+    }
+    let pfx = prefix("d");
+    let _guard = Teardown(pfx.clone());
+    let plan = Plan::new(&pfx);
+    let out = std::env::temp_dir().join(format!("{pfx}results"));
+    let _ = std::fs::remove_dir_all(&out);
+    loadgen(&["topology", "up", "--prefix", &pfx]);
+    let pcap = std::env::temp_dir().join(format!("{pfx}eth0.pcap"));
+    let capture = start_capture(&plan, &pcap);
+    let out_s = out.display().to_string();
+    loadgen(&[
+        "run",
+        "--prefix",
+        &pfx,
+        "--out",
+        &out_s,
+        "--rates",
+        "300,1000",
+        "--cpr-rates",
+        "100",
+        "--bulk-streams",
+        "1",
+        "--warmup",
+        "0.2",
+        "--duration",
+        "1",
+        "--bulk-duration",
+        "1",
+        "--conns",
+        "4",
+    ]);
+    procs::terminate(&[capture.pid]);
+    loadgen(&["topology", "down", "--prefix", &pfx]);
+
+    let report = assert_report(&out);
+    assert!(
+        report.failures.is_empty(),
+        "correctness failures: {:?}",
+        report.failures
+    );
+    for p in &report.request_response {
+        let m = p.mesh.as_ref().expect("mesh measured");
+        assert!(m.ok > 0 && m.correctness.is_none(), "mesh point {m:?}");
+    }
+    assert!(report.bulk[0].mesh.as_ref().is_some_and(|b| b.bytes > 0));
+
+    let lines = read_capture(&pcap);
+    let (client, server) = plan.mesh_pair();
+    let plain = format!("{}.8080", server.ip);
+    let leaked: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains(&client.ip.to_string()) && l.contains(&plain))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "plaintext 8080 of the mesh flow on the node link: {:?}",
+        &leaked[..leaked.len().min(5)]
+    );
+    let hbone = format!("{}.15008", server.ip);
+    assert!(
+        lines.iter().any(|l| l.contains(&hbone)),
+        "no HBONE (15008) packets on the node link"
+    );
+    let _ = std::fs::remove_file(&pcap);
+    let _ = std::fs::remove_dir_all(&out);
+}
