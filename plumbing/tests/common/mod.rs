@@ -69,7 +69,7 @@ pub fn sh(netns: &str, args: &[&str]) -> String {
 }
 
 /// The state an operator would compare: `iptables-save`, `ip rule`, `ip route show table all`,
-/// `ipset list` (comments, and ipset's memory-size line, dropped).
+/// `ipset list` (comments, ipset's memory-size line and routes' `linkdown` flag dropped).
 pub fn snapshot(netns: &str) -> String {
     let mut s = String::new();
     for args in [
@@ -81,7 +81,8 @@ pub fn snapshot(netns: &str) -> String {
         s.push_str(&format!("## {}\n", args.join(" ")));
         for l in sh(netns, args).lines() {
             if !l.starts_with('#') && !l.starts_with("Size in memory") {
-                s.push_str(l);
+                // Carrier state settles asynchronously (linkwatch) and is not ours.
+                s.push_str(&l.replace(" linkdown", ""));
                 s.push('\n');
             }
         }
