@@ -25,6 +25,7 @@
 //!   `create`, `delete`, `exists`, `list(prefix)`, [`netns::NetnsGuard`] (deletes on drop),
 //!   `run_in(netns, closure)` (on a setns'd thread), `veth_pair(netns, name, peer, peer_netns)`,
 //!   `add_address(netns, dev, ip, prefix)`, `set_link_up(netns, dev)`,
+//!   `rename_link(netns, from, to)`, `delete_link(netns, dev)`,
 //!   `add_route(netns, &RouteSpec)`, `set_sysctl(netns, key, value)`, `read_sysctl(netns, key)`.
 //! - [`PlumbError`]: the one error type, each variant naming the object and the fix.
 //!

@@ -212,6 +212,29 @@ pub fn set_link_up(netns: Option<&str>, dev: &str) -> Result<(), PlumbError> {
     })
 }
 
+/// `ip link set dev FROM name TO` (the link must be down, as the kernel requires).
+pub fn rename_link(netns: Option<&str>, from: &str, to: &str) -> Result<(), PlumbError> {
+    nl::with_handle(netns, |h| async move {
+        let idx = nl::require_index(&h, from, "create the interface first").await?;
+        let msg = LinkUnspec::new_with_index(idx).name(to).build();
+        h.link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| PlumbError::netlink("rename link", format!("{from} -> {to}"), e))
+    })
+}
+
+/// `ip link del DEV` (a missing link is not an error; a veth takes its peer with it).
+pub fn delete_link(netns: Option<&str>, dev: &str) -> Result<(), PlumbError> {
+    nl::with_handle(netns, |h| async move {
+        match nl::link_by_name(&h, dev).await? {
+            Some(m) => nl::del_link(&h, m.header.index, dev).await,
+            None => Ok(()),
+        }
+    })
+}
+
 /// `ip route add ROUTE` (table, via, dev, src, scope, onlink as in `route`).
 pub fn add_route(netns: Option<&str>, route: &RouteSpec) -> Result<(), PlumbError> {
     nl::with_handle(netns, |h| async move {

@@ -71,6 +71,13 @@ fn topology_helpers_build_a_working_link() {
     .unwrap();
     let outside = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
     assert_ne!(inside, outside);
+    netns::veth_pair(Some(a.name()), "tmp0", "tmp1", None).unwrap();
+    netns::rename_link(Some(a.name()), "tmp1", "eth7").unwrap();
+    assert!(common::sh(a.name(), &["ip", "link"]).contains("eth7@tmp0"));
+    netns::delete_link(Some(a.name()), "eth7").unwrap();
+    netns::delete_link(Some(a.name()), "eth7").unwrap();
+    assert!(!common::sh(a.name(), &["ip", "link"]).contains("tmp0"));
+
     drop(a);
     assert!(!netns::exists(&na));
     assert!(matches!(
