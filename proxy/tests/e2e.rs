@@ -28,6 +28,7 @@ struct Mesh {
 
 impl Mesh {
     fn start(a_cores: usize, client_td: &str) -> Mesh {
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
         let scratch = Scratch::new("e2e");
         let ids = [
             id("cluster.local", "default", "sleep"),
@@ -220,7 +221,9 @@ fn raw_connect(mesh: &Mesh, authority: &str) -> Result<(), ProxyError> {
     let store = zring::tls::CertStore::load(mesh.scratch.path(), "cluster.local").unwrap();
     let sleep = id("cluster.local", "default", "sleep");
     let httpbin = id("cluster.local", "default", "httpbin");
-    let tls = store.client_config(&sleep, std::slice::from_ref(&httpbin)).unwrap();
+    let tls = store
+        .client_config(&sleep, std::slice::from_ref(&httpbin))
+        .unwrap();
     let key = PoolKey {
         src_identity: sleep,
         dst_identity: httpbin,
@@ -331,4 +334,47 @@ fn second_proxy_on_a_taken_port_is_refused() {
     .expect("a second bind on a busy port must fail");
     assert!(matches!(err, ProxyError::Listen { .. }), "{err}");
     assert!(err.to_string().contains("socks5-addr"), "{err}");
+}
+
+fn wait_generation(proxy: &Proxy, at_least: u64) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while proxy.generation() < at_least && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    proxy.generation() >= at_least
+}
+
+#[test]
+fn config_reload_applies_good_files_and_refuses_bad_ones() {
+    let mesh = Mesh::start(1, "cluster.local");
+    let a = mesh.a.as_ref().unwrap();
+    let path = mesh.scratch.path().join("workloads.yaml");
+    let good = std::fs::read_to_string(&path).unwrap();
+    // A loopback address nothing listens on: before the reload it is an unknown
+    // destination (plain passthrough, refused); afterwards a VIP of the service.
+    let new_vip: SocketAddr = "127.0.0.106:8000".parse().unwrap();
+    let (_, code) = socks_connect(a.addrs.socks5.unwrap(), new_vip);
+    assert_eq!(code, 5, "127.0.0.106 is not a service yet");
+
+    // A second VIP for the service: picked up without a restart.
+    let with_vip = good.replace(r#"["/10.96.0.105"]"#, r#"["/10.96.0.105", "/127.0.0.106"]"#);
+    std::fs::write(&path, &with_vip).unwrap();
+    assert!(wait_generation(a, 2), "A did not reload the changed config");
+    let (mut s, code) = socks_connect(a.addrs.socks5.unwrap(), new_vip);
+    assert_eq!(code, 0, "the reloaded VIP must route");
+    s.write_all(b"reloaded").unwrap();
+    let mut back = [0u8; 8];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"reloaded");
+
+    // A broken file is refused; the running generation keeps serving.
+    std::fs::write(&path, "workloads: [ {uid: x, workloadIps: [not-an-ip]} ]\n").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        a.generation(),
+        2,
+        "a bad config must not become a generation"
+    );
+    let (_, code) = socks_connect(a.addrs.socks5.unwrap(), new_vip);
+    assert_eq!(code, 0, "the last good config stays in force");
 }

@@ -135,7 +135,8 @@ pub async fn run(
     while !core.shared.stopping() {
         monoio::time::sleep(CONTROL_TICK).await;
         core.refresh();
-        core.counters.publish(core.id, &core.shared);
+        core.counters
+            .publish(core.id, core.generation.get(), &core.shared);
         if last_evict.elapsed() >= Duration::from_secs(1) {
             core.pool
                 .evict_idle(Instant::now(), core.config.pool_idle_timeout);

@@ -45,8 +45,8 @@ impl Counters {
         }
     }
 
-    pub fn publish(&self, core: usize, shared: &Shared) {
-        shared.store_totals(core, self.totals());
+    pub fn publish(&self, core: usize, generation: u64, shared: &Shared) {
+        shared.store_core(core, self.totals(), generation);
     }
 }
 

@@ -76,9 +76,10 @@ impl Proxy {
         self.shared.totals()
     }
 
-    /// The configuration generation in force (1 at start, +1 per successful reload).
+    /// The configuration generation every core has adopted (1 at start, +1 per
+    /// successful reload; 0 until each core's first control tick).
     pub fn generation(&self) -> u64 {
-        self.shared.generation()
+        self.shared.adopted_generation()
     }
 
     /// Stops every core and helper thread and waits for them.

@@ -36,13 +36,14 @@ pub struct Shared {
     current: Mutex<Arc<State>>,
     generation: AtomicU64,
     shutdown: AtomicBool,
-    totals: Mutex<Vec<Totals>>,
+    /// Per core: counters and the generation it has adopted, as of its last tick.
+    cores: Mutex<Vec<(Totals, u64)>>,
 }
 
 impl Shared {
     pub fn new(state: State, cores: usize) -> Shared {
         Shared {
-            totals: Mutex::new(vec![Totals::default(); cores]),
+            cores: Mutex::new(vec![(Totals::default(), 0); cores]),
             generation: AtomicU64::new(state.generation),
             current: Mutex::new(Arc::new(state)),
             shutdown: AtomicBool::new(false),
@@ -69,18 +70,24 @@ impl Shared {
         self.generation.store(generation, Ordering::Release);
     }
 
-    /// Stores one core's counters (called on its control tick).
-    pub fn store_totals(&self, core: usize, totals: Totals) {
-        let mut all = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+    /// Stores one core's counters and adopted generation (called on its control tick).
+    pub fn store_core(&self, core: usize, totals: Totals, generation: u64) {
+        let mut all = self.cores.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(slot) = all.get_mut(core) {
-            *slot = totals;
+            *slot = (totals, generation);
         }
     }
 
     /// The sum over all cores as of their last control tick.
     pub fn totals(&self) -> Totals {
-        let all = self.totals.lock().unwrap_or_else(|p| p.into_inner());
-        all.iter().fold(Totals::default(), |acc, t| acc + *t)
+        let all = self.cores.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter().fold(Totals::default(), |acc, (t, _)| acc + *t)
+    }
+
+    /// The oldest generation any core still runs (0 before every core's first tick).
+    pub fn adopted_generation(&self) -> u64 {
+        let all = self.cores.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter().map(|(_, g)| *g).min().unwrap_or(0)
     }
 
     pub fn stop(&self) {
