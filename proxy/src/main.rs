@@ -10,7 +10,11 @@ use zring::config::RunArgs;
 use zring::tls::CaCommand;
 
 #[derive(Parser)]
-#[command(name = "zring", version, about = "Per-core io_uring node proxy for ambient service-mesh data planes")]
+#[command(
+    name = "zring",
+    version,
+    about = "Per-core io_uring node proxy for ambient service-mesh data planes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
