@@ -13,6 +13,9 @@ use std::time::Duration;
 
 /// A point is saturated when less than this share of the offered rate was achieved.
 const SATURATION: f64 = 0.9;
+/// Rate and length of the passthrough check.
+const PASSTHROUGH_RATE: f64 = 100.0;
+const PASSTHROUGH_TIME: Duration = Duration::from_millis(500);
 /// Estimated fixed cost per phase (thread start, connection set-up, drain).
 const PHASE_OVERHEAD: Duration = Duration::from_millis(300);
 
@@ -42,6 +45,8 @@ struct Ctx<'a> {
     opts: &'a RunOptions,
     baseline: (Endpoint, Endpoint),
     mesh: Option<(Endpoint, Endpoint)>,
+    /// Enrolled client → not-enrolled server (the proxy passes plain TCP through).
+    passthrough: Option<Endpoint>,
     proxies: Vec<i32>,
     progress: Progress,
     failures: Vec<String>,
@@ -78,6 +83,10 @@ pub fn run(plan: &Plan, opts: &RunOptions, command_line: Vec<String>) -> Result<
         opts,
         baseline: endpoints(bc, bs),
         mesh: state.mesh.then(|| endpoints(mc, ms)),
+        passthrough: state.mesh.then(|| {
+            let (pc, ps) = plan.passthrough_pair();
+            endpoints(pc, ps).0
+        }),
         proxies: state.alive("zring"),
         progress: Progress::start(planned(opts, paths)),
         failures: Vec::new(),
@@ -87,6 +96,7 @@ pub fn run(plan: &Plan, opts: &RunOptions, command_line: Vec<String>) -> Result<
             "the zring proxies are not running: see `topology status` and their logs".into(),
         ));
     }
+    let (date, time) = crate::report::utc(unix_now());
     let request_response = sweep(&mut ctx, &opts.rates, false);
     let connect_per_request = sweep(&mut ctx, &opts.cpr_rates, true);
     let bulk = opts
@@ -95,8 +105,8 @@ pub fn run(plan: &Plan, opts: &RunOptions, command_line: Vec<String>) -> Result<
         .enumerate()
         .map(|(i, &n)| bulk_point(&mut ctx, i, n))
         .collect();
+    let passthrough = passthrough_check(&mut ctx);
     drop(ctx.progress);
-    let (date, time) = crate::report::utc(unix_now());
     Ok(Report {
         started_utc: format!("{date}T{time}Z"),
         commit: crate::report::short_commit(),
@@ -107,6 +117,7 @@ pub fn run(plan: &Plan, opts: &RunOptions, command_line: Vec<String>) -> Result<
         request_response,
         connect_per_request,
         bulk,
+        passthrough,
         failures: ctx.failures,
     })
 }
@@ -203,6 +214,34 @@ fn rr_phase(ctx: &mut Ctx, path: Path, rate: f64, reconnect: bool) -> RrResult {
         r.achieved_rps, r.latency.p50_us, r.latency.p99_us, r.errors
     ));
     r
+}
+
+/// A short check of the passthrough path: an enrolled client to a server that is not
+/// enrolled (protocol TCP) must work and keep the client's source IP.
+fn passthrough_check(ctx: &mut Ctx) -> Option<RrResult> {
+    let ep = ctx.passthrough.clone()?;
+    let label = "passthrough 100/s";
+    ctx.progress.set(label);
+    let p = RrPhase {
+        rate: PASSTHROUGH_RATE,
+        conns: 2,
+        payload: ctx.opts.payload,
+        reconnect: false,
+        warmup: Duration::ZERO,
+        duration: PASSTHROUGH_TIME,
+        seed: ctx.opts.seed,
+        cores: 1,
+    };
+    let r = phase::run_rr(&ep, &p).unwrap_or_else(|e| RrResult {
+        first_error: Some(e.to_string()),
+        ..RrResult::default()
+    });
+    check_rr(ctx, label, &r);
+    ctx.progress.note(&format!(
+        "{label:<28} {} requests, errors {}",
+        r.completed, r.errors
+    ));
+    Some(r)
 }
 
 fn check_rr(ctx: &mut Ctx, label: &str, r: &RrResult) {

@@ -129,6 +129,14 @@ fn demo_through_the_mesh_keeps_source_ip_and_only_hbone_between_nodes() {
         let m = p.mesh.as_ref().expect("mesh measured");
         assert!(m.ok > 0 && m.correctness.is_none(), "mesh point {m:?}");
     }
+    let pt = report
+        .passthrough
+        .as_ref()
+        .expect("passthrough checked on mesh runs");
+    assert!(
+        pt.completed > 0 && pt.correctness.is_none(),
+        "passthrough {pt:?}"
+    );
     assert!(report.bulk[0].mesh.as_ref().is_some_and(|b| b.bytes > 0));
 
     let lines = read_capture(&pcap);

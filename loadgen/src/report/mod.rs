@@ -98,6 +98,9 @@ pub struct Report {
     /// New TCP connection per request, per offered connection rate.
     pub connect_per_request: Vec<RrPoint>,
     pub bulk: Vec<BulkPoint>,
+    /// The passthrough check (enrolled client → not-enrolled server), mesh runs only.
+    #[serde(default)]
+    pub passthrough: Option<RrResult>,
     /// Correctness failures (wrong source IP, checksum, lost bytes); empty = passed.
     pub failures: Vec<String>,
 }
@@ -205,6 +208,14 @@ pub fn markdown(r: &Report) -> String {
         o,
         "\n## Correctness\n\nsource IP and payload checks: {verdict}"
     );
+    if let Some(p) = &r.passthrough {
+        let _ = writeln!(
+            o,
+            "\npassthrough (enrolled client → not-enrolled server, plain TCP through the proxy): \
+             {} requests, {} errors",
+            p.completed, p.errors
+        );
+    }
     o
 }
 
