@@ -124,6 +124,28 @@ fn opt<T>(o: Option<T>, f: impl Fn(T) -> String) -> String {
     o.map(f).unwrap_or_else(|| "-".into())
 }
 
+fn percentile_rows(out: &mut String, label: &str, points: &[RrPoint]) {
+    for p in points {
+        let paths = [("baseline", Some(&p.baseline)), ("mesh", p.mesh.as_ref())];
+        for (path, r) in paths.into_iter().filter_map(|(n, r)| Some((n, r?))) {
+            let l = &r.latency;
+            let _ = writeln!(
+                out,
+                "| {label} {:.0}/s | {path} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                p.offered_rps,
+                l.count,
+                us(l.p50_us),
+                us(l.p90_us),
+                us(l.p99_us),
+                us(l.p999_us),
+                us(l.max_us),
+                r.errors,
+                r.missed,
+            );
+        }
+    }
+}
+
 fn rr_rows(out: &mut String, label: &str, points: &[RrPoint]) {
     for p in points {
         let b = &p.baseline;
@@ -176,10 +198,17 @@ pub fn markdown(r: &Report) -> String {
         o,
         "## Latency (p50 / p99 / p99.9, from intended send time)\n"
     );
-    let _ = writeln!(o, "| scenario, offered | baseline achieved | baseline | mesh | added p50/p99 | proxy CPU s / 1k req |");
+    let _ = writeln!(o, "| scenario, offered | baseline achieved (req/s, conn/s for conn/req) | baseline | mesh | added p50/p99 | proxy CPU s / 1k req |");
     let _ = writeln!(o, "|---|---|---|---|---|---|");
     rr_rows(&mut o, "req/resp", &r.request_response);
     rr_rows(&mut o, "conn/req", &r.connect_per_request);
+    let _ = writeln!(
+        o,
+        "\n## All percentiles\n\n| scenario | path | samples | p50 | p90 | p99 | p99.9 | max | errors | missed sends |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|");
+    percentile_rows(&mut o, "req/resp", &r.request_response);
+    percentile_rows(&mut o, "conn/req", &r.connect_per_request);
     if !r.bulk.is_empty() {
         let _ = writeln!(o, "\n## Bulk throughput\n\n| streams | baseline Gb/s | mesh Gb/s | mesh/baseline | proxy CPU s / GB |");
         let _ = writeln!(o, "|---|---|---|---|---|");

@@ -59,6 +59,12 @@ fn markdown_has_tables_and_added_latency() {
     assert!(md.contains("| 1 | 20.00 | 5.00 | 25% |"), "{md}");
     assert!(md.contains("PASSED"));
     assert!(md.contains("seed 7"));
+    assert!(
+        md.contains(
+            "| req/resp 1000/s | mesh | 100 | 90µs | 90µs | 300µs | 300µs | 300µs | 0 | 0 |"
+        ),
+        "{md}"
+    );
 }
 
 #[test]
