@@ -15,9 +15,13 @@ pub(crate) const TOOLS: [&str; 3] = ["iptables", "iptables-save", "iptables-rest
 
 /// Errors unless every iptables binary is on PATH.
 pub(crate) fn require_tools() -> Result<(), PlumbError> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
+    require_tools_in(&std::env::var_os("PATH").unwrap_or_default())
+}
+
+/// Errors unless every iptables binary is in one of the directories of `path`.
+fn require_tools_in(path: &std::ffi::OsStr) -> Result<(), PlumbError> {
     for tool in TOOLS {
-        if !std::env::split_paths(&path).any(|d| d.join(tool).is_file()) {
+        if !std::env::split_paths(path).any(|d| d.join(tool).is_file()) {
             return Err(PlumbError::MissingTool {
                 tool,
                 package: "iptables",

@@ -19,7 +19,11 @@ fn io(e: nix::Error) -> std::io::Error {
 /// Moves the calling thread into the network namespace bound at `path`.
 pub(crate) fn enter_netns(path: &Path) -> Result<(), PlumbError> {
     let f = File::open(path).map_err(|e| PlumbError::sys("open netns", path, e))?;
-    setns(&f, CloneFlags::CLONE_NEWNET).map_err(|e| PlumbError::sys("setns", path, io(e)))
+    match setns(&f, CloneFlags::CLONE_NEWNET) {
+        Ok(()) => Ok(()),
+        Err(nix::Error::EPERM) => Err(PlumbError::NotPermitted),
+        Err(e) => Err(PlumbError::sys("setns", path, io(e))),
+    }
 }
 
 /// Gives the calling thread a fresh network namespace and bind-mounts it at `path`
@@ -58,9 +62,9 @@ pub(crate) fn status_has_net_admin(status: &str) -> bool {
         .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN_BIT) != 0)
 }
 
-/// Whether this process holds CAP_NET_ADMIN.
+/// Whether the calling thread holds CAP_NET_ADMIN (capabilities are per thread).
 pub(crate) fn has_net_admin() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| status_has_net_admin(&s))
+    std::fs::read_to_string("/proc/thread-self/status").is_ok_and(|s| status_has_net_admin(&s))
 }
 
 #[cfg(test)]

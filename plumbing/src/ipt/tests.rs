@@ -73,3 +73,19 @@ fn parses_iptables_save() {
     assert_eq!(s.chain("PREROUTING"), vec!["-j ztunnel-PREROUTING"]);
     assert_eq!(s.chain("ztunnel-PREROUTING"), vec!["-i istioin -j RETURN"]);
 }
+
+#[test]
+fn missing_iptables_is_named_with_its_package() {
+    let err = require_tools_in(std::ffi::OsStr::new("/nonexistent-zrp")).unwrap_err();
+    assert!(matches!(
+        err,
+        PlumbError::MissingTool {
+            tool: "iptables",
+            package: "iptables"
+        }
+    ));
+    assert!(
+        err.to_string().contains("install the `iptables` package"),
+        "{err}"
+    );
+}
