@@ -116,7 +116,9 @@ fn wire_pod(node: &Node, pod: &Pod) -> Result<()> {
 
 fn link_nodes(a: &Node, b: &Node) -> Result<()> {
     netns::veth_pair(Some(&a.netns), ETH0, NODE_LINK_TMP, Some(&b.netns))?;
-    rename_link(&b.netns, NODE_LINK_TMP, ETH0)?;
+    // Both ends are called eth0, as on real nodes: a veth pair cannot have two equal
+    // names in one namespace, so node B's end is renamed once it has moved.
+    netns::rename_link(Some(&b.netns), NODE_LINK_TMP, ETH0)?;
     for (node, other) in [(a, b), (b, a)] {
         let ns = Some(node.netns.as_str());
         netns::add_address(ns, ETH0, node.eth0_ip, NODE_LINK_PREFIX)?;
@@ -125,25 +127,6 @@ fn link_nodes(a: &Node, b: &Node) -> Result<()> {
             .via(other.eth0_ip)
             .dev(ETH0);
         netns::add_route(ns, &route)?;
-    }
-    Ok(())
-}
-
-/// Both ends of the node link are called eth0 (as on real nodes); a veth pair cannot be
-/// created with two equal names in one namespace, so node B's end is renamed after the
-/// move. plumbing::netns has no rename helper: `ip link set name` does it.
-fn rename_link(ns: &str, from: &str, to: &str) -> Result<()> {
-    let out = std::process::Command::new("ip")
-        .args(["-n", ns, "link", "set", "dev", from, "name", to])
-        .output()
-        .map_err(Error::io(
-            "running `ip` (install iproute2: scripts/install-deps)",
-        ))?;
-    if !out.status.success() {
-        return Err(Error::Topology(format!(
-            "renaming {from} to {to} in {ns}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
     }
     Ok(())
 }
