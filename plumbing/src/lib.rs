@@ -35,7 +35,7 @@
 //! - `nl`: rtnetlink on a current-thread tokio runtime per namespace worker thread.
 //! - `tunnel`: GENEVE/VXLAN links; `ipset`: libipset; `ipt`: iptables-restore payloads.
 //! - `state`: live snapshot; `check`: drift (pure); `apply`: up/down with undo log;
-//!   `ops`: the public operations; `input`: inputs and YAML.
+//!   `remove`: exact `down`; `ops`: the public operations; `input`: inputs and YAML.
 #![forbid(unsafe_code)]
 
 mod apply;
@@ -50,6 +50,7 @@ mod msg;
 pub mod netns;
 mod nl;
 mod ops;
+mod remove;
 pub mod render;
 mod state;
 mod sys;

@@ -9,7 +9,7 @@ use crate::check::{self, Drift};
 use crate::input::{NodeInput, ZtunnelInput};
 use crate::model::TunnelKind;
 use crate::render::{self, Desired, IPSET_NAME};
-use crate::{ipset, msg, nl, state, PlumbError};
+use crate::{ipset, msg, nl, remove, state, PlumbError};
 
 /// The result of a `check`: clean when `drift` is empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +45,7 @@ pub fn node_down(netns: Option<&str>, input: &NodeInput) -> Result<DownReport, P
     let render = |k| render::node(input, k);
     nl::with_handle(netns, |h| async move {
         apply::preflight(&h, &[]).await?;
-        apply::down(&h, &render, input.tunnel).await
+        remove::down(&h, &render, input.tunnel).await
     })
 }
 
@@ -80,7 +80,7 @@ pub fn ztunnel_down(netns: Option<&str>, input: &ZtunnelInput) -> Result<DownRep
     let render = |k| render::ztunnel(input, k);
     nl::with_handle(netns, |h| async move {
         apply::preflight(&h, &[]).await?;
-        apply::down(&h, &render, input.tunnel).await
+        remove::down(&h, &render, input.tunnel).await
     })
 }
 
