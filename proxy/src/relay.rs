@@ -3,13 +3,14 @@
 
 use std::future::poll_fn;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::try_join;
 use h2::{RecvStream, SendStream};
 use monoio::io::splice::{SpliceDestination, SpliceSource};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
+};
 use monoio::net::TcpStream;
 
 use crate::sys;
@@ -28,22 +29,26 @@ pub struct Transferred {
 
 /// Relays two plain TCP sockets both ways with splice, half-closing on EOF.
 pub async fn splice_bidi(a: TcpStream, b: TcpStream) -> io::Result<Transferred> {
-    let (a_fd, b_fd) = (a.as_raw_fd(), b.as_raw_fd());
     let (mut ar, mut aw) = a.into_split();
     let (mut br, mut bw) = b.into_split();
-    let up = splice_one(&mut ar, &mut bw, b_fd);
-    let down = splice_one(&mut br, &mut aw, a_fd);
-    let result = try_join(up, down).await;
+    let result = try_join(splice_one(&mut ar, &mut bw), splice_one(&mut br, &mut aw)).await;
     if result.is_err() {
-        // Propagate the reset: both sockets close with RST.
-        let _ = sys::set_linger_zero(&a_fd);
-        let _ = sys::set_linger_zero(&b_fd);
+        abort(ar, aw);
+        abort(br, bw);
     }
     let (up, down) = result?;
     Ok(Transferred { up, down })
 }
 
-async fn splice_one<R, W>(reader: &mut R, writer: &mut W, _writer_fd: RawFd) -> io::Result<u64>
+/// Closes a socket with RST (propagating a reset). Reuniting the halves first matters:
+/// dropping monoio's write half would send FIN.
+fn abort(r: OwnedReadHalf<TcpStream>, w: OwnedWriteHalf<TcpStream>) {
+    if let Ok(stream) = r.reunite(w) {
+        let _ = sys::set_linger_zero(&stream);
+    }
+}
+
+async fn splice_one<R, W>(reader: &mut R, writer: &mut W) -> io::Result<u64>
 where
     R: SpliceSource,
     W: SpliceDestination + AsyncWriteRent,
@@ -73,11 +78,10 @@ pub async fn h2_bidi(
     tx: SendStream<Bytes>,
     rx: RecvStream,
 ) -> io::Result<Transferred> {
-    let fd = tcp.as_raw_fd();
     let (mut r, mut w) = tcp.into_split();
     let result = try_join(tcp_to_h2(&mut r, tx), h2_to_tcp(rx, &mut w)).await;
     if result.is_err() {
-        let _ = sys::set_linger_zero(&fd);
+        abort(r, w);
     }
     let (up, down) = result?;
     Ok(Transferred { up, down })

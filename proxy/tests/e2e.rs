@@ -28,7 +28,10 @@ struct Mesh {
 
 impl Mesh {
     fn start(a_cores: usize, client_td: &str) -> Mesh {
-        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let scratch = Scratch::new("e2e");
         let ids = [
             id("cluster.local", "default", "sleep"),
@@ -377,4 +380,36 @@ fn config_reload_applies_good_files_and_refuses_bad_ones() {
     );
     let (_, code) = socks_connect(a.addrs.socks5.unwrap(), new_vip);
     assert_eq!(code, 0, "the last good config stays in force");
+}
+
+#[test]
+fn server_reset_resets_the_client() {
+    let mesh = Mesh::start(1, "cluster.local");
+    // A server that answers one byte, then aborts the connection (RST, not FIN).
+    let resetter = TcpListener::bind(format!("{SERVER_IP}:0")).unwrap();
+    let resetter_addr = resetter.local_addr().unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut conn, _)) = resetter.accept() {
+            let mut one = [0u8; 1];
+            let _ = conn.read_exact(&mut one);
+            let _ = conn.write_all(b"!");
+            std::thread::sleep(Duration::from_millis(100));
+            socket2::SockRef::from(&conn)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        }
+    });
+    let (mut s, code) = socks_connect(mesh.a().socks5.unwrap(), resetter_addr);
+    assert_eq!(code, 0);
+    s.write_all(b"?").unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        s.read(&mut buf).unwrap(),
+        1,
+        "the byte before the reset arrives"
+    );
+    let err = s
+        .read(&mut buf)
+        .expect_err("a reset upstream must reset the client, not FIN it");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
 }
