@@ -12,6 +12,7 @@
 //! - `sys`: the only unsafe code (setns, pre_exec, kill, sysconf).
 #![deny(unsafe_code)]
 
+pub mod capture;
 pub mod checksum;
 pub mod client;
 pub mod cores;

@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use zring_loadgen::capture;
 use zring_loadgen::mesh::MeshOptions;
 use zring_loadgen::report;
 use zring_loadgen::run::{self, RunOptions};
@@ -42,6 +43,10 @@ enum Cmd {
         /// Directory the `<UTC date>-<commit>` report directory is created in.
         #[arg(long, default_value = "results")]
         out: PathBuf,
+        /// Capture node A's eth0 (mesh pair only) into this pcap and check that only
+        /// HBONE crossed the nodes.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
     },
     /// topology up → a short sweep → report → topology down, in one command.
     Demo {
@@ -56,6 +61,9 @@ enum Cmd {
         quick: bool,
         #[arg(long, default_value = "results")]
         out: PathBuf,
+        /// Capture node A's eth0 into this pcap and check that only HBONE crossed the nodes.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
     },
     /// The HTTP responder and bulk sink (started inside the server pods by `topology up`).
     Serve {
@@ -254,9 +262,21 @@ fn topology_status(prefix: &str) -> Result<bool> {
     Ok(healthy)
 }
 
-fn run_and_report(prefix: &str, opts: &RunOptions, out: &Path) -> Result<bool> {
+fn run_and_report(
+    prefix: &str,
+    opts: &RunOptions,
+    out: &Path,
+    pcap: Option<&Path>,
+) -> Result<bool> {
     let argv: Vec<String> = std::env::args().collect();
-    let r = run::run(&Plan::new(prefix), opts, argv)?;
+    let plan = Plan::new(prefix);
+    let capture = pcap.map(|p| capture::start(&plan, p)).transpose()?;
+    let r = run::run(&plan, opts, argv);
+    let link = capture.map(|c| c.finish()).transpose()?;
+    let mut r = r?;
+    if let Some(l) = link {
+        r.check_node_link(l);
+    }
     let dir = report::run_dir(out, &r.started_utc[..10], &r.commit);
     let files = report::write(&r, &dir)?;
     println!("{}", report::markdown(&r));
@@ -266,9 +286,15 @@ fn run_and_report(prefix: &str, opts: &RunOptions, out: &Path) -> Result<bool> {
     Ok(r.passed())
 }
 
-fn demo(prefix: &str, up: &UpArgs, opts: &RunOptions, out: &Path) -> Result<bool> {
+fn demo(
+    prefix: &str,
+    up: &UpArgs,
+    opts: &RunOptions,
+    out: &Path,
+    pcap: Option<&Path>,
+) -> Result<bool> {
     let _ = topo::down(prefix);
-    let res = topology_up(prefix, up).and_then(|()| run_and_report(prefix, opts, out));
+    let res = topology_up(prefix, up).and_then(|()| run_and_report(prefix, opts, out, pcap));
     let down = topology_down(prefix);
     let passed = res?;
     down?;
@@ -301,14 +327,20 @@ fn main() -> Result<()> {
         Cmd::Topology {
             action: TopoCmd::Status { prefix },
         } => topology_status(&prefix)?,
-        Cmd::Run { prefix, load, out } => run_and_report(&prefix, &load.options(false), &out)?,
+        Cmd::Run {
+            prefix,
+            load,
+            out,
+            pcap,
+        } => run_and_report(&prefix, &load.options(false), &out, pcap.as_deref())?,
         Cmd::Demo {
             prefix,
             up,
             load,
             quick,
             out,
-        } => demo(&prefix, &up, &load.options(quick), &out)?,
+            pcap,
+        } => demo(&prefix, &up, &load.options(quick), &out, pcap.as_deref())?,
         Cmd::Serve {
             bind,
             http_port,

@@ -118,6 +118,7 @@ pub fn run(plan: &Plan, opts: &RunOptions, command_line: Vec<String>) -> Result<
         connect_per_request,
         bulk,
         passthrough,
+        node_link: None,
         failures: ctx.failures,
     })
 }

@@ -1,7 +1,8 @@
-//! Root test of the main job with the mesh: `topology up`, a short `run` while tcpdump
-//! watches node A's eth0, `topology down`. Asserts the report files exist, mesh requests
-//! succeeded with the client pod's source IP, and between the nodes the mesh flow used
-//! only port 15008 (no plaintext 8080 from the enrolled client).
+//! Root test of the main job with the mesh: `zring-loadgen demo --quick --pcap FILE`
+//! (up → run while tcpdump watches node A's eth0 → report → down). Asserts the report
+//! files exist, mesh requests succeeded with the client pod's source IP, the passthrough
+//! path worked, and between the nodes the mesh flow used only port 15008 (no plaintext
+//! 8080), reading the capture independently of the report.
 //! Needs `cargo build --workspace` first (the zring binary next to zring-loadgen).
 
 mod common;
@@ -37,20 +38,6 @@ fn read_capture(pcap: &Path) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
-}
-
-fn start_capture(plan: &Plan, pcap: &Path) -> procs::Proc {
-    let tcpdump = common::which("tcpdump").expect("checked by can_run");
-    let args: Vec<String> = ["-i", "eth0", "-nn", "-U", "-s", "128", "-w"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([pcap.display().to_string()])
-        .collect();
-    let log = pcap.with_extension("log");
-    let p =
-        procs::spawn_in(&plan.a.netns, "tcpdump", &tcpdump, &args, log).expect("tcpdump starts");
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    p
 }
 
 fn assert_report(dir: &Path) -> Report {
@@ -91,33 +78,16 @@ fn demo_through_the_mesh_keeps_source_ip_and_only_hbone_between_nodes() {
     let plan = Plan::new(&pfx);
     let out = std::env::temp_dir().join(format!("{pfx}results"));
     let _ = std::fs::remove_dir_all(&out);
-    loadgen(&["topology", "up", "--prefix", &pfx]);
     let pcap = std::env::temp_dir().join(format!("{pfx}eth0.pcap"));
-    let capture = start_capture(&plan, &pcap);
-    let out_s = out.display().to_string();
+    let (out_s, pcap_s) = (out.display().to_string(), pcap.display().to_string());
     loadgen(&[
-        "run",
-        "--prefix",
-        &pfx,
-        "--out",
-        &out_s,
-        "--rates",
-        "300,1000",
-        "--cpr-rates",
-        "100",
-        "--bulk-streams",
-        "1",
-        "--warmup",
-        "0.2",
-        "--duration",
-        "1",
-        "--bulk-duration",
-        "1",
-        "--conns",
-        "4",
+        "demo", "--quick", "--prefix", &pfx, "--out", &out_s, "--pcap", &pcap_s, "--conns", "4",
     ]);
-    procs::terminate(&[capture.pid]);
-    loadgen(&["topology", "down", "--prefix", &pfx]);
+    assert!(
+        plumbing::netns::list(&pfx).unwrap().is_empty(),
+        "demo leaves no namespace"
+    );
+    assert!(!procs::state_dir(&pfx).exists(), "demo removes its state");
 
     let report = assert_report(&out);
     assert!(
@@ -139,6 +109,11 @@ fn demo_through_the_mesh_keeps_source_ip_and_only_hbone_between_nodes() {
     );
     assert!(report.bulk[0].mesh.as_ref().is_some_and(|b| b.bytes > 0));
 
+    let link = report.node_link.expect("--pcap recorded the node link");
+    assert!(
+        link.hbone_packets > 0 && link.plaintext_packets == 0,
+        "{link:?}"
+    );
     let lines = read_capture(&pcap);
     let (client, server) = plan.mesh_pair();
     let plain = format!("{}.8080", server.ip);

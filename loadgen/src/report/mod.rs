@@ -4,6 +4,7 @@
 
 pub mod plot;
 
+use crate::capture::LinkSummary;
 use crate::error::{Error, Result};
 use crate::phase::{BulkResult, RrResult};
 use serde::{Deserialize, Serialize};
@@ -101,11 +102,43 @@ pub struct Report {
     /// The passthrough check (enrolled client → not-enrolled server), mesh runs only.
     #[serde(default)]
     pub passthrough: Option<RrResult>,
+    /// What tcpdump saw of the mesh pair on the node link (`--pcap`).
+    #[serde(default)]
+    pub node_link: Option<LinkSummary>,
     /// Correctness failures (wrong source IP, checksum, lost bytes); empty = passed.
     pub failures: Vec<String>,
 }
 
 impl Report {
+    /// True when some point was measured through the mesh.
+    pub fn has_mesh(&self) -> bool {
+        let rr = self
+            .request_response
+            .iter()
+            .chain(&self.connect_per_request);
+        rr.clone().any(|p| p.mesh.is_some()) || self.bulk.iter().any(|b| b.mesh.is_some())
+    }
+
+    /// Records the node-link capture; on a mesh run, plaintext app traffic of the mesh
+    /// pair or no HBONE at all between the nodes is a failure.
+    pub fn check_node_link(&mut self, s: LinkSummary) {
+        self.node_link = Some(s);
+        if !self.has_mesh() {
+            return;
+        }
+        if s.plaintext_packets > 0 {
+            self.failures.push(format!(
+                "node link: {} plaintext app-port packets of the mesh pair crossed between the nodes \
+                 (expected only HBONE on 15008): capture is not redirecting to the proxy",
+                s.plaintext_packets
+            ));
+        }
+        if s.hbone_packets == 0 {
+            self.failures
+                .push("node link: no HBONE (15008) packet of the mesh pair was seen".into());
+        }
+    }
+
     /// True when no correctness check failed.
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
@@ -237,6 +270,13 @@ pub fn markdown(r: &Report) -> String {
         o,
         "\n## Correctness\n\nsource IP and payload checks: {verdict}"
     );
+    if let Some(l) = &r.node_link {
+        let _ = writeln!(
+            o,
+            "\nnode link (tcpdump on node A eth0, mesh pair): {} HBONE packets, {} plaintext app-port packets",
+            l.hbone_packets, l.plaintext_packets
+        );
+    }
     if let Some(p) = &r.passthrough {
         let _ = writeln!(
             o,

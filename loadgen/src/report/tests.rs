@@ -1,4 +1,5 @@
 use super::*;
+use crate::capture::LinkSummary;
 use crate::hist::Percentiles;
 
 pub(crate) fn sample() -> Report {
@@ -105,4 +106,23 @@ fn write_creates_all_files_and_json_round_trips() {
     let back: Report = serde_json::from_str(&json).unwrap();
     assert_eq!(back.request_response.len(), 2);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn node_link_plaintext_fails_a_mesh_run_only() {
+    let mut r = sample();
+    r.check_node_link(LinkSummary {
+        hbone_packets: 10,
+        plaintext_packets: 0,
+    });
+    assert!(r.passed());
+    assert!(markdown(&r).contains("10 HBONE packets, 0 plaintext"));
+    r.check_node_link(LinkSummary {
+        hbone_packets: 10,
+        plaintext_packets: 3,
+    });
+    assert!(!r.passed());
+    let mut baseline_only = Report::default();
+    baseline_only.check_node_link(LinkSummary::default());
+    assert!(baseline_only.passed());
 }
