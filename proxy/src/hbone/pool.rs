@@ -132,16 +132,8 @@ impl<S: 'static, E: 'static> Pool<S, E> {
                 Some(shared) => shared,
                 None => self.start_connect(key, connect()),
             };
-            let result = shared.await;
-            if self.connecting.borrow_mut().remove(key).is_some() {
-                if let Ok(conn) = &result {
-                    self.conns
-                        .borrow_mut()
-                        .entry(key.clone())
-                        .or_default()
-                        .push(conn.clone());
-                }
-            }
+            let result = shared.clone().await;
+            self.finish_connect(key, &shared, &result);
             result?;
         }
     }
@@ -157,6 +149,26 @@ impl<S: 'static, E: 'static> Pool<S, E> {
             .borrow_mut()
             .insert(key.clone(), shared.clone());
         shared
+    }
+
+    /// The first waiter to wake moves the new connection from `connecting` into the pool;
+    /// the pending entry is removed only if it is still this connect (a later connect for
+    /// the same key may already be pending).
+    fn finish_connect(
+        &self,
+        key: &PoolKey,
+        shared: &ConnectFuture<S, E>,
+        result: &Result<Rc<Conn<S>>, Rc<E>>,
+    ) {
+        let mut connecting = self.connecting.borrow_mut();
+        if !connecting.get(key).is_some_and(|p| p.ptr_eq(shared)) {
+            return;
+        }
+        connecting.remove(key);
+        if let Ok(conn) = result {
+            let mut conns = self.conns.borrow_mut();
+            conns.entry(key.clone()).or_default().push(conn.clone());
+        }
     }
 
     fn try_lease(&self, key: &PoolKey) -> Option<Lease<S>> {
