@@ -170,6 +170,10 @@ impl Drop for Zring {
 }
 
 fn start_zring(ns: &str, dir: &std::path::Path) -> Zring {
+    start_zring_with(ns, dir, &[])
+}
+
+fn start_zring_with(ns: &str, dir: &std::path::Path, extra: &[&str]) -> Zring {
     let yaml = r#"workloads:
 - uid: c//v1/Pod/default/client
   name: client
@@ -209,6 +213,7 @@ fn start_zring(ns: &str, dir: &std::path::Path) -> Zring {
             "off",
         ])
         .args(["--inbound-plaintext-addr", "off", "--socks5-addr", "off"])
+        .args(extra)
         .args([
             "--admin-addr",
             "off",
@@ -307,4 +312,65 @@ fn tproxy_capture_keeps_destination_and_spoofs_client_ip() {
     }
     assert!(opened() >= 1, "zring did not count the captured connection");
     drop(topo);
+}
+
+fn ip_out(ns: &str, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn run_with_plumb_applies_the_ztunnel_pod_side_and_removes_it_on_sigterm() {
+    if !can_run() {
+        return;
+    }
+    let prefix = format!("zrpy{}", std::process::id());
+    let node = NetnsGuard::new(&format!("{prefix}-n")).unwrap();
+    let pod = NetnsGuard::new(&format!("{prefix}-z")).unwrap();
+    link(&node, "vzt", "10.244.1.1/24", &pod, "eth0", "10.244.1.2/24");
+    sh(
+        pod.name(),
+        &["ip", "route", "add", "default", "via", "10.244.1.1"],
+    );
+    let scratch = common::Scratch::new("plumb");
+    let mut zring = start_zring_with(
+        pod.name(),
+        scratch.path(),
+        &[
+            "--plumb",
+            "--plumb-gateway",
+            "10.244.1.1",
+            "--plumb-eth0",
+            "eth0",
+        ],
+    );
+    wait_ready(pod.name());
+    let rules = ip_out(pod.name(), &["ip", "rule"]);
+    assert!(
+        rules.contains("20000:") && rules.contains("20003:"),
+        "{rules}"
+    );
+    let mangle = ip_out(pod.name(), &["iptables-save", "-t", "mangle"]);
+    assert!(mangle.contains("--on-port 15001"), "{mangle}");
+    assert!(ip_out(pod.name(), &["ip", "link"]).contains("pistioout"));
+
+    let pid = zring.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = zring.0.wait().unwrap();
+    assert!(status.success(), "zring exited with {status}");
+    let rules = ip_out(pod.name(), &["ip", "rule"]);
+    assert!(
+        !rules.contains("20000:") && !rules.contains("20003:"),
+        "{rules}"
+    );
+    assert!(!ip_out(pod.name(), &["iptables-save", "-t", "mangle"]).contains("TPROXY"));
+    assert!(!ip_out(pod.name(), &["ip", "link"]).contains("pistio"));
 }
