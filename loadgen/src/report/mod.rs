@@ -273,7 +273,7 @@ pub fn markdown(r: &Report) -> String {
     if let Some(l) = &r.node_link {
         let _ = writeln!(
             o,
-            "\nnode link (tcpdump on node A eth0, mesh pair): {} HBONE packets, {} plaintext app-port packets",
+            "\nnode link (tcpdump on node A eth0, mesh pair): {} HBONE SYN/FIN/RST packets, {} plaintext app-port ones",
             l.hbone_packets, l.plaintext_packets
         );
     }

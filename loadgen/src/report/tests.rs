@@ -116,7 +116,7 @@ fn node_link_plaintext_fails_a_mesh_run_only() {
         plaintext_packets: 0,
     });
     assert!(r.passed());
-    assert!(markdown(&r).contains("10 HBONE packets, 0 plaintext"));
+    assert!(markdown(&r).contains("10 HBONE SYN/FIN/RST packets, 0 plaintext"));
     r.check_node_link(LinkSummary {
         hbone_packets: 10,
         plaintext_packets: 3,
