@@ -2,13 +2,15 @@
 //! plots, and the one-screen summary printed at the end. Rendering is pure (data in,
 //! text out); [`write`] is the only I/O.
 
+mod markdown;
 pub mod plot;
+
+pub use markdown::markdown;
 
 use crate::capture::LinkSummary;
 use crate::error::{Error, Result};
 use crate::phase::{BulkResult, RrResult};
 use serde::{Deserialize, Serialize};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The machine a run was measured on.
@@ -143,149 +145,6 @@ impl Report {
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
     }
-}
-
-fn us(v: u64) -> String {
-    if v >= 10_000 {
-        format!("{:.1}ms", v as f64 / 1000.0)
-    } else {
-        format!("{v}µs")
-    }
-}
-
-fn opt<T>(o: Option<T>, f: impl Fn(T) -> String) -> String {
-    o.map(f).unwrap_or_else(|| "-".into())
-}
-
-fn percentile_rows(out: &mut String, label: &str, points: &[RrPoint]) {
-    for p in points {
-        let paths = [("baseline", Some(&p.baseline)), ("mesh", p.mesh.as_ref())];
-        for (path, r) in paths.into_iter().filter_map(|(n, r)| Some((n, r?))) {
-            let l = &r.latency;
-            let _ = writeln!(
-                out,
-                "| {label} {:.0}/s | {path} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                p.offered_rps,
-                l.count,
-                us(l.p50_us),
-                us(l.p90_us),
-                us(l.p99_us),
-                us(l.p999_us),
-                us(l.max_us),
-                r.errors,
-                r.missed,
-            );
-        }
-    }
-}
-
-fn rr_rows(out: &mut String, label: &str, points: &[RrPoint]) {
-    for p in points {
-        let b = &p.baseline;
-        let m = p.mesh.as_ref();
-        let added = opt(p.added_us(), |(a50, a99)| format!("{a50:+}/{a99:+}µs"));
-        let _ = writeln!(
-            out,
-            "| {label} {:.0}/s | {:.0}/s | {} / {} / {} | {} | {} | {} |",
-            p.offered_rps,
-            b.achieved_rps,
-            us(b.latency.p50_us),
-            us(b.latency.p99_us),
-            us(b.latency.p999_us),
-            opt(m, |m| format!(
-                "{:.0}/s, {} / {} / {}",
-                m.achieved_rps,
-                us(m.latency.p50_us),
-                us(m.latency.p99_us),
-                us(m.latency.p999_us)
-            )),
-            added,
-            opt(m.and_then(|m| m.proxy_cpu_s_per_1k), |c| format!("{c:.3}")),
-        );
-    }
-}
-
-/// The Markdown report (also the summary printed at the end of a run).
-pub fn markdown(r: &Report) -> String {
-    let mut o = String::new();
-    let _ = writeln!(o, "# zring-loadgen report {}\n", r.started_utc);
-    let _ = writeln!(
-        o,
-        "commit `{}`, seed {}, {} cores, kernel {}, {}\n\n`{}`\n",
-        r.commit,
-        r.seed,
-        r.machine.cores,
-        r.machine.kernel,
-        r.machine.cpu_model,
-        r.command_line.join(" ")
-    );
-    let s = &r.settings;
-    let _ = writeln!(
-        o,
-        "mesh {} → {} vs baseline {} → {}; payload {} B each way, {} connections, {} client cores, \
-         warm-up {} s discarded, {} s measured per point\n",
-        s.mesh_client, s.mesh_server, s.baseline_client, s.baseline_server, s.payload_bytes, s.conns,
-        s.client_cores, s.warmup_s, s.duration_s
-    );
-    let _ = writeln!(
-        o,
-        "## Latency (p50 / p99 / p99.9, from intended send time)\n"
-    );
-    let _ = writeln!(o, "| scenario, offered | baseline achieved (req/s, conn/s for conn/req) | baseline | mesh | added p50/p99 | proxy CPU s / 1k req |");
-    let _ = writeln!(o, "|---|---|---|---|---|---|");
-    rr_rows(&mut o, "req/resp", &r.request_response);
-    rr_rows(&mut o, "conn/req", &r.connect_per_request);
-    let _ = writeln!(
-        o,
-        "\n## All percentiles\n\n| scenario | path | samples | p50 | p90 | p99 | p99.9 | max | errors | missed sends |"
-    );
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|");
-    percentile_rows(&mut o, "req/resp", &r.request_response);
-    percentile_rows(&mut o, "conn/req", &r.connect_per_request);
-    if !r.bulk.is_empty() {
-        let _ = writeln!(o, "\n## Bulk throughput\n\n| streams | baseline Gb/s | mesh Gb/s | mesh/baseline | proxy CPU s / GB |");
-        let _ = writeln!(o, "|---|---|---|---|---|");
-        for b in &r.bulk {
-            let m = b.mesh.as_ref();
-            let ratio = m
-                .filter(|_| b.baseline.gbps > 0.0)
-                .map(|m| m.gbps / b.baseline.gbps);
-            let _ = writeln!(
-                o,
-                "| {} | {:.2} | {} | {} | {} |",
-                b.streams,
-                b.baseline.gbps,
-                opt(m, |m| format!("{:.2}", m.gbps)),
-                opt(ratio, |x| format!("{:.0}%", x * 100.0)),
-                opt(m.and_then(|m| m.proxy_cpu_s_per_gb), |c| format!("{c:.3}")),
-            );
-        }
-    }
-    let verdict = if r.passed() {
-        "PASSED".to_string()
-    } else {
-        format!("FAILED: {}", r.failures.join("; "))
-    };
-    let _ = writeln!(
-        o,
-        "\n## Correctness\n\nsource IP and payload checks: {verdict}"
-    );
-    if let Some(l) = &r.node_link {
-        let _ = writeln!(
-            o,
-            "\nnode link (tcpdump on node A eth0, mesh pair): {} HBONE SYN/FIN/RST packets, {} plaintext app-port ones",
-            l.hbone_packets, l.plaintext_packets
-        );
-    }
-    if let Some(p) = &r.passthrough {
-        let _ = writeln!(
-            o,
-            "\npassthrough (enrolled client → not-enrolled server, plain TCP through the proxy): \
-             {} requests, {} errors",
-            p.completed, p.errors
-        );
-    }
-    o
 }
 
 /// Writes report.json, report.md and the plots into `dir`.

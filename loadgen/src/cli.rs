@@ -1,0 +1,172 @@
+//! The command line of `zring-loadgen` (clap derive): subcommands and their flags.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+use zring_loadgen::run::RunOptions;
+use zring_loadgen::topo;
+
+/// Default name prefix of every namespace of the topology.
+const DEFAULT_PREFIX: &str = "zrl-";
+
+#[derive(Parser)]
+#[command(
+    name = "zring-loadgen",
+    version,
+    about = "Two-node ambient topology, open-loop load and latency/throughput reports"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Build, remove or inspect the topology.
+    Topology {
+        #[command(subcommand)]
+        action: TopoCmd,
+    },
+    /// Run the scenarios against a running topology and write a report.
+    Run {
+        #[arg(long, default_value = DEFAULT_PREFIX)]
+        prefix: String,
+        #[command(flatten)]
+        load: LoadArgs,
+        /// Directory the `<UTC date>-<commit>` report directory is created in.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+        /// Capture node A's eth0 (mesh pair only) into this pcap and check that only
+        /// HBONE crossed the nodes.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+    },
+    /// topology up → a short sweep → report → topology down, in one command.
+    Demo {
+        #[arg(long, default_value = DEFAULT_PREFIX)]
+        prefix: String,
+        #[command(flatten)]
+        up: UpArgs,
+        #[command(flatten)]
+        load: LoadArgs,
+        /// A few-second run (CI): two rates, one connection rate, one bulk setting.
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+        /// Capture node A's eth0 into this pcap and check that only HBONE crossed the nodes.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+    },
+    /// The HTTP responder and bulk sink (started inside the server pods by `topology up`).
+    Serve {
+        #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+        bind: IpAddr,
+        #[arg(long, default_value_t = topo::plan::HTTP_PORT)]
+        http_port: u16,
+        #[arg(long, default_value_t = topo::plan::SINK_PORT)]
+        sink_port: u16,
+        #[arg(long, default_value_t = 1)]
+        cores: usize,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TopoCmd {
+    /// Create the namespaces, links, plumbing; start servers and proxies.
+    Up {
+        #[arg(long, default_value = DEFAULT_PREFIX)]
+        prefix: String,
+        #[command(flatten)]
+        up: UpArgs,
+    },
+    /// Remove everything of the topology, from any state (also after a crash).
+    Down {
+        #[arg(long, default_value = DEFAULT_PREFIX)]
+        prefix: String,
+    },
+    /// Show the namespaces and processes of the topology.
+    Status {
+        #[arg(long, default_value = DEFAULT_PREFIX)]
+        prefix: String,
+    },
+}
+
+#[derive(Args, Clone)]
+pub struct UpArgs {
+    /// Baseline only: no plumbing, no proxies.
+    #[arg(long)]
+    pub no_mesh: bool,
+    /// The zring binary (default: `zring` next to this executable).
+    #[arg(long)]
+    pub zring: Option<PathBuf>,
+    /// `--cores` of each zring proxy.
+    #[arg(long, default_value_t = 1)]
+    pub proxy_cores: usize,
+    /// Cores of each server process.
+    #[arg(long, default_value_t = 1)]
+    pub server_cores: usize,
+}
+
+#[derive(Args, Clone)]
+pub struct LoadArgs {
+    /// Offered request rates of the keep-alive sweep (stops at saturation).
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000,10000,20000")]
+    pub rates: Vec<f64>,
+    /// Connections (keep-alive) or connection slots (connect-per-request).
+    #[arg(long, default_value_t = 16)]
+    pub conns: usize,
+    /// Request and response body size, bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub payload: usize,
+    /// Offered rates of the connect-per-request scenario.
+    #[arg(long, value_delimiter = ',', default_value = "1000")]
+    pub cpr_rates: Vec<f64>,
+    /// Stream counts of the bulk scenario (empty: skip).
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    pub bulk_streams: Vec<usize>,
+    /// Warm-up seconds discarded at the start of each point.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Measured seconds per point.
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// Seconds per bulk point.
+    #[arg(long, default_value_t = 3.0)]
+    pub bulk_duration: f64,
+    /// Client cores (one monoio runtime each).
+    #[arg(long, default_value_t = 1)]
+    pub cores: usize,
+    /// Seed of the payloads.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+impl LoadArgs {
+    /// The run options these flags describe (`quick`: the few-second CI settings).
+    pub fn options(&self, quick: bool) -> RunOptions {
+        let secs = Duration::from_secs_f64;
+        let mut o = RunOptions {
+            rates: self.rates.clone(),
+            conns: self.conns,
+            payload: self.payload,
+            cpr_rates: self.cpr_rates.clone(),
+            bulk_streams: self.bulk_streams.clone(),
+            warmup: secs(self.warmup),
+            duration: secs(self.duration),
+            bulk_duration: secs(self.bulk_duration),
+            cores: self.cores,
+            seed: self.seed,
+        };
+        if quick {
+            o.rates = vec![500.0, 2000.0];
+            o.cpr_rates = vec![200.0];
+            o.bulk_streams = vec![2];
+            o.warmup = secs(0.2);
+            o.duration = secs(1.0);
+            o.bulk_duration = secs(1.0);
+        }
+        o
+    }
+}
