@@ -8,6 +8,11 @@
 //! - [`server`]: the HTTP responder and bulk sink (monoio per core).
 //! - [`client`], [`phase`]: per-connection load loops and one measured phase over cores.
 //! - [`cores`]: per-core monoio runtimes, optionally inside a network namespace.
+//! - [`topo`]: the topology plan (pure) and `up`/`down`/`status` over `plumbing::netns`.
+//! - [`mesh`]: certificates, the generated LocalConfig, node plumbing, one zring per node.
+//! - [`procs`]: state directory, child processes in pod namespaces, CPU time from /proc.
+//! - [`run`]: the scenarios, baseline and mesh alternating; [`report`]: JSON, Markdown,
+//!   SVG; [`progress`]: the stderr progress bar; [`capture`]: tcpdump on the node link.
 //! - [`error`]: the crate's error type.
 //! - `sys`: the only unsafe code (setns, pre_exec, kill, sysconf).
 #![deny(unsafe_code)]
