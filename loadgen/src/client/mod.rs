@@ -1,5 +1,5 @@
 //! The load client: open-loop HTTP/1.1 request/response over kept-alive or
-//! per-request connections (this file), and bulk streams into the sink ([`bulk`]). Each
+//! per-request connections (this file), and bulk streams into the sink (`bulk.rs`). Each
 //! request/response connection follows its own [`Pacer`]; latency is measured from the
 //! intended send time.
 

@@ -1,6 +1,6 @@
 //! The report of a run: every figure as JSON, the same as Markdown tables, the SVG
 //! plots, and the one-screen summary printed at the end. Rendering is pure (data in,
-//! text out); [`write`] is the only I/O.
+//! text out); [`write()`] is the only I/O.
 
 mod markdown;
 pub mod plot;
