@@ -7,7 +7,6 @@ use std::io;
 use bytes::{Bytes, BytesMut};
 use futures_util::future::try_join;
 use h2::{RecvStream, SendStream};
-use monoio::io::splice::{SpliceDestination, SpliceSource};
 use monoio::io::{
     AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
 };
@@ -16,7 +15,7 @@ use monoio::net::TcpStream;
 use crate::sys;
 
 /// Bytes moved per splice: the default pipe capacity (16 pages).
-const SPLICE_CHUNK: u32 = 64 * 1024;
+const SPLICE_CHUNK: usize = 64 * 1024;
 /// Read size for TCP→HTTP/2: one max-size-ish DATA frame batch without hogging memory.
 const H2_READ_CHUNK: usize = 64 * 1024;
 
@@ -27,14 +26,20 @@ pub struct Transferred {
     pub down: u64,
 }
 
-/// Relays two plain TCP sockets both ways with splice, half-closing on EOF.
+/// Relays two plain TCP sockets both ways with splice(2), half-closing on EOF.
+///
+/// The splices are plain non-blocking syscalls driven by monoio readiness waits (a poll
+/// op under io_uring, epoll otherwise): io_uring's own splice op on a socket without data
+/// either returns EAGAIN (non-blocking socket) or parks a kernel worker thread per idle
+/// connection (blocking socket).
 pub async fn splice_bidi(a: TcpStream, b: TcpStream) -> io::Result<Transferred> {
-    let (mut ar, mut aw) = a.into_split();
-    let (mut br, mut bw) = b.into_split();
-    let result = try_join(splice_one(&mut ar, &mut bw), splice_one(&mut br, &mut aw)).await;
+    sys::set_nonblocking(&a)?;
+    sys::set_nonblocking(&b)?;
+    let result = try_join(splice_one(&a, &b), splice_one(&b, &a)).await;
     if result.is_err() {
-        abort(ar, aw);
-        abort(br, bw);
+        // Propagate the reset: both sockets close with RST.
+        let _ = sys::set_linger_zero(&a);
+        let _ = sys::set_linger_zero(&b);
     }
     let (up, down) = result?;
     Ok(Transferred { up, down })
@@ -48,26 +53,29 @@ fn abort(r: OwnedReadHalf<TcpStream>, w: OwnedWriteHalf<TcpStream>) {
     }
 }
 
-async fn splice_one<R, W>(reader: &mut R, writer: &mut W) -> io::Result<u64>
-where
-    R: SpliceSource,
-    W: SpliceDestination + AsyncWriteRent,
-{
-    let (mut pipe_r, mut pipe_w) = monoio::net::unix::new_pipe()?;
+async fn splice_one(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
+    let pipe = sys::pipe()?;
     let mut total = 0u64;
     loop {
-        let mut pending = reader.splice_to_pipe(&mut pipe_w, SPLICE_CHUNK).await?;
-        if pending == 0 {
-            writer.shutdown().await?;
-            return Ok(total);
-        }
-        total += u64::from(pending);
-        while pending > 0 {
-            let n = writer.splice_from_pipe(&mut pipe_r, pending).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
+        let mut pending = match sys::splice(from, &pipe.write, SPLICE_CHUNK) {
+            Ok(0) => {
+                sys::shutdown_write(to)?;
+                return Ok(total);
             }
-            pending -= n;
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                from.readable(false).await?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        total += pending as u64;
+        while pending > 0 {
+            match sys::splice(&pipe.read, to, pending) {
+                Ok(n) => pending -= n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => to.writable(false).await?,
+                Err(e) => return Err(e),
+            }
         }
     }
 }

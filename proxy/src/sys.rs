@@ -7,7 +7,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use socket2::SockRef;
@@ -41,4 +41,55 @@ pub fn set_linger_zero(fd: &impl AsRawFd) -> io::Result<()> {
 /// Reads and clears the pending socket error (completion of a non-blocking connect).
 pub fn take_error(fd: &impl AsRawFd) -> io::Result<Option<io::Error>> {
     with_sockref(fd, |s| s.take_error())
+}
+
+/// A pipe for splice(2), both ends non-blocking and close-on-exec.
+pub struct Pipe {
+    pub read: OwnedFd,
+    pub write: OwnedFd,
+}
+
+/// Creates a [`Pipe`].
+pub fn pipe() -> io::Result<Pipe> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` is a valid, writable array of two descriptors as pipe2 requires.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok(Pipe { read, write })
+}
+
+/// One non-blocking splice(2) of up to `len` bytes from `from` to `to` (one end a pipe).
+/// `Ok(0)` is end of file; `WouldBlock` means wait for readiness and retry.
+pub fn splice(from: &impl AsRawFd, to: &impl AsRawFd, len: usize) -> io::Result<usize> {
+    let flags = libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE;
+    // SAFETY: both descriptors are borrowed from live owners for the duration of the call;
+    // null offsets are allowed for pipes and sockets.
+    let n = unsafe {
+        libc::splice(
+            from.as_raw_fd(),
+            std::ptr::null_mut(),
+            to.as_raw_fd(),
+            std::ptr::null_mut(),
+            len,
+            flags,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Puts a monoio-owned socket in non-blocking mode (splice must not block a thread).
+pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
+    with_sockref(fd, |s| s.set_nonblocking(true))
+}
+
+/// Sends FIN (`shutdown(SHUT_WR)`) on a monoio-owned socket.
+pub fn shutdown_write(fd: &impl AsRawFd) -> io::Result<()> {
+    with_sockref(fd, |s| s.shutdown(std::net::Shutdown::Write))
 }

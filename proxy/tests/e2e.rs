@@ -413,3 +413,31 @@ fn server_reset_resets_the_client() {
         .expect_err("a reset upstream must reset the client, not FIN it");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
 }
+
+#[test]
+fn passthrough_splices_both_ways_with_a_slow_server() {
+    let mesh = Mesh::start(1, "cluster.local");
+    // Not a workload: plain TCP passthrough (splice). The server answers only after a
+    // pause, so the proxy must wait for readiness instead of failing on EAGAIN.
+    let slow = TcpListener::bind("127.0.0.3:0").unwrap();
+    let slow_addr = slow.local_addr().unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut conn, _)) = slow.accept() {
+            let mut req = [0u8; 4];
+            conn.read_exact(&mut req).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            conn.write_all(&[req, req].concat()).unwrap();
+        }
+    });
+    let (mut s, code) = socks_connect(mesh.a().socks5.unwrap(), slow_addr);
+    assert_eq!(code, 0);
+    s.write_all(b"ping").unwrap();
+    let mut back = [0u8; 8];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"pingping");
+    assert_eq!(
+        s.read(&mut back).unwrap(),
+        0,
+        "server FIN reaches the client"
+    );
+}
