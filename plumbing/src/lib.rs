@@ -1,6 +1,6 @@
 //! zring-plumbing: the kernel objects of ambient capture, exactly as Istio's CNI (node) and
 //! ztunnel's init container (ztunnel pod) created them in the articles (see
-//! ARCHITECTURE-plumbing.md and shared/design/TRAFFIC-PATH.md).
+//! ARCHITECTURE.md, section "Plumbing" and shared/design/TRAFFIC-PATH.md).
 //!
 //! # Public API
 //! Inputs (pub fields, YAML-deserializable): [`NodeInput`] `{ gateway_ip, ztunnel_ip,
