@@ -19,7 +19,7 @@ use crate::identity::Identity;
 use crate::outbound::connect_upstream;
 use crate::relay::{self, Transferred};
 use crate::runtime::core::Core;
-use crate::runtime::metrics::Counters;
+use crate::runtime::metrics::Labels;
 
 /// Concurrent streams we accept per HBONE connection (ztunnel's server value).
 const SERVER_MAX_STREAMS: u32 = 200;
@@ -30,7 +30,7 @@ pub async fn serve_hbone(
     stream: TcpStream,
     peer: SocketAddr,
 ) -> Result<(), ProxyError> {
-    Counters::add(&core.counters.hbone_accepted, 1);
+    core.metrics.hbone_accepted();
     let local = stream.local_addr()?;
     let identity = local_identity(core, local.ip())?;
     let acceptor = core.server_tls(&identity)?;
@@ -82,18 +82,22 @@ async fn serve_stream(
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
 ) {
-    Counters::add(&core.counters.opened, 1);
+    let labels = {
+        let state = core.state();
+        let client = client_ip(&state.snapshot, conn.peer, &req);
+        Labels::inbound(
+            &state.snapshot,
+            client,
+            conn.peer_identity.as_ref(),
+            conn.local.ip(),
+        )
+    };
+    let counters = core.metrics.handle(labels);
+    counters.opened();
     let result = tunnel(&core, &conn, req, &mut respond).await;
-    Counters::add(&core.counters.closed, 1);
-    match result {
-        Ok(t) => {
-            Counters::add(&core.counters.received_bytes, t.up);
-            Counters::add(&core.counters.sent_bytes, t.down);
-        }
-        Err(e) => {
-            Counters::add(&core.counters.failed, 1);
-            tracing::debug!(peer = %conn.peer, error = %e, "inbound HBONE stream failed");
-        }
+    counters.closed(&result);
+    if let Err(e) = result {
+        tracing::debug!(peer = %conn.peer, error = %e, "inbound HBONE stream failed");
     }
 }
 
@@ -183,7 +187,9 @@ pub async fn serve_plaintext(
         return Err(ProxyError::Loop(dst));
     }
     authorize_plaintext(core, peer, dst)?;
-    Counters::add(&core.counters.opened, 1);
+    let labels = Labels::inbound(&core.state().snapshot, peer.ip(), None, dst.ip());
+    let counters = core.metrics.handle(labels);
+    counters.opened();
     let source = core.config.transparent.then_some(peer.ip());
     let result = match connect_upstream(core, dst, source).await {
         Ok(upstream) => relay::splice_bidi(stream, upstream)
@@ -191,10 +197,10 @@ pub async fn serve_plaintext(
             .map_err(ProxyError::from),
         Err(e) => Err(e),
     };
-    Counters::add(&core.counters.closed, 1);
-    let t = result?;
-    Counters::add(&core.counters.received_bytes, t.up);
-    Counters::add(&core.counters.sent_bytes, t.down);
+    counters.closed(&result);
+    if let Err(e) = result {
+        tracing::debug!(%peer, %dst, error = %e, "inbound plaintext connection failed");
+    }
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use crate::hbone::client;
 use crate::hbone::pool::PoolKey;
 use crate::relay::{self, Transferred};
 use crate::runtime::core::Core;
-use crate::runtime::metrics::Counters;
+use crate::runtime::metrics::Labels;
 use crate::socks5::{self, Reply, Target};
 use crate::{sockets, sys};
 
@@ -60,15 +60,25 @@ async fn forward(
     target: Target,
     socks: bool,
 ) -> Result<(), ProxyError> {
-    Counters::add(&core.counters.opened, 1);
-    let result = match route(core, &target) {
-        Ok(Route::Passthrough { addr }) => passthrough(core, client, peer, addr, socks).await,
-        Ok(Route::Hbone {
+    let route = match route(core, &target) {
+        Ok(route) => route,
+        Err(e) => {
+            reply(&mut client, socks, Reply::HostUnreachable).await;
+            return Err(e);
+        }
+    };
+    let counters = core
+        .metrics
+        .handle(Labels::outbound(&core.state().snapshot, peer.ip(), &route));
+    counters.opened();
+    let result = match route {
+        Route::Passthrough { addr } => passthrough(core, client, peer, addr, socks).await,
+        Route::Hbone {
             hbone_addr,
             authority,
             dst_identity,
             ..
-        }) => {
+        } => {
             let tunnel = Tunnel {
                 hbone_addr,
                 authority,
@@ -76,15 +86,11 @@ async fn forward(
             };
             tunnel.run(core, client, peer, socks).await
         }
-        Err(e) => {
-            reply(&mut client, socks, Reply::HostUnreachable).await;
-            Err(e)
-        }
     };
-    Counters::add(&core.counters.closed, 1);
-    let t = result?;
-    Counters::add(&core.counters.received_bytes, t.up);
-    Counters::add(&core.counters.sent_bytes, t.down);
+    counters.closed(&result);
+    if let Err(e) = result {
+        tracing::debug!(core = core.id, %peer, ?target, error = %e, "outbound connection failed");
+    }
     Ok(())
 }
 

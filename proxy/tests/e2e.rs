@@ -309,10 +309,20 @@ fn metrics_count_connections_and_bytes() {
         .unwrap();
     let mut body = String::new();
     http.read_to_string(&mut body).unwrap();
-    assert!(
-        body.contains("istio_tcp_sent_bytes_total{reporter=\"zring\"} 1000"),
-        "{body}"
-    );
+    let line = body
+        .lines()
+        .find(|l| l.starts_with("istio_tcp_sent_bytes_total{"))
+        .unwrap_or_else(|| panic!("no sent-bytes series in {body}"));
+    for label in [
+        "reporter=\"source\"",
+        "source_workload=\"sleep\"",
+        "destination_workload=\"httpbin\"",
+        "destination_principal=\"spiffe://cluster.local/ns/default/sa/httpbin\"",
+        "connection_security_policy=\"mutual_tls\"",
+    ] {
+        assert!(line.contains(label), "{label} missing in {line}");
+    }
+    assert!(line.ends_with(" 1000"), "{line}");
 }
 
 #[test]

@@ -249,11 +249,12 @@ fn metric(ns: &str, name: &str) -> u64 {
         .unwrap();
     let mut body = String::new();
     s.read_to_string(&mut body).unwrap();
+    // Sum over every label set of the series (none exist before the first connection).
     body.lines()
-        .find(|l| l.starts_with(name) && !l.starts_with('#'))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing in {body}"))
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok()))
+        .map(|v| v.unwrap_or_else(|| panic!("unparsable {name} in {body}")))
+        .sum()
 }
 
 #[test]

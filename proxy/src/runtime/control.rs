@@ -150,7 +150,7 @@ fn answer(stream: TcpStream, config: &Config, shared: &Shared) -> std::io::Resul
 fn route(path: &str, config: &Config, shared: &Shared) -> (&'static str, String) {
     match path {
         "/healthz" | "/healthz/ready" => ("200 OK", "ready\n".into()),
-        "/metrics" | "/stats/prometheus" => ("200 OK", metrics::render(&shared.totals())),
+        "/metrics" | "/stats/prometheus" => ("200 OK", metrics::render(&shared.aggregate())),
         "/config_dump" => ("200 OK", config_dump(config, shared)),
         _ => ("404 Not Found", "not found\n".into()),
     }

@@ -17,7 +17,7 @@ use crate::error::ProxyError;
 use crate::hbone::client::Timing;
 use crate::hbone::pool::Pool;
 use crate::identity::Identity;
-use crate::runtime::metrics::Counters;
+use crate::runtime::metrics::Metrics;
 use crate::runtime::state::{Shared, State};
 use crate::runtime::ListenerKind;
 
@@ -38,7 +38,7 @@ pub struct Core {
     generation: Cell<u64>,
     pub rr: RefCell<RoundRobin>,
     pub pool: HbonePool,
-    pub counters: Counters,
+    pub metrics: Metrics,
     server_tls: RefCell<HashMap<Identity, TlsAcceptor>>,
     client_tls: RefCell<HashMap<(Identity, Identity), Arc<rustls::ClientConfig>>>,
 }
@@ -54,7 +54,7 @@ impl Core {
             state: RefCell::new(Rc::new(state)),
             shared,
             rr: RefCell::default(),
-            counters: Counters::default(),
+            metrics: Metrics::default(),
             server_tls: RefCell::default(),
             client_tls: RefCell::default(),
         }
@@ -135,8 +135,9 @@ pub async fn run(
     while !core.shared.stopping() {
         monoio::time::sleep(CONTROL_TICK).await;
         core.refresh();
-        core.counters
-            .publish(core.id, core.generation.get(), &core.shared);
+        let published = core.metrics.snapshot();
+        core.shared
+            .store_core(core.id, published, core.generation.get());
         if last_evict.elapsed() >= Duration::from_secs(1) {
             core.pool
                 .evict_idle(Instant::now(), core.config.pool_idle_timeout);
@@ -171,7 +172,7 @@ async fn handle(core: Rc<Core>, kind: ListenerKind, stream: TcpStream, peer: std
         }
     };
     if let Err(e) = result {
-        core.counters.failed.set(core.counters.failed.get() + 1);
+        core.metrics.failed_early();
         tracing::debug!(core = core.id, ?kind, %peer, error = %e, "connection failed");
     }
 }

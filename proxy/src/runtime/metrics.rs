@@ -1,37 +1,133 @@
-//! Per-core counters: plain `Cell`s bumped on the data path, copied into the shared
-//! block by each core on its control tick, summed only when `/metrics` is scraped.
-//! Names are ztunnel's so Istio dashboards keep working.
+//! Per-core counters with Istio's standard TCP labels.
+//!
+//! A connection resolves its counter handle once (one hash lookup at open); the data path
+//! then bumps plain `Cell`s. Each core copies its counters into the shared block on its
+//! control tick; they are summed per label set only when `/metrics` is scraped. Names and
+//! labels are ztunnel's so Istio dashboards keep working.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
+use std::net::IpAddr;
+use std::rc::Rc;
 
-use crate::runtime::state::Shared;
+use crate::config::{Route, Snapshot};
+use crate::error::ProxyError;
+use crate::identity::Identity;
+use crate::relay::Transferred;
 
-/// One core's counters.
+/// Rendered for labels nobody could fill (Istio's convention).
+const UNKNOWN: &str = "unknown";
+
+/// Istio's standard labels of one TCP connection.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Labels {
+    /// `source` (outbound leg) or `destination` (inbound leg).
+    pub reporter: &'static str,
+    pub source_workload: String,
+    pub source_workload_namespace: String,
+    pub source_principal: String,
+    pub destination_workload: String,
+    pub destination_workload_namespace: String,
+    pub destination_principal: String,
+    pub destination_service: String,
+    /// `mutual_tls` through HBONE, `unknown` for plain TCP.
+    pub connection_security_policy: &'static str,
+}
+
+fn or_unknown(s: Option<String>) -> String {
+    s.unwrap_or_else(|| UNKNOWN.to_string())
+}
+
+impl Labels {
+    fn between(
+        reporter: &'static str,
+        snap: &Snapshot,
+        src: IpAddr,
+        src_principal: Option<&Identity>,
+        dst: IpAddr,
+    ) -> Labels {
+        let s = snap.workload_by_ip(src);
+        let d = snap.workload_by_ip(dst);
+        Labels {
+            reporter,
+            source_workload: or_unknown(s.map(|w| w.name.clone())),
+            source_workload_namespace: or_unknown(s.map(|w| w.namespace.clone())),
+            source_principal: or_unknown(src_principal.map(Identity::to_string)),
+            destination_workload: or_unknown(d.map(|w| w.name.clone())),
+            destination_workload_namespace: or_unknown(d.map(|w| w.namespace.clone())),
+            destination_principal: or_unknown(d.map(|w| snap.identity(w).to_string())),
+            destination_service: UNKNOWN.to_string(),
+            connection_security_policy: UNKNOWN,
+        }
+    }
+
+    /// The outbound leg of a connection from `src` routed as `route`.
+    pub fn outbound(snap: &Snapshot, src: IpAddr, route: &Route) -> Labels {
+        let src_id = snap.workload_by_ip(src).map(|w| snap.identity(w));
+        match route {
+            Route::Hbone {
+                authority, service, ..
+            } => Labels {
+                destination_service: or_unknown(service.clone()),
+                connection_security_policy: "mutual_tls",
+                ..Labels::between("source", snap, src, src_id.as_ref(), authority.ip())
+            },
+            Route::Passthrough { addr } => {
+                Labels::between("source", snap, src, src_id.as_ref(), addr.ip())
+            }
+        }
+    }
+
+    /// The inbound leg: `client` as seen through HBONE (`principal` = its certificate)
+    /// or plaintext (`principal` = None), to the local workload `dst`.
+    pub fn inbound(
+        snap: &Snapshot,
+        client: IpAddr,
+        principal: Option<&Identity>,
+        dst: IpAddr,
+    ) -> Labels {
+        let mtls = if principal.is_some() {
+            "mutual_tls"
+        } else {
+            UNKNOWN
+        };
+        Labels {
+            connection_security_policy: mtls,
+            ..Labels::between("destination", snap, client, principal, dst)
+        }
+    }
+}
+
+/// The counters of one label set on one core.
 #[derive(Default)]
-pub struct Counters {
-    pub opened: Cell<u64>,
-    pub closed: Cell<u64>,
-    pub failed: Cell<u64>,
-    pub received_bytes: Cell<u64>,
-    pub sent_bytes: Cell<u64>,
-    pub hbone_accepted: Cell<u64>,
+pub struct ConnCounters {
+    opened: Cell<u64>,
+    closed: Cell<u64>,
+    failed: Cell<u64>,
+    received_bytes: Cell<u64>,
+    sent_bytes: Cell<u64>,
 }
 
-/// A copy of one core's counters at a control tick.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Totals {
-    pub opened: u64,
-    pub closed: u64,
-    pub failed: u64,
-    pub received_bytes: u64,
-    pub sent_bytes: u64,
-    pub hbone_accepted: u64,
+fn bump(cell: &Cell<u64>, n: u64) {
+    cell.set(cell.get() + n);
 }
 
-impl Counters {
-    pub fn add(cell: &Cell<u64>, n: u64) {
-        cell.set(cell.get() + n);
+impl ConnCounters {
+    pub fn opened(&self) {
+        bump(&self.opened, 1);
+    }
+
+    /// Records the end of a connection: bytes on success, a failure otherwise.
+    pub fn closed(&self, result: &Result<Transferred, ProxyError>) {
+        bump(&self.closed, 1);
+        match result {
+            Ok(t) => {
+                bump(&self.received_bytes, t.up);
+                bump(&self.sent_bytes, t.down);
+            }
+            Err(_) => bump(&self.failed, 1),
+        }
     }
 
     fn totals(&self) -> Totals {
@@ -41,13 +137,62 @@ impl Counters {
             failed: self.failed.get(),
             received_bytes: self.received_bytes.get(),
             sent_bytes: self.sent_bytes.get(),
+            hbone_accepted: 0,
+        }
+    }
+}
+
+/// One core's metrics.
+#[derive(Default)]
+pub struct Metrics {
+    by_labels: RefCell<HashMap<Labels, Rc<ConnCounters>>>,
+    /// Connections that failed before their labels were known (handshakes, routing).
+    pub unlabeled_failed: Cell<u64>,
+    /// TCP connections accepted on the HBONE port (not streams).
+    pub hbone_accepted: Cell<u64>,
+}
+
+impl Metrics {
+    /// The counters for `labels`, created on first use (once per connection, not per byte).
+    pub fn handle(&self, labels: Labels) -> Rc<ConnCounters> {
+        self.by_labels
+            .borrow_mut()
+            .entry(labels)
+            .or_default()
+            .clone()
+    }
+
+    pub fn failed_early(&self) {
+        bump(&self.unlabeled_failed, 1);
+    }
+
+    pub fn hbone_accepted(&self) {
+        bump(&self.hbone_accepted, 1);
+    }
+
+    /// A copy for the shared block.
+    pub fn snapshot(&self) -> CoreMetrics {
+        let by_labels = self.by_labels.borrow();
+        CoreMetrics {
+            by_labels: by_labels
+                .iter()
+                .map(|(l, c)| (l.clone(), c.totals()))
+                .collect(),
+            unlabeled_failed: self.unlabeled_failed.get(),
             hbone_accepted: self.hbone_accepted.get(),
         }
     }
+}
 
-    pub fn publish(&self, core: usize, generation: u64, shared: &Shared) {
-        shared.store_core(core, self.totals(), generation);
-    }
+/// Counter values (one label set, one core, or summed).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub opened: u64,
+    pub closed: u64,
+    pub failed: u64,
+    pub received_bytes: u64,
+    pub sent_bytes: u64,
+    pub hbone_accepted: u64,
 }
 
 impl std::ops::Add for Totals {
@@ -64,75 +209,112 @@ impl std::ops::Add for Totals {
     }
 }
 
-/// Prometheus text exposition of the summed totals.
-pub fn render(t: &Totals) -> String {
-    let mut out = String::new();
-    let rows: [(&str, &str, &str, u64); 6] = [
+/// One core's metrics as of its last control tick.
+#[derive(Debug, Default, Clone)]
+pub struct CoreMetrics {
+    pub by_labels: Vec<(Labels, Totals)>,
+    pub unlabeled_failed: u64,
+    pub hbone_accepted: u64,
+}
+
+/// Everything summed per label set over cores.
+#[derive(Debug, Default, Clone)]
+pub struct Aggregate {
+    pub by_labels: BTreeMap<Labels, Totals>,
+    pub unlabeled_failed: u64,
+    pub hbone_accepted: u64,
+}
+
+impl Aggregate {
+    pub fn add(&mut self, core: &CoreMetrics) {
+        for (labels, t) in &core.by_labels {
+            let slot = self.by_labels.entry(labels.clone()).or_default();
+            *slot = *slot + *t;
+        }
+        self.unlabeled_failed += core.unlabeled_failed;
+        self.hbone_accepted += core.hbone_accepted;
+    }
+
+    /// All label sets summed, early failures and HBONE accepts included.
+    pub fn totals(&self) -> Totals {
+        let sum = self
+            .by_labels
+            .values()
+            .fold(Totals::default(), |a, t| a + *t);
+        Totals {
+            failed: sum.failed + self.unlabeled_failed,
+            hbone_accepted: self.hbone_accepted,
+            ..sum
+        }
+    }
+}
+
+fn label_text(l: &Labels) -> String {
+    format!(
+        "reporter=\"{}\",source_workload=\"{}\",source_workload_namespace=\"{}\",source_principal=\"{}\",destination_workload=\"{}\",destination_workload_namespace=\"{}\",destination_principal=\"{}\",destination_service=\"{}\",request_protocol=\"tcp\",connection_security_policy=\"{}\"",
+        l.reporter,
+        l.source_workload,
+        l.source_workload_namespace,
+        l.source_principal,
+        l.destination_workload,
+        l.destination_workload_namespace,
+        l.destination_principal,
+        l.destination_service,
+        l.connection_security_policy,
+    )
+}
+
+type Field = fn(&Totals) -> u64;
+
+/// Prometheus text exposition.
+pub fn render(agg: &Aggregate) -> String {
+    let families: [(&str, &str, Field); 5] = [
         (
             "istio_tcp_connections_opened_total",
-            "counter",
             "TCP connections opened",
-            t.opened,
+            |t| t.opened,
         ),
         (
             "istio_tcp_connections_closed_total",
-            "counter",
             "TCP connections closed",
-            t.closed,
+            |t| t.closed,
         ),
         (
             "istio_tcp_connections_failed",
-            "counter",
             "TCP connections that failed",
-            t.failed,
+            |t| t.failed,
         ),
         (
             "istio_tcp_received_bytes_total",
-            "counter",
-            "Bytes received from clients",
-            t.received_bytes,
+            "Bytes received from the connection's client",
+            |t| t.received_bytes,
         ),
         (
             "istio_tcp_sent_bytes_total",
-            "counter",
-            "Bytes sent to clients",
-            t.sent_bytes,
-        ),
-        (
-            "zring_hbone_connections_accepted_total",
-            "counter",
-            "Inbound HBONE TCP connections accepted",
-            t.hbone_accepted,
+            "Bytes sent to the connection's client",
+            |t| t.sent_bytes,
         ),
     ];
-    for (name, kind, help, value) in rows {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}.\n# TYPE {name} {kind}\n{name}{{reporter=\"zring\"}} {value}"
-        );
+    let mut out = String::new();
+    for (name, help, field) in families {
+        let _ = writeln!(out, "# HELP {name} {help}.\n# TYPE {name} counter");
+        for (labels, t) in &agg.by_labels {
+            let _ = writeln!(out, "{name}{{{}}} {}", label_text(labels), field(t));
+        }
     }
+    let _ = writeln!(
+        out,
+        "istio_tcp_connections_failed{{reporter=\"zring\",phase=\"setup\"}} {}",
+        agg.unlabeled_failed
+    );
+    let name = "zring_hbone_connections_accepted_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Inbound HBONE TCP connections accepted.\n# TYPE {name} counter\n{name} {}",
+        agg.hbone_accepted
+    );
     out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_ztunnel_names_with_sums() {
-        let a = Totals {
-            opened: 2,
-            sent_bytes: 10,
-            ..Totals::default()
-        };
-        let b = Totals {
-            opened: 3,
-            sent_bytes: 5,
-            ..Totals::default()
-        };
-        let text = render(&(a + b));
-        assert!(text.contains("istio_tcp_connections_opened_total{reporter=\"zring\"} 5\n"));
-        assert!(text.contains("istio_tcp_sent_bytes_total{reporter=\"zring\"} 15\n"));
-        assert!(text.contains("# TYPE istio_tcp_received_bytes_total counter"));
-    }
-}
+mod tests;

@@ -73,7 +73,7 @@ pub struct Proxy {
 impl Proxy {
     /// Counters summed over cores as of their last tick (~100 ms old at most).
     pub fn totals(&self) -> metrics::Totals {
-        self.shared.totals()
+        self.shared.aggregate().totals()
     }
 
     /// The configuration generation every core has adopted (1 at start, +1 per

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::{Config, LocalConfig, Snapshot};
 use crate::error::ProxyError;
-use crate::runtime::metrics::Totals;
+use crate::runtime::metrics::{Aggregate, CoreMetrics};
 use crate::tls::CertStore;
 
 /// One loaded generation of configuration.
@@ -37,13 +37,13 @@ pub struct Shared {
     generation: AtomicU64,
     shutdown: AtomicBool,
     /// Per core: counters and the generation it has adopted, as of its last tick.
-    cores: Mutex<Vec<(Totals, u64)>>,
+    cores: Mutex<Vec<(CoreMetrics, u64)>>,
 }
 
 impl Shared {
     pub fn new(state: State, cores: usize) -> Shared {
         Shared {
-            cores: Mutex::new(vec![(Totals::default(), 0); cores]),
+            cores: Mutex::new(vec![(CoreMetrics::default(), 0); cores]),
             generation: AtomicU64::new(state.generation),
             current: Mutex::new(Arc::new(state)),
             shutdown: AtomicBool::new(false),
@@ -71,17 +71,21 @@ impl Shared {
     }
 
     /// Stores one core's counters and adopted generation (called on its control tick).
-    pub fn store_core(&self, core: usize, totals: Totals, generation: u64) {
+    pub fn store_core(&self, core: usize, metrics: CoreMetrics, generation: u64) {
         let mut all = self.cores.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(slot) = all.get_mut(core) {
-            *slot = (totals, generation);
+            *slot = (metrics, generation);
         }
     }
 
-    /// The sum over all cores as of their last control tick.
-    pub fn totals(&self) -> Totals {
+    /// All cores' metrics summed per label set, as of their last control tick.
+    pub fn aggregate(&self) -> Aggregate {
         let all = self.cores.lock().unwrap_or_else(|p| p.into_inner());
-        all.iter().fold(Totals::default(), |acc, (t, _)| acc + *t)
+        let mut agg = Aggregate::default();
+        for (metrics, _) in all.iter() {
+            agg.add(metrics);
+        }
+        agg
     }
 
     /// The oldest generation any core still runs (0 before every core's first tick).
