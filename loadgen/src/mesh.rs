@@ -5,10 +5,10 @@
 use crate::error::{Error, Result};
 use crate::procs::{self, State};
 use crate::topo::plan::{Node, Plan, Role};
-use serde::Serialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use zring::config::{LocalConfig, Protocol, Workload};
 
 /// The trust domain of the generated certificates and workloads.
 pub const TRUST_DOMAIN: &str = "cluster.local";
@@ -27,34 +27,13 @@ pub struct MeshOptions {
     pub cores: usize,
 }
 
-/// One entry of the LocalConfig `workloads` list.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Workload {
-    pub uid: String,
-    pub name: String,
-    pub namespace: String,
-    pub service_account: String,
-    pub trust_domain: String,
-    pub workload_ips: Vec<String>,
-    pub protocol: String,
-    pub node: String,
-}
-
-/// ztunnel's LocalConfig (the subset zring-loadgen generates).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct LocalConfig {
-    pub workloads: Vec<Workload>,
-    pub services: Vec<serde_yaml::Value>,
-    pub policies: Vec<serde_yaml::Value>,
-}
-
 /// The SPIFFE identity of a workload named `name`.
 pub fn spiffe_id(name: &str) -> String {
     format!("spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/sa/{name}")
 }
 
 /// The config both proxies read: every app pod, HBONE when enrolled, TCP otherwise.
+/// Built from zring's own config types, so the file is what the proxy parses.
 pub fn local_config(plan: &Plan) -> LocalConfig {
     let workloads = plan
         .nodes()
@@ -71,15 +50,19 @@ pub fn local_config(plan: &Plan) -> LocalConfig {
             namespace: NAMESPACE.to_string(),
             service_account: p.name.to_string(),
             trust_domain: TRUST_DOMAIN.to_string(),
-            workload_ips: vec![p.ip.to_string()],
-            protocol: if p.enrolled { "HBONE" } else { "TCP" }.to_string(),
+            workload_ips: vec![IpAddr::V4(p.ip)],
+            protocol: if p.enrolled {
+                Protocol::Hbone
+            } else {
+                Protocol::Tcp
+            },
             node: n.name.to_string(),
+            ..Workload::default()
         })
         .collect();
     LocalConfig {
         workloads,
-        services: vec![],
-        policies: vec![],
+        ..LocalConfig::default()
     }
 }
 
