@@ -9,9 +9,8 @@ use crate::tls::TlsError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("cannot listen on {addr} for {what}: {source} (is another proxy or ztunnel already running on this port? stop it or pass a different --{flag})")]
+    #[error("cannot listen on {addr} (--{flag}): {source} (is another proxy or ztunnel already running on this port? stop it or pass a different --{flag})")]
     Listen {
-        what: &'static str,
         flag: &'static str,
         addr: SocketAddr,
         source: io::Error,
@@ -45,8 +44,20 @@ pub enum ProxyError {
     UnknownSource(std::net::IpAddr),
     #[error("destination {0} is one of the proxy's own ports: refusing a loop")]
     Loop(SocketAddr),
-    #[error("destination {0} could not be resolved: {1}")]
-    Resolve(String, String),
+    #[error("no route to {target}: {source}")]
+    Route {
+        target: String,
+        source: crate::config::ResolveError,
+    },
+    #[error("{0} is not a workload on this node (check the workload's `node` in the config and --node-name)")]
+    NotLocal(std::net::IpAddr),
+    #[error("CONNECT received on {local} rejected: {rejection}")]
+    Rejected {
+        local: SocketAddr,
+        rejection: crate::hbone::proto::Rejection,
+    },
+    #[error("connection to {dst} denied by authorization policy {policy}")]
+    Denied { dst: SocketAddr, policy: String },
     #[error("no certificate for {0}: run `zring ca issue` for it or add it to the cert dir")]
     NoCert(Identity),
     #[error("SOCKS5 handshake: {0}")]

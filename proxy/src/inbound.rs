@@ -66,7 +66,7 @@ fn local_identity(core: &Core, ip: IpAddr) -> Result<Identity, ProxyError> {
         .snapshot
         .workload_by_ip(ip)
         .filter(|_| state.snapshot.is_local(ip))
-        .ok_or_else(|| ProxyError::Resolve(ip.to_string(), "not a workload on this node".into()))?;
+        .ok_or(ProxyError::NotLocal(ip))?;
     Ok(state.snapshot.identity(workload))
 }
 
@@ -111,10 +111,10 @@ async fn tunnel(
         Ok(v) => v,
         Err(rejection) => {
             send_status(respond, rejection.status());
-            return Err(ProxyError::Resolve(
-                conn.local.to_string(),
-                rejection.to_string(),
-            ));
+            return Err(ProxyError::Rejected {
+                local: conn.local,
+                rejection,
+            });
         }
     };
     let upstream = match connect_upstream(core, target, source).await {
@@ -210,9 +210,7 @@ fn authorize_plaintext(core: &Core, peer: SocketAddr, dst: SocketAddr) -> Result
     let workload = snapshot
         .workload_by_ip(dst.ip())
         .filter(|_| snapshot.is_local(dst.ip()))
-        .ok_or_else(|| {
-            ProxyError::Resolve(dst.to_string(), "not a workload on this node".into())
-        })?;
+        .ok_or(ProxyError::NotLocal(dst.ip()))?;
     let info = ConnInfo {
         src_ip: peer.ip(),
         src_identity: None,
@@ -221,9 +219,6 @@ fn authorize_plaintext(core: &Core, peer: SocketAddr, dst: SocketAddr) -> Result
     };
     match snapshot.authorize(&info) {
         Decision::Allow => Ok(()),
-        Decision::Deny { policy } => Err(ProxyError::Resolve(
-            dst.to_string(),
-            format!("denied by policy {policy}"),
-        )),
+        Decision::Deny { policy } => Err(ProxyError::Denied { dst, policy }),
     }
 }

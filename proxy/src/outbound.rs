@@ -105,7 +105,10 @@ fn route(core: &Core, target: &Target) -> Result<Route, ProxyError> {
             resolve_hostname(&state.snapshot, &mut rr, host, *port, hbone_port)
         }
     };
-    routed.map_err(|e| ProxyError::Resolve(format!("{target:?}"), e.to_string()))
+    routed.map_err(|source| ProxyError::Route {
+        target: format!("{target:?}"),
+        source,
+    })
 }
 
 async fn reply(client: &mut TcpStream, socks: bool, reply: Reply) {

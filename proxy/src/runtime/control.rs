@@ -101,12 +101,7 @@ pub fn start_http(
     ];
     for (flag, addr, slot) in endpoints {
         let Some(addr) = addr else { continue };
-        let err = |source| ProxyError::Listen {
-            what: flag,
-            flag,
-            addr,
-            source,
-        };
+        let err = |source| ProxyError::Listen { flag, addr, source };
         let listener = TcpListener::bind(addr).map_err(err)?;
         listener.set_nonblocking(true).map_err(err)?;
         *slot = Some(listener.local_addr().map_err(err)?);

@@ -142,7 +142,6 @@ fn bind_all(config: &Config, cores: usize) -> Result<(Vec<CoreListeners>, BoundA
     for (kind, addr) in listener_addrs(config) {
         let Some(addr) = addr else { continue };
         let err = |source| ProxyError::Listen {
-            what: kind.flag(),
             flag: kind.flag(),
             addr,
             source,
