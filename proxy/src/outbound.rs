@@ -71,8 +71,10 @@ async fn forward(
         .metrics
         .handle(Labels::outbound(&core.state().snapshot, peer.ip(), &route));
     counters.opened();
+    // Leave with the client pod's IP when transparent; a SOCKS5 client is local, not a pod.
+    let spoof = (core.config.transparent && !socks).then_some(peer.ip());
     let result = match route {
-        Route::Passthrough { addr } => passthrough(core, client, peer, addr, socks).await,
+        Route::Passthrough { addr } => passthrough(core, client, spoof, addr, socks).await,
         Route::Hbone {
             hbone_addr,
             authority,
@@ -83,6 +85,7 @@ async fn forward(
                 hbone_addr,
                 authority,
                 dst_identity,
+                spoof,
             };
             tunnel.run(core, client, peer, socks).await
         }
@@ -117,18 +120,14 @@ async fn reply(client: &mut TcpStream, socks: bool, reply: Reply) {
     }
 }
 
-fn source_ip(core: &Core, peer: SocketAddr) -> Option<IpAddr> {
-    core.config.transparent.then_some(peer.ip())
-}
-
 async fn passthrough(
     core: &Core,
     mut client: TcpStream,
-    peer: SocketAddr,
+    spoof: Option<IpAddr>,
     addr: SocketAddr,
     socks: bool,
 ) -> Result<Transferred, ProxyError> {
-    let upstream = connect_upstream(core, addr, source_ip(core, peer)).await;
+    let upstream = connect_upstream(core, addr, spoof).await;
     let upstream = match upstream {
         Ok(s) => s,
         Err(e) => {
@@ -156,6 +155,8 @@ struct Tunnel {
     hbone_addr: SocketAddr,
     authority: SocketAddr,
     dst_identity: crate::identity::Identity,
+    /// Source IP for the HBONE connection (part of the pool key).
+    spoof: Option<IpAddr>,
 }
 
 impl Tunnel {
@@ -198,7 +199,7 @@ impl Tunnel {
             src_identity,
             dst_identity: self.dst_identity.clone(),
             dst: self.hbone_addr,
-            src_ip: source_ip(core, peer),
+            src_ip: self.spoof,
         };
         let tls = core.client_tls(&key.src_identity, &key.dst_identity)?;
         let timing = core.timing();
