@@ -251,12 +251,7 @@ fn apply_iptables(d: &Desired, live: &Live, log: &mut Vec<Undo>) -> Result<(), P
         .zip(live.builtin_present.iter().copied())
         .collect();
     for (table, saved) in &live.saved {
-        let chains: Vec<String> = d
-            .chains
-            .iter()
-            .filter(|(t, _)| t == table)
-            .map(|(_, c)| c.clone())
-            .collect();
+        let chains = d.chains_of(*table);
         let rules: Vec<&IptRule> = d.iptables.iter().filter(|r| r.table == *table).collect();
         let mine: Vec<(&IptRule, bool)> = builtin
             .iter()

@@ -18,12 +18,7 @@ pub(crate) async fn down(
     let live = state::snapshot(h, &d).await?;
     let mut removed = Vec::new();
     for table in live.saved.keys() {
-        let chains: Vec<String> = d
-            .chains
-            .iter()
-            .filter(|(t, _)| t == table)
-            .map(|(_, c)| c.clone())
-            .collect();
+        let chains = d.chains_of(*table);
         let builtin = d
             .iptables
             .iter()

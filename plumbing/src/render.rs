@@ -81,6 +81,17 @@ pub struct Desired {
     pub sysctls: Vec<Sysctl>,
 }
 
+impl Desired {
+    /// The names of the chains we own in `table`.
+    pub fn chains_of(&self, table: Table) -> Vec<String> {
+        self.chains
+            .iter()
+            .filter(|(t, _)| *t == table)
+            .map(|(_, c)| c.clone())
+            .collect()
+    }
+}
+
 fn ipt(table: Table, chain: &str, spec: String) -> IptRule {
     IptRule {
         table,
