@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
@@ -17,46 +17,33 @@ use crate::runtime::BoundAddrs;
 /// How often the HTTP threads look at the shutdown flag while idle.
 const POLL: Duration = Duration::from_millis(50);
 
-/// A cheap fingerprint of the config file and the cert directory (paths, sizes, mtimes).
-pub fn fingerprint(config: &Config) -> Vec<(String, u64, SystemTime)> {
-    let mut out = Vec::new();
-    stat_into(&config.config_path, &mut out);
-    walk(&config.cert_dir, 3, &mut out);
-    out.sort();
-    out
-}
+/// What the reload loop compares: the workload config file's (size, mtime, inode) and the
+/// cert dir's fingerprint (the files `CertStore::load` reads). `None` where unreadable;
+/// loading then reports why.
+pub type Fingerprint = (Option<(u64, Option<SystemTime>, u64)>, Option<u64>);
 
-fn stat_into(path: &Path, out: &mut Vec<(String, u64, SystemTime)>) {
-    if let Ok(meta) = std::fs::metadata(path) {
-        let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        out.push((path.display().to_string(), meta.len(), mtime));
-    }
-}
-
-fn walk(dir: &Path, depth: usize, out: &mut Vec<(String, u64, SystemTime)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() && depth > 0 {
-            walk(&path, depth - 1, out);
-        } else {
-            stat_into(&path, out);
-        }
-    }
+pub fn fingerprint(config: &Config) -> Fingerprint {
+    let file = std::fs::metadata(&config.config_path)
+        .ok()
+        .map(|m| (m.len(), m.modified().ok(), m.ino()));
+    (file, crate::tls::fingerprint(&config.cert_dir).ok())
 }
 
 /// Reloads config + certs when their files change; a bad reload keeps the running one.
-pub fn spawn_reloader(config: Arc<Config>, shared: Arc<Shared>) -> JoinHandle<()> {
+/// `seen` must be taken *before* the running generation was loaded, so a change made
+/// between that load and this thread's first look is not missed.
+pub fn spawn_reloader(
+    config: Arc<Config>,
+    shared: Arc<Shared>,
+    seen: Fingerprint,
+) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("zring-control".into())
-        .spawn(move || reload_loop(&config, &shared))
+        .spawn(move || reload_loop(&config, &shared, seen))
         .expect("spawning the control thread only fails when the process is out of threads")
 }
 
-fn reload_loop(config: &Config, shared: &Shared) {
-    let mut seen = fingerprint(config);
+fn reload_loop(config: &Config, shared: &Shared, mut seen: Fingerprint) {
     let mut waited = Duration::ZERO;
     while !shared.stopping() {
         std::thread::sleep(POLL);

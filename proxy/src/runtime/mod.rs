@@ -105,6 +105,7 @@ impl Proxy {
 
 /// Loads configuration, binds every listener on every core, and starts the threads.
 pub fn start(config: Config) -> Result<Proxy, ProxyError> {
+    let seen = control::fingerprint(&config);
     let state = State::load(&config, 1)?;
     let cores = config.cores;
     let shared = Arc::new(Shared::new(state, cores));
@@ -112,7 +113,11 @@ pub fn start(config: Config) -> Result<Proxy, ProxyError> {
     let (per_core, mut addrs) = bind_all(&config, cores)?;
     let mut helpers = Vec::new();
     control::start_http(&config, &shared, &mut addrs, &mut helpers)?;
-    helpers.push(control::spawn_reloader(config.clone(), shared.clone()));
+    helpers.push(control::spawn_reloader(
+        config.clone(),
+        shared.clone(),
+        seen,
+    ));
     let core_threads = spawn_cores(&config, &shared, per_core)?;
     Ok(Proxy {
         shared,
