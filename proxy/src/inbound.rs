@@ -8,7 +8,6 @@ use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::RecvStream;
 use http::{Request, Response, StatusCode};
-use monoio::io::IntoPollIo;
 use monoio::net::TcpStream;
 
 use crate::config::{ConnInfo, Decision};
@@ -20,6 +19,7 @@ use crate::outbound::connect_upstream;
 use crate::relay::{self, Transferred};
 use crate::runtime::core::Core;
 use crate::runtime::metrics::Labels;
+use crate::tls::TlsStream;
 
 /// Concurrent streams we accept per HBONE connection (ztunnel's server value).
 const SERVER_MAX_STREAMS: u32 = 200;
@@ -33,12 +33,14 @@ pub async fn serve_hbone(
     core.metrics.hbone_accepted();
     let local = stream.local_addr()?;
     let identity = local_identity(core, local.ip())?;
-    let acceptor = core.server_tls(&identity)?;
-    let tls = acceptor
-        .accept(stream.into_poll_io()?)
+    let config = core.server_tls(&identity)?;
+    let handshake = |source| ProxyError::Handshake { addr: peer, source };
+    let session = rustls::ServerConnection::new(config)
+        .map_err(|e| handshake(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+    let tls = TlsStream::handshake(stream, session)
         .await
-        .map_err(|source| ProxyError::Handshake { addr: peer, source })?;
-    let peer_identity = crate::tls::peer_identity(tls.get_ref().1);
+        .map_err(handshake)?;
+    let peer_identity = crate::tls::peer_identity(tls.connection());
     let mut conn = h2::server::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)

@@ -16,8 +16,20 @@ use crate::sys;
 
 /// Bytes moved per splice: the default pipe capacity (16 pages).
 const SPLICE_CHUNK: usize = 64 * 1024;
-/// Read size for TCP→HTTP/2: one max-size-ish DATA frame batch without hogging memory.
-const H2_READ_CHUNK: usize = 64 * 1024;
+/// Read sizes for TCP→HTTP/2. A read waits with a small buffer (an idle connection holds
+/// only that much, and a request fits it); a read that fills its buffer means a stream is
+/// flowing, so the next one takes a bulk-sized buffer.
+const H2_READ_MIN: usize = 4 * 1024;
+const H2_READ_MAX: usize = 64 * 1024;
+
+/// The next read's buffer size after a read of `n` bytes into `cap` (pure).
+fn next_read_size(cap: usize, n: usize) -> usize {
+    if n == cap {
+        H2_READ_MAX
+    } else {
+        H2_READ_MIN
+    }
+}
 
 /// Bytes each way, for metrics and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -104,8 +116,9 @@ fn h2_io(e: h2::Error) -> io::Error {
 
 async fn tcp_to_h2(r: &mut impl AsyncReadRent, mut tx: SendStream<Bytes>) -> io::Result<u64> {
     let mut total = 0u64;
+    let mut cap = H2_READ_MIN;
     loop {
-        let (res, buf) = r.read(BytesMut::with_capacity(H2_READ_CHUNK)).await;
+        let (res, buf) = r.read(BytesMut::with_capacity(cap)).await;
         let n = match res {
             Ok(n) => n,
             Err(e) => {
@@ -118,6 +131,7 @@ async fn tcp_to_h2(r: &mut impl AsyncReadRent, mut tx: SendStream<Bytes>) -> io:
             return Ok(total);
         }
         total += n as u64;
+        cap = next_read_size(cap, n);
         send_all(&mut tx, buf.freeze()).await?;
     }
 }
@@ -154,4 +168,17 @@ async fn h2_to_tcp(mut rx: RecvStream, w: &mut impl AsyncWriteRent) -> io::Resul
     rx.trailers().await.map_err(h2_io)?;
     w.shutdown().await?;
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_size_grows_when_full_and_shrinks_when_not() {
+        assert_eq!(next_read_size(H2_READ_MIN, H2_READ_MIN), H2_READ_MAX);
+        assert_eq!(next_read_size(H2_READ_MAX, H2_READ_MAX), H2_READ_MAX);
+        assert_eq!(next_read_size(H2_READ_MAX, 100), H2_READ_MIN);
+        assert_eq!(next_read_size(H2_READ_MIN, 1024), H2_READ_MIN);
+    }
 }

@@ -69,6 +69,7 @@ pub async fn connect(dst: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpS
         set_transparent(&socket, &bind)?;
         if bind.is_ipv4() {
             socket.set_freebind_v4(true)?;
+            sys::set_bind_address_no_port(&socket)?;
         }
         socket.bind(&SockAddr::from(bind))?;
     }

@@ -93,3 +93,27 @@ pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
 pub fn shutdown_write(fd: &impl AsRawFd) -> io::Result<()> {
     with_sockref(fd, |s| s.shutdown(std::net::Shutdown::Write))
 }
+
+/// Defers the choice of the local port from bind(2) to connect(2)
+/// (`IP_BIND_ADDRESS_NO_PORT`): a socket bound to a (spoofed) source IP with port 0 would
+/// otherwise reserve a port for that IP alone at bind time, and under connection churn the
+/// ports still held by TIME_WAIT sockets run out ("address in use"). At connect time the
+/// kernel only needs the whole 4-tuple to be unique.
+pub fn set_bind_address_no_port(fd: &impl AsRawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: `fd` is a live socket borrowed for the call; the option value points at a
+    // c_int that outlives the call and its exact size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

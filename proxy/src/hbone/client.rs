@@ -1,9 +1,10 @@
 //! HBONE client: opens mTLS + HTTP/2 connections for the pool and runs CONNECT streams.
 //!
-//! TLS and HTTP/2 run over monoio's poll-io adapter with tokio-rustls and h2 (STACK.md:
-//! monoio-rustls + h2 panics under io_uring).
+//! TLS runs on monoio's owned-buffer ops ([`TlsStream`]); h2 drives it as an
+//! `AsyncRead`/`AsyncWrite`.
 
 use std::cell::Cell;
+use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -12,13 +13,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::{abortable, AbortHandle};
 use h2::{RecvStream, SendStream};
-use monoio::io::IntoPollIo;
 use rustls_pki_types::ServerName;
 
 use crate::error::ProxyError;
 use crate::hbone::pool::{H2Conn, PoolKey};
 use crate::hbone::proto;
 use crate::sockets;
+use crate::tls::TlsStream;
 
 /// HTTP/2 settings shared by client and server (ztunnel's values, HBONE.md).
 pub const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
@@ -44,13 +45,14 @@ pub async fn open(
         .await
         .map_err(|_| ProxyError::ConnectTimeout { addr })?
         .map_err(|source| ProxyError::Connect { addr, source })?;
-    let io = tcp.into_poll_io()?;
     // No SNI (ztunnel sends none); the verifier checks the SPIFFE URI SAN instead.
     let name = ServerName::IpAddress(addr.ip().into());
-    let tls = tokio_rustls::TlsConnector::from(tls)
-        .connect(name, io)
+    let handshake = |source| ProxyError::Handshake { addr, source };
+    let session = rustls::ClientConnection::new(tls, name)
+        .map_err(|e| handshake(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+    let tls = TlsStream::handshake(tcp, session)
         .await
-        .map_err(|source| ProxyError::Handshake { addr, source })?;
+        .map_err(handshake)?;
     let (send, mut conn) = h2::client::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)

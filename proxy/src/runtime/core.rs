@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use monoio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, RoundRobin};
 use crate::error::ProxyError;
@@ -39,7 +38,7 @@ pub struct Core {
     pub rr: RefCell<RoundRobin>,
     pub pool: HbonePool,
     pub metrics: Metrics,
-    server_tls: RefCell<HashMap<Identity, TlsAcceptor>>,
+    server_tls: RefCell<HashMap<Identity, Arc<rustls::ServerConfig>>>,
     client_tls: RefCell<HashMap<(Identity, Identity), Arc<rustls::ClientConfig>>>,
 }
 
@@ -74,16 +73,16 @@ impl Core {
         }
     }
 
-    /// The TLS acceptor presenting `id`'s certificate, built once per generation.
-    pub fn server_tls(&self, id: &Identity) -> Result<TlsAcceptor, ProxyError> {
-        if let Some(acceptor) = self.server_tls.borrow().get(id) {
-            return Ok(acceptor.clone());
+    /// The server TLS config presenting `id`'s certificate, built once per generation.
+    pub fn server_tls(&self, id: &Identity) -> Result<Arc<rustls::ServerConfig>, ProxyError> {
+        if let Some(config) = self.server_tls.borrow().get(id) {
+            return Ok(config.clone());
         }
-        let acceptor = TlsAcceptor::from(self.state().certs.server_config(id)?);
+        let config = self.state().certs.server_config(id)?;
         self.server_tls
             .borrow_mut()
-            .insert(id.clone(), acceptor.clone());
-        Ok(acceptor)
+            .insert(id.clone(), config.clone());
+        Ok(config)
     }
 
     /// The client TLS config presenting `src` and expecting `dst`, built once per generation.

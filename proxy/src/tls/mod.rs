@@ -28,6 +28,7 @@
 pub mod ca;
 mod config;
 pub mod store;
+pub mod stream;
 pub mod verify;
 
 #[cfg(test)]
@@ -40,6 +41,7 @@ use crate::identity::Identity;
 pub use ca::{init_ca, issue, issue_for, run_ca, CaCommand};
 pub use config::{provider, server_name};
 pub use store::{fingerprint, CertStore};
+pub use stream::TlsStream;
 pub use verify::{identity_of, peer_identity};
 
 /// File name of the trust bundle inside a certificate directory.
