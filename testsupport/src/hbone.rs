@@ -127,16 +127,33 @@ pub fn server_identity(tls: &TlsStream<TcpStream>) -> Option<String> {
     })
 }
 
-/// The TLS alert the peer sent, if that is why `err` happened.
-pub fn alert_of(err: &(dyn std::error::Error + 'static)) -> Option<rustls::AlertDescription> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(rustls::Error::AlertReceived(a)) = e.downcast_ref::<rustls::Error>() {
-            return Some(*a);
-        }
-        cur = e.source();
+/// The TLS alert the peer sent, if that is why `err` (from tokio-rustls) happened.
+pub fn alert_of(err: &std::io::Error) -> Option<rustls::AlertDescription> {
+    match err.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(a) => Some(*a),
+        _ => None,
     }
-    None
+}
+
+/// Handshakes with `config` and expects the server to refuse it with an alert, either
+/// during the handshake or (TLS 1.3: the client finishes before the server has checked
+/// the client's certificate) on the first read. Returns the alert, or what happened.
+pub async fn refusal(
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+) -> Result<rustls::AlertDescription, String> {
+    use tokio::io::AsyncReadExt;
+    let mut tls = match handshake(addr, config).await {
+        Err(e) => return alert_of(&e).ok_or(format!("handshake failed without an alert: {e}")),
+        Ok(tls) => tls,
+    };
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf)).await {
+        Err(_) => Err("the server neither refused nor spoke within 10 s".into()),
+        Ok(Ok(0)) => Err("the server closed without an alert".into()),
+        Ok(Ok(n)) => Err(format!("the server accepted and sent {n} bytes")),
+        Ok(Err(e)) => alert_of(&e).ok_or(format!("read failed without an alert: {e}")),
+    }
 }
 
 /// An HTTP/2 client connection whose driver runs on the current runtime.
