@@ -162,9 +162,17 @@ pub struct Conn {
     pub driver: tokio::task::JoinHandle<Result<(), h2::Error>>,
 }
 
-/// HTTP/2 over an established TLS stream.
+/// HTTP/2 over an established TLS stream, with h2's default windows.
 pub async fn h2(tls: TlsStream<TcpStream>) -> Result<Conn, h2::Error> {
-    let (send, conn) = h2::client::Builder::new().handshake(tls).await?;
+    h2_with(tls, h2::client::Builder::new()).await
+}
+
+/// HTTP/2 over an established TLS stream, with the settings of `builder`.
+pub async fn h2_with(
+    tls: TlsStream<TcpStream>,
+    builder: h2::client::Builder,
+) -> Result<Conn, h2::Error> {
+    let (send, conn) = builder.handshake(tls).await?;
     let driver = tokio::spawn(conn);
     Ok(Conn { send, driver })
 }
@@ -235,7 +243,11 @@ impl Tunnel {
     /// Sends `msg` and reads exactly as many bytes back (within 10 s).
     pub async fn echo(&mut self, msg: &[u8]) -> anyhow::Result<Vec<u8>> {
         self.tx.send_data(Bytes::copy_from_slice(msg), false)?;
-        let want = msg.len();
+        self.read_exact(msg.len()).await
+    }
+
+    /// Reads exactly `want` bytes (within 10 s), releasing window as it goes.
+    pub async fn read_exact(&mut self, want: usize) -> anyhow::Result<Vec<u8>> {
         let read = async {
             while self.pending.len() < want {
                 let chunk = self

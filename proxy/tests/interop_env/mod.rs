@@ -13,13 +13,17 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use plumbing::netns::{self, NetnsGuard};
 
 use crate::common::Scratch;
+
+mod procs;
+mod topo;
+
+use procs::{spawn_zring, spawn_ztunnel, Proc};
+use topo::{namespaces, zring_certs};
 
 pub const Z_WORKLOAD: &str = "10.81.1.2";
 pub const T_WORKLOAD: &str = "10.81.2.2";
@@ -77,16 +81,6 @@ pub fn can_run(test: &str) -> bool {
     testsupport::require::can_run(test, &testsupport::require::missing(&["ip"], &files))
 }
 
-/// A child process killed (and reaped) on drop.
-pub struct Proc(pub Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The running pair. Fields drop in order: processes first, then the namespaces, then
 /// the scratch directory, also when a test panics.
 pub struct Env {
@@ -95,146 +89,6 @@ pub struct Env {
     pub z: NetnsGuard,
     pub t: NetnsGuard,
     pub scratch: Scratch,
-}
-
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-pub fn sh(ns: &str, args: &[&str]) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .output()
-        .expect("run `ip netns exec`");
-    assert!(
-        out.status.success(),
-        "{args:?} in {ns}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn namespaces() -> (NetnsGuard, NetnsGuard) {
-    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    let prefix = format!("zri-{}-{n}", std::process::id());
-    let z = NetnsGuard::new(&format!("{prefix}-z")).expect("create netns z");
-    let t = NetnsGuard::new(&format!("{prefix}-t")).expect("create netns t");
-    netns::veth_pair(Some(z.name()), "zeth0", "teth0", Some(t.name())).expect("veth");
-    for (ns, dev, node, wl, other) in [
-        (&z, "zeth0", "10.81.0.1/24", Z_WORKLOAD, "10.81.2.0/24"),
-        (&t, "teth0", "10.81.0.2/24", T_WORKLOAD, "10.81.1.0/24"),
-    ] {
-        let (ns, gw) = (
-            ns.name(),
-            if dev == "zeth0" {
-                "10.81.0.2"
-            } else {
-                "10.81.0.1"
-            },
-        );
-        sh(ns, &["ip", "link", "set", "lo", "up"]);
-        sh(ns, &["ip", "link", "set", dev, "up"]);
-        sh(ns, &["ip", "addr", "add", node, "dev", dev]);
-        sh(ns, &["ip", "addr", "add", &format!("{wl}/32"), "dev", dev]);
-        sh(ns, &["ip", "route", "add", other, "via", gw]);
-    }
-    // ztunnel's inbound leg reaches its server from the HBONE client's (non-local) IP;
-    // the server's replies must come back to ztunnel's transparent socket, not leave.
-    let port = SERVER_PORT.to_string();
-    let t_ns = t.name();
-    sh(
-        t_ns,
-        &[
-            "ip", "rule", "add", "from", T_WORKLOAD, "ipproto", "tcp", "sport", &port, "lookup",
-            "200",
-        ],
-    );
-    sh(
-        t_ns,
-        &[
-            "ip",
-            "route",
-            "add",
-            "local",
-            "0.0.0.0/0",
-            "dev",
-            "lo",
-            "table",
-            "200",
-        ],
-    );
-    (z, t)
-}
-
-/// zring's cert dir: ztunnel's test root as the CA, and a leaf for `zri/zsa`.
-fn zring_certs(dir: &Path) -> PathBuf {
-    let certs = dir.join("certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    let (cert, key) = test_root();
-    std::fs::copy(cert, certs.join(zring::tls::ROOT_CERT_FILE)).unwrap();
-    std::fs::copy(key, certs.join(zring::tls::ROOT_KEY_FILE)).unwrap();
-    let id = zring::identity::Identity::new("cluster.local", "zri", "zsa");
-    zring::tls::ca::issue(&certs, &id).expect("issue zring's leaf from ztunnel's test root");
-    certs
-}
-
-fn log_file(dir: &Path, name: &str) -> (Stdio, Stdio) {
-    let f = std::fs::File::create(dir.join(name)).unwrap();
-    (f.try_clone().unwrap().into(), f.into())
-}
-
-fn spawn_zring(ns: &str, dir: &Path, certs: &Path) -> Proc {
-    let (out, err) = log_file(dir, "zring.log");
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_zring"), "run"])
-        .arg("--config")
-        .arg(dir.join("workloads.yaml"))
-        .arg("--cert-dir")
-        .arg(certs)
-        .args(["--node-name", "node-z", "--cores", "1"])
-        // Not transparent: the HBONE peer (ztunnel's node IP) is not a workload, so
-        // zring's inbound leg reaches the server from its own address.
-        .args(["--transparent", "false", "--outbound-addr", "off"])
-        .args([
-            "--inbound-addr",
-            "0.0.0.0:15008",
-            "--inbound-plaintext-addr",
-            "off",
-        ])
-        .args(["--socks5-addr", &format!("{Z_WORKLOAD}:15080")])
-        .args([
-            "--admin-addr",
-            "127.0.0.1:15000",
-            "--stats-addr",
-            "0.0.0.0:15020",
-        ])
-        .args(["--readiness-addr", "0.0.0.0:15021"])
-        .env("RUST_LOG", "info")
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .expect("start zring");
-    Proc(child)
-}
-
-fn spawn_ztunnel(ns: &str, dir: &Path) -> Proc {
-    let (out, err) = log_file(dir, "ztunnel.log");
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .arg(ztunnel_bin())
-        .arg("proxy")
-        .current_dir(dir)
-        .env("RUST_LOG", "info")
-        .env("FAKE_CA", "true")
-        .env("XDS_ADDRESS", "")
-        .env("LOCAL_XDS_PATH", dir.join("workloads.yaml"))
-        .env("PROXY_MODE", "dedicated")
-        .env("PROXY_WORKLOAD_INFO", "zri/twl/tsa")
-        .env("UNSTABLE_ENABLE_SOCKS5", "true")
-        .env("ZTUNNEL_WORKER_THREADS", "1")
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .expect("start ztunnel");
-    Proc(child)
 }
 
 /// Connects to `addr` from inside namespace `ns`.
