@@ -9,11 +9,12 @@ mod hostile_env;
 
 use std::time::{Duration, SystemTime};
 
+use hostile_env::wire::*;
 use hostile_env::*;
 use rustls::AlertDescription as Alert;
-use testsupport::h2raw::{self, Frame};
+use testsupport::h2raw;
 use testsupport::hbone::{self, Answer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -24,27 +25,6 @@ const HANDSHAKE_BOUND: Duration = Duration::from_secs(20);
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     hbone::runtime().block_on(f)
-}
-
-/// Reads everything until EOF or reset; Err when the peer keeps the socket open past `limit`.
-async fn drain<R: tokio::io::AsyncRead + Unpin>(
-    r: &mut R,
-    limit: Duration,
-) -> Result<Vec<u8>, Vec<u8>> {
-    let mut got = Vec::new();
-    let read = async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match r.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    match tokio::time::timeout(limit, read).await {
-        Ok(()) => Ok(got),
-        Err(_) => Err(got),
-    }
 }
 
 #[test]
@@ -71,20 +51,6 @@ fn garbage_instead_of_tls_gets_at_most_an_alert_and_a_close() {
         );
         target.still_serving(&mut conn, &mut tunnel).await;
     });
-}
-
-/// Expects a handshake with `client` to be refused with one of `alerts`.
-async fn refused_with(
-    target: &Target,
-    client: std::sync::Arc<rustls::ClientConfig>,
-    alerts: &[Alert],
-    what: &str,
-) {
-    let got = hbone::refusal(target.hbone, client).await;
-    match got {
-        Ok(a) if alerts.contains(&a) => eprintln!("{what}: refused with {a:?}"),
-        other => panic!("{what}: expected one of {alerts:?}, got {other:?}"),
-    }
 }
 
 #[test]
@@ -172,48 +138,6 @@ fn no_client_cert_is_refused() {
     });
 }
 
-/// Frames from `bytes` (a complete capture); a trailing partial frame is ignored.
-fn frames(mut bytes: &[u8]) -> Vec<Frame> {
-    let mut out = Vec::new();
-    while bytes.len() >= 9 {
-        let len = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]) as usize;
-        if bytes.len() < 9 + len {
-            break;
-        }
-        let stream = u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]) & 0x7fff_ffff;
-        let payload = bytes[9..9 + len].to_vec();
-        out.push(Frame {
-            ty: bytes[3],
-            flags: bytes[4],
-            stream,
-            payload,
-        });
-        bytes = &bytes[9 + len..];
-    }
-    out
-}
-
-/// A TLS connection (valid client cert) that then sends `junk`; returns all the server
-/// sent until it closed, or panics if it keeps the connection open.
-async fn after_handshake(target: &Target, junk: &[u8]) -> Vec<Frame> {
-    let mut tls = hbone::handshake(target.hbone, target.good_client())
-        .await
-        .unwrap();
-    tls.write_all(junk).await.unwrap();
-    tls.flush().await.unwrap();
-    let back = drain(&mut tls, Duration::from_secs(5))
-        .await
-        .expect("h2 garbage left the connection open");
-    frames(&back)
-}
-
-fn goaway(frames: &[Frame]) -> Option<u32> {
-    frames
-        .iter()
-        .find(|f| f.ty == h2raw::GOAWAY)
-        .and_then(Frame::error_code)
-}
-
 #[test]
 fn h2_garbage_after_the_handshake_closes_only_that_connection() {
     let target = Target::start();
@@ -238,18 +162,6 @@ fn h2_garbage_after_the_handshake_closes_only_that_connection() {
         );
         target.still_serving(&mut conn, &mut tunnel).await;
     });
-}
-
-/// CONNECT `authority` on a good connection: must be answered `400`, and the connection
-/// must go on serving.
-async fn bad_request(target: &Target, authority: &str) {
-    let (mut conn, mut tunnel) = target.good_conn().await;
-    let answer = hbone::connect(&mut conn, authority).await;
-    assert!(
-        matches!(answer, Answer::Status(400, None)),
-        "CONNECT {authority}: {answer:?}"
-    );
-    target.still_serving(&mut conn, &mut tunnel).await;
 }
 
 #[test]
@@ -313,25 +225,6 @@ fn a_slow_handshake_is_cut_off() {
 
 /// Concurrent streams zring accepts per HBONE connection (ARCHITECTURE.md, ztunnel's value).
 const MAX_STREAMS: u32 = 200;
-
-/// Reads frames until `done` says so (or 15 s pass); returns them.
-async fn read_until<R: tokio::io::AsyncRead + Unpin>(
-    r: &mut R,
-    mut done: impl FnMut(&Frame) -> bool,
-) -> Vec<Frame> {
-    let mut seen = Vec::new();
-    let read = async {
-        while let Some(f) = h2raw::read_frame(r).await.expect("read a frame") {
-            let stop = done(&f);
-            seen.push(f);
-            if stop {
-                return;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(15), read).await;
-    seen
-}
 
 #[test]
 fn more_streams_than_allowed_are_refused_and_the_rest_keep_flowing() {

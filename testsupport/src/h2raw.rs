@@ -90,6 +90,27 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Opti
     }))
 }
 
+/// Frames from `bytes` (a complete capture); a trailing partial frame is ignored.
+pub fn parse(mut bytes: &[u8]) -> Vec<Frame> {
+    let mut out = Vec::new();
+    while bytes.len() >= 9 {
+        let len = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]) as usize;
+        if bytes.len() < 9 + len {
+            break;
+        }
+        let stream = u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]) & 0x7fff_ffff;
+        let payload = bytes[9..9 + len].to_vec();
+        out.push(Frame {
+            ty: bytes[3],
+            flags: bytes[4],
+            stream,
+            payload,
+        });
+        bytes = &bytes[9 + len..];
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +120,17 @@ mod tests {
         let f = frame(HEADERS, FLAG_END_HEADERS, 3, b"abc");
         assert_eq!(&f[..9], &[0, 0, 3, 1, 4, 0, 0, 0, 3]);
         assert_eq!(&f[9..], b"abc");
+    }
+
+    #[test]
+    fn parse_splits_frames_and_drops_a_partial_tail() {
+        let mut bytes = frame(SETTINGS, 0, 0, &[]);
+        bytes.extend(frame(DATA, 1, 5, b"xy"));
+        bytes.extend(&frame(DATA, 0, 7, b"cut")[..10]);
+        let got = parse(&bytes);
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[1].ty, got[1].flags, got[1].stream), (DATA, 1, 5));
+        assert_eq!(got[1].payload, b"xy");
     }
 
     #[test]

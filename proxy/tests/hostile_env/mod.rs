@@ -14,6 +14,8 @@ use zring::Proxy;
 
 use crate::common::{self, Scratch};
 
+pub mod wire;
+
 pub const SERVER_IP: &str = "127.0.0.2";
 pub const CLIENT_ID: &str = "spiffe://cluster.local/ns/default/sa/sleep";
 pub const SERVER_ID: &str = "spiffe://cluster.local/ns/default/sa/httpbin";
