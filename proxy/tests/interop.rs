@@ -213,5 +213,11 @@ fn connect_to_a_non_local_ip_is_refused_by_both() {
         _ => false,
     };
     assert!(refused, "ztunnel answered {ztunnel:?}");
-    eprintln!("non-local CONNECT: zring {zring:?}, ztunnel {ztunnel:?}");
+    // ... and for the right reason: the authority is not the address dialled.
+    let why = format!("ip mismatch: {T_WORKLOAD} != {Z_WORKLOAD}");
+    let line = env.wait_log_line(
+        "ztunnel.log",
+        &["connection failed", "direction=\"inbound\"", &why],
+    );
+    eprintln!("non-local CONNECT: zring {zring:?}, ztunnel {ztunnel:?}; ztunnel logged: {line}");
 }
