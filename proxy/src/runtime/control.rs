@@ -1,20 +1,15 @@
-//! The control thread (reload on file change) and the admin, stats and readiness
-//! endpoints. Neither runs on a data core.
+//! The control thread: reloads configuration and certificates when their files change.
+//! It never runs on a data core.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use crate::config::Config;
-use crate::error::ProxyError;
-use crate::runtime::metrics;
 use crate::runtime::state::{Shared, State};
-use crate::runtime::BoundAddrs;
 
-/// How often the HTTP threads look at the shutdown flag while idle.
+/// How often the control thread looks at the shutdown flag.
 const POLL: Duration = Duration::from_millis(50);
 
 /// What the reload loop compares: the workload config file's (size, mtime, inode) and the
@@ -68,87 +63,4 @@ fn reload_loop(config: &Config, shared: &Shared, mut seen: Fingerprint) {
             ),
         }
     }
-}
-
-/// Starts the admin (15000), stats (15020) and readiness (15021) endpoints.
-pub fn start_http(
-    config: &Arc<Config>,
-    shared: &Arc<Shared>,
-    addrs: &mut BoundAddrs,
-    threads: &mut Vec<JoinHandle<()>>,
-) -> Result<(), ProxyError> {
-    let endpoints = [
-        ("admin-addr", config.admin_addr, &mut addrs.admin),
-        ("stats-addr", config.stats_addr, &mut addrs.stats),
-        (
-            "readiness-addr",
-            config.readiness_addr,
-            &mut addrs.readiness,
-        ),
-    ];
-    for (flag, addr, slot) in endpoints {
-        let Some(addr) = addr else { continue };
-        let err = |source| ProxyError::Listen { flag, addr, source };
-        let listener = TcpListener::bind(addr).map_err(err)?;
-        listener.set_nonblocking(true).map_err(err)?;
-        *slot = Some(listener.local_addr().map_err(err)?);
-        let (config, shared) = (config.clone(), shared.clone());
-        let thread = std::thread::Builder::new()
-            .name(format!("zring-{flag}"))
-            .spawn(move || serve_http(listener, &config, &shared))
-            .map_err(|source| ProxyError::Runtime { core: 0, source })?;
-        threads.push(thread);
-    }
-    Ok(())
-}
-
-fn serve_http(listener: TcpListener, config: &Config, shared: &Shared) {
-    while !shared.stopping() {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                let _ = answer(stream, config, shared);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(POLL),
-            Err(_) => std::thread::sleep(POLL),
-        }
-    }
-}
-
-fn answer(stream: TcpStream, config: &Config, shared: &Shared) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line)?;
-    let path = line.split_whitespace().nth(1).unwrap_or("/");
-    let (status, body) = route(path, config, shared);
-    let mut stream = stream;
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-fn route(path: &str, config: &Config, shared: &Shared) -> (&'static str, String) {
-    match path {
-        "/healthz" | "/healthz/ready" => ("200 OK", "ready\n".into()),
-        "/metrics" | "/stats/prometheus" => ("200 OK", metrics::render(&shared.aggregate())),
-        "/config_dump" => ("200 OK", config_dump(config, shared)),
-        _ => ("404 Not Found", "not found\n".into()),
-    }
-}
-
-fn config_dump(config: &Config, shared: &Shared) -> String {
-    let state = shared.current();
-    format!(
-        "generation: {}\nworkloads: {}\nidentities: {}\nsettings:\n{config}\n",
-        state.generation,
-        state.snapshot.workloads().len(),
-        state
-            .certs
-            .identities()
-            .map(|i| i.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-    )
 }

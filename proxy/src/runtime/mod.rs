@@ -4,11 +4,13 @@
 //!
 //! - [`state`] — the immutable configuration generation and the control block.
 //! - [`core`] — a core's runtime, accept loops and caches.
-//! - [`control`] — file watching and reload; admin HTTP endpoints.
+//! - [`control`] — file watching and reload.
+//! - [`endpoints`] — admin, stats and readiness HTTP listeners, each serving only its own pages.
 //! - [`metrics`] — per-core counters and their Prometheus rendering.
 
 pub mod control;
 pub mod core;
+pub mod endpoints;
 pub mod metrics;
 pub mod state;
 
@@ -112,7 +114,7 @@ pub fn start(config: Config) -> Result<Proxy, ProxyError> {
     let config = Arc::new(config);
     let (per_core, mut addrs) = bind_all(&config, cores)?;
     let mut helpers = Vec::new();
-    control::start_http(&config, &shared, &mut addrs, &mut helpers)?;
+    endpoints::start(&config, &shared, &mut addrs, &mut helpers)?;
     helpers.push(control::spawn_reloader(
         config.clone(),
         shared.clone(),

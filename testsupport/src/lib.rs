@@ -1,0 +1,15 @@
+//! What zring's integration tests share, so each suite does not grow its own copy.
+//!
+//! - [`require`] — "can this test run here?": skips locally, fails under `CI=true`.
+//! - [`echo`] — blocking echo servers on listeners the caller bound (in any netns).
+//! - [`certs`] — workload leaves with chosen validity, signed by a root on disk.
+//! - [`h2raw`] — hand-built HTTP/2 frames for misbehaving-client tests.
+//! - [`hbone`] — a tokio-rustls + h2 HBONE client that reports exactly what the server
+//!   answered (status, reset code, TLS alert), for interop and hostile-input tests.
+#![forbid(unsafe_code)]
+
+pub mod certs;
+pub mod echo;
+pub mod h2raw;
+pub mod hbone;
+pub mod require;
