@@ -37,9 +37,14 @@ pub async fn serve_hbone(
     let handshake = |source| ProxyError::Handshake { addr: peer, source };
     let session = rustls::ServerConnection::new(config)
         .map_err(|e| handshake(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
-    let tls = TlsStream::handshake(stream, session)
-        .await
-        .map_err(handshake)?;
+    // A peer that never finishes its handshake must not hold the socket forever.
+    let tls = monoio::time::timeout(
+        core.config.connect_timeout,
+        TlsStream::handshake(stream, session),
+    )
+    .await
+    .map_err(|_| handshake(std::io::ErrorKind::TimedOut.into()))?
+    .map_err(handshake)?;
     let peer_identity = crate::tls::peer_identity(tls.connection());
     let mut conn = h2::server::Builder::new()
         .initial_window_size(STREAM_WINDOW)
@@ -147,7 +152,7 @@ fn admit(
 ) -> Result<(SocketAddr, Option<IpAddr>), Rejection> {
     let state = core.state();
     let snapshot = &state.snapshot;
-    let target = proto::validate(req, Some(conn.local.ip()), |ip| snapshot.is_local(ip))?;
+    let target = proto::validate(req, Some(conn.local), |ip| snapshot.is_local(ip))?;
     let client_ip = client_ip(snapshot, conn.peer, req);
     let workload = snapshot
         .workload_by_ip(target.ip())

@@ -8,6 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use http::{Method, Request, StatusCode};
 
+use crate::config::is_proxy_port;
+
 /// Header ztunnel sends with the original client address (`for="ip:port"`).
 pub const FORWARDED: &str = "forwarded";
 
@@ -35,6 +37,8 @@ pub enum Rejection {
     UnknownWorkload(IpAddr),
     #[error("denied by authorization policy {0}")]
     Denied(String),
+    #[error("authority {0} is one of the proxy's own ports (a loop)")]
+    ProxyPort(SocketAddr),
 }
 
 impl Rejection {
@@ -46,12 +50,13 @@ impl Rejection {
     }
 }
 
-/// Validates method and authority; `local` is the HBONE socket's local IP, or `None`
+/// Validates method and authority; `local` is the HBONE socket's local address, or `None`
 /// when the listener is not addressed per workload (then any local workload is allowed
-/// and `is_local` decides).
+/// and `is_local` decides). A target on one of the proxy's ports (the well-known ones, or
+/// the port this connection arrived on) is a loop and refused.
 pub fn validate<B>(
     req: &Request<B>,
-    local: Option<IpAddr>,
+    local: Option<SocketAddr>,
     is_local: impl Fn(IpAddr) -> bool,
 ) -> Result<SocketAddr, Rejection> {
     if req.method() != Method::CONNECT {
@@ -63,7 +68,10 @@ pub fn validate<B>(
         .map(|a| a.as_str().to_string())
         .unwrap_or_else(|| req.uri().to_string());
     let target: SocketAddr = raw.parse().map_err(|_| Rejection::BadAuthority(raw))?;
-    if let Some(local) = local {
+    if is_proxy_port(target.port()) || local.is_some_and(|l| l.port() == target.port()) {
+        return Err(Rejection::ProxyPort(target));
+    }
+    if let Some(local) = local.map(|l| l.ip()) {
         if local != target.ip() && !local.is_unspecified() {
             return Err(Rejection::NotLocal {
                 authority: target.ip(),
@@ -100,8 +108,19 @@ mod tests {
         assert_eq!(req.method(), Method::CONNECT);
         assert_eq!(req.uri().authority().unwrap().as_str(), "10.244.2.5:8080");
         assert_eq!(forwarded_for(&req), Some(addr("10.244.1.4:40000")));
-        let ok = validate(&req, Some("10.244.2.5".parse().unwrap()), |_| true);
+        let ok = validate(&req, Some("10.244.2.5:15008".parse().unwrap()), |_| true);
         assert_eq!(ok, Ok(addr("10.244.2.5:8080")));
+    }
+
+    #[test]
+    fn rejects_proxy_ports_and_the_arrival_port_with_400() {
+        let local = Some(addr("10.244.2.5:40008"));
+        for target in ["10.244.2.5:15008", "10.244.2.5:15001", "10.244.2.5:40008"] {
+            let req = connect_request(addr(target), addr("10.244.1.4:40000"));
+            let err = validate(&req, local, |_| true).unwrap_err();
+            assert_eq!(err, Rejection::ProxyPort(addr(target)));
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        }
     }
 
     #[test]
@@ -126,7 +145,7 @@ mod tests {
     #[test]
     fn rejects_authority_other_than_local_ip() {
         let req = connect_request(addr("10.244.2.9:8080"), addr("10.244.1.4:1"));
-        let err = validate(&req, Some("10.244.2.5".parse().unwrap()), |_| true).unwrap_err();
+        let err = validate(&req, Some("10.244.2.5:15008".parse().unwrap()), |_| true).unwrap_err();
         assert!(matches!(err, Rejection::NotLocal { .. }));
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
     }
