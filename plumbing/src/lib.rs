@@ -54,6 +54,7 @@ mod remove;
 pub mod render;
 mod state;
 mod sys;
+pub mod trace;
 mod tunnel;
 
 pub use apply::{DownReport, UpReport};
