@@ -81,7 +81,9 @@ pub(crate) fn parse(spec: &str) -> Result<Parsed, String> {
             {
                 module = args[0];
             }
-            opt => conds.push(cond(opt, args, neg, module).ok_or_else(|| opt.to_string())?),
+            opt => conds.push(
+                cond(opt, args, neg, module).ok_or_else(|| t[i..(i + 2).min(t.len())].join(" "))?,
+            ),
         }
         if t[i] != "!" {
             neg = false;
