@@ -20,21 +20,25 @@ use serde::Serialize;
 use crate::model::{IptRule, PolicyRule, RouteSpec, TunnelKind, TunnelSpec};
 use crate::render::Side;
 
+mod drift;
 mod eval;
 #[cfg(test)]
 mod fixture;
 mod flow;
 mod host;
 mod legs;
+mod live;
 mod rule;
 #[cfg(test)]
 mod tests;
 mod text;
 
+pub use drift::{diverge, Divergence};
 pub use eval::{Matched, Outcome, Step};
 pub use flow::{Leg, PacketTrace, Query, Trace, Verdict};
 pub use legs::trace;
-pub use text::render_text;
+pub use live::{read_host, read_world, HostSpec};
+pub use text::{render_divergences, render_text};
 
 /// Transport protocol of the traced flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -246,3 +246,39 @@ fn text_names_every_hop_of_the_main_flow() {
         assert!(s.contains(want), "{want} in\n{s}");
     }
 }
+
+#[test]
+fn missing_rule_101_is_named_as_what_changed_the_path() {
+    use crate::check::{Drift, DriftKind};
+    let desired = fixture::articles();
+    let mut live = desired.clone();
+    live.hosts[0].rules.retain(|r| r.priority != 101);
+    let drift = vec![
+        Drift {
+            object: "rule 101: 101:\tfrom all fwmark 0x100/0x100 lookup 101".into(),
+            kind: DriftKind::Missing,
+        },
+        Drift {
+            object: "route table 100 10.9.9.9 dev eth9".into(),
+            kind: DriftKind::Extra,
+        },
+    ];
+    let query = q(CLIENT, SERVER, 8080, Proto::Tcp);
+    let (l, d) = (trace(&live, &query), trace(&desired, &query));
+    let div = diverge(&l, &d, &drift);
+    let first = &div[0];
+    assert_eq!(
+        (first.packet.as_str(), first.at.as_str()),
+        ("SYN", "node A")
+    );
+    assert_eq!(first.desired, Some(captured("ztunnel A", 15001)));
+    // Without rule 101 the SYN falls to 103/main and is captured inbound by ztunnel B.
+    assert_eq!(first.live, captured("ztunnel B", 15006));
+    assert_eq!(first.because, vec![drift[0].to_string()]);
+}
+
+#[test]
+fn same_state_does_not_diverge() {
+    let t = main_flow();
+    assert_eq!(diverge(&t, &t, &[]), vec![]);
+}

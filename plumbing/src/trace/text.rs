@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use super::drift::Divergence;
 use super::eval::{Outcome, Step};
 use super::flow::{PacketTrace, Trace, Verdict};
 use super::Packet;
@@ -128,4 +129,31 @@ fn verdict(v: &Verdict) -> String {
         }
         Verdict::Unreachable { host } => format!("unreachable on {host}"),
     }
+}
+
+/// The drift section: every packet whose path the drift changed, and why.
+pub fn render_divergences(divs: &[Divergence], checked: bool) -> String {
+    if !checked {
+        return "\ndrift: not checked (pass --file node.yaml, or --gateway-ip/--ztunnel-ip/--ztunnel-veth/--pod-ip, to compare with the desired state)\n".into();
+    }
+    if divs.is_empty() {
+        return "\ndrift: none on this path (live = desired)\n".into();
+    }
+    let mut s = format!("\ndrift that changes the path ({} packets):\n", divs.len());
+    for d in divs {
+        let want = d.desired.as_ref().map_or("no such packet".into(), verdict);
+        let _ = writeln!(
+            s,
+            "  leg {}, {}, from {}: now {}; desired {}",
+            d.leg,
+            d.packet,
+            d.at,
+            verdict(&d.live),
+            want
+        );
+        for b in &d.because {
+            let _ = writeln!(s, "    because {b}");
+        }
+    }
+    s
 }
