@@ -31,6 +31,7 @@ pub fn trace(world: &World, q: &Query) -> Trace {
     if let Some(Verdict::Captured { host, port }) = verdict {
         legs.extend(after_capture(&mut run, q, (&host, port), &mut notes));
     }
+    notes.extend(legs.iter().flat_map(asymmetric));
     Trace {
         query: q.clone(),
         legs,
@@ -131,6 +132,22 @@ fn server_leg(
         to: (target, q.port),
     };
     leg(run, q, &c)
+}
+
+/// A reply or later packet TPROXY'd to a listener belongs to no connection there: the
+/// kernel answers it with a reset (the path is asymmetric).
+fn asymmetric(leg: &Leg) -> Vec<String> {
+    leg.packets
+        .iter()
+        .skip(1)
+        .filter_map(|p| match &p.verdict {
+            Verdict::Captured { host, port } => Some(format!(
+                "leg {}: the {} is TPROXY'd to {host} :{port}, which has no such connection: it is reset (asymmetric path)",
+                leg.name, p.what
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// What ztunnel A decides from its workload config (the kernel state cannot say).

@@ -275,6 +275,11 @@ fn missing_rule_101_is_named_as_what_changed_the_path() {
     // Without rule 101 the SYN falls to 103/main and is captured inbound by ztunnel B.
     assert_eq!(first.live, captured("ztunnel B", 15006));
     assert_eq!(first.because, vec![drift[0].to_string()]);
+    assert!(
+        l.notes.iter().any(|n| n.contains("asymmetric")),
+        "{:?}",
+        l.notes
+    );
 }
 
 #[test]

@@ -154,6 +154,12 @@ pub fn render_divergences(divs: &[Divergence], checked: bool) -> String {
         for b in &d.because {
             let _ = writeln!(s, "    because {b}");
         }
+        if d.because.is_empty() {
+            let _ = writeln!(
+                s,
+                "    (no drifted object on its own path: follows from a divergence above)"
+            );
+        }
     }
     s
 }
