@@ -332,20 +332,24 @@ fn not_enrolled(a: &Node, specs: &[HostSpec]) -> usize {
     n
 }
 
-/// `iptables-save -c` of mangle and nat in `ns`: `TABLE LINE` → packets.
-fn counters(ns: &str) -> std::collections::HashMap<String, u64> {
+/// `iptables-save -c` of mangle and nat in `ns`: (table, chain, number in chain) → packets.
+fn counters(ns: &str) -> std::collections::HashMap<(String, String, usize), u64> {
     let mut out = std::collections::HashMap::new();
     for table in ["mangle", "nat"] {
+        let mut seen = std::collections::HashMap::<String, usize>::new();
         for l in common::sh(ns, &["iptables-save", "-c", "-t", table]).lines() {
-            let Some((c, line)) = l.strip_prefix('[').and_then(|r| r.split_once("] ")) else {
+            let Some((c, rule)) = l.strip_prefix('[').and_then(|r| r.split_once("] -A ")) else {
                 continue;
             };
+            let chain = rule.split(' ').next().unwrap_or("").to_string();
+            let n = seen.entry(chain.clone()).or_default();
+            *n += 1;
             let pkts = c
                 .split(':')
                 .next()
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(0);
-            out.insert(format!("{table} {line}"), pkts);
+            out.insert((table.to_string(), chain, *n), pkts);
         }
     }
     out
@@ -378,12 +382,16 @@ fn counters_grow_on_the_traced_rules(a: &Node, main: &Trace) {
                 continue;
             };
             for m in &st.matched {
-                let key = format!("{} {}", m.table, m.line);
+                let chain = m.line.split(' ').nth(1).unwrap_or("").to_string();
+                let key = (m.table.to_string(), chain, m.position);
+                let n = cs.get(&key).copied().unwrap_or(0);
                 assert!(
-                    cs.get(&key).copied().unwrap_or(0) > 0,
-                    "{} at {}: `{key}` counted nothing",
+                    n > 0,
+                    "{} at {}: `{}` (#{}) counted nothing",
                     p.what,
-                    st.host
+                    st.host,
+                    m.line,
+                    m.position
                 );
             }
         }

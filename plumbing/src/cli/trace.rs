@@ -26,7 +26,9 @@ of the third: 0x210 -> 0x40 -> table 102, 0x4d3 in the ztunnel pod).
 
 Each hop prints:
   HOST (in IFACE | a local socket) SRC:SPORT -> DST:DPORT PROTO  mark IN->OUT  connmark IN->OUT
-    mangle|nat -A CHAIN SPEC  => effect    every iptables rule that matched, as iptables-save prints it
+    mangle|nat -A CHAIN SPEC  => effect  [#N]
+                                           every iptables rule that matched, as iptables-save prints
+                                           it, and its number in the chain
     not evaluated: ...                     rules with options the evaluator does not model
     rule   PRIO: ...                       the policy rules taken (gotos, then the lookup that found a route)
     route  table T: ROUTE                  the route chosen, as `ip route show table T` prints it
@@ -140,10 +142,22 @@ fn desired(
     Ok((world, drift))
 }
 
+/// The source must be a pod of node A (a route to it) or one of node A's addresses.
+fn check_source(live: &World, q: &Query) -> Result<(), PlumbError> {
+    match live.source_known(q.src) {
+        true => Ok(()),
+        false => Err(PlumbError::Trace {
+            what: format!("{} is neither an address of node A nor routed by its main table", q.src),
+            hint: "pass a pod IP of the node given with --netns (or its gateway IP for a node-local probe)",
+        }),
+    }
+}
+
 /// Runs `zring plumb trace`; exit 1 when drift changes the path.
 pub(crate) fn run(a: TraceArgs) -> Result<ExitCode, PlumbError> {
     let live = trace::read_world(&a.specs())?;
     let q = a.query();
+    check_source(&live, &q)?;
     let t = trace::trace(&live, &q);
     let (divs, checked) = match a.node.resolve() {
         Ok(input) => {
@@ -159,10 +173,9 @@ pub(crate) fn run(a: TraceArgs) -> Result<ExitCode, PlumbError> {
             divergences: &divs,
             drift_checked: checked,
         };
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).map_err(|e| PlumbError::Thread(e.to_string()))?
-        );
+        let json =
+            serde_json::to_string_pretty(&out).expect("plain data with string keys serializes");
+        println!("{json}");
     } else {
         print!("{}", trace::render_text(&t));
         print!("{}", trace::render_divergences(&divs, checked));

@@ -18,6 +18,9 @@ pub struct Matched {
     pub table: &'static str,
     /// `-A CHAIN SPEC`.
     pub line: String,
+    /// Its number in the chain (1-based, as `iptables -L --line-numbers` counts; the same
+    /// line can occur several times, e.g. the three `0x200 -j RETURN` of ztunnel-PREROUTING).
+    pub position: usize,
     /// `mark 0x0 -> 0x100`, `connmark 0x0 -> 0x210`, `RETURN`, `TPROXY to :15001`, ...
     pub effect: String,
 }
@@ -102,9 +105,9 @@ impl Walk<'_> {
 
     fn chain(&mut self, table: Table, chain: &str) -> End {
         self.used.push(format!("chain {chain}"));
-        for r in self.host.chain(table, chain) {
+        for (i, r) in self.host.chain(table, chain).into_iter().enumerate() {
             let end = match rule::parse(&r.spec) {
-                Ok(p) => self.apply(table, r.line(), &p),
+                Ok(p) => self.apply(table, (r.line(), i + 1), &p),
                 Err(tok) => {
                     self.skipped
                         .push(format!("{} {} (`{tok}`)", table.name(), r.line()));
@@ -139,7 +142,7 @@ impl Walk<'_> {
         p.conds.iter().all(|c| c.holds(&self.pkt, &env))
     }
 
-    fn apply(&mut self, table: Table, line: String, p: &rule::Parsed) -> End {
+    fn apply(&mut self, table: Table, line: (String, usize), p: &rule::Parsed) -> End {
         if !self.holds(p) {
             return End::Continue;
         }
@@ -181,11 +184,18 @@ impl Walk<'_> {
         self.record(table, line, effect, end)
     }
 
-    fn record(&mut self, table: Table, line: String, effect: String, end: End) -> End {
+    fn record(
+        &mut self,
+        table: Table,
+        (line, position): (String, usize),
+        effect: String,
+        end: End,
+    ) -> End {
         self.used.push(line.clone());
         self.matched.push(Matched {
             table: table.name(),
             line,
+            position,
             effect,
         });
         end

@@ -242,7 +242,8 @@ impl<'w> Run<'w> {
             return Ok(Start::Arrive(j, iif));
         }
         let (host, dev) = (h.label.clone(), dev.to_string());
-        match next == c.pkt.dst {
+        // An outer tunnel packet is for a ztunnel pod: one that is not traced.
+        match next == c.pkt.dst && c.inner.is_none() {
             true => Err(Verdict::Delivered {
                 host,
                 dev,

@@ -92,6 +92,13 @@ impl World {
         (0..self.hosts.len()).find(|i| *i != not && self.hosts[*i].owns(ip))
     }
 
+    /// Whether the trace can start at `src`: an address of node A, or routed by its main table.
+    pub fn source_known(&self, src: Ipv4Addr) -> bool {
+        self.hosts
+            .first()
+            .is_some_and(|h| h.owns(src) || h.dev_toward(src).is_some())
+    }
+
     /// Whether some traced node enrolls `ip` (its ipset holds it).
     pub(crate) fn enrolled(&self, ip: Ipv4Addr) -> bool {
         self.hosts

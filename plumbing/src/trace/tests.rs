@@ -287,3 +287,29 @@ fn same_state_does_not_diverge() {
     let t = main_flow();
     assert_eq!(diverge(&t, &t, &[]), vec![]);
 }
+
+#[test]
+fn json_form_names_verdicts_and_outcomes() {
+    let v = serde_json::to_value(main_flow()).unwrap();
+    let syn = &v["legs"][0]["packets"][0];
+    assert_eq!(
+        syn["verdict"],
+        serde_json::json!({"kind": "captured", "host": "ztunnel A", "port": 15001})
+    );
+    assert_eq!(syn["steps"][0]["outcome"]["kind"], "encap");
+    assert_eq!(syn["steps"][0]["lookup"]["answer"]["type"], "unicast");
+    assert_eq!(syn["steps"][0]["packet"]["proto"], "tcp");
+}
+
+#[test]
+fn a_tunnel_to_an_untraced_ztunnel_leaves_node_a() {
+    let mut w = fixture::articles();
+    w.hosts.retain(|h| h.label != "ztunnel A");
+    let t = trace(&w, &q(CLIENT, SERVER, 8080, Proto::Tcp));
+    assert!(matches!(&pkt(&t, 0, 0).verdict, Verdict::Left { host, .. } if host == "node A"));
+    assert!(w.source_known(CLIENT) && w.source_known(GW_A));
+    assert!(
+        !w.source_known(Ipv4Addr::new(192, 0, 2, 1)),
+        "no default route on the fixture"
+    );
+}

@@ -74,7 +74,11 @@ fn step(s: &mut String, st: &Step) {
         st.connmark
     );
     for m in &st.matched {
-        let _ = writeln!(s, "      {:<6} {}  => {}", m.table, m.line, m.effect);
+        let _ = writeln!(
+            s,
+            "      {:<6} {}  => {}  [#{}]",
+            m.table, m.line, m.effect, m.position
+        );
     }
     for n in &st.not_evaluated {
         let _ = writeln!(s, "      not evaluated: {n}");
