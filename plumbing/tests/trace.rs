@@ -6,220 +6,23 @@
 //! runs the main flow's first leg and the counters of the rules the trace says matched grow.
 
 mod common;
+#[path = "trace/kernel.rs"]
+mod kernel;
+#[path = "trace/tcp.rs"]
+mod tcp;
+#[path = "trace/topo.rs"]
+mod topo;
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use plumbing::netns::{self, NetnsGuard};
-use plumbing::render::Side;
-use plumbing::trace::{self, Answer, HostSpec, Lookup, Proto, Query, Trace, Verdict};
-use plumbing::{NodeInput, RouteSpec, Scope, TunnelKind, ZtunnelInput};
-use socket2::{Domain, Socket, Type};
+use plumbing::netns;
+use plumbing::trace::{self, Answer, HostSpec, Proto, Query, Trace, Verdict};
+use plumbing::{NodeInput, TunnelKind};
 
-const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 4);
-const SERVER: Ipv4Addr = Ipv4Addr::new(10, 244, 2, 5);
-
-/// One node of the articles: gateway, ztunnel IP, eth0 address, its pod, the peer's CIDR.
-struct Facts {
-    gw: Ipv4Addr,
-    zt: Ipv4Addr,
-    eth: Ipv4Addr,
-    pod: Ipv4Addr,
-    peer: (Ipv4Addr, Ipv4Addr),
-}
-
-const A: Facts = Facts {
-    gw: Ipv4Addr::new(10, 244, 1, 1),
-    zt: Ipv4Addr::new(10, 244, 1, 2),
-    eth: Ipv4Addr::new(172, 18, 0, 2),
-    pod: CLIENT,
-    peer: (Ipv4Addr::new(10, 244, 2, 0), Ipv4Addr::new(172, 18, 0, 3)),
-};
-const B: Facts = Facts {
-    gw: Ipv4Addr::new(10, 244, 2, 1),
-    zt: Ipv4Addr::new(10, 244, 2, 3),
-    eth: Ipv4Addr::new(172, 18, 0, 3),
-    pod: SERVER,
-    peer: (Ipv4Addr::new(10, 244, 1, 0), Ipv4Addr::new(172, 18, 0, 2)),
-};
-
-static N: AtomicU32 = AtomicU32::new(0);
-
-fn name(tag: &str) -> String {
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    format!("zrt-{tag}-{}-{n}", std::process::id())
-}
-
-/// Node, ztunnel pod and workload pod namespaces of one node (deleted on drop).
-struct Node {
-    node: NetnsGuard,
-    zt: NetnsGuard,
-    _pod: NetnsGuard,
-}
-
-/// A pod behind a point-to-point veth (pod /32, default via the gateway onlink).
-fn pod(node: &str, pod: &str, dev: &str, gw: Ipv4Addr, ip: Ipv4Addr) {
-    netns::veth_pair(Some(node), dev, "eth0", Some(pod)).unwrap();
-    netns::add_address(Some(node), dev, gw, 32).unwrap();
-    netns::add_address(Some(pod), "eth0", ip, 32).unwrap();
-    netns::set_link_up(Some(node), dev).unwrap();
-    netns::set_link_up(Some(pod), "eth0").unwrap();
-    let host = RouteSpec::new(254, ip, 32).dev(dev).scope(Scope::Link);
-    netns::add_route(Some(node), &host).unwrap();
-    let default = RouteSpec::new(254, Ipv4Addr::UNSPECIFIED, 0)
-        .via(gw)
-        .dev("eth0")
-        .onlink();
-    netns::add_route(Some(pod), &default).unwrap();
-    let key = format!("net.ipv4.conf.{dev}.rp_filter");
-    netns::set_sysctl(Some(node), &key, "2").unwrap();
-}
-
-fn node(tag: &str, f: &Facts) -> Node {
-    let n = Node {
-        node: NetnsGuard::new(&name(tag)).unwrap(),
-        zt: NetnsGuard::new(&name(&format!("{tag}z"))).unwrap(),
-        _pod: NetnsGuard::new(&name(&format!("{tag}p"))).unwrap(),
-    };
-    pod(n.node.name(), n.zt.name(), "vzt", f.gw, f.zt);
-    pod(n.node.name(), n._pod.name(), "vpod", f.gw, f.pod);
-    n
-}
-
-/// The node link (eth0 ↔ eth0), addresses, routes to the other node's pod CIDR, default.
-fn link(a: &Node, b: &Node) {
-    let (na, nb) = (a.node.name(), b.node.name());
-    netns::veth_pair(Some(na), "eth0", "zrt-tmp", Some(nb)).unwrap();
-    netns::rename_link(Some(nb), "zrt-tmp", "eth0").unwrap();
-    for (ns, f) in [(na, &A), (nb, &B)] {
-        netns::add_address(Some(ns), "eth0", f.eth, 16).unwrap();
-        netns::set_link_up(Some(ns), "eth0").unwrap();
-        let r = RouteSpec::new(254, f.peer.0, 24).via(f.peer.1).dev("eth0");
-        netns::add_route(Some(ns), &r).unwrap();
-        // The nodes' default route (kind's is 172.18.0.1): loose rp_filter needs one for a
-        // service VIP's reply source.
-        let d = RouteSpec::new(254, Ipv4Addr::UNSPECIFIED, 0)
-            .via(f.peer.1)
-            .dev("eth0");
-        netns::add_route(Some(ns), &d).unwrap();
-    }
-}
-
-fn plumb(n: &Node, f: &Facts) {
-    let node_in = NodeInput {
-        gateway_ip: f.gw,
-        ztunnel_ip: f.zt,
-        ztunnel_veth: "vzt".into(),
-        pod_ips: vec![f.pod],
-        tunnel: TunnelKind::Geneve,
-    };
-    let zt_in = ZtunnelInput {
-        ztunnel_ip: f.zt,
-        gateway_ip: f.gw,
-        eth0: "eth0".into(),
-        tunnel: TunnelKind::Geneve,
-    };
-    plumbing::node_up(Some(n.node.name()), &node_in).unwrap();
-    plumbing::ztunnel_up(Some(n.zt.name()), &zt_in).unwrap();
-}
-
-fn specs(a: &Node, b: &Node) -> Vec<HostSpec> {
-    let s = |label: &str, ns: &NetnsGuard, side| HostSpec {
-        label: label.into(),
-        netns: Some(ns.name().into()),
-        side,
-    };
-    vec![
-        s("node A", &a.node, Side::Node),
-        s("ztunnel A", &a.zt, Side::Ztunnel),
-        s("node B", &b.node, Side::Node),
-        s("ztunnel B", &b.zt, Side::Ztunnel),
-    ]
-}
-
-/// `ip route get` for `l` in its netns: the kernel's answer, first line.
-fn kernel(l: &Lookup) -> String {
-    let mut args = vec![
-        "ip".to_string(),
-        "route".into(),
-        "get".into(),
-        l.dst.to_string(),
-    ];
-    if let Some(s) = l.src {
-        args.extend(["from".into(), s.to_string()]);
-    }
-    if let Some(i) = &l.iif {
-        args.extend(["iif".into(), i.clone()]);
-    }
-    args.extend(["mark".into(), format!("{:#x}", l.mark)]);
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let ns = l.netns.as_deref().unwrap();
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(&argv)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    format!("{} {err}", text.lines().next().unwrap_or(""))
-        .trim()
-        .to_string()
-}
-
-/// Whether the kernel's `ip route get` line says what the model answered.
-fn agrees(a: &Answer, k: &str) -> bool {
-    let words: Vec<&str> = k.split_whitespace().collect();
-    let after = |w: &str| {
-        words
-            .iter()
-            .position(|x| *x == w)
-            .and_then(|i| words.get(i + 1))
-            .copied()
-    };
-    let table = |t: u32| match (t, after("table")) {
-        (254, None) | (254, Some("main")) => true,
-        (255, Some("local")) => true,
-        (t, Some(got)) => got == t.to_string(),
-        _ => false,
-    };
-    match a {
-        Answer::Local { table: t } => words.first() == Some(&"local") && table(*t),
-        Answer::Unicast {
-            table: t,
-            dev,
-            gateway,
-        } => {
-            after("dev") == Some(dev.as_str())
-                && after("via") == gateway.map(|g| g.to_string()).as_deref()
-                && table(*t)
-        }
-        Answer::Unreachable => k.contains("unreachable"),
-    }
-}
-
-/// Every lookup of every hop of `t`, checked against the kernel; returns how many.
-fn check_with_kernel(t: &Trace) -> usize {
-    let mut n = 0;
-    for leg in &t.legs {
-        for p in &leg.packets {
-            for s in &p.steps {
-                let k = kernel(&s.lookup);
-                assert!(
-                    agrees(&s.lookup.answer, &k),
-                    "{} / {} at {}: model {:?}, kernel `{k}`\n{}",
-                    leg.name,
-                    p.what,
-                    s.host,
-                    s.lookup,
-                    trace::render_text(t)
-                );
-                n += 1;
-            }
-        }
-    }
-    n
-}
+use kernel::{agrees, check_with_kernel};
+use tcp::{accept, counters, round_trip, transparent_listener};
+use topo::{link, node, plumb, specs, Node, A, B, CLIENT, SERVER};
 
 fn q(src: Ipv4Addr, dst: Ipv4Addr, port: u16, proto: Proto) -> Query {
     Query {
@@ -332,36 +135,13 @@ fn not_enrolled(a: &Node, specs: &[HostSpec]) -> usize {
     n
 }
 
-/// `iptables-save -c` of mangle and nat in `ns`: (table, chain, number in chain) → packets.
-fn counters(ns: &str) -> std::collections::HashMap<(String, String, usize), u64> {
-    let mut out = std::collections::HashMap::new();
-    for table in ["mangle", "nat"] {
-        let mut seen = std::collections::HashMap::<String, usize>::new();
-        for l in common::sh(ns, &["iptables-save", "-c", "-t", table]).lines() {
-            let Some((c, rule)) = l.strip_prefix('[').and_then(|r| r.split_once("] -A ")) else {
-                continue;
-            };
-            let chain = rule.split(' ').next().unwrap_or("").to_string();
-            let n = seen.entry(chain.clone()).or_default();
-            *n += 1;
-            let pkts = c
-                .split(':')
-                .next()
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(0);
-            out.insert((table.to_string(), chain, *n), pkts);
-        }
-    }
-    out
-}
-
 /// Real TCP from the client pod to the server: captured by a transparent listener on
 /// ztunnel A's 15001, one round trip; then every rule leg 1 says matched on node A or in
 /// ztunnel A has counted packets.
 fn counters_grow_on_the_traced_rules(a: &Node, main: &Trace) {
     let l = transparent_listener(a.zt.name(), 15001);
     let to = SocketAddr::from((SERVER, 8080));
-    let client = netns::run_in(Some(a._pod.name()), move || {
+    let client = netns::run_in(Some(a.pod.name()), move || {
         TcpStream::connect_timeout(&to, Duration::from_secs(5))
     })
     .unwrap();
@@ -394,53 +174,6 @@ fn counters_grow_on_the_traced_rules(a: &Node, main: &Trace) {
                     m.position
                 );
             }
-        }
-    }
-}
-
-fn round_trip(c: &mut TcpStream, s: &mut TcpStream) {
-    use std::io::{Read, Write};
-    for x in [&*c, &*s] {
-        x.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    }
-    c.write_all(&[7u8; 10_000]).unwrap();
-    let mut buf = vec![0u8; 10_000];
-    s.read_exact(&mut buf).unwrap();
-    s.write_all(b"pong").unwrap();
-    let mut pong = [0u8; 4];
-    c.read_exact(&mut pong).unwrap();
-    assert_eq!(&pong, b"pong");
-}
-
-fn transparent_listener(ns: &str, port: u16) -> TcpListener {
-    netns::run_in(Some(ns), || {
-        let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
-        s.set_reuse_address(true)?;
-        s.set_ip_transparent_v4(true)?;
-        s.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())?;
-        s.listen(16)?;
-        Ok::<TcpListener, std::io::Error>(s.into())
-    })
-    .unwrap()
-    .unwrap()
-}
-
-fn accept(l: &TcpListener) -> (TcpStream, SocketAddr) {
-    l.set_nonblocking(true).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        match l.accept() {
-            Ok((s, p)) => {
-                s.set_nonblocking(false).unwrap();
-                return (s, p);
-            }
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            Err(e) => panic!("no captured connection: {e}"),
         }
     }
 }

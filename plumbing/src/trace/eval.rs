@@ -6,10 +6,10 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
-use super::host::LOCAL_TABLE;
-use super::rule::{self, Action, Env};
+use super::chain::walk;
+use super::route::{answer, decide, rule_text, table_name};
 use super::{Answer, Host, Lookup, Packet, Proto};
-use crate::model::{PolicyRule, RouteSpec, RuleTarget, Table};
+use crate::model::{PolicyRule, RouteSpec, Table};
 
 /// One iptables rule that matched, as `iptables-save` prints it, and what it did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -77,180 +77,6 @@ pub struct Step {
     pub used: Vec<String>,
 }
 
-/// Where evaluation of one chain ended.
-#[derive(PartialEq)]
-enum End {
-    Continue,
-    Return,
-    Accept,
-}
-
-struct Walk<'h> {
-    host: &'h Host,
-    pkt: Packet,
-    socket: bool,
-    matched: Vec<Matched>,
-    skipped: Vec<String>,
-    used: Vec<String>,
-    tproxy: Option<u16>,
-}
-
-impl Walk<'_> {
-    fn hook(&mut self, hook: &str, new_conn: bool) {
-        self.chain(Table::Mangle, hook);
-        if new_conn {
-            self.chain(Table::Nat, hook);
-        }
-    }
-
-    fn chain(&mut self, table: Table, chain: &str) -> End {
-        self.used.push(format!("chain {chain}"));
-        for (i, r) in self.host.chain(table, chain).into_iter().enumerate() {
-            let end = match rule::parse(&r.spec) {
-                Ok(p) => self.apply(table, (r.line(), i + 1), &p),
-                Err(tok) => {
-                    self.skipped
-                        .push(format!("{} {} (`{tok}`)", table.name(), r.line()));
-                    End::Continue
-                }
-            };
-            if end != End::Continue {
-                return end;
-            }
-        }
-        End::Continue
-    }
-
-    fn holds(&mut self, p: &rule::Parsed) -> bool {
-        let h = self.host;
-        let set = |n: &str, ip: Ipv4Addr| h.in_set(n, ip);
-        let env = Env {
-            set: &set,
-            socket: self.socket,
-        };
-        for c in &p.conds {
-            if let rule::Cond::Set(n, d) = c {
-                let ip = if *d == rule::Dir::Src {
-                    self.pkt.src
-                } else {
-                    self.pkt.dst
-                };
-                self.used.push(format!("ipset {n} member {ip}"));
-                self.used.push(format!("ipset {n}"));
-            }
-        }
-        p.conds.iter().all(|c| c.holds(&self.pkt, &env))
-    }
-
-    fn apply(&mut self, table: Table, line: (String, usize), p: &rule::Parsed) -> End {
-        if !self.holds(p) {
-            return End::Continue;
-        }
-        let (m0, c0) = (self.pkt.mark, self.pkt.connmark);
-        let (effect, end) = match &p.action {
-            Action::Mark(v, k) => {
-                self.pkt.mark = rule::xmark(m0, *v, *k);
-                (
-                    format!("mark {m0:#x} -> {:#x}", self.pkt.mark),
-                    End::Continue,
-                )
-            }
-            Action::SaveMark(n, c) => {
-                self.pkt.connmark = (c0 & !c) | (m0 & n);
-                (
-                    format!("connmark {c0:#x} -> {:#x}", self.pkt.connmark),
-                    End::Continue,
-                )
-            }
-            Action::Tproxy(port, v, k) => {
-                self.pkt.mark = rule::xmark(m0, *v, *k);
-                self.tproxy = Some(*port);
-                let m = self.pkt.mark;
-                (
-                    format!("TPROXY to 127.0.0.1:{port}, mark {m0:#x} -> {m:#x}"),
-                    End::Accept,
-                )
-            }
-            Action::Return => ("RETURN".into(), End::Return),
-            Action::Accept => ("ACCEPT".into(), End::Accept),
-            Action::Jump(c) => {
-                self.record(table, line, format!("jump {c}"), End::Continue);
-                return match self.chain(table, c) {
-                    End::Accept => End::Accept,
-                    _ => End::Continue,
-                };
-            }
-        };
-        self.record(table, line, effect, end)
-    }
-
-    fn record(
-        &mut self,
-        table: Table,
-        (line, position): (String, usize),
-        effect: String,
-        end: End,
-    ) -> End {
-        self.used.push(line.clone());
-        self.matched.push(Matched {
-            table: table.name(),
-            line,
-            position,
-            effect,
-        });
-        end
-    }
-}
-
-/// The policy rules that led to a route (gotos taken, then the lookup that found one) and
-/// the route the kernel picks for `dst` with `mark`.
-pub(crate) fn decide(h: &Host, dst: Ipv4Addr, mark: u32) -> (Vec<PolicyRule>, Option<RouteSpec>) {
-    let mut rules = h.rules.clone();
-    rules.sort();
-    let (mut i, mut taken) = (0, Vec::new());
-    while let Some(r) = rules.get(i) {
-        let hit = r.fwmark.is_none_or(|(v, m)| mark & m == v);
-        match (hit, r.target) {
-            (true, RuleTarget::Lookup(t)) => {
-                if let Some(route) = best(h, t, dst) {
-                    taken.push(*r);
-                    return (taken, Some(route.clone()));
-                }
-            }
-            (true, RuleTarget::Goto(p)) => {
-                taken.push(*r);
-                i = rules
-                    .iter()
-                    .position(|x| x.priority >= p)
-                    .unwrap_or(rules.len());
-                continue;
-            }
-            (false, _) => {}
-        }
-        i += 1;
-    }
-    (taken, None)
-}
-
-fn best(h: &Host, table: u32, dst: Ipv4Addr) -> Option<&RouteSpec> {
-    h.routes
-        .iter()
-        .filter(|r| r.table == table && rule::contains(r.dst, r.prefix, dst))
-        .max_by_key(|r| r.prefix)
-}
-
-fn answer(route: Option<&RouteSpec>, dst: Ipv4Addr) -> Answer {
-    match route {
-        None => Answer::Unreachable,
-        Some(r) if r.local => Answer::Local { table: r.table },
-        Some(r) => Answer::Unicast {
-            table: r.table,
-            dev: r.dev.clone().unwrap_or_default(),
-            gateway: r.gateway.filter(|g| *g != dst || r.onlink),
-        },
-    }
-}
-
 /// The packet arriving on `pkt.iif` of `h` (PREROUTING, routing, INPUT or FORWARD).
 pub(crate) fn arrive(h: &Host, pkt: Packet, new_conn: bool) -> Step {
     let mut w = walk(h, pkt.clone(), false);
@@ -289,19 +115,7 @@ pub(crate) fn originate(h: &Host, pkt: Packet, new_conn: bool, socket: bool) -> 
     finish(w, pkt, (policy, route, ans), at, outcome)
 }
 
-fn walk(host: &Host, pkt: Packet, socket: bool) -> Walk<'_> {
-    Walk {
-        host,
-        pkt,
-        socket,
-        matched: Vec::new(),
-        skipped: Vec::new(),
-        used: Vec::new(),
-        tproxy: None,
-    }
-}
-
-fn outcome(h: &Host, w: &Walk<'_>, route: Option<&RouteSpec>) -> Outcome {
+fn outcome(h: &Host, w: &super::chain::Walk<'_>, route: Option<&RouteSpec>) -> Outcome {
     let Some(r) = route else {
         return Outcome::Unreachable;
     };
@@ -347,7 +161,7 @@ type Decision = (Vec<PolicyRule>, Option<RouteSpec>, Answer);
 
 /// `at`: the source the kernel can be asked about, and the mark at the route lookup.
 fn finish(
-    w: Walk<'_>,
+    w: super::chain::Walk<'_>,
     pkt: Packet,
     (policy, route, answer): Decision,
     (src, mark): (Option<Ipv4Addr>, u32),
@@ -389,26 +203,5 @@ fn finish(
         route: route.map(|r| format!("table {}: {r}", table_name(r.table))),
         outcome,
         used,
-    }
-}
-
-/// `ip rule` notation, with the kernel's table names.
-fn rule_text(p: &PolicyRule) -> String {
-    let s = p.to_string().replace('\t', " ");
-    match p.target {
-        RuleTarget::Lookup(t) => {
-            s.replace(&format!("lookup {t}"), &format!("lookup {}", table_name(t)))
-        }
-        RuleTarget::Goto(_) => s,
-    }
-}
-
-/// `local`, `main` or the number.
-pub(crate) fn table_name(t: u32) -> String {
-    match t {
-        LOCAL_TABLE => "local".into(),
-        crate::model::MAIN_TABLE => "main".into(),
-        253 => "default".into(),
-        n => n.to_string(),
     }
 }

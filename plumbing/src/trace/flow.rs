@@ -223,7 +223,7 @@ impl<'w> Run<'w> {
     /// device the route to the remote uses (the tunnel routes with the inner packet's mark).
     fn outer_src(&self, i: usize, remote: Ipv4Addr, mark: u32) -> Option<Ipv4Addr> {
         let h = self.host(i);
-        let (_, route) = eval::decide(h, remote, mark);
+        let (_, route) = super::route::decide(h, remote, mark);
         let r = route?;
         r.src
             .or_else(|| r.dev.as_deref().and_then(|d| h.addr_on(d)))

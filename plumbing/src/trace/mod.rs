@@ -4,8 +4,9 @@
 //! - [`Host`]: one namespace's state (policy rules, routes of every table, iptables-save
 //!   lines, ipset members, tunnels): read live (`live`) or rendered ([`Host::desired`]).
 //! - `rule`: the iptables matches and targets the plumbing writes, parsed and evaluated.
-//! - `eval`: one packet through one host: PREROUTING/OUTPUT chains, policy rules, the
-//!   table and route chosen, FORWARD/POSTROUTING, tunnel encapsulation and decapsulation.
+//! - `eval`: one packet through one host: the hooks in order, then forwarded, encapsulated,
+//!   decapsulated, TPROXY'd or delivered; `chain` walks the iptables chains of a hook,
+//!   `route` the policy rules and tables.
 //! - `flow`: the legs of a connection (client → ztunnel A, ztunnel A → ztunnel B, ztunnel
 //!   B → server, each SYN, reply and a later packet) across the hosts of a [`World`].
 //! - `drift`: live vs desired trace, and which drifted object changed the path.
@@ -20,6 +21,7 @@ use serde::Serialize;
 use crate::model::{IptRule, PolicyRule, RouteSpec, TunnelKind, TunnelSpec};
 use crate::render::Side;
 
+mod chain;
 mod drift;
 mod eval;
 #[cfg(test)]
@@ -28,6 +30,7 @@ mod flow;
 mod host;
 mod legs;
 mod live;
+mod route;
 mod rule;
 #[cfg(test)]
 mod tests;
