@@ -16,9 +16,11 @@ mod topo;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
+use plumbing::cli::{PlumbCommand, TraceArgs};
 use plumbing::netns;
 use plumbing::trace::{self, Answer, HostSpec, Proto, Query, Trace, Verdict};
 use plumbing::{NodeInput, TunnelKind};
+use std::process::ExitCode;
 
 use kernel::{agrees, check_with_kernel};
 use tcp::{accept, counters, round_trip, transparent_listener};
@@ -117,6 +119,38 @@ fn trace_agrees_with_the_kernel_on_every_hop_and_counters() {
     n += not_enrolled(&a, &specs);
     assert!(n >= 40, "only {n} lookups checked");
     counters_grow_on_the_traced_rules(&a, &main);
+    cli_exit_says_whether_drift_changed_the_path(&a, &b);
+}
+
+/// `zring plumb trace` with the node's inputs: exit 0 on the plumbed state, 1 once rule
+/// 101 is deleted (the live trace then differs from the desired one).
+fn cli_exit_says_whether_drift_changed_the_path(a: &Node, b: &Node) {
+    let args = |ns: &Node| plumbing::cli::NodeArgs {
+        netns: Some(ns.node.name().into()),
+        gateway_ip: Some(A.gw),
+        ztunnel_ip: Some(A.zt),
+        ztunnel_veth: Some("vzt".into()),
+        pod_ips: vec![CLIENT],
+        ..Default::default()
+    };
+    let run = || {
+        let t = TraceArgs {
+            src: CLIENT,
+            dst: std::net::SocketAddrV4::new(SERVER, 8080),
+            tcp: true,
+            udp: false,
+            json: true,
+            ztunnel_netns: Some(a.zt.name().into()),
+            peer_netns: Some(b.node.name().into()),
+            peer_ztunnel_netns: Some(b.zt.name().into()),
+            endpoint: None,
+            node: args(a),
+        };
+        plumbing::cli::run(PlumbCommand::Trace(Box::new(t))).unwrap()
+    };
+    assert_eq!(run(), ExitCode::SUCCESS);
+    common::sh(a.node.name(), &["ip", "rule", "del", "priority", "101"]);
+    assert_eq!(run(), ExitCode::FAILURE);
 }
 
 /// Withdraws the client: its SYN is no longer captured on node A but inbound on node B.
