@@ -28,8 +28,13 @@ pub fn diverge(live: &Trace, desired: &Trace, drift: &[Drift]) -> Vec<Divergence
     let mut out = Vec::new();
     for (l, dleg) in desired.legs.iter().enumerate() {
         for (k, dp) in dleg.packets.iter().enumerate() {
-            let lp = live.legs.get(l).and_then(|leg| leg.packets.get(k));
-            if let Some(d) = compare(&dleg.name, dp, lp, drift) {
+            let lleg = live.legs.get(l);
+            let lp = lleg.and_then(|leg| leg.packets.get(k));
+            let name = match lleg {
+                Some(x) if x.name != dleg.name => format!("{} (desired: {})", x.name, dleg.name),
+                _ => dleg.name.clone(),
+            };
+            if let Some(d) = compare(&name, dp, lp, drift) {
                 out.push(d);
             }
         }

@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 
 use super::flow::{Leg, Query, Run, Start, Trace, Verdict, HBONE, OUTBOUND};
-use super::{Packet, World};
+use super::{Packet, Proto, World};
 
 /// One connection to trace: its name, its key in conntrack, both ends and where each
 /// end's packets start.
@@ -21,14 +21,14 @@ pub fn trace(world: &World, q: &Query) -> Trace {
     let mut run = Run::new(world);
     let mut notes = Vec::new();
     let first = Conn {
-        name: "1 client -> its destination".into(),
+        name: format!("1 client -> {}:{}", q.dst, q.port),
         key: "1",
         from: (q.src, source_start(world, q.src)),
         to: (q.dst, q.port),
     };
     let (leg, verdict) = leg(&mut run, q, &first);
     let mut legs = vec![leg];
-    if let Some(Verdict::Captured { host, port }) = verdict {
+    if let Verdict::Captured { host, port } = verdict {
         legs.extend(after_capture(&mut run, q, (&host, port), &mut notes));
     }
     notes.extend(legs.iter().flat_map(asymmetric));
@@ -48,18 +48,21 @@ fn source_start(world: &World, src: Ipv4Addr) -> Start {
 }
 
 /// A leg's SYN, its reply and a later packet; the SYN's verdict decides what follows.
-fn leg(run: &mut Run<'_>, q: &Query, c: &Conn) -> (Leg, Option<Verdict>) {
+fn leg(run: &mut Run<'_>, q: &Query, c: &Conn) -> (Leg, Verdict) {
+    let [first_name, reply_name, later_name] = match q.proto {
+        Proto::Tcp => ["SYN", "SYN-ACK (reply)", "later packet"],
+        Proto::Udp => ["first datagram", "reply", "later datagram"],
+    };
     let syn = Packet::new(c.from.0, None, c.to.0, Some(c.to.1), q.proto);
-    let first = run.packet("SYN", c.key, c.from.1.clone(), syn.clone(), true);
+    let first = run.packet(first_name, c.key, c.from.1.clone(), syn.clone(), true);
     let mut packets = vec![first.clone()];
     if let Some(back) = reply_start(run.world, &first.verdict) {
         let rep = Packet::new(c.to.0, Some(c.to.1), c.from.0, None, q.proto);
-        packets.push(run.packet("SYN-ACK (reply)", c.key, back, rep, false));
-        packets.push(run.packet("later packet", c.key, c.from.1.clone(), syn, false));
+        packets.push(run.packet(reply_name, c.key, back, rep, false));
+        packets.push(run.packet(later_name, c.key, c.from.1.clone(), syn, false));
     }
     let name = format!("{} ({})", c.name, q.proto.name());
-    let verdict = first.verdict.clone();
-    (Leg { name, packets }, Some(verdict))
+    (Leg { name, packets }, first.verdict)
 }
 
 /// Where the reply to a first packet starts: the socket that got it, or the pod it reached.
@@ -87,7 +90,7 @@ fn after_capture(
     };
     let target = q.endpoint.unwrap_or(q.dst);
     if port != OUTBOUND {
-        return vec![server_leg(run, q, zt, target, "2 ztunnel -> server").0];
+        return vec![server_leg(run, q, zt, target, &format!("2 {host} -> server")).0];
     }
     let known = world.enrolled(target) || world.node_of_pod(target).is_some();
     let hbone = world.enrolled(target) || !known;
@@ -98,20 +101,20 @@ fn after_capture(
     };
     notes.push(leg2_note(q, target, known, hbone));
     let c = Conn {
-        name: "2 ztunnel A -> destination".into(),
+        name: format!("2 {host} -> {}", to.0),
         key: "2",
         from: (q.src, Start::Originate(zt)),
         to,
     };
     let (l2, v2) = leg(run, q, &c);
     let mut legs = vec![l2];
-    if let Some(Verdict::Captured {
+    if let Verdict::Captured {
         host: b,
         port: HBONE,
-    }) = v2
+    } = v2
     {
         if let Some(zb) = world.hosts.iter().position(|h| h.label == b) {
-            legs.push(server_leg(run, q, zb, target, "3 ztunnel B -> server").0);
+            legs.push(server_leg(run, q, zb, target, &format!("3 {b} -> server")).0);
         }
     }
     legs
@@ -124,7 +127,7 @@ fn server_leg(
     zt: usize,
     target: Ipv4Addr,
     name: &str,
-) -> (Leg, Option<Verdict>) {
+) -> (Leg, Verdict) {
     let c = Conn {
         name: name.into(),
         key: "3",
