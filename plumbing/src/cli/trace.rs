@@ -35,7 +35,8 @@ Each hop prints:
     =>     what happened next              out DEV to NEXT | into istioin/istioout (geneve|vxlan vni N):
                                            UDP to REMOTE:PORT | decapsulated by pistioin/pistioout |
                                            TPROXY listener :15001/15006/15008 | the connection's socket
-  verdict: captured by ztunnel X :PORT | delivered to a socket of X (no TPROXY) |
+  verdict: captured by ztunnel X :PORT (TPROXY; the kernel drops it if nothing listens there) |
+           delivered to a socket of X (no TPROXY) |
            bypassed (0x200: main table) / passthrough, delivered to the pod | left toward an untraced host
 
 With the node's inputs (--file or --gateway-ip/--ztunnel-ip/--ztunnel-veth/--pod-ip) the

@@ -32,6 +32,14 @@ pub fn trace(world: &World, q: &Query) -> Trace {
         legs.extend(after_capture(&mut run, q, (&host, port), &mut notes));
     }
     notes.extend(legs.iter().flat_map(asymmetric));
+    notes.extend(world.hosts.iter().flat_map(|h| {
+        h.foreign_rules.iter().map(move |r| {
+            format!(
+                "{}: policy rule not evaluated (selector other than fwmark): {r}",
+                h.label
+            )
+        })
+    }));
     Trace {
         query: q.clone(),
         legs,

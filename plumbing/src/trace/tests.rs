@@ -313,3 +313,16 @@ fn a_tunnel_to_an_untraced_ztunnel_leaves_node_a() {
         "no default route on the fixture"
     );
 }
+
+#[test]
+fn foreign_policy_rules_are_noted_not_guessed() {
+    let mut w = fixture::articles();
+    w.hosts[0]
+        .foreign_rules
+        .push("50: from 10.0.0.0/8 lookup 7".into());
+    let t = trace(&w, &q(CLIENT, SERVER, 8080, Proto::Tcp));
+    assert!(t
+        .notes
+        .iter()
+        .any(|n| n.starts_with("node A: policy rule not evaluated") && n.ends_with("lookup 7")));
+}
