@@ -6,6 +6,8 @@
 //! zring plumb pod     add|del IP          (same flags as node)
 //! zring plumb ztunnel up|down|check|show  [--file zt.yaml] [--netns NAME] [--ztunnel-ip IP]
 //!                                         [--gateway-ip IP] [--eth0 DEV] [--tunnel geneve|vxlan]
+//! zring plumb trace SRC DST:PORT [--tcp|--udp] [--json] [--netns NODE] [--ztunnel-netns ZT]
+//!                  [--peer-netns NODE_B] [--peer-ztunnel-netns ZT_B] [--endpoint IP] [node flags]
 //! ```
 //! Flags override the YAML file (same field names with `_`). `check` exits 1 on drift.
 
@@ -19,6 +21,9 @@ use crate::input::{from_yaml_file, NodeInput, ZtunnelInput};
 use crate::model::TunnelKind;
 use crate::{ops, DownReport, PlumbError, UpReport};
 
+mod trace;
+pub use trace::TraceArgs;
+
 /// `zring plumb` subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum PlumbCommand {
@@ -31,6 +36,9 @@ pub enum PlumbCommand {
     /// The ztunnel pod's tunnels, TPROXY rules, rules and table 100.
     #[command(subcommand)]
     Ztunnel(SideCmd<ZtunnelArgs>),
+    /// Explain a flow's path through marks, chains, policy rules, tables and tunnels.
+    #[command(long_about = trace::ABOUT)]
+    Trace(Box<TraceArgs>),
 }
 
 /// up / down / check / show for one side.
@@ -205,6 +213,7 @@ pub fn run(cmd: PlumbCommand) -> Result<ExitCode, PlumbError> {
             Ok(ExitCode::SUCCESS)
         }
         PlumbCommand::Ztunnel(c) => run_ztunnel(c),
+        PlumbCommand::Trace(a) => trace::run(*a),
     }
 }
 

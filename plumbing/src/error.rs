@@ -119,6 +119,14 @@ pub enum PlumbError {
         /// node or ztunnel.
         side: &'static str,
     },
+    /// A trace query that the traced namespaces cannot answer.
+    #[error("trace: {what}: {hint}")]
+    Trace {
+        /// What is wrong with the query.
+        what: String,
+        /// What to pass instead.
+        hint: &'static str,
+    },
     /// The worker thread running a namespace job panicked or could not start.
     #[error("netns worker thread failed: {0}")]
     Thread(String),

@@ -19,7 +19,7 @@
 //!   the articles' notation (iptables-save, `ip rule`, `ip route show table N`).
 //! - [`render::node`] / [`render::ztunnel`]: the pure desired state ([`render::Desired`]);
 //!   the marks, tables and priorities are named constants in [`render`].
-//! - [`cli::PlumbCommand`] (clap subcommand tree `node|pod|ztunnel`) and
+//! - [`cli::PlumbCommand`] (clap subcommand tree `node|pod|ztunnel|trace`) and
 //!   `cli::run(PlumbCommand) -> Result<ExitCode, PlumbError>` (exit 1 on drift).
 //! - [`netns`]: named network namespaces (`ip netns` compatible) and topology helpers:
 //!   `create`, `delete`, `exists`, `list(prefix)`, [`netns::NetnsGuard`] (deletes on drop),
@@ -27,6 +27,9 @@
 //!   `add_address(netns, dev, ip, prefix)`, `set_link_up(netns, dev)`,
 //!   `rename_link(netns, from, to)`, `delete_link(netns, dev)`,
 //!   `add_route(netns, &RouteSpec)`, `set_sysctl(netns, key, value)`, `read_sysctl(netns, key)`.
+//! - [`trace`]: `zring plumb trace` — [`trace::read_world`] (live [`trace::Host`]s),
+//!   [`trace::trace`] (pure evaluator: legs, packets, hops), [`trace::diverge`] (drift that
+//!   changes the path), [`trace::render_text`].
 //! - [`PlumbError`]: the one error type, each variant naming the object and the fix.
 //!
 //! # Modules (private)
@@ -54,6 +57,7 @@ mod remove;
 pub mod render;
 mod state;
 mod sys;
+pub mod trace;
 mod tunnel;
 
 pub use apply::{DownReport, UpReport};

@@ -103,3 +103,41 @@ fn show_runs_without_root() {
     ]);
     assert_eq!(run(cmd).unwrap(), ExitCode::SUCCESS);
 }
+
+#[test]
+fn trace_args_parse_with_optional_node_inputs() {
+    let PlumbCommand::Trace(a) = parse(&[
+        "trace",
+        "10.244.1.4",
+        "10.244.2.5:8080",
+        "--udp",
+        "--netns",
+        "na",
+        "--ztunnel-netns",
+        "za",
+        "--peer-netns",
+        "nb",
+    ]) else {
+        panic!("wrong subcommand")
+    };
+    assert_eq!(
+        (a.src, a.dst.port(), a.udp),
+        (Ipv4Addr::new(10, 244, 1, 4), 8080, true)
+    );
+    assert_eq!(a.node.netns.as_deref(), Some("na"));
+    assert!(
+        matches!(a.node.resolve(), Err(PlumbError::MissingInput(..))),
+        "drift is then not checked"
+    );
+    let bad = Zring::try_parse_from(["zring-plumb", "trace", "10.244.1.4", "10.244.2.5"]);
+    assert!(bad.is_err(), "DST needs a port");
+    let both = Zring::try_parse_from([
+        "zring-plumb",
+        "trace",
+        "10.0.0.1",
+        "10.0.0.2:1",
+        "--tcp",
+        "--udp",
+    ]);
+    assert!(both.is_err());
+}
