@@ -2,7 +2,8 @@
 //! for HBONE. EOF becomes FIN / END_STREAM; an error on one side resets the other.
 
 use std::future::poll_fn;
-use std::io;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, RawFd};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::try_join;
@@ -98,8 +99,9 @@ pub async fn h2_bidi(
     tx: SendStream<Bytes>,
     rx: RecvStream,
 ) -> io::Result<Transferred> {
+    let fd = tcp.as_raw_fd();
     let (mut r, mut w) = tcp.into_split();
-    let result = try_join(tcp_to_h2(&mut r, tx), h2_to_tcp(rx, &mut w)).await;
+    let result = try_join(tcp_to_h2(&mut r, tx), h2_to_tcp(rx, &mut w, fd)).await;
     if result.is_err() {
         abort(r, w);
     }
@@ -154,14 +156,31 @@ async fn send_all(tx: &mut SendStream<Bytes>, mut data: Bytes) -> io::Result<()>
     Ok(())
 }
 
-async fn h2_to_tcp(mut rx: RecvStream, w: &mut impl AsyncWriteRent) -> io::Result<u64> {
+/// Writes `chunk` to the socket: inline while it has room, a write op for the rest.
+async fn write_chunk(w: &mut impl AsyncWriteRent, fd: RawFd, chunk: Bytes) -> io::Result<()> {
+    let sent = match sys::DontWait(fd).write(&chunk) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(e),
+    };
+    if sent < chunk.len() {
+        let (res, _) = w.write_all(chunk.slice(sent..)).await;
+        res?;
+    }
+    Ok(())
+}
+
+async fn h2_to_tcp(
+    mut rx: RecvStream,
+    w: &mut impl AsyncWriteRent,
+    fd: RawFd,
+) -> io::Result<u64> {
     let mut total = 0u64;
     while let Some(chunk) = rx.data().await {
         let chunk = chunk.map_err(h2_io)?;
         let n = chunk.len();
         total += n as u64;
-        let (res, _) = w.write_all(chunk).await;
-        res?;
+        write_chunk(w, fd, chunk).await?;
         rx.flow_control().release_capacity(n).map_err(h2_io)?;
     }
     // A reset after the last DATA frame shows up as an error from trailers.

@@ -117,3 +117,46 @@ pub fn set_bind_address_no_port(fd: &impl AsRawFd) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// A `Write` over a socket that never blocks: `send`/`sendmsg` with `MSG_DONTWAIT`, so a
+/// socket with room takes the bytes at once and a full one answers `WouldBlock`.
+///
+/// Under io_uring a write op costs a completion round trip (submit, reap, re-poll the
+/// task) even when the socket has room; trying the syscall first completes the common
+/// case inline and leaves the op for when the socket is full.
+pub struct DontWait(pub RawFd);
+
+const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+/// Linux's `UIO_MAXIOV`: iovecs one sendmsg takes.
+const MAX_IOV: usize = 1024;
+
+impl io::Write for DontWait {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: `self.0` is a socket the caller keeps open for the call; the pointer and
+        // length describe `buf`, which outlives the call.
+        let n = unsafe { libc::send(self.0, buf.as_ptr().cast(), buf.len(), SEND_FLAGS) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        // SAFETY: an all-zero msghdr is valid (no name, no control data).
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        // IoSlice is ABI-compatible with iovec on Unix (documented by std).
+        msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = bufs.len().min(MAX_IOV) as _;
+        // SAFETY: `msg` points at `bufs`' iovecs, which outlive the call; the socket is
+        // kept open by the caller.
+        let n = unsafe { libc::sendmsg(self.0, &msg, SEND_FLAGS) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

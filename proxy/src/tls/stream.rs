@@ -165,6 +165,9 @@ impl TlsStream {
         loop {
             match std::mem::replace(&mut self.wr, WriteSide::Failed) {
                 WriteSide::Idle(half, mut buf) => {
+                    if let Err(e) = self.send_inline() {
+                        return Poll::Ready(Err(e));
+                    }
                     if !self.tls.wants_write() {
                         self.wr = WriteSide::Idle(half, buf);
                         return Poll::Ready(Ok(()));
@@ -186,6 +189,20 @@ impl TlsStream {
                 WriteSide::Failed => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
             }
         }
+    }
+
+    /// Sends buffered records straight from rustls to the socket while it has room (no
+    /// copy, no completion round trip); what does not fit goes to a write op.
+    fn send_inline(&mut self) -> io::Result<()> {
+        while self.tls.wants_write() {
+            match self.tls.write_tls(&mut sys::DontWait(self.fd)) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Copies decrypted bytes into `out`; `Ready(Ok(()))` with nothing copied is EOF.
