@@ -63,7 +63,27 @@ fn main() -> ExitCode {
     })
 }
 
+/// Re-executes this process with glibc's memcpy tuned for record-sized copies
+/// (`zring::runtime::tunables`); returns only when that is not needed or exec failed.
+fn reexec_with_tunables() {
+    use std::os::unix::process::CommandExt;
+    use zring::runtime::tunables::{with_memcpy_tuning, GLIBC_TUNABLES};
+    let current = std::env::var(GLIBC_TUNABLES).ok();
+    let Some(tuned) = with_memcpy_tuning(current.as_deref()) else {
+        return;
+    };
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(GLIBC_TUNABLES, tuned)
+        .exec();
+    tracing::warn!(error = %err, "could not re-execute with tuned glibc memcpy; running untuned");
+}
+
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    reexec_with_tunables();
     let config = args.into_config()?;
     let plumb = zring::plumb::Integrated::up(&config)?;
     let stop = Arc::new(AtomicBool::new(false));

@@ -170,11 +170,7 @@ async fn write_chunk(w: &mut impl AsyncWriteRent, fd: RawFd, chunk: Bytes) -> io
     Ok(())
 }
 
-async fn h2_to_tcp(
-    mut rx: RecvStream,
-    w: &mut impl AsyncWriteRent,
-    fd: RawFd,
-) -> io::Result<u64> {
+async fn h2_to_tcp(mut rx: RecvStream, w: &mut impl AsyncWriteRent, fd: RawFd) -> io::Result<u64> {
     let mut total = 0u64;
     while let Some(chunk) = rx.data().await {
         let chunk = chunk.map_err(h2_io)?;

@@ -160,3 +160,11 @@ impl io::Write for DontWait {
         Ok(())
     }
 }
+
+/// CPUs online on the machine (`sysconf(_SC_NPROCESSORS_ONLN)`), whatever this process's
+/// affinity mask allows.
+pub fn online_cpus() -> Option<usize> {
+    // SAFETY: sysconf only reads a system value; it takes no pointers.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).ok().filter(|&n| n > 0)
+}

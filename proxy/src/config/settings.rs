@@ -36,6 +36,30 @@ pub const ENV_PLUMB: &str = "ZRING_PLUMB";
 pub const ENV_PLUMB_ETH0: &str = "ZRING_PLUMB_ETH0";
 pub const ENV_PLUMB_GATEWAY: &str = "ZRING_PLUMB_GATEWAY";
 pub const ENV_IO_URING_ENTRIES: &str = "ZRING_IO_URING_ENTRIES";
+pub const ENV_PIN: &str = "ZRING_PIN";
+
+/// Whether each core's thread is pinned to one CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pin {
+    /// Pin only when the process was given a cpuset smaller than the machine (dedicated
+    /// CPUs, e.g. Kubernetes' static CPU manager); otherwise let the scheduler place the
+    /// threads, since pinned cores compete with everything else sharing those CPUs.
+    Auto,
+    On,
+    Off,
+}
+
+impl Pin {
+    /// The decision for a process allowed on `allowed` of the machine's `online` CPUs.
+    pub fn pins(self, allowed: usize, online: usize) -> bool {
+        match self {
+            Pin::On => true,
+            Pin::Off => false,
+            Pin::Auto => allowed < online,
+        }
+    }
+}
 
 /// monoio accepts ring sizes in this range (see STACK.md).
 pub const IO_URING_ENTRIES: std::ops::RangeInclusive<u32> = 256..=32768;
@@ -113,6 +137,9 @@ pub struct RunArgs {
     /// io_uring submission queue size per core.
     #[arg(long, env = ENV_IO_URING_ENTRIES, default_value = "1024", value_name = "N")]
     pub io_uring_entries: String,
+    /// Pin each core's thread to a CPU: auto (only with a dedicated cpuset), on, off.
+    #[arg(long, env = ENV_PIN, default_value = "auto", value_name = "auto|on|off")]
+    pub pin: String,
 }
 
 /// The validated run configuration; what `/config_dump` shows.
@@ -147,6 +174,7 @@ pub struct Config {
     pub plumb_eth0: String,
     pub plumb_gateway: Option<IpAddr>,
     pub io_uring_entries: u32,
+    pub pin: Pin,
 }
 
 fn addr(s: &str) -> Option<SocketAddr> {
@@ -181,6 +209,7 @@ impl Default for Config {
             plumb_eth0: "eth0".into(),
             plumb_gateway: None,
             io_uring_entries: 1024,
+            pin: Pin::Auto,
         }
     }
 }

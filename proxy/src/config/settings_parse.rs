@@ -113,6 +113,18 @@ impl Checker {
         }
     }
 
+    fn pin(&mut self, v: &str) -> Pin {
+        match v.trim() {
+            "auto" => Pin::Auto,
+            "on" => Pin::On,
+            "off" => Pin::Off,
+            _ => {
+                self.bad("--pin", ENV_PIN, v, "expected auto, on or off".into());
+                Pin::Auto
+            }
+        }
+    }
+
     fn trust_domain(&mut self, v: &str) {
         if v.is_empty() || v.contains('/') || v.chars().any(char::is_whitespace) {
             let problem =
@@ -198,6 +210,7 @@ impl RunArgs {
             io_uring_entries: c
                 .entries(&self.io_uring_entries)
                 .unwrap_or(d.io_uring_entries),
+            pin: c.pin(&self.pin),
         };
         if let Err(more) = cfg.check() {
             c.errs.0.extend(more.0);

@@ -262,3 +262,12 @@ fn config_dump_is_readable_yaml() {
     assert!(dump.contains("outbound_addr: null"), "{dump}");
     assert!(dump.contains("inbound_addr: 0.0.0.0:15008"), "{dump}");
 }
+
+#[test]
+fn pin_auto_pins_only_inside_a_smaller_cpuset() {
+    use super::Pin;
+    assert!(!Pin::Auto.pins(2, 2));
+    assert!(Pin::Auto.pins(2, 8));
+    assert!(Pin::On.pins(2, 2));
+    assert!(!Pin::Off.pins(1, 8));
+}

@@ -13,6 +13,7 @@ pub mod core;
 pub mod endpoints;
 pub mod metrics;
 pub mod state;
+pub mod tunables;
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::rc::Rc;
@@ -179,7 +180,7 @@ fn spawn_cores(
     shared: &Arc<Shared>,
     per_core: Vec<CoreListeners>,
 ) -> Result<Vec<JoinHandle<Result<(), ProxyError>>>, ProxyError> {
-    let core_ids = core_affinity::get_core_ids().unwrap_or_default();
+    let core_ids = pin_targets(config);
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut threads = Vec::new();
     for (id, listeners) in per_core.into_iter().enumerate() {
@@ -203,6 +204,25 @@ fn spawn_cores(
         }
     }
     Ok(threads)
+}
+
+/// The CPUs the cores are pinned to, in order; empty when they are not pinned.
+fn pin_targets(config: &Config) -> Vec<core_affinity::CoreId> {
+    let allowed = core_affinity::get_core_ids().unwrap_or_default();
+    let online = crate::sys::online_cpus().unwrap_or(allowed.len());
+    let pin = config.pin.pins(allowed.len(), online);
+    tracing::info!(
+        allowed = allowed.len(),
+        online,
+        mode = ?config.pin,
+        pinned = pin,
+        "core thread placement"
+    );
+    if pin {
+        allowed
+    } else {
+        Vec::new()
+    }
 }
 
 fn core_main(
