@@ -59,11 +59,50 @@ pub async fn serve_hbone(
         peer,
         peer_identity,
     });
-    while let Some(next) = conn.accept().await {
+    let mut goaway_sent = false;
+    loop {
+        let next = match next_stream(core, &mut conn, goaway_sent).await {
+            Next::Stream(next) => next,
+            Next::Drain => {
+                // Finish the streams we have; refuse new ones.
+                conn.graceful_shutdown();
+                goaway_sent = true;
+                continue;
+            }
+            Next::Closed => return Ok(()),
+        };
         let (req, respond) = next.map_err(ProxyError::h2(peer))?;
         monoio::spawn(serve_stream(core.clone(), conn_info.clone(), req, respond));
     }
-    Ok(())
+}
+
+type Accepted = Result<(Request<RecvStream>, SendResponse<Bytes>), h2::Error>;
+
+// Lives for one match on the stack; boxing would allocate per stream.
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    Stream(Accepted),
+    Drain,
+    Closed,
+}
+
+/// The next CONNECT stream, or the core's drain signal (once, before GOAWAY is sent).
+async fn next_stream(
+    core: &Core,
+    conn: &mut h2::server::Connection<TlsStream, Bytes>,
+    goaway_sent: bool,
+) -> Next {
+    let accepted = if goaway_sent {
+        conn.accept().await
+    } else {
+        let accept = std::pin::pin!(conn.accept());
+        let drain = std::pin::pin!(core.drain.wait());
+        match futures_util::future::select(accept, drain).await {
+            futures_util::future::Either::Left((accepted, _)) => accepted,
+            futures_util::future::Either::Right(_) => return Next::Drain,
+        }
+    };
+    accepted.map_or(Next::Closed, Next::Stream)
 }
 
 /// The identity this node presents for connections addressed to `ip`.

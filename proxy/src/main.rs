@@ -85,6 +85,7 @@ fn reexec_with_tunables() {
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     reexec_with_tunables();
     let config = args.into_config()?;
+    let config_drain = config.drain_timeout;
     let plumb = zring::plumb::Integrated::up(&config)?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -100,6 +101,12 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(addrs = ?proxy.addrs, "zring running");
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+    }
+    if !config_drain.is_zero() {
+        tracing::info!(timeout = ?config_drain, "draining");
+        if !proxy.drain(config_drain) {
+            tracing::warn!("drain timeout reached with connections still open; closing them");
+        }
     }
     tracing::info!("shutting down");
     let result = proxy.shutdown();

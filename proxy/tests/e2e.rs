@@ -451,3 +451,49 @@ fn passthrough_splices_both_ways_with_a_slow_server() {
         "server FIN reaches the client"
     );
 }
+
+#[test]
+fn drain_lets_a_running_transfer_finish_and_refuses_new_tunnels() {
+    const BLOCK: usize = 64 * 1024;
+    const BLOCKS: u64 = 48;
+    let mesh = Mesh::start(1, "cluster.local");
+    let socks = mesh.a().socks5.unwrap();
+    let (stream, code) = socks_connect(socks, mesh.echo);
+    assert_eq!(code, 0);
+    let mut writer = stream.try_clone().unwrap();
+    // A slow sender: the transfer is still running when B starts draining.
+    let sender = std::thread::spawn(move || {
+        for i in 0..BLOCKS {
+            writer.write_all(&block(i, BLOCK)).unwrap();
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let b = mesh.b.as_ref().unwrap();
+    let started = std::time::Instant::now();
+    let drainer = std::thread::scope(|s| {
+        let drain = s.spawn(|| b.drain(Duration::from_secs(20)));
+        let mut reader = stream;
+        let mut buf = vec![0u8; BLOCK];
+        for i in 0..BLOCKS {
+            reader.read_exact(&mut buf).unwrap();
+            assert!(buf == block(i, BLOCK), "block {i} corrupted during drain");
+        }
+        assert_eq!(
+            reader.read(&mut buf).unwrap(),
+            0,
+            "FIN must follow the data"
+        );
+        drain.join().unwrap()
+    });
+    sender.join().unwrap();
+    assert!(drainer, "drain must end once the transfer finished");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "drain waited for its timeout instead of the last connection: {:?}",
+        started.elapsed()
+    );
+    let (_, code) = socks_connect(socks, mesh.echo);
+    assert_ne!(code, 0, "a drained node must not take new tunnels");
+}

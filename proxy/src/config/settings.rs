@@ -37,6 +37,8 @@ pub const ENV_PLUMB_ETH0: &str = "ZRING_PLUMB_ETH0";
 pub const ENV_PLUMB_GATEWAY: &str = "ZRING_PLUMB_GATEWAY";
 pub const ENV_IO_URING_ENTRIES: &str = "ZRING_IO_URING_ENTRIES";
 pub const ENV_PIN: &str = "ZRING_PIN";
+/// ztunnel's (and Kubernetes') name: seconds a terminating pod is given.
+pub const ENV_DRAIN_TIMEOUT: &str = "TERMINATION_GRACE_PERIOD_SECONDS";
 
 /// Whether each core's thread is pinned to one CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -140,6 +142,10 @@ pub struct RunArgs {
     /// Pin each core's thread to a CPU: auto (only with a dedicated cpuset), on, off.
     #[arg(long, env = ENV_PIN, default_value = "auto", value_name = "auto|on|off")]
     pub pin: String,
+    /// On SIGTERM/SIGINT: stop accepting, GOAWAY inbound HBONE connections, and let open
+    /// connections finish for up to this long (seconds, or 500ms/10s/1m; 0 = no drain).
+    #[arg(long, env = ENV_DRAIN_TIMEOUT, default_value = "5s", value_name = "DURATION")]
+    pub drain_timeout: String,
 }
 
 /// The validated run configuration; what `/config_dump` shows.
@@ -175,6 +181,7 @@ pub struct Config {
     pub plumb_gateway: Option<IpAddr>,
     pub io_uring_entries: u32,
     pub pin: Pin,
+    pub drain_timeout: Duration,
 }
 
 fn addr(s: &str) -> Option<SocketAddr> {
@@ -210,6 +217,7 @@ impl Default for Config {
             plumb_gateway: None,
             io_uring_entries: 1024,
             pin: Pin::Auto,
+            drain_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -113,6 +113,19 @@ impl Checker {
         }
     }
 
+    /// Bare seconds (as Kubernetes sets the variable) or a duration; zero is allowed.
+    fn drain_timeout(&mut self, v: &str) -> Duration {
+        let t = v.trim();
+        let parsed = match t.parse::<u64>() {
+            Ok(secs) => Ok(Duration::from_secs(secs)),
+            Err(_) => parse_duration(t),
+        };
+        parsed.unwrap_or_else(|e| {
+            self.bad("--drain-timeout", ENV_DRAIN_TIMEOUT, v, e);
+            Duration::from_secs(5)
+        })
+    }
+
     fn pin(&mut self, v: &str) -> Pin {
         match v.trim() {
             "auto" => Pin::Auto,
@@ -211,6 +224,7 @@ impl RunArgs {
                 .entries(&self.io_uring_entries)
                 .unwrap_or(d.io_uring_entries),
             pin: c.pin(&self.pin),
+            drain_timeout: c.drain_timeout(&self.drain_timeout),
         };
         if let Err(more) = cfg.check() {
             c.errs.0.extend(more.0);

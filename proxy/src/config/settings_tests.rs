@@ -271,3 +271,19 @@ fn pin_auto_pins_only_inside_a_smaller_cpuset() {
     assert!(Pin::On.pins(2, 2));
     assert!(!Pin::Off.pins(1, 8));
 }
+
+#[test]
+fn drain_timeout_takes_kubernetes_seconds_or_a_duration() {
+    let s = Scratch::new("drain");
+    let drain = |v: &str| {
+        let base = ["--config", &s.file(), "--cert-dir", &s.certs()];
+        let mut argv: Vec<&str> = base.to_vec();
+        argv.extend(["--drain-timeout", v]);
+        args(&argv).into_config().map(|c| c.drain_timeout)
+    };
+    assert_eq!(drain("30").unwrap(), Duration::from_secs(30));
+    assert_eq!(drain("1500ms").unwrap(), Duration::from_millis(1500));
+    assert_eq!(drain("0").unwrap(), Duration::ZERO);
+    let errs = drain("soon").unwrap_err();
+    assert!(messages(&errs)[0].contains("--drain-timeout"), "{errs:?}");
+}

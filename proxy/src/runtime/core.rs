@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::{abortable, AbortHandle};
 use monoio::net::{TcpListener, TcpStream};
 
 use crate::config::{Config, RoundRobin};
@@ -16,12 +17,13 @@ use crate::error::ProxyError;
 use crate::hbone::client::Timing;
 use crate::hbone::pool::Pool;
 use crate::identity::Identity;
+use crate::runtime::drain::Drain;
 use crate::runtime::metrics::Metrics;
 use crate::runtime::state::{Shared, State};
 use crate::runtime::ListenerKind;
 
 /// How often a core looks for a new config generation or a shutdown request.
-const CONTROL_TICK: Duration = Duration::from_millis(100);
+pub(crate) const CONTROL_TICK: Duration = Duration::from_millis(100);
 
 pub type HbonePool = Pool<h2::client::SendRequest<Bytes>, ProxyError>;
 
@@ -38,6 +40,10 @@ pub struct Core {
     pub rr: RefCell<RoundRobin>,
     pub pool: HbonePool,
     pub metrics: Metrics,
+    /// Raised when the process drains; inbound HBONE connections answer with GOAWAY.
+    pub drain: Drain,
+    /// The accept loops, stopped (and their listeners closed) when draining starts.
+    accepts: RefCell<Vec<AbortHandle>>,
     server_tls: RefCell<HashMap<Identity, Arc<rustls::ServerConfig>>>,
     client_tls: RefCell<HashMap<(Identity, Identity), Arc<rustls::ClientConfig>>>,
 }
@@ -54,6 +60,8 @@ impl Core {
             shared,
             rr: RefCell::default(),
             metrics: Metrics::default(),
+            drain: Drain::default(),
+            accepts: RefCell::default(),
             server_tls: RefCell::default(),
             client_tls: RefCell::default(),
         }
@@ -103,6 +111,22 @@ impl Core {
         Ok(config)
     }
 
+    /// Starts draining once the process asked for it: closes the listeners (their accept
+    /// loops end) and raises the drain signal.
+    fn drain_if_asked(&self) {
+        if self.drain.raised() || !self.shared.draining() {
+            return;
+        }
+        for accept in self.accepts.borrow_mut().drain(..) {
+            accept.abort();
+        }
+        self.drain.raise();
+        tracing::info!(
+            core = self.id,
+            "draining: listeners closed, GOAWAY sent on inbound HBONE"
+        );
+    }
+
     /// Adopts a newer generation if the control thread published one.
     fn refresh(&self) {
         let published = self.shared.generation();
@@ -128,12 +152,15 @@ pub async fn run(
 ) -> Result<(), ProxyError> {
     for (kind, std_listener) in listeners {
         let listener = TcpListener::from_std(std_listener)?;
-        monoio::spawn(accept_loop(core.clone(), kind, listener));
+        let (accepting, handle) = abortable(accept_loop(core.clone(), kind, listener));
+        core.accepts.borrow_mut().push(handle);
+        monoio::spawn(accepting);
     }
     let mut last_evict = Instant::now();
     while !core.shared.stopping() {
         monoio::time::sleep(CONTROL_TICK).await;
         core.refresh();
+        core.drain_if_asked();
         let published = core.metrics.snapshot();
         core.shared
             .store_core(core.id, published, core.generation.get());

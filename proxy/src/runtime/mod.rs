@@ -10,6 +10,7 @@
 
 pub mod control;
 pub mod core;
+pub mod drain;
 pub mod endpoints;
 pub mod metrics;
 pub mod state;
@@ -83,6 +84,26 @@ impl Proxy {
     /// successful reload; 0 until each core's first control tick).
     pub fn generation(&self) -> u64 {
         self.shared.adopted_generation()
+    }
+
+    /// Graceful drain: every core stops accepting and sends GOAWAY on its inbound HBONE
+    /// connections; returns once no connection is open (as of the cores' last tick) or
+    /// after `timeout`. True when everything finished in time.
+    pub fn drain(&self, timeout: std::time::Duration) -> bool {
+        let start = std::time::Instant::now();
+        self.shared.drain();
+        loop {
+            // Counters are published on each core's tick: wait for ticks after the raise.
+            let settled = start.elapsed() >= 3 * core::CONTROL_TICK;
+            let t = self.totals();
+            if settled && t.opened == t.closed {
+                return true;
+            }
+            if start.elapsed() >= timeout {
+                return false;
+            }
+            std::thread::sleep(core::CONTROL_TICK / 2);
+        }
     }
 
     /// Stops every core and helper thread and waits for them.

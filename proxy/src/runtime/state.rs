@@ -36,6 +36,7 @@ pub struct Shared {
     current: Mutex<Arc<State>>,
     generation: AtomicU64,
     shutdown: AtomicBool,
+    draining: AtomicBool,
     /// Per core: counters and the generation it has adopted, as of its last tick.
     cores: Mutex<Vec<(CoreMetrics, u64)>>,
 }
@@ -47,6 +48,7 @@ impl Shared {
             generation: AtomicU64::new(state.generation),
             current: Mutex::new(Arc::new(state)),
             shutdown: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
         }
     }
 
@@ -92,6 +94,15 @@ impl Shared {
     pub fn adopted_generation(&self) -> u64 {
         let all = self.cores.lock().unwrap_or_else(|p| p.into_inner());
         all.iter().map(|(_, g)| *g).min().unwrap_or(0)
+    }
+
+    /// Asks every core to drain (stop accepting, GOAWAY inbound HBONE connections).
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     pub fn stop(&self) {
