@@ -156,8 +156,14 @@ async fn send_all(tx: &mut SendStream<Bytes>, mut data: Bytes) -> io::Result<()>
     Ok(())
 }
 
-/// Writes `chunk` to the socket: inline while it has room, a write op for the rest.
-async fn write_chunk(w: &mut impl AsyncWriteRent, fd: RawFd, chunk: Bytes) -> io::Result<()> {
+/// Writes `chunk` to the socket `fd` (which `w` writes to): inline while it has room, a
+/// write op for the rest. Under io_uring a write op costs a completion round trip even
+/// when the socket has room.
+pub async fn write_inline(
+    w: &mut impl AsyncWriteRent,
+    fd: RawFd,
+    chunk: Bytes,
+) -> io::Result<()> {
     let sent = match sys::DontWait(fd).write(&chunk) {
         Ok(n) => n,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
@@ -176,7 +182,7 @@ async fn h2_to_tcp(mut rx: RecvStream, w: &mut impl AsyncWriteRent, fd: RawFd) -
         let chunk = chunk.map_err(h2_io)?;
         let n = chunk.len();
         total += n as u64;
-        write_chunk(w, fd, chunk).await?;
+        write_inline(w, fd, chunk).await?;
         rx.flow_control().release_capacity(n).map_err(h2_io)?;
     }
     // A reset after the last DATA frame shows up as an error from trailers.

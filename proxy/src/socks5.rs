@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 
 const VERSION: u8 = 5;
@@ -145,14 +145,13 @@ pub async fn accept(stream: &mut TcpStream) -> Result<Target, crate::error::Prox
                 e,
                 crate::error::ProxyError::Socks(SocksError::NoAcceptableAuth)
             ) {
-                let _ = stream.write_all(vec![VERSION, NO_ACCEPTABLE]).await;
+                let _ = send(stream, &[VERSION, NO_ACCEPTABLE]).await;
             }
             return Err(e);
         }
     };
     buf.drain(..used);
-    let (res, _) = stream.write_all(vec![VERSION, NO_AUTH]).await;
-    res?;
+    send(stream, &[VERSION, NO_AUTH]).await?;
     match read_until(stream, &mut buf, parse_request).await {
         Ok((_, target)) => Ok(target),
         Err(crate::error::ProxyError::Socks(e)) => {
@@ -167,7 +166,12 @@ pub async fn accept(stream: &mut TcpStream) -> Result<Target, crate::error::Prox
 
 /// Sends a reply, ignoring a client that already went away.
 pub async fn send_reply(stream: &mut TcpStream, reply: Reply) {
-    let _ = stream.write_all(reply_bytes(reply).to_vec()).await;
+    let _ = send(stream, &reply_bytes(reply)).await;
+}
+
+async fn send(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(stream);
+    crate::relay::write_inline(stream, fd, bytes::Bytes::copy_from_slice(bytes)).await
 }
 
 async fn read_until<T>(
