@@ -4,7 +4,8 @@
 //! - [`identity`] — SPIFFE identities (pure).
 //! - [`config`] — ztunnel LocalConfig YAML, run settings, the immutable per-core snapshot,
 //!   destination resolution and authorization policy (pure).
-//! - [`tls`] — dev CA (`zring ca`), certificate store with reload, rustls configs and the
+//! - [`tls`] — dev CA (`zring ca`), certificate store with reload, rustls on monoio ops
+//!   (`tls::stream`), rustls configs and the
 //!   SPIFFE server-certificate verifier.
 //! - [`hbone`] — HBONE protocol (pure), client pool, client and server.
 //! - [`socks5`] — SOCKS5 CONNECT parsing (pure) and handshake.

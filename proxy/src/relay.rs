@@ -159,11 +159,7 @@ async fn send_all(tx: &mut SendStream<Bytes>, mut data: Bytes) -> io::Result<()>
 /// Writes `chunk` to the socket `fd` (which `w` writes to): inline while it has room, a
 /// write op for the rest. Under io_uring a write op costs a completion round trip even
 /// when the socket has room.
-pub async fn write_inline(
-    w: &mut impl AsyncWriteRent,
-    fd: RawFd,
-    chunk: Bytes,
-) -> io::Result<()> {
+pub async fn write_inline(w: &mut impl AsyncWriteRent, fd: RawFd, chunk: Bytes) -> io::Result<()> {
     let sent = match sys::DontWait(fd).write(&chunk) {
         Ok(n) => n,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
