@@ -5,8 +5,7 @@
 //! - [`config`] — ztunnel LocalConfig YAML, run settings, the immutable per-core snapshot,
 //!   destination resolution and authorization policy (pure).
 //! - [`tls`] — dev CA (`zring ca`), certificate store with reload, rustls on monoio ops
-//!   (`tls::stream`), rustls configs and the
-//!   SPIFFE server-certificate verifier.
+//!   (`tls::stream`), rustls configs and the SPIFFE server-certificate verifier.
 //! - [`hbone`] — HBONE protocol (pure), client pool, client and server.
 //! - [`socks5`] — SOCKS5 CONNECT parsing (pure) and handshake.
 //! - [`runtime`] — thread per core: listeners, per-core state, reload, admin endpoints.
