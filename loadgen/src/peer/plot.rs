@@ -60,7 +60,7 @@ pub fn ratio_svg(r: &PeerReport) -> String {
             .margin(15)
             .x_label_area_size(35)
             .y_label_area_size(330)
-            .build_cartesian_2d((1.0 / span..span).log_scale(), (0..n).into_segmented());
+            .build_cartesian_2d((1.0 / span..span).log_scale(), (0..n - 1).into_segmented());
         let Ok(mut chart) = chart else {
             return fallback();
         };
@@ -74,7 +74,8 @@ pub fn ratio_svg(r: &PeerReport) -> String {
             .y_labels(n)
             .y_label_formatter(&label)
             .x_desc("zring advantage (× better than ztunnel)")
-            .x_label_formatter(&|v| format!("{v:.2}×"))
+            .x_labels(40)
+            .x_label_formatter(&round_factor)
             .disable_y_mesh()
             .draw();
         let rects = bars.iter().enumerate().map(|(i, (_, v))| {
@@ -95,6 +96,18 @@ pub fn ratio_svg(r: &PeerReport) -> String {
         let _ = root.present();
     }
     svg
+}
+
+/// Labels only the round factors of the log axis (0.1×, 0.2×, 0.5×, 1×, 2×, 5×, 10× …).
+pub fn round_factor(v: &f64) -> String {
+    let decade = 10f64.powf(v.log10().floor());
+    let lead = v / decade;
+    let round = [1.0, 2.0, 5.0].iter().any(|m| (lead - m).abs() < 0.02);
+    if round {
+        format!("{}×", (v * 100.0).round() / 100.0)
+    } else {
+        String::new()
+    }
 }
 
 /// The x position of a percentile on a "nines" axis: 50% → 0.3, 99% → 2, 99.9% → 3.
@@ -180,7 +193,7 @@ pub fn latency_svg(r: &PeerReport) -> String {
         }
         let _ = chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(SeriesLabelPosition::LowerRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .draw();
@@ -227,6 +240,9 @@ mod tests {
         }
         assert!(svg.matches("<polyline").count() >= 6);
         assert!((nines(0.99) - 2.0).abs() < 1e-9);
+        assert_eq!(round_factor(&0.5), "0.5×");
+        assert_eq!(round_factor(&20.0), "20×");
+        assert_eq!(round_factor(&3.0), "");
         assert_eq!(curve(&fixture(), "open_10k", "zring").len(), 5);
         assert!(ratio_svg(&PeerReport::default()).contains("<svg"));
     }
