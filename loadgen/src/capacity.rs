@@ -163,6 +163,13 @@ pub fn markdown(r: &PeerReport, d: &Demand, source: &str) -> Result<String> {
     row(&mut o, "**memory (MB)**", &|n| {
         format!("**{}**", num(n.memory_mb))
     });
+    if zr.slo_cores.is_none() || zt.slo_cores.is_none() {
+        let _ = writeln!(
+            o,
+            "\nnote: where the SLO was never met in the measured sweep, the core count covers \
+             CPU only and does not promise the SLO; measure on a quieter machine or relax --p99-slo."
+        );
+    }
     let _ = writeln!(
         o,
         "\nformula: cores = ceil(max(rps/1000 × CPU s per 1000 req (10k/s open loop) + Gb/s / 8 × \
@@ -254,6 +261,14 @@ mod tests {
         let md = markdown(&r, &d, "x/report.json").unwrap();
         assert!(md.contains("| **cores needed** |"), "{md}");
         assert!(md.contains("linearly with cores"), "{md}");
+        assert!(!md.contains("SLO was never met"), "{md}");
+        let strict = Demand {
+            p99_slo_us: 10.0,
+            ..d
+        };
+        assert!(markdown(&r, &strict, "x")
+            .unwrap()
+            .contains("SLO was never met"));
         let mut empty = fixture();
         empty.figures.clear();
         assert!(markdown(&empty, &d, "x")
