@@ -93,7 +93,7 @@ impl Plan {
                 repeats: 3,
                 bulk_bytes: 128 << 20,
                 rr_secs: secs(0.5),
-                sweep_rates: vec![2000.0, 10_000.0, 20_000.0],
+                sweep_rates: vec![1000.0, 5000.0, 20_000.0],
                 sweep_secs: secs(0.4),
                 churn_ops: 300,
                 held: HeldPlan {

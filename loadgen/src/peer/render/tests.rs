@@ -51,6 +51,14 @@ fn goals_are_marked_from_the_ratios() {
     // added p99 at 10k: (150-50)/(219-50) = 0.59: not met.
     assert_eq!(g[3].met, Some(false));
     assert_eq!(g[5].met, Some(true), "sweep 2×");
+    let mut none = fixture();
+    let sweep = none.figures.iter_mut().find(|f| f.key == "sweep").unwrap();
+    for s in sweep.samples.values_mut().flatten() {
+        s.values.insert("max_rate_p99_1ms".into(), 0.0);
+    }
+    let g5 = &goals(&none)[5];
+    assert_eq!(g5.met, Some(false));
+    assert!(g5.measured.contains("neither"), "{}", g5.measured);
     assert_eq!(g[6].met, Some(false), "churn behind, with failures");
     assert!(
         g[6].measured.contains("9 zring failures"),
