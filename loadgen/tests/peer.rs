@@ -117,4 +117,6 @@ fn peer_quick_measures_both_proxies_on_every_figure() {
     }
     assert!(r.failures.is_empty(), "report failures: {:?}", r.failures);
     let _ = std::fs::remove_dir_all(&out);
+    let state = zring_loadgen::procs::state_dir(&format!("{prefix}peer"));
+    let _ = std::fs::remove_dir_all(state);
 }
