@@ -59,6 +59,10 @@ pub enum Cmd {
         #[arg(long)]
         pcap: Option<PathBuf>,
     },
+    /// zring and a peer proxy (istio/ztunnel) side by side, each in its own namespace.
+    Peer(PeerArgs),
+    /// Cores and memory one node needs for some traffic, from a `peer` report.
+    Capacity(CapacityArgs),
     /// The HTTP responder and bulk sink (started inside the server pods by `topology up`).
     Serve {
         #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
@@ -169,4 +173,66 @@ impl LoadArgs {
         }
         o
     }
+}
+
+#[derive(Args, Clone)]
+pub struct PeerArgs {
+    /// The peer proxy binary (istio/ztunnel).
+    #[arg(long, default_value = "../shared/peers/ztunnel")]
+    pub peer: PathBuf,
+    /// The zring binary (default: `zring` next to this executable).
+    #[arg(long)]
+    pub zring: Option<PathBuf>,
+    /// The peer's test root certificate (default: `ztunnel-test-root-cert.pem` beside --peer).
+    #[arg(long)]
+    pub root_cert: Option<PathBuf>,
+    /// The peer's test root key (default: `ztunnel-test-root-key.pem` beside --peer).
+    #[arg(long)]
+    pub root_key: Option<PathBuf>,
+    /// About one minute (CI): small sizes, short phases.
+    #[arg(long)]
+    pub quick: bool,
+    /// Directory the `<UTC date>-<commit>-peer` report directory is created in.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// Cores of each proxy (`zring run --cores N`, `ZTUNNEL_WORKER_THREADS=N`).
+    #[arg(long, default_value_t = 2)]
+    pub cores: usize,
+    /// Also measure the client straight to the server (the floor; default on).
+    #[arg(long, overrides_with = "no_direct")]
+    pub direct: bool,
+    /// Skip the direct column.
+    #[arg(long)]
+    pub no_direct: bool,
+    /// Seed of the payloads.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Name prefix of the namespaces (`<prefix>ztunnel`, `<prefix>zring`).
+    #[arg(long, default_value = "zrp-")]
+    pub prefix: String,
+}
+
+#[derive(Args, Clone)]
+pub struct CapacityArgs {
+    /// A `report.json` written by `zring-loadgen peer`.
+    #[arg(long)]
+    pub report: PathBuf,
+    /// Requests per second the node must serve.
+    #[arg(long)]
+    pub rps: f64,
+    /// Bulk throughput the node must carry, Gb/s.
+    #[arg(long)]
+    pub gbps: f64,
+    /// Open connections at once.
+    #[arg(long)]
+    pub conns: f64,
+    /// New connections per second.
+    #[arg(long, default_value_t = 0.0)]
+    pub new_conns_per_sec: f64,
+    /// The p99 latency requests must stay under (e.g. 1ms, 500us).
+    #[arg(long, default_value = "1ms")]
+    pub p99_slo: String,
+    /// Where to write the Markdown (default: capacity.md beside the report).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }

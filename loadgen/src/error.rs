@@ -48,6 +48,14 @@ pub enum Error {
         sent: u64,
         got: u64,
     },
+    #[error("SOCKS5 proxy {proxy} for {target}: {detail}")]
+    Socks {
+        proxy: SocketAddr,
+        target: SocketAddr,
+        detail: String,
+    },
+    #[error("peer comparison: {0}")]
+    Peer(String),
     #[error("state file {path}: {detail}; run `zring-loadgen topology down` to reset")]
     State { path: PathBuf, detail: String },
     #[error("topology: {0}")]

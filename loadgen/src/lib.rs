@@ -17,6 +17,7 @@
 //! - `sys`: the only unsafe code (setns, pre_exec, kill, sysconf).
 #![deny(unsafe_code)]
 
+pub mod capacity;
 pub mod capture;
 pub mod checksum;
 pub mod client;
@@ -25,6 +26,7 @@ pub mod error;
 pub mod hist;
 pub mod mesh;
 pub mod pacer;
+pub mod peer;
 pub mod phase;
 pub mod procs;
 pub mod progress;
@@ -32,6 +34,7 @@ pub mod proto;
 pub mod report;
 pub mod run;
 pub mod server;
+pub mod socks;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod topo;

@@ -3,13 +3,14 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use cli::{Cli, Cmd, TopoCmd, UpArgs};
+use cli::{CapacityArgs, Cli, Cmd, PeerArgs, TopoCmd, UpArgs};
 use std::net::IpAddr;
 use std::path::Path;
 use zring_loadgen::capture;
 use zring_loadgen::mesh::MeshOptions;
 use zring_loadgen::report;
 use zring_loadgen::run::{self, RunOptions};
+use zring_loadgen::{capacity, peer};
 
 mod cli;
 use zring_loadgen::server::{self, ServeConfig};
@@ -155,6 +156,69 @@ fn serve(bind: IpAddr, http_port: u16, sink_port: u16, cores: usize) -> Result<(
     }
 }
 
+fn peer(a: &PeerArgs) -> Result<bool> {
+    let self_exe = std::env::current_exe().context("locating the zring-loadgen executable")?;
+    let beside = |name: &str| a.peer.with_file_name(name);
+    let opts = peer::PeerOptions {
+        peer: a.peer.clone(),
+        zring: a
+            .zring
+            .clone()
+            .unwrap_or_else(|| self_exe.with_file_name("zring")),
+        root: (
+            a.root_cert
+                .clone()
+                .unwrap_or_else(|| beside("ztunnel-test-root-cert.pem")),
+            a.root_key
+                .clone()
+                .unwrap_or_else(|| beside("ztunnel-test-root-key.pem")),
+        ),
+        prefix: a.prefix.clone(),
+        cores: a.cores,
+        quick: a.quick,
+        direct: a.direct || !a.no_direct,
+        seed: a.seed,
+    };
+    let r = peer::run(&opts, std::env::args().collect())?;
+    let (dir, files) = peer::write(&r, &a.out)?;
+    println!("{}", peer::render::markdown(&r));
+    for f in files {
+        println!("wrote {}", f.display());
+    }
+    println!("report directory: {}", dir.display());
+    Ok(r.failures.is_empty())
+}
+
+fn capacity(a: &CapacityArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&a.report).with_context(|| {
+        format!(
+            "reading {} (written by `zring-loadgen peer`)",
+            a.report.display()
+        )
+    })?;
+    let r: peer::model::PeerReport = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a `zring-loadgen peer` report.json",
+            a.report.display()
+        )
+    })?;
+    let demand = capacity::Demand {
+        rps: a.rps,
+        gbps: a.gbps,
+        conns: a.conns,
+        new_conns_per_sec: a.new_conns_per_sec,
+        p99_slo_us: capacity::parse_slo(&a.p99_slo)?,
+    };
+    let md = capacity::markdown(&r, &demand, &a.report.display().to_string())?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| a.report.with_file_name("capacity.md"));
+    std::fs::write(&out, &md).with_context(|| format!("writing {}", out.display()))?;
+    println!("{md}\nwrote {}", out.display());
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let ok = match Cli::parse().cmd {
         Cmd::Topology {
@@ -180,6 +244,8 @@ fn main() -> Result<()> {
             out,
             pcap,
         } => demo(&prefix, &up, &load.options(quick), &out, pcap.as_deref())?,
+        Cmd::Peer(a) => peer(&a)?,
+        Cmd::Capacity(a) => capacity(&a).map(|()| true)?,
         Cmd::Serve {
             bind,
             http_port,

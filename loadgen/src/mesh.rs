@@ -71,7 +71,7 @@ pub fn config_yaml(plan: &Plan) -> String {
     serde_yaml::to_string(&local_config(plan)).expect("config serialises")
 }
 
-fn run_zring(zring: &Path, args: &[&str]) -> Result<()> {
+pub(crate) fn run_zring(zring: &Path, args: &[&str]) -> Result<()> {
     let out = Command::new(zring)
         .args(args)
         .output()

@@ -3,7 +3,7 @@
 //! result.
 
 use crate::checksum::{fnv, payload};
-use crate::client::{self, BulkSpec, RrSpec, RrStats};
+use crate::client::{self, BulkSpec, RrSpec, RrStats, Via};
 use crate::cores;
 use crate::error::Result;
 use crate::hist::Percentiles;
@@ -26,6 +26,8 @@ pub struct Endpoint {
     pub target: SocketAddr,
     /// The source IP the server must report.
     pub expect_ip: IpAddr,
+    /// Through this SOCKS5 proxy (None: straight to the target).
+    pub via: Option<Via>,
 }
 
 /// A request/response phase.
@@ -39,6 +41,10 @@ pub struct RrPhase {
     pub duration: Duration,
     pub seed: u64,
     pub cores: usize,
+    /// Closed loop (back-to-back, no schedule); `rate` is then ignored.
+    pub closed: bool,
+    /// Closed loop only: requests in total (spread over the connections).
+    pub count: Option<u64>,
 }
 
 /// The measured outcome of a request/response phase.
@@ -72,6 +78,9 @@ pub fn run_rr(ep: &Endpoint, p: &RrPhase) -> Result<RrResult> {
         request: Arc::new(request),
         payload_fnv: fnv(&body),
         reconnect: p.reconnect,
+        via: ep.via,
+        closed: p.closed,
+        count: p.count.map(|c| c.div_ceil(p.conns.max(1) as u64)),
         conn_ids: Vec::new(),
         total_conns: p.conns.max(1),
         rate_per_conn: p.rate / p.conns.max(1) as f64,
@@ -88,11 +97,16 @@ pub fn run_rr(ep: &Endpoint, p: &RrPhase) -> Result<RrResult> {
             ..base.clone()
         })
     })?;
+    let measured = if p.closed {
+        Instant::now().saturating_duration_since(warm_end)
+    } else {
+        p.duration
+    };
     let mut all = RrStats::default();
     per_core.iter().for_each(|s| all.merge(s));
     Ok(RrResult {
         offered_rps: p.rate,
-        achieved_rps: all.ok as f64 / p.duration.as_secs_f64(),
+        achieved_rps: all.ok as f64 / measured.as_secs_f64().max(1e-6),
         ok: all.ok,
         completed: all.completed,
         errors: all.errors,
@@ -111,6 +125,8 @@ pub struct BulkPhase {
     pub duration: Duration,
     pub seed: u64,
     pub cores: usize,
+    /// Total bytes over all streams: the phase ends at `duration` or once sent.
+    pub bytes: Option<u64>,
 }
 
 /// The measured outcome of a bulk phase.
@@ -130,7 +146,8 @@ pub fn run_bulk(ep: &Endpoint, p: &BulkPhase) -> Result<BulkResult> {
     let chunk = Arc::new(payload(p.seed, BULK_CHUNK));
     let cores = p.cores.max(1).min(p.streams.max(1));
     let end = Instant::now() + p.duration;
-    let (target, expect_ip, streams) = (ep.target, ep.expect_ip, p.streams.max(1));
+    let (target, expect_ip, streams, via) = (ep.target, ep.expect_ip, p.streams.max(1), ep.via);
+    let limit = p.bytes.map_or(u64::MAX, |b| b.div_ceil(streams as u64));
     let per_core = cores::run_per_core(cores, ep.netns.as_deref(), move |core| {
         let n = (0..streams).filter(|i| i % cores == core).count();
         let spec = BulkSpec {
@@ -139,6 +156,8 @@ pub fn run_bulk(ep: &Endpoint, p: &BulkPhase) -> Result<BulkResult> {
             streams: n,
             chunk: chunk.clone(),
             end,
+            limit,
+            via,
         };
         async move { Ok(client::run_bulk(spec).await) }
     })?;

@@ -92,6 +92,17 @@ pub fn spawn_in(
     args: &[String],
     log: PathBuf,
 ) -> Result<Proc> {
+    spawn_in_env(netns, kind, (program, args), &[], log)
+}
+
+/// [`spawn_in`] with extra environment variables.
+pub fn spawn_in_env(
+    netns: &str,
+    kind: &str,
+    (program, args): (&Path, &[String]),
+    env: &[(&str, String)],
+    log: PathBuf,
+) -> Result<Proc> {
     let out = fs::File::create(&log).map_err(Error::io(format!("creating {}", log.display())))?;
     let err = out
         .try_clone()
@@ -99,6 +110,7 @@ pub fn spawn_in(
     let ns = sys::open_netns(netns).map_err(Error::io(format!("opening netns {netns}")))?;
     let mut cmd = Command::new(program);
     cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let child = sys::in_netns_detached(&mut cmd, ns)
         .spawn()
         .map_err(Error::io(format!(
@@ -144,6 +156,42 @@ pub fn cpu_seconds(pids: &[i32]) -> f64 {
         .filter_map(|s| stat_cpu_ticks(&s))
         .sum();
     ticks as f64 / sys::clock_ticks() as f64
+}
+
+/// Resident set size of `pid` in bytes (VmRSS of /proc/<pid>/status), 0 if gone.
+pub fn rss_bytes(pid: i32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| status_rss_kb(&s))
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The VmRSS value (kB) of a `/proc/<pid>/status` text.
+pub fn status_rss_kb(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// (busy, total) jiffies of all CPUs from a `/proc/stat` text: busy excludes idle and
+/// iowait.
+pub fn stat_busy(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// Host-wide (busy, total) jiffies now.
+pub fn host_busy() -> (u64, u64) {
+    fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| stat_busy(&s))
+        .unwrap_or((0, 0))
 }
 
 /// Every process whose network namespace is the named one (found through /proc, so
@@ -199,6 +247,16 @@ mod tests {
         assert!(is_alive(me));
         assert!(cpu_seconds(&[me]) >= 0.0);
         assert!(!is_alive(i32::MAX));
+    }
+
+    #[test]
+    fn parses_rss_and_host_busy() {
+        let st = "Name:\tz\nVmPeak:\t 9 kB\nVmRSS:\t  1234 kB\n";
+        assert_eq!(status_rss_kb(st), Some(1234));
+        assert_eq!(status_rss_kb("Name: z"), None);
+        let stat = "cpu  10 1 4 80 5 0 0 0 0 0\ncpu0 1 1 1 1 1 0 0 0\n";
+        assert_eq!(stat_busy(stat), Some((15, 100)));
+        assert!(rss_bytes(std::process::id() as i32) > 0);
     }
 
     #[test]

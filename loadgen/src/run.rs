@@ -57,6 +57,7 @@ fn endpoints(client: &Pod, server: &Pod) -> (Endpoint, Endpoint) {
         netns: Some(client.netns.clone()),
         target: SocketAddr::from((server.ip, port)),
         expect_ip: IpAddr::V4(client.ip),
+        via: None,
     };
     (ep(HTTP_PORT), ep(SINK_PORT))
 }
@@ -194,6 +195,8 @@ fn rr_phase(ctx: &mut Ctx, path: Path, rate: f64, reconnect: bool) -> RrResult {
         duration: o.duration,
         seed: o.seed,
         cores: o.cores,
+        closed: false,
+        count: None,
     };
     let ep = match (path, &ctx.mesh) {
         (Path::Mesh, Some(m)) => m.0.clone(),
@@ -232,6 +235,8 @@ fn passthrough_check(ctx: &mut Ctx) -> Option<RrResult> {
         duration: PASSTHROUGH_TIME,
         seed: ctx.opts.seed,
         cores: 1,
+        closed: false,
+        count: None,
     };
     let r = phase::run_rr(&ep, &p).unwrap_or_else(|e| RrResult {
         first_error: Some(e.to_string()),
@@ -276,6 +281,7 @@ fn bulk_point(ctx: &mut Ctx, i: usize, streams: usize) -> BulkPoint {
             duration: ctx.opts.bulk_duration,
             seed: ctx.opts.seed,
             cores: ctx.opts.cores,
+            bytes: None,
         };
         let cpu0 = procs::cpu_seconds(&ctx.proxies);
         let mut r = phase::run_bulk(&ep, &p).unwrap_or_else(|e| BulkResult {

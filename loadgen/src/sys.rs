@@ -76,3 +76,37 @@ pub fn clock_ticks() -> u64 {
         100
     }
 }
+
+/// Raises the soft open-files limit to `want` (bounded by the hard limit, which root may
+/// raise too): held-connection runs keep thousands of sockets open, and the proxies
+/// started afterwards inherit the limit.
+pub fn raise_nofile(want: u64) -> io::Result<()> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes into the rlimit struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur >= want {
+        return Ok(());
+    }
+    let raised = libc::rlimit {
+        rlim_cur: want,
+        rlim_max: lim.rlim_max.max(want),
+    };
+    // SAFETY: setrlimit(2) only reads the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        return Ok(());
+    }
+    let capped = libc::rlimit {
+        rlim_cur: lim.rlim_max.min(want),
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &capped) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -30,6 +30,8 @@ fn rr(rate: f64, conns: usize, reconnect: bool, secs: f64) -> RrPhase {
         duration: Duration::from_secs_f64(secs),
         seed: 42,
         cores: 1,
+        closed: false,
+        count: None,
     }
 }
 
@@ -40,6 +42,7 @@ fn request_response_keepalive_reports_source_ip_and_latency() {
         netns: None,
         target: b.http,
         expect_ip: LOOPBACK,
+        via: None,
     };
     let r = phase::run_rr(&ep, &rr(500.0, 4, false, 1.0)).unwrap();
     assert_eq!(r.correctness, None);
@@ -59,6 +62,7 @@ fn connect_per_request_succeeds() {
         netns: None,
         target: b.http,
         expect_ip: LOOPBACK,
+        via: None,
     };
     let r = phase::run_rr(&ep, &rr(200.0, 2, true, 1.0)).unwrap();
     assert_eq!((r.correctness, r.errors), (None, 0), "{:?}", r.first_error);
@@ -73,6 +77,7 @@ fn wrong_source_ip_fails_the_phase() {
         netns: None,
         target: b.http,
         expect_ip: other,
+        via: None,
     };
     let r = phase::run_rr(&ep, &rr(100.0, 1, false, 0.3)).unwrap();
     let msg = r
@@ -92,12 +97,14 @@ fn bulk_streams_count_and_checksum() {
         netns: None,
         target: b.sink,
         expect_ip: LOOPBACK,
+        via: None,
     };
     let p = BulkPhase {
         streams: 2,
         duration: Duration::from_millis(300),
         seed: 1,
         cores: 1,
+        bytes: None,
     };
     let r = phase::run_bulk(&ep, &p).unwrap();
     assert_eq!((r.error, r.correctness), (None, None));
@@ -117,6 +124,7 @@ fn stalled_server_shows_in_p99() {
         netns: None,
         target: b.http,
         expect_ip: LOOPBACK,
+        via: None,
     };
     let r = phase::run_rr(&ep, &rr(200.0, 1, false, 2.0)).unwrap();
     assert_eq!(r.errors, 0, "{:?}", r.first_error);

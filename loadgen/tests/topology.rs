@@ -47,6 +47,7 @@ fn up_carries_baseline_traffic_and_down_leaves_nothing() {
         netns: Some(client.netns.clone()),
         target: SocketAddr::from((server.ip, topo::plan::HTTP_PORT)),
         expect_ip: IpAddr::V4(client.ip),
+        via: None,
     };
     let p = RrPhase {
         rate: 200.0,
@@ -57,6 +58,8 @@ fn up_carries_baseline_traffic_and_down_leaves_nothing() {
         duration: Duration::from_millis(500),
         seed: 3,
         cores: 1,
+        closed: false,
+        count: None,
     };
     let r = phase::run_rr(&ep, &p).unwrap();
     assert_eq!(r.correctness, None);

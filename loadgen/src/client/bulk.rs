@@ -1,7 +1,7 @@
 //! Bulk streams into the sink: write a seeded chunk until the deadline, half-close,
 //! then check the sink's byte count and the checksum of the first MiB.
 
-use super::connect;
+use super::{open, Via};
 use crate::checksum::Fnv;
 use crate::error::{Error, Result};
 use crate::proto::{self, SINK_SUM_PREFIX};
@@ -22,6 +22,9 @@ pub struct BulkSpec {
     /// The chunk written repeatedly.
     pub chunk: Arc<Vec<u8>>,
     pub end: Instant,
+    /// Bytes per stream: a stream stops at the end or once it sent this many.
+    pub limit: u64,
+    pub via: Option<Via>,
 }
 
 /// Bytes moved by a set of streams and the longest stream duration.
@@ -48,7 +51,7 @@ pub async fn run_bulk(spec: BulkSpec) -> Result<BulkStats> {
 
 async fn bulk_stream(spec: Rc<BulkSpec>) -> Result<BulkStats> {
     let peer = spec.target;
-    let mut s = connect(peer).await?;
+    let mut s = open(peer, spec.via.as_ref()).await?;
     let (mut acc, mut buf) = (Vec::new(), vec![0u8; 4096]);
     let seen = read_line(peer, &mut s, &mut acc, &mut buf).await?;
     let seen = proto::parse_sink_preamble(&seen).map_err(|source| Error::Proto { peer, source })?;
@@ -62,7 +65,7 @@ async fn bulk_stream(spec: Rc<BulkSpec>) -> Result<BulkStats> {
     let start = Instant::now();
     let mut sent = 0u64;
     let mut chunk = spec.chunk.to_vec();
-    while Instant::now() < spec.end {
+    while Instant::now() < spec.end && sent < spec.limit {
         let (res, c) = s.write_all(chunk).await;
         chunk = c;
         sent += res.map_err(Error::io(format!("streaming to {peer}")))? as u64;

@@ -4,8 +4,10 @@
 //! intended send time.
 
 mod bulk;
+mod socks;
 
 pub use bulk::{prefix_fnv, run_bulk, BulkSpec, BulkStats};
+pub use socks::{connect_via, Via};
 
 use crate::checksum::fnv;
 use crate::error::{Error, Result};
@@ -25,7 +27,7 @@ const TIMER_SLACK: Duration = Duration::from_millis(1);
 /// How long after the end of a phase a lagging connection may keep draining its backlog.
 pub const GRACE: Duration = Duration::from_secs(2);
 /// A TCP connect that takes longer has failed (SYNs black-holed by a broken path).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Read buffer per connection.
 const READ_BUF: usize = 64 * 1024;
 
@@ -39,6 +41,13 @@ pub struct RrSpec {
     pub payload_fnv: u64,
     /// Open a new TCP connection for every request (connect-per-request scenario).
     pub reconnect: bool,
+    /// Through this SOCKS5 proxy (None: straight to the target).
+    pub via: Option<Via>,
+    /// Closed loop: send the next request as soon as the previous response arrived,
+    /// latency from the actual send (no schedule).
+    pub closed: bool,
+    /// Closed loop only: stop each connection after this many requests.
+    pub count: Option<u64>,
     /// Indices (among all connections of the phase) of this core's connections.
     pub conn_ids: Vec<usize>,
     pub total_conns: usize,
@@ -102,6 +111,9 @@ pub async fn run_rr(spec: RrSpec) -> Result<RrStats> {
 }
 
 async fn rr_conn(spec: Rc<RrSpec>, idx: usize) -> RrStats {
+    if spec.closed {
+        return closed_conn(&spec).await;
+    }
     let mut st = RrStats::default();
     let interval = Duration::from_secs_f64(1.0 / spec.rate_per_conn.max(1e-3));
     let offset = interval.mul_f64(idx as f64 / spec.total_conns.max(1) as f64);
@@ -144,6 +156,37 @@ async fn rr_conn(spec: Rc<RrSpec>, idx: usize) -> RrStats {
     st
 }
 
+/// One closed-loop connection: back-to-back requests until the end or `count`.
+async fn closed_conn(spec: &RrSpec) -> RrStats {
+    let mut st = RrStats::default();
+    let mut conn = None;
+    let mut bufs = (Vec::with_capacity(READ_BUF), vec![0u8; READ_BUF]);
+    let now = Instant::now();
+    if now < spec.start {
+        monoio::time::sleep(spec.start - now).await;
+    }
+    let budget = spec.count.unwrap_or(u64::MAX);
+    while st.completed + st.errors < budget && Instant::now() < spec.end {
+        let base = Instant::now();
+        let left = (spec.end + GRACE).saturating_duration_since(base);
+        let res = monoio::time::timeout(left, request(spec, &mut conn, &mut bufs)).await;
+        match res.unwrap_or_else(|_| Err(timed_out(spec.target))) {
+            Ok(()) => {
+                st.completed += 1;
+                if base >= spec.warm_end {
+                    st.hist.record(base.elapsed());
+                    st.ok += 1;
+                }
+            }
+            Err(e) => {
+                conn = None;
+                st.failed(e);
+            }
+        }
+    }
+    st
+}
+
 fn timed_out(target: SocketAddr) -> Error {
     Error::Io {
         what: format!("request to {target}"),
@@ -151,6 +194,14 @@ fn timed_out(target: SocketAddr) -> Error {
             std::io::ErrorKind::TimedOut,
             "no response before the phase ended",
         ),
+    }
+}
+
+/// Connects to `target`, through the SOCKS5 proxy `via` when given.
+pub async fn open(target: SocketAddr, via: Option<&Via>) -> Result<TcpStream> {
+    match via {
+        Some(v) => connect_via(v, target).await,
+        None => connect(target).await,
     }
 }
 
@@ -176,7 +227,7 @@ async fn request(
 ) -> Result<()> {
     let mut s = match conn.take() {
         Some(s) if !spec.reconnect => s,
-        _ => connect(spec.target).await?,
+        _ => open(spec.target, spec.via.as_ref()).await?,
     };
     let (res, _) = s.write_all(spec.request.to_vec()).await;
     res.map_err(Error::io(format!("sending a request to {}", spec.target)))?;

@@ -63,6 +63,58 @@ fn rr_rows(out: &mut String, label: &str, points: &[RrPoint]) {
     }
 }
 
+/// The median of the mesh points' `f` (unsaturated points only when there are some).
+fn median_cost(points: &[RrPoint], f: impl Fn(&RrPoint) -> Option<f64>) -> Option<f64> {
+    let pick = |sat: bool| -> Vec<f64> {
+        points
+            .iter()
+            .filter(|p| sat || !p.saturated)
+            .filter_map(&f)
+            .collect()
+    };
+    let v = Some(pick(false))
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| pick(true));
+    crate::peer::model::Stat::of(&v).map(|s| s.median)
+}
+
+/// Per-core cost lines of the mesh path: CPU seconds (= core-seconds) of both proxies.
+pub fn cost_lines(r: &Report) -> String {
+    let rr = median_cost(&r.request_response, |p| p.mesh.as_ref()?.proxy_cpu_s_per_1k);
+    let conn = median_cost(&r.connect_per_request, |p| {
+        p.mesh.as_ref()?.proxy_cpu_s_per_1k
+    });
+    let gb = r
+        .bulk
+        .iter()
+        .filter_map(|b| b.mesh.as_ref()?.proxy_cpu_s_per_gb)
+        .collect::<Vec<_>>();
+    let gb = crate::peer::model::Stat::of(&gb).map(|s| s.median);
+    let line = |what: &str, v: Option<f64>, unit: &str| match v {
+        Some(v) if v > 0.0 => format!(
+            "- {what}: {v:.3} CPU s (one core: ≈{:.0} {unit}/s)\n",
+            1000.0 / v
+        ),
+        _ => format!("- {what}: not measured\n"),
+    };
+    let gb_line = match gb {
+        Some(v) if v > 0.0 => format!(
+            "- per GB of bulk: {v:.3} CPU s (one core: ≈{:.2} Gb/s)\n",
+            8.0 / v
+        ),
+        _ => "- per GB of bulk: not measured\n".to_string(),
+    };
+    format!(
+        "{}{gb_line}{}",
+        line("per 1000 requests (keep-alive)", rr, "requests"),
+        line(
+            "per 1000 new connections (connect per request)",
+            conn,
+            "connections"
+        ),
+    )
+}
+
 /// The Markdown report (also the summary printed at the end of a run).
 pub fn markdown(r: &Report) -> String {
     let mut o = String::new();
@@ -118,6 +170,13 @@ pub fn markdown(r: &Report) -> String {
                 opt(m.and_then(|m| m.proxy_cpu_s_per_gb), |c| format!("{c:.3}")),
             );
         }
+    }
+    if r.has_mesh() {
+        let _ = writeln!(
+            o,
+            "\n## Per-core costs of the mesh path (both proxies together; median over points)\n\n{}",
+            cost_lines(r)
+        );
     }
     let verdict = if r.passed() {
         "PASSED".to_string()

@@ -5,7 +5,7 @@
 mod markdown;
 pub mod plot;
 
-pub use markdown::markdown;
+pub use markdown::{cost_lines, markdown};
 
 use crate::capture::LinkSummary;
 use crate::error::{Error, Result};

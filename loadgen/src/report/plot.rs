@@ -2,7 +2,9 @@
 //! bulk throughput bars. Pure: a report in, SVG text out.
 
 use super::Report;
+use plotters::coord::combinators::IntoLogRange;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 const SIZE: (u32, u32) = (800, 500);
 const BASELINE: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
@@ -31,49 +33,69 @@ fn latency_series(r: &Report) -> Vec<Series> {
     ]
 }
 
-/// Latency (ms) vs offered rate: p50 and p99 of baseline and mesh.
+/// Latency (ms, log axis) vs offered rate (log axis): p50 and p99 of baseline and
+/// mesh, every point marked, every series in the legend. A log latency axis keeps a
+/// saturated point (hundreds of ms) from flattening every other rate.
 pub fn latency_svg(r: &Report) -> String {
     let series = latency_series(r);
-    let max_x = series
-        .iter()
-        .flat_map(|s| s.3.iter().map(|p| p.0))
-        .fold(1.0, f64::max)
-        * 1.05;
-    let max_y = series
-        .iter()
-        .flat_map(|s| s.3.iter().map(|p| p.1))
-        .fold(0.1, f64::max)
-        * 1.1;
+    let xs = || series.iter().flat_map(|s| s.3.iter().map(|p| p.0));
+    let ys = || series.iter().flat_map(|s| s.3.iter().map(|p| p.1));
+    let (min_x, max_x) = (
+        xs().fold(f64::MAX, f64::min).min(1e9),
+        xs().fold(1.0, f64::max),
+    );
+    let min_x = if min_x >= max_x { max_x / 2.0 } else { min_x };
+    let (min_y, max_y) = (
+        ys().fold(f64::MAX, f64::min).clamp(0.001, 1.0),
+        ys().fold(0.1, f64::max),
+    );
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         let _ = root.fill(&WHITE);
         let chart = ChartBuilder::on(&root)
             .caption(
-                "request/response latency vs offered rate",
+                "request/response latency vs offered rate (log axes)",
                 ("sans-serif", 20),
             )
             .margin(15)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d(0f64..max_x, 0f64..max_y);
+            .build_cartesian_2d(
+                (min_x * 0.8..max_x * 1.25).log_scale(),
+                (min_y * 0.5..max_y * 8.0).log_scale(),
+            );
         let Ok(mut chart) = chart else {
             return svg_fallback();
         };
         let _ = chart
             .configure_mesh()
             .x_desc("offered requests/s")
-            .y_desc("latency (ms)")
+            .y_desc("latency (ms, log)")
+            .x_label_formatter(&|_| String::new())
+            .y_label_formatter(&|v| format!("{v}"))
             .draw();
+        // The offered rates themselves label the (log) x axis.
+        for p in &r.request_response {
+            let at = chart.backend_coord(&(p.offered_rps, min_y * 0.5));
+            let _ = root.draw(&Text::new(
+                format!("{:.0}", p.offered_rps),
+                (at.0, at.1 + 8),
+                under(),
+            ));
+        }
         for (name, color, thick, pts) in series {
             let style = color.stroke_width(if thick { 3 } else { 1 });
+            let marks = pts.clone();
             if let Ok(a) = chart.draw_series(LineSeries::new(pts, style)) {
                 a.label(name)
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
             }
+            let _ = chart.draw_series(marks.into_iter().map(|p| Circle::new(p, 3, color.filled())));
         }
         let _ = chart
             .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw();
@@ -82,7 +104,8 @@ pub fn latency_svg(r: &Report) -> String {
     svg
 }
 
-/// Bulk throughput (Gb/s) per stream count, baseline and mesh bars side by side.
+/// Bulk throughput (Gb/s) per stream count: baseline and mesh bars side by side, one
+/// x label per stream count, a legend for the two paths.
 pub fn throughput_svg(r: &Report) -> String {
     let n = r.bulk.len().max(1);
     let max_y = r
@@ -102,10 +125,7 @@ pub fn throughput_svg(r: &Report) -> String {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         let _ = root.fill(&WHITE);
         let chart = ChartBuilder::on(&root)
-            .caption(
-                "bulk throughput: baseline (blue) vs mesh (red)",
-                ("sans-serif", 20),
-            )
+            .caption("bulk throughput", ("sans-serif", 20))
             .margin(15)
             .x_label_area_size(40)
             .y_label_area_size(60)
@@ -113,30 +133,49 @@ pub fn throughput_svg(r: &Report) -> String {
         let Ok(mut chart) = chart else {
             return svg_fallback();
         };
-        let fmt = |x: &f64| labels.get(x.floor() as usize).cloned().unwrap_or_default();
         let _ = chart
             .configure_mesh()
-            .x_labels(n * 2 + 1)
-            .x_label_formatter(&fmt)
+            .x_label_formatter(&|_| String::new())
             .y_desc("Gb/s")
             .disable_x_mesh()
             .draw();
-        let bars = r.bulk.iter().enumerate().flat_map(|(i, b)| {
-            let x = i as f64;
-            let base = Rectangle::new(
-                [(x + 0.1, 0.0), (x + 0.45, b.baseline.gbps)],
-                BASELINE.filled(),
-            );
-            let mesh = b
-                .mesh
-                .as_ref()
-                .map(|m| Rectangle::new([(x + 0.55, 0.0), (x + 0.9, m.gbps)], MESH.filled()));
-            std::iter::once(base).chain(mesh)
-        });
-        let _ = chart.draw_series(bars);
+        // One label per stream count, under the middle of its pair of bars.
+        for (i, l) in labels.iter().enumerate() {
+            let at = chart.backend_coord(&(i as f64 + 0.5, 0.0));
+            let _ = root.draw(&Text::new(l.clone(), (at.0, at.1 + 8), under()));
+        }
+        let bar = |i: usize, lo: f64, v: f64, c: RGBColor| {
+            let x = i as f64 + lo;
+            Rectangle::new([(x, 0.0), (x + 0.35, v)], c.filled())
+        };
+        let base = r.bulk.iter().enumerate();
+        if let Ok(a) = chart.draw_series(base.map(|(i, b)| bar(i, 0.1, b.baseline.gbps, BASELINE)))
+        {
+            a.label("baseline")
+                .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], BASELINE.filled()));
+        }
+        if let Ok(a) = chart.draw_series(
+            r.bulk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, b)| Some(bar(i, 0.55, b.mesh.as_ref()?.gbps, MESH))),
+        ) {
+            a.label("mesh")
+                .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], MESH.filled()));
+        }
+        let _ = chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .border_style(BLACK)
+            .draw();
         let _ = root.present();
     }
     svg
+}
+
+/// The style of a label centred under a point.
+fn under() -> TextStyle<'static> {
+    TextStyle::from(("sans-serif", 14).into_font()).pos(Pos::new(HPos::Center, VPos::Top))
 }
 
 fn svg_fallback() -> String {

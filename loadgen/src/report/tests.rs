@@ -126,3 +126,17 @@ fn node_link_plaintext_fails_a_mesh_run_only() {
     baseline_only.check_node_link(LinkSummary::default());
     assert!(baseline_only.passed());
 }
+
+#[test]
+fn per_core_cost_lines_for_the_mesh_path() {
+    let md = markdown(&sample());
+    assert!(md.contains("## Per-core costs of the mesh path"), "{md}");
+    assert!(
+        md.contains("- per 1000 requests (keep-alive): 0.250 CPU s (one core: ≈4000 requests/s)"),
+        "{md}"
+    );
+    assert!(md.contains("- per GB of bulk: not measured"), "{md}");
+    let mut r = sample();
+    r.bulk[0].mesh.as_mut().unwrap().proxy_cpu_s_per_gb = Some(2.0);
+    assert!(cost_lines(&r).contains("- per GB of bulk: 2.000 CPU s (one core: ≈4.00 Gb/s)"));
+}
