@@ -26,10 +26,11 @@ fn per_connection(c: &mut Criterion) {
         b.iter(|| resolve(&snap, &mut rr, black_box(pod), 15008).unwrap())
     });
     let client: SocketAddr = "10.244.1.4:40000".parse().unwrap();
+    let hbone: SocketAddr = "10.244.2.7:15008".parse().unwrap();
     c.bench_function("CONNECT build + validate", |b| {
         b.iter(|| {
             let req = proto::connect_request(black_box(pod), client);
-            proto::validate(&req, Some(pod.ip()), |_| true).unwrap()
+            proto::validate(&req, Some(hbone), |_| true).unwrap()
         })
     });
     let socks_req = [5u8, 1, 0, 1, 10, 96, 0, 10, 0, 80];
