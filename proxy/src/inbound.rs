@@ -2,6 +2,7 @@
 //! delivered to a local workload with the original client's source IP.
 
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -18,6 +19,7 @@ use crate::identity::Identity;
 use crate::outbound::connect_upstream;
 use crate::relay::{self, Transferred};
 use crate::runtime::core::Core;
+use crate::runtime::drain::DrainWait;
 use crate::runtime::metrics::Labels;
 use crate::tls::TlsStream;
 
@@ -60,8 +62,10 @@ pub async fn serve_hbone(
         peer_identity,
     });
     let mut goaway_sent = false;
+    // One drain waiter for the connection's life, polled beside every accept.
+    let mut drain = std::pin::pin!(core.drain.wait());
     loop {
-        let next = match next_stream(core, &mut conn, goaway_sent).await {
+        let next = match next_stream(&mut conn, drain.as_mut(), goaway_sent).await {
             Next::Stream(next) => next,
             Next::Drain => {
                 // Finish the streams we have; refuse new ones.
@@ -88,15 +92,14 @@ enum Next {
 
 /// The next CONNECT stream, or the core's drain signal (once, before GOAWAY is sent).
 async fn next_stream(
-    core: &Core,
     conn: &mut h2::server::Connection<TlsStream, Bytes>,
+    drain: Pin<&mut DrainWait<'_>>,
     goaway_sent: bool,
 ) -> Next {
     let accepted = if goaway_sent {
         conn.accept().await
     } else {
         let accept = std::pin::pin!(conn.accept());
-        let drain = std::pin::pin!(core.drain.wait());
         match futures_util::future::select(accept, drain).await {
             futures_util::future::Either::Left((accepted, _)) => accepted,
             futures_util::future::Either::Right(_) => return Next::Drain,
