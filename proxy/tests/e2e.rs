@@ -70,6 +70,7 @@ impl Mesh {
             trust_domain: a_td,
             socks5_addr: Some("127.0.0.1:0".parse().unwrap()),
             stats_addr: Some("127.0.0.1:0".parse().unwrap()),
+            readiness_addr: Some("127.0.0.1:0".parse().unwrap()),
             hbone_port,
             cores: a_cores,
             ..base
@@ -496,4 +497,25 @@ fn drain_lets_a_running_transfer_finish_and_refuses_new_tunnels() {
     );
     let (_, code) = socks_connect(socks, mesh.echo);
     assert_ne!(code, 0, "a drained node must not take new tunnels");
+}
+
+#[test]
+fn readiness_turns_503_while_draining() {
+    let mut mesh = Mesh::start(1, "cluster.local");
+    let a = mesh.a.take().unwrap();
+    let ready = |proxy: &Proxy| {
+        let addr = proxy.addrs.readiness.unwrap();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /healthz/ready HTTP/1.1\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        reply
+    };
+    assert!(ready(&a).starts_with("HTTP/1.1 200"), "{}", ready(&a));
+    assert!(
+        a.drain(Duration::from_secs(5)),
+        "an idle node drains at once"
+    );
+    assert!(ready(&a).starts_with("HTTP/1.1 503"), "{}", ready(&a));
+    a.shutdown().unwrap();
 }

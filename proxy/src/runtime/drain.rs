@@ -19,7 +19,12 @@ impl Drain {
     /// Raises the signal and wakes every waiter.
     pub fn raise(&self) {
         self.raised.set(true);
-        for waker in self.waiters.borrow_mut().iter_mut().filter_map(Option::take) {
+        for waker in self
+            .waiters
+            .borrow_mut()
+            .iter_mut()
+            .filter_map(Option::take)
+        {
             waker.wake();
         }
     }

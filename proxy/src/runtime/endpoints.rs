@@ -121,6 +121,8 @@ fn answer(
     BufReader::new(&stream).read_line(&mut line)?;
     let path = line.split_whitespace().nth(1).unwrap_or("/");
     let (status, body) = match page(endpoint, path) {
+        // A draining node must leave the load balancers' and kubelet's rotation.
+        Page::Ready if shared.draining() => ("503 Service Unavailable", "draining\n".into()),
         Page::Ready => ("200 OK", "ready\n".into()),
         Page::Metrics => ("200 OK", metrics::render(&shared.aggregate())),
         Page::ConfigDump => ("200 OK", config_dump(config, shared)),
