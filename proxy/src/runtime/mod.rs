@@ -246,6 +246,28 @@ fn pin_targets(config: &Config) -> Vec<core_affinity::CoreId> {
     }
 }
 
+type CoreRuntime = monoio::FusionRuntime<
+    monoio::time::TimeDriver<monoio::IoUringDriver>,
+    monoio::time::TimeDriver<monoio::LegacyDriver>,
+>;
+
+/// One core's runtime. `tuned`: the ring only ever has this thread as submitter
+/// (SINGLE_ISSUER), and completions' task work runs when the thread next enters the
+/// kernel instead of interrupting it (COOP_TASKRUN); without `tuned` (a kernel that
+/// refuses those flags), kernel defaults. Against defaults and DEFER_TASKRUN the
+/// difference was within this machine's noise (ARCHITECTURE.md).
+fn build_runtime(entries: u32, tuned: bool) -> std::io::Result<CoreRuntime> {
+    let mut ring = io_uring::IoUring::builder();
+    if tuned {
+        ring.setup_single_issuer().setup_coop_taskrun();
+    }
+    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .with_entries(entries)
+        .uring_builder(ring)
+        .enable_timer()
+        .build()
+}
+
 fn core_main(
     id: usize,
     pin: Option<core_affinity::CoreId>,
@@ -257,10 +279,8 @@ fn core_main(
     if let Some(pin) = pin {
         core_affinity::set_for_current(pin);
     }
-    let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .with_entries(config.io_uring_entries)
-        .enable_timer()
-        .build();
+    let runtime = build_runtime(config.io_uring_entries, true)
+        .or_else(|_| build_runtime(config.io_uring_entries, false));
     let mut runtime = match runtime {
         Ok(rt) => rt,
         Err(source) => {
