@@ -1,18 +1,15 @@
 //! Prometheus text exposition of the aggregated counters.
 //!
-//! The label set is ztunnel's (27 keys); the keys zring's config cannot fill yet are
-//! derived the way Istio does when a workload carries no labels: canonical service = the
-//! workload name, canonical revision = `latest`, app/version = canonical service/revision.
+//! The label set is ztunnel's (27 keys, checked against a scrape of ztunnel `62d826530e5c`).
+//! ztunnel fills canonical service/revision, app/version and cluster from LocalConfig's
+//! `canonicalName`, `canonicalRevision` and `clusterId` and renders `unknown` when they are
+//! absent; zring's config does not carry them yet, so they render `unknown` like ztunnel's
+//! for such a config.
 
 use std::fmt::Write;
 
 use super::process;
 use super::{Aggregate, Labels, Totals, UNKNOWN};
-
-/// Istio's canonical revision for a workload without a version label.
-const DEFAULT_REVISION: &str = "latest";
-/// Cluster id of a single-cluster mesh (Istio's default).
-const DEFAULT_CLUSTER: &str = "Kubernetes";
 
 /// `(name, namespace)` of a service hostname `name.namespace.svc...`.
 pub(crate) fn service_parts(host: &str) -> (&str, &str) {
@@ -23,32 +20,14 @@ pub(crate) fn service_parts(host: &str) -> (&str, &str) {
     }
 }
 
-fn revision(workload: &str) -> &'static str {
-    if workload == UNKNOWN {
-        UNKNOWN
-    } else {
-        DEFAULT_REVISION
-    }
-}
-
-fn cluster(workload: &str) -> &'static str {
-    if workload == UNKNOWN {
-        UNKNOWN
-    } else {
-        DEFAULT_CLUSTER
-    }
-}
-
 /// One side's labels: `<side>_workload`, canonical service/revision, app, version, cluster.
 fn side(out: &mut String, side: &str, workload: &str, ns: &str, principal: &str) {
-    let rev = revision(workload);
     let _ = write!(
         out,
-        "{side}_workload=\"{workload}\",{side}_canonical_service=\"{workload}\",\
-         {side}_canonical_revision=\"{rev}\",{side}_workload_namespace=\"{ns}\",\
-         {side}_principal=\"{principal}\",{side}_app=\"{workload}\",{side}_version=\"{rev}\",\
-         {side}_cluster=\"{}\",{side}_region=\"unknown\",{side}_zone=\"unknown\",",
-        cluster(workload)
+        "{side}_workload=\"{workload}\",{side}_canonical_service=\"{UNKNOWN}\",\
+         {side}_canonical_revision=\"{UNKNOWN}\",{side}_workload_namespace=\"{ns}\",\
+         {side}_principal=\"{principal}\",{side}_app=\"{UNKNOWN}\",{side}_version=\"{UNKNOWN}\",\
+         {side}_cluster=\"{UNKNOWN}\",{side}_region=\"{UNKNOWN}\",{side}_zone=\"{UNKNOWN}\",",
     );
 }
 
@@ -122,13 +101,18 @@ fn counters(out: &mut String, agg: &Aggregate) {
     }
 }
 
-/// Open TCP sockets per label set (opened − closed), ztunnel's `istio_tcp_sockets_open`.
+/// Open TCP sockets per reporter (opened − closed), ztunnel's `istio_tcp_sockets_open`.
 fn sockets_open(out: &mut String, agg: &Aggregate) {
     let name = "istio_tcp_sockets_open";
     let _ = writeln!(out, "# HELP {name} Open TCP sockets.\n# TYPE {name} gauge");
-    for (labels, t) in &agg.by_labels {
-        let open = t.opened.saturating_sub(t.closed);
-        let _ = writeln!(out, "{name}{{{}}} {open}", label_text(labels));
+    for reporter in ["source", "destination"] {
+        let open: u64 = agg
+            .by_labels
+            .iter()
+            .filter(|(l, _)| l.reporter == reporter)
+            .map(|(_, t)| t.opened.saturating_sub(t.closed))
+            .sum();
+        let _ = writeln!(out, "{name}{{reporter=\"{reporter}\"}} {open}");
     }
 }
 
