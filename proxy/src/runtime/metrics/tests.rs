@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::LocalConfig;
-use std::collections::BTreeSet;
+use testsupport::prom::families;
 
 const YAML: &str = r#"workloads:
 - uid: c//v1/Pod/default/sleep
@@ -220,33 +220,6 @@ fn exposition_is_strict_text_format() {
     assert!(check_exposition(&text).unwrap() >= 10, "{text}");
     assert!(check_exposition("# TYPE a counter\nb 1\n").is_err());
     assert!(check_exposition("# TYPE a counter\na{k=v} 1\n").is_err());
-}
-
-/// Sample name → (type of the last `# TYPE`, label keys seen), for either exposition style
-/// (`# TYPE x counter` + `x_total` as ztunnel writes it, or `# TYPE x_total counter`).
-fn families(text: &str) -> BTreeMap<String, (String, BTreeSet<String>)> {
-    let (mut kind, mut out) = (String::new(), BTreeMap::new());
-    for line in text.lines() {
-        if let Some(t) = line.strip_prefix("# TYPE ") {
-            kind = t.split_once(' ').map_or("", |(_, k)| k).to_string();
-        } else if !line.starts_with('#') && !line.is_empty() {
-            let series = line.rsplit_once(' ').map_or(line, |(s, _)| s);
-            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
-            let entry = out
-                .entry(name.to_string())
-                .or_insert_with(|| (kind.clone(), BTreeSet::new()));
-            for kv in labels
-                .trim_end_matches('}')
-                .split(',')
-                .filter(|s| !s.is_empty())
-            {
-                entry
-                    .1
-                    .insert(kv.split('=').next().unwrap_or("").to_string());
-            }
-        }
-    }
-    out
 }
 
 /// `ztunnel_scrape.txt`: the istio_* families of ztunnel `62d826530e5c`'s /metrics after
