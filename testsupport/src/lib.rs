@@ -12,4 +12,5 @@ pub mod certs;
 pub mod echo;
 pub mod h2raw;
 pub mod hbone;
+pub mod prom;
 pub mod require;

@@ -7,7 +7,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write;
 use std::net::IpAddr;
 use std::rc::Rc;
 
@@ -249,72 +248,9 @@ impl Aggregate {
     }
 }
 
-fn label_text(l: &Labels) -> String {
-    format!(
-        "reporter=\"{}\",source_workload=\"{}\",source_workload_namespace=\"{}\",source_principal=\"{}\",destination_workload=\"{}\",destination_workload_namespace=\"{}\",destination_principal=\"{}\",destination_service=\"{}\",request_protocol=\"tcp\",connection_security_policy=\"{}\"",
-        l.reporter,
-        l.source_workload,
-        l.source_workload_namespace,
-        l.source_principal,
-        l.destination_workload,
-        l.destination_workload_namespace,
-        l.destination_principal,
-        l.destination_service,
-        l.connection_security_policy,
-    )
-}
-
-type Field = fn(&Totals) -> u64;
-
-/// Prometheus text exposition.
-pub fn render(agg: &Aggregate) -> String {
-    let families: [(&str, &str, Field); 5] = [
-        (
-            "istio_tcp_connections_opened_total",
-            "TCP connections opened",
-            |t| t.opened,
-        ),
-        (
-            "istio_tcp_connections_closed_total",
-            "TCP connections closed",
-            |t| t.closed,
-        ),
-        (
-            "istio_tcp_connections_failed",
-            "TCP connections that failed",
-            |t| t.failed,
-        ),
-        (
-            "istio_tcp_received_bytes_total",
-            "Bytes received from the connection's client",
-            |t| t.received_bytes,
-        ),
-        (
-            "istio_tcp_sent_bytes_total",
-            "Bytes sent to the connection's client",
-            |t| t.sent_bytes,
-        ),
-    ];
-    let mut out = String::new();
-    for (name, help, field) in families {
-        let _ = writeln!(out, "# HELP {name} {help}.\n# TYPE {name} counter");
-        for (labels, t) in &agg.by_labels {
-            let _ = writeln!(out, "{name}{{{}}} {}", label_text(labels), field(t));
-        }
-    }
-    let _ = writeln!(
-        out,
-        "istio_tcp_connections_failed{{reporter=\"zring\",phase=\"setup\"}} {}",
-        agg.unlabeled_failed
-    );
-    let name = "zring_hbone_connections_accepted_total";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Inbound HBONE TCP connections accepted.\n# TYPE {name} counter\n{name} {}",
-        agg.hbone_accepted
-    );
-    out
-}
+pub(crate) mod process;
+pub(crate) mod render;
+pub use render::render;
 
 #[cfg(test)]
 mod tests;

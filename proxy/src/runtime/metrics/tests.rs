@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::LocalConfig;
+use testsupport::prom::families;
 
 const YAML: &str = r#"workloads:
 - uid: c//v1/Pod/default/sleep
@@ -99,4 +100,149 @@ fn counters_sum_per_label_set_across_cores_and_render() {
     );
     assert!(line.ends_with(" 15"), "{line}");
     assert!(text.contains("# TYPE istio_tcp_received_bytes_total counter"));
+}
+
+#[test]
+fn every_ztunnel_label_key_is_rendered_and_failed_has_total() {
+    let s = snap();
+    let route = Route::Passthrough {
+        addr: "10.244.2.5:8080".parse().unwrap(),
+    };
+    let l = Labels::outbound(&s, "10.244.1.4".parse().unwrap(), &route);
+    let text = render::label_text(&l);
+    let keys: Vec<&str> = text
+        .split(',')
+        .map(|kv| kv.split('=').next().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 27, "{text}");
+    for k in [
+        "source_canonical_service",
+        "destination_zone",
+        "response_flags",
+    ] {
+        assert!(keys.contains(&k), "{k} missing from {text}");
+    }
+    assert!(text.contains("source_workload=\"sleep\""), "{text}");
+    assert!(
+        text.contains("destination_canonical_revision=\"unknown\""),
+        "{text}"
+    );
+    let mut agg = Aggregate::default();
+    let core = Metrics::default();
+    core.handle(l).opened();
+    agg.add(&core.snapshot());
+    let page = render(&agg);
+    assert!(
+        page.contains("\nistio_tcp_connections_failed_total{"),
+        "{page}"
+    );
+    assert!(
+        page.contains("\nistio_tcp_sockets_open{reporter=\"source\"} 1\n"),
+        "{page}"
+    );
+    assert!(page.contains("# TYPE istio_build gauge"), "{page}");
+}
+
+#[test]
+fn service_hostname_splits_into_name_and_namespace() {
+    assert_eq!(
+        render::service_parts("httpbin.default.svc.cluster.local"),
+        ("httpbin", "default")
+    );
+    assert_eq!(render::service_parts("unknown"), ("unknown", "unknown"));
+}
+
+#[test]
+fn proc_limits_and_stat_parse() {
+    let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                  Max open files            1024                 524288               files\n";
+    assert_eq!(process::parse_max_fds(limits), Some(1024));
+    let stat = "42 (my (odd) proc) S 1 42 42 0 -1 4194560 100 0 0 0 250 150 0 0 20 0 1 0 \
+                123 1000000 300 18446744073709551615";
+    assert_eq!(process::parse_stat(stat, 100.0), Some((4.0, 300)));
+    assert!(process::Sample::read().open_fds.unwrap() > 0);
+}
+
+/// Strict text-format 0.0.4 check: every sample belongs to the family of the last
+/// `# TYPE`, names and label keys are valid identifiers, label values are quoted.
+fn check_exposition(text: &str) -> Result<usize, String> {
+    let ident = |s: &str| {
+        !s.is_empty()
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !s.starts_with(|c: char| c.is_ascii_digit())
+    };
+    let (mut family, mut samples) = (String::new(), 0);
+    for line in text.lines() {
+        if let Some(t) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = t.split_once(' ').ok_or(line)?;
+            if !["counter", "gauge"].contains(&kind) || !ident(name) {
+                return Err(line.into());
+            }
+            family = name.to_string();
+        } else if !line.starts_with("# HELP ") {
+            let (series, value) = line.rsplit_once(' ').ok_or(line)?;
+            value.parse::<f64>().map_err(|_| line.to_string())?;
+            let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
+            if name != family {
+                return Err(format!("{line}: not in family {family}"));
+            }
+            for kv in labels
+                .strip_suffix('}')
+                .ok_or(line)?
+                .split(',')
+                .filter(|s| !s.is_empty())
+            {
+                let (k, v) = kv.split_once('=').ok_or(line)?;
+                if !(ident(k) && v.len() >= 2 && v.starts_with('"') && v.ends_with('"')) {
+                    return Err(format!("{line}: bad label {kv}"));
+                }
+            }
+            samples += 1;
+        }
+    }
+    Ok(samples)
+}
+
+#[test]
+fn exposition_is_strict_text_format() {
+    let s = snap();
+    let mut agg = Aggregate::default();
+    let core = Metrics::default();
+    let l = Labels::inbound(
+        &s,
+        "10.244.1.4".parse().unwrap(),
+        None,
+        "10.244.2.5".parse().unwrap(),
+    );
+    core.handle(l).opened();
+    agg.add(&core.snapshot());
+    let text = render(&agg);
+    assert!(check_exposition(&text).unwrap() >= 10, "{text}");
+    assert!(check_exposition("# TYPE a counter\nb 1\n").is_err());
+    assert!(check_exposition("# TYPE a counter\na{k=v} 1\n").is_err());
+}
+
+/// `ztunnel_scrape.txt`: the istio_* families of ztunnel `62d826530e5c`'s /metrics after
+/// SOCKS5 traffic (one sample each), captured from the real binary.
+#[test]
+fn zring_exposes_every_istio_family_and_label_key_of_ztunnel() {
+    let s = snap();
+    let mut agg = Aggregate::default();
+    let core = Metrics::default();
+    let route = Route::Passthrough {
+        addr: "10.244.2.5:8080".parse().unwrap(),
+    };
+    core.handle(Labels::outbound(&s, "10.244.1.4".parse().unwrap(), &route))
+        .opened();
+    agg.add(&core.snapshot());
+    let ours = families(&render(&agg));
+    let theirs = families(include_str!("ztunnel_scrape.txt"));
+    assert_eq!(theirs.len(), 7, "{theirs:?}");
+    for (name, (kind, keys)) in &theirs {
+        let (our_kind, our_keys) = ours.get(name).unwrap_or_else(|| panic!("{name} missing"));
+        assert_eq!(our_kind, kind, "{name}");
+        let missing: Vec<_> = keys.difference(our_keys).collect();
+        assert!(missing.is_empty(), "{name} lacks {missing:?}");
+    }
+    assert_eq!(theirs["istio_tcp_connections_opened_total"].1.len(), 27);
 }

@@ -1,0 +1,150 @@
+//! Prometheus text exposition of the aggregated counters.
+//!
+//! The label set is ztunnel's (27 keys, checked against a scrape of ztunnel `62d826530e5c`).
+//! ztunnel fills canonical service/revision, app/version and cluster from LocalConfig's
+//! `canonicalName`, `canonicalRevision` and `clusterId` and renders `unknown` when they are
+//! absent; zring's config does not carry them yet, so they render `unknown` like ztunnel's
+//! for such a config.
+
+use std::fmt::Write;
+
+use super::process;
+use super::{Aggregate, Labels, Totals, UNKNOWN};
+
+/// `(name, namespace)` of a service hostname `name.namespace.svc...`.
+pub(crate) fn service_parts(host: &str) -> (&str, &str) {
+    let mut it = host.split('.');
+    match (it.next(), it.next()) {
+        (Some(n), Some(ns)) if host != UNKNOWN => (n, ns),
+        _ => (UNKNOWN, UNKNOWN),
+    }
+}
+
+/// One side's labels: `<side>_workload`, canonical service/revision, app, version, cluster.
+fn side(out: &mut String, side: &str, workload: &str, ns: &str, principal: &str) {
+    let _ = write!(
+        out,
+        "{side}_workload=\"{workload}\",{side}_canonical_service=\"{UNKNOWN}\",\
+         {side}_canonical_revision=\"{UNKNOWN}\",{side}_workload_namespace=\"{ns}\",\
+         {side}_principal=\"{principal}\",{side}_app=\"{UNKNOWN}\",{side}_version=\"{UNKNOWN}\",\
+         {side}_cluster=\"{UNKNOWN}\",{side}_region=\"{UNKNOWN}\",{side}_zone=\"{UNKNOWN}\",",
+    );
+}
+
+/// The full ztunnel label set of `l`, without braces.
+pub fn label_text(l: &Labels) -> String {
+    let mut out = format!("reporter=\"{}\",", l.reporter);
+    side(
+        &mut out,
+        "source",
+        &l.source_workload,
+        &l.source_workload_namespace,
+        &l.source_principal,
+    );
+    side(
+        &mut out,
+        "destination",
+        &l.destination_workload,
+        &l.destination_workload_namespace,
+        &l.destination_principal,
+    );
+    let (svc, svc_ns) = service_parts(&l.destination_service);
+    let _ = write!(
+        out,
+        "destination_service=\"{}\",destination_service_namespace=\"{svc_ns}\",\
+         destination_service_name=\"{svc}\",request_protocol=\"tcp\",response_flags=\"-\",\
+         connection_security_policy=\"{}\"",
+        l.destination_service, l.connection_security_policy
+    );
+    out
+}
+
+type Field = fn(&Totals) -> u64;
+
+const FAMILIES: [(&str, &str, Field); 5] = [
+    (
+        "istio_tcp_connections_opened",
+        "TCP connections opened",
+        |t| t.opened,
+    ),
+    (
+        "istio_tcp_connections_closed",
+        "TCP connections closed",
+        |t| t.closed,
+    ),
+    (
+        "istio_tcp_connections_failed",
+        "TCP connections that failed",
+        |t| t.failed,
+    ),
+    (
+        "istio_tcp_received_bytes",
+        "Bytes received from the connection's client",
+        |t| t.received_bytes,
+    ),
+    (
+        "istio_tcp_sent_bytes",
+        "Bytes sent to the connection's client",
+        |t| t.sent_bytes,
+    ),
+];
+
+fn counters(out: &mut String, agg: &Aggregate) {
+    for (name, help, field) in FAMILIES {
+        let _ = writeln!(
+            out,
+            "# HELP {name}_total {help}.\n# TYPE {name}_total counter"
+        );
+        for (labels, t) in &agg.by_labels {
+            let _ = writeln!(out, "{name}_total{{{}}} {}", label_text(labels), field(t));
+        }
+    }
+}
+
+/// Open TCP sockets per reporter (opened − closed), ztunnel's `istio_tcp_sockets_open`.
+fn sockets_open(out: &mut String, agg: &Aggregate) {
+    let name = "istio_tcp_sockets_open";
+    let _ = writeln!(out, "# HELP {name} Open TCP sockets.\n# TYPE {name} gauge");
+    for reporter in ["source", "destination"] {
+        let open: u64 = agg
+            .by_labels
+            .iter()
+            .filter(|(l, _)| l.reporter == reporter)
+            .map(|(_, t)| t.opened.saturating_sub(t.closed))
+            .sum();
+        let _ = writeln!(out, "{name}{{reporter=\"{reporter}\"}} {open}");
+    }
+}
+
+fn own(out: &mut String, agg: &Aggregate) {
+    let name = "zring_connections_failed_setup_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Connections that failed before they could be labelled (handshake, routing).\n\
+         # TYPE {name} counter\n{name} {}",
+        agg.unlabeled_failed
+    );
+    let name = "zring_hbone_connections_accepted_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Inbound HBONE TCP connections accepted.\n# TYPE {name} counter\n{name} {}",
+        agg.hbone_accepted
+    );
+    let name = "istio_build";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Istio component build info.\n# TYPE {name} gauge\n\
+         {name}{{component=\"ztunnel\",tag=\"zring-{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+}
+
+/// Prometheus text exposition.
+pub fn render(agg: &Aggregate) -> String {
+    let mut out = String::new();
+    counters(&mut out, agg);
+    sockets_open(&mut out, agg);
+    own(&mut out, agg);
+    process::render(&mut out, &process::Sample::read());
+    out
+}
