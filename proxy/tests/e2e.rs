@@ -351,11 +351,16 @@ fn second_proxy_on_a_taken_port_is_refused() {
 }
 
 fn wait_generation(proxy: &Proxy, at_least: u64) -> bool {
+    wait_until(|| proxy.generation() >= at_least)
+}
+
+/// Polls `done` every 50 ms for up to 10 s.
+fn wait_until(done: impl Fn() -> bool) -> bool {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while proxy.generation() < at_least && std::time::Instant::now() < deadline {
+    while !done() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    proxy.generation() >= at_least
+    done()
 }
 
 #[test]
@@ -382,8 +387,12 @@ fn config_reload_applies_good_files_and_refuses_bad_ones() {
     assert_eq!(&back, b"reloaded");
 
     // A broken file is refused; the running generation keeps serving.
+    assert_eq!(a.refused_reloads(), 0, "nothing refused yet");
     std::fs::write(&path, "workloads: [ {uid: x, workloadIps: [not-an-ip]} ]\n").unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        wait_until(|| a.refused_reloads() >= 1),
+        "A never refused the broken config"
+    );
     assert_eq!(
         a.generation(),
         2,

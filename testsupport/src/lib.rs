@@ -3,6 +3,7 @@
 //! - [`require`] — "can this test run here?": skips locally, fails under `CI=true`.
 //! - [`echo`] — blocking echo servers on listeners the caller bound (in any netns).
 //! - [`certs`] — workload leaves with chosen validity, signed by a root on disk.
+//! - [`fuzz`] — time-boxed property runs (proptest on the stable toolchain).
 //! - [`h2raw`] — hand-built HTTP/2 frames for misbehaving-client tests.
 //! - [`hbone`] — a tokio-rustls + h2 HBONE client that reports exactly what the server
 //!   answered (status, reset code, TLS alert), for interop and hostile-input tests.
@@ -10,6 +11,7 @@
 
 pub mod certs;
 pub mod echo;
+pub mod fuzz;
 pub mod h2raw;
 pub mod hbone;
 pub mod prom;

@@ -57,10 +57,13 @@ fn reload_loop(config: &Config, shared: &Shared, mut seen: Fingerprint) {
                 tracing::info!(generation = state.generation, "configuration reloaded");
                 shared.publish(state);
             }
-            Err(e) => tracing::error!(
-                error = %e,
-                "configuration change refused; the running configuration stays in force"
-            ),
+            Err(e) => {
+                tracing::error!(
+                    error = %e,
+                    "configuration change refused; the running configuration stays in force"
+                );
+                shared.refuse();
+            }
         }
     }
 }

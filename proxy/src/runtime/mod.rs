@@ -106,6 +106,12 @@ impl Proxy {
         }
     }
 
+    /// How many configuration changes the control thread refused (bad YAML, bad
+    /// certificates); the running generation stayed in force each time.
+    pub fn refused_reloads(&self) -> u64 {
+        self.shared.refused_reloads()
+    }
+
     /// Stops every core and helper thread and waits for them.
     pub fn shutdown(self) -> Result<(), ProxyError> {
         self.shared.stop();

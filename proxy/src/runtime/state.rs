@@ -35,6 +35,8 @@ impl State {
 pub struct Shared {
     current: Mutex<Arc<State>>,
     generation: AtomicU64,
+    /// Config/cert changes the control thread refused (each one logged with its error).
+    refused: AtomicU64,
     shutdown: AtomicBool,
     draining: AtomicBool,
     /// Per core: counters and the generation it has adopted, as of its last tick.
@@ -47,6 +49,7 @@ impl Shared {
             cores: Mutex::new(vec![(CoreMetrics::default(), 0); cores]),
             generation: AtomicU64::new(state.generation),
             current: Mutex::new(Arc::new(state)),
+            refused: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         }
@@ -70,6 +73,16 @@ impl Shared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(state);
         self.generation.store(generation, Ordering::Release);
+    }
+
+    /// Counts a refused reload: the observable event behind the refusal's log line.
+    pub fn refuse(&self) {
+        self.refused.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many config/cert changes were refused since start.
+    pub fn refused_reloads(&self) -> u64 {
+        self.refused.load(Ordering::Acquire)
     }
 
     /// Stores one core's counters and adopted generation (called on its control tick).
