@@ -36,8 +36,8 @@ enum Command {
     },
 }
 
-/// Per-thread free lists without arena locks, and freed memory returned to the OS after
-/// a burst of connections closes (ARCHITECTURE.md has the measurement).
+/// Per-thread free lists without arena locks; with the options `runtime::tunables` sets,
+/// freed memory returns to the OS after a burst (ARCHITECTURE.md has the measurement).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -63,23 +63,22 @@ fn main() -> ExitCode {
     })
 }
 
-/// Re-executes this process with glibc's memcpy tuned for record-sized copies
-/// (`zring::runtime::tunables`); returns only when that is not needed or exec failed.
+/// Re-executes this process with the allocator and memcpy settings of
+/// `zring::runtime::tunables`; returns only when nothing is to change or exec failed.
 fn reexec_with_tunables() {
     use std::os::unix::process::CommandExt;
-    use zring::runtime::tunables::{with_memcpy_tuning, GLIBC_TUNABLES};
-    let current = std::env::var(GLIBC_TUNABLES).ok();
-    let Some(tuned) = with_memcpy_tuning(current.as_deref()) else {
+    let env = zring::runtime::tunables::reexec_env(|k| std::env::var(k).ok());
+    if env.is_empty() {
         return;
-    };
+    }
     let Ok(exe) = std::env::current_exe() else {
         return;
     };
     let err = std::process::Command::new(exe)
         .args(std::env::args_os().skip(1))
-        .env(GLIBC_TUNABLES, tuned)
+        .envs(env)
         .exec();
-    tracing::warn!(error = %err, "could not re-execute with tuned glibc memcpy; running untuned");
+    tracing::warn!(error = %err, "could not re-execute with tuned allocator and memcpy; running untuned");
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
