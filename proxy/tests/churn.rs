@@ -12,7 +12,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -126,9 +126,7 @@ fn thousands_of_short_connections_through_both_legs_never_fail() {
     std::thread::spawn(|| {
         enter_fresh_netns();
         let scratch = Scratch::new("churn");
-        let listener = TcpListener::bind(format!("{SERVER_IP}:0")).unwrap();
-        let echo = listener.local_addr().unwrap();
-        testsupport::echo::spawn(listener);
+        let echo = echo_server(&format!("{SERVER_IP}:0"));
         let (a, _b) = start_mesh(&scratch, echo);
         let socks = a.addrs.socks5.unwrap();
         // Twice in a row: the second round meets the first one's TIME_WAIT sockets.

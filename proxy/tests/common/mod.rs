@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -80,31 +80,13 @@ services:
     )
 }
 
-/// An echo server: every connection gets its bytes back, and FIN after the client's FIN.
+/// An echo server on `addr`: every connection gets its bytes back, and FIN after the
+/// client's FIN (`testsupport::echo`).
 pub fn echo_server(addr: &str) -> SocketAddr {
     let listener = TcpListener::bind(addr).expect("bind echo server");
     let local = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            std::thread::spawn(move || echo(conn));
-        }
-    });
+    testsupport::echo::spawn(listener);
     local
-}
-
-fn echo(mut conn: TcpStream) {
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        match conn.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if conn.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-        }
-    }
-    let _ = conn.shutdown(Shutdown::Write);
 }
 
 /// SOCKS5 CONNECT through `socks` to `target` (IPv4); returns the stream and reply code.
