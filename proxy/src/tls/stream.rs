@@ -100,11 +100,6 @@ impl TlsStream {
         &self.tls
     }
 
-    /// Makes the socket's close send RST (a reset propagated from the other side).
-    pub fn set_linger_zero(&self) -> io::Result<()> {
-        sys::set_linger_zero(&self.fd)
-    }
-
     /// Ensures unconsumed ciphertext is buffered; `Ok(0)` at end of file. The buffer
     /// moves into the read op and comes back with the bytes.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
