@@ -53,18 +53,8 @@ fn start_mesh(scratch: &Scratch, echo: SocketAddr) -> (zring::Proxy, zring::Prox
     let yaml = mesh_yaml(CLIENT_IP, "cluster.local", SERVER_IP, echo.port());
     std::fs::write(&config_path, yaml).unwrap();
     let base = Config {
-        config_path,
-        cert_dir: scratch.path().to_path_buf(),
-        transparent: false,
-        outbound_addr: None,
-        inbound_addr: None,
-        inbound_plaintext_addr: None,
-        socks5_addr: None,
-        admin_addr: None,
-        stats_addr: None,
-        readiness_addr: None,
         cores: 2,
-        ..Config::default()
+        ..base_config(scratch.path(), config_path)
     };
     let b = zring::start(Config {
         node_name: Some("node-b".into()),

@@ -42,19 +42,7 @@ impl Mesh {
         let yaml = mesh_yaml(CLIENT_IP, client_td, SERVER_IP, echo.port());
         let config_path = scratch.path().join("workloads.yaml");
         std::fs::write(&config_path, yaml).unwrap();
-        let base = Config {
-            config_path,
-            cert_dir: scratch.path().to_path_buf(),
-            transparent: false,
-            outbound_addr: None,
-            inbound_addr: None,
-            inbound_plaintext_addr: None,
-            socks5_addr: None,
-            admin_addr: None,
-            stats_addr: None,
-            readiness_addr: None,
-            ..Config::default()
-        };
+        let base = base_config(scratch.path(), config_path);
         let b = zring::start(Config {
             node_name: Some("node-b".into()),
             inbound_addr: Some(format!("{SERVER_IP}:0").parse().unwrap()),

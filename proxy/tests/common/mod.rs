@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use zring::config::Config;
 use zring::identity::Identity;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -78,6 +79,24 @@ services:
     8000: {port}
 "#
     )
+}
+
+/// A proxy config for `dir`'s certificates and `config_path`: not transparent, every
+/// listener off (each test turns on the ones it needs).
+pub fn base_config(dir: &Path, config_path: PathBuf) -> Config {
+    Config {
+        config_path,
+        cert_dir: dir.to_path_buf(),
+        transparent: false,
+        outbound_addr: None,
+        inbound_addr: None,
+        inbound_plaintext_addr: None,
+        socks5_addr: None,
+        admin_addr: None,
+        stats_addr: None,
+        readiness_addr: None,
+        ..Config::default()
+    }
 }
 
 /// An echo server on `addr`: every connection gets its bytes back, and FIN after the
