@@ -210,6 +210,10 @@ pub struct PeerArgs {
     /// Name prefix of the namespaces (`<prefix>ztunnel`, `<prefix>zring`).
     #[arg(long, default_value = "zrp-")]
     pub prefix: String,
+    /// Measure only these figures (comma-separated report keys, e.g. `held,churn16`);
+    /// goals whose figures are missing read "not measured".
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
 }
 
 #[derive(Args, Clone)]

@@ -156,6 +156,19 @@ fn serve(bind: IpAddr, http_port: u16, sink_port: u16, cores: usize) -> Result<(
     }
 }
 
+/// The figures named by `--only`, or an error listing the valid keys.
+fn figure_keys(keys: &[String]) -> Result<Vec<peer::plan::FigureKind>> {
+    use peer::plan::FigureKind;
+    let valid = || FigureKind::ALL.map(FigureKind::key).join(", ");
+    keys.iter()
+        .map(|k| {
+            FigureKind::from_key(k).with_context(|| {
+                format!("--only: unknown figure {k:?}; the figures are {}", valid())
+            })
+        })
+        .collect()
+}
+
 fn peer(a: &PeerArgs) -> Result<bool> {
     let self_exe = std::env::current_exe().context("locating the zring-loadgen executable")?;
     let beside = |name: &str| a.peer.with_file_name(name);
@@ -178,6 +191,7 @@ fn peer(a: &PeerArgs) -> Result<bool> {
         quick: a.quick,
         direct: a.direct || !a.no_direct,
         seed: a.seed,
+        only: figure_keys(&a.only)?,
     };
     let r = peer::run(&opts, std::env::args().collect())?;
     let (dir, files) = peer::write(&r, &a.out)?;

@@ -156,7 +156,20 @@ async fn tunnel(
     req: Request<RecvStream>,
     respond: &mut SendResponse<Bytes>,
 ) -> Result<Transferred, ProxyError> {
-    let (target, source) = match admit(core, conn, &req) {
+    // Boxed: the admission and connect futures are freed before the long relay, so an
+    // open stream's task holds only the relay's state.
+    let (upstream, tx) = Box::pin(open_upstream(core, conn, &req, respond)).await?;
+    Ok(relay::h2_bidi(upstream, tx, req.into_body()).await?)
+}
+
+/// Admits the CONNECT, connects its target and answers 200 (or the refusal).
+async fn open_upstream(
+    core: &Core,
+    conn: &HboneConn,
+    req: &Request<RecvStream>,
+    respond: &mut SendResponse<Bytes>,
+) -> Result<(TcpStream, h2::SendStream<Bytes>), ProxyError> {
+    let (target, source) = match admit(core, conn, req) {
         Ok(v) => v,
         Err(rejection) => {
             send_status(respond, rejection.status());
@@ -176,7 +189,7 @@ async fn tunnel(
     let tx = respond
         .send_response(Response::new(()), false)
         .map_err(ProxyError::h2(conn.peer))?;
-    Ok(relay::h2_bidi(upstream, tx, req.into_body()).await?)
+    Ok((upstream, tx))
 }
 
 fn send_status(respond: &mut SendResponse<Bytes>, status: StatusCode) {

@@ -11,7 +11,7 @@ use crate::config::{is_proxy_port, resolve, resolve_hostname, Route};
 use crate::error::ProxyError;
 use crate::hbone::client;
 use crate::hbone::pool::PoolKey;
-use crate::relay::{self, Transferred};
+use crate::relay;
 use crate::runtime::core::Core;
 use crate::runtime::metrics::Labels;
 use crate::socks5::{self, Reply, Target};
@@ -33,7 +33,8 @@ pub async fn serve_socks5(
     mut stream: TcpStream,
     peer: SocketAddr,
 ) -> Result<(), ProxyError> {
-    let target = socks5::accept(&mut stream).await?;
+    // Boxed: the handshake's buffers are freed before the connection's long relay.
+    let target = Box::pin(socks5::accept(&mut stream)).await?;
     forward(core, stream, peer, target, true).await
 }
 
@@ -73,22 +74,20 @@ async fn forward(
     counters.opened();
     // Leave with the client pod's IP when transparent; a SOCKS5 client is local, not a pod.
     let spoof = (core.config.transparent && !socks).then_some(peer.ip());
-    let result = match route {
-        Route::Passthrough { addr } => passthrough(core, client, spoof, addr, socks).await,
-        Route::Hbone {
-            hbone_addr,
-            authority,
-            dst_identity,
-            ..
-        } => {
-            let tunnel = Tunnel {
-                hbone_addr,
-                authority,
-                dst_identity,
-                spoof,
-            };
-            tunnel.run(core, client, peer, socks).await
-        }
+    // Setup runs boxed: its futures (connect, pool checkout, CONNECT) are freed before the
+    // relay starts, so a long-lived connection's task holds only the relay's state.
+    let leg = Box::pin(establish(core, &mut client, peer, route, spoof, socks)).await;
+    let result = match leg {
+        Ok(Leg::Plain(upstream)) => relay::splice_bidi(client, upstream)
+            .await
+            .map_err(Into::into),
+        // The lease holds the pooled connection's stream slot until the relay ends.
+        Ok(Leg::Tunnel {
+            tx,
+            rx,
+            lease: _lease,
+        }) => relay::h2_bidi(client, tx, rx).await.map_err(Into::into),
+        Err(e) => Err(e),
     };
     counters.closed(&result);
     if let Err(e) = result {
@@ -120,23 +119,54 @@ async fn reply(client: &mut TcpStream, socks: bool, reply: Reply) {
     }
 }
 
-async fn passthrough(
-    core: &Core,
-    mut client: TcpStream,
+/// The far side of an outbound connection, ready to relay.
+enum Leg {
+    Plain(TcpStream),
+    Tunnel {
+        tx: h2::SendStream<bytes::Bytes>,
+        rx: h2::RecvStream,
+        lease: H2Lease,
+    },
+}
+
+type H2Lease = crate::hbone::pool::Lease<h2::client::SendRequest<bytes::Bytes>>;
+
+/// Connects the far side of `route` and answers a SOCKS5 client with the outcome.
+async fn establish(
+    core: &Rc<Core>,
+    client: &mut TcpStream,
+    peer: SocketAddr,
+    route: Route,
     spoof: Option<IpAddr>,
-    addr: SocketAddr,
     socks: bool,
-) -> Result<Transferred, ProxyError> {
-    let upstream = connect_upstream(core, addr, spoof).await;
-    let upstream = match upstream {
-        Ok(s) => s,
-        Err(e) => {
-            reply(&mut client, socks, Reply::ConnectionRefused).await;
-            return Err(e);
+) -> Result<Leg, ProxyError> {
+    let plain = matches!(route, Route::Passthrough { .. });
+    let leg = match route {
+        Route::Passthrough { addr } => connect_upstream(core, addr, spoof).await.map(Leg::Plain),
+        Route::Hbone {
+            hbone_addr,
+            authority,
+            dst_identity,
+            ..
+        } => {
+            let tunnel = Tunnel {
+                hbone_addr,
+                authority,
+                dst_identity,
+                spoof,
+            };
+            tunnel.open(core, peer).await
         }
     };
-    reply(&mut client, socks, Reply::Succeeded).await;
-    Ok(relay::splice_bidi(client, upstream).await?)
+    let code = match &leg {
+        Ok(_) => Reply::Succeeded,
+        Err(_) if plain => Reply::ConnectionRefused,
+        Err(ProxyError::UnknownSource(_)) => Reply::NotAllowed,
+        Err(ProxyError::Status { .. }) => Reply::ConnectionRefused,
+        Err(_) => Reply::HostUnreachable,
+    };
+    reply(client, socks, code).await;
+    leg
 }
 
 /// Connects to a destination with the configured timeout.
@@ -160,35 +190,7 @@ struct Tunnel {
 }
 
 impl Tunnel {
-    async fn run(
-        self,
-        core: &Rc<Core>,
-        mut client: TcpStream,
-        peer: SocketAddr,
-        socks: bool,
-    ) -> Result<Transferred, ProxyError> {
-        let streams = self.open(core, peer).await;
-        let (tx, rx, _lease) = match streams {
-            Ok(s) => s,
-            Err(e) => {
-                let code = match e {
-                    ProxyError::UnknownSource(_) => Reply::NotAllowed,
-                    ProxyError::Status { .. } => Reply::ConnectionRefused,
-                    _ => Reply::HostUnreachable,
-                };
-                reply(&mut client, socks, code).await;
-                return Err(e);
-            }
-        };
-        reply(&mut client, socks, Reply::Succeeded).await;
-        Ok(relay::h2_bidi(client, tx, rx).await?)
-    }
-
-    async fn open(
-        &self,
-        core: &Rc<Core>,
-        peer: SocketAddr,
-    ) -> Result<(h2::SendStream<bytes::Bytes>, h2::RecvStream, impl Drop), ProxyError> {
+    async fn open(&self, core: &Rc<Core>, peer: SocketAddr) -> Result<Leg, ProxyError> {
         let state = core.state();
         let src = state
             .snapshot
@@ -209,7 +211,7 @@ impl Tunnel {
             .await
             .map_err(|e| ProxyError::Pooled(e.to_string()))?;
         match client::connect_stream(lease.handle(), self.hbone_addr, self.authority, peer).await {
-            Ok((tx, rx)) => Ok((tx, rx, lease)),
+            Ok((tx, rx)) => Ok(Leg::Tunnel { tx, rx, lease }),
             Err(e) => {
                 if matches!(e, ProxyError::H2 { .. }) {
                     lease.mark_dead();

@@ -3,14 +3,11 @@
 
 use std::future::poll_fn;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::try_join;
 use h2::{RecvStream, SendStream};
-use monoio::io::{
-    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
-};
 use monoio::net::TcpStream;
 
 use crate::sys;
@@ -58,14 +55,6 @@ pub async fn splice_bidi(a: TcpStream, b: TcpStream) -> io::Result<Transferred> 
     Ok(Transferred { up, down })
 }
 
-/// Closes a socket with RST (propagating a reset). Reuniting the halves first matters:
-/// dropping monoio's write half would send FIN.
-fn abort(r: OwnedReadHalf<TcpStream>, w: OwnedWriteHalf<TcpStream>) {
-    if let Ok(stream) = r.reunite(w) {
-        let _ = sys::set_linger_zero(&stream);
-    }
-}
-
 async fn splice_one(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
     let pipe = sys::pipe()?;
     let mut total = 0u64;
@@ -94,16 +83,20 @@ async fn splice_one(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
 }
 
 /// Relays a TCP socket and an HTTP/2 stream (an HBONE tunnel) both ways.
+///
+/// The TCP side is driven by readiness waits and non-blocking syscalls rather than
+/// read/write ops: an idle connection then holds no read buffer (one is allocated only
+/// once bytes are waiting), and a flowing one reads again at once without a ring round
+/// trip. Both directions borrow the one socket; no split halves.
 pub async fn h2_bidi(
     tcp: TcpStream,
     tx: SendStream<Bytes>,
     rx: RecvStream,
 ) -> io::Result<Transferred> {
-    let fd = tcp.as_raw_fd();
-    let (mut r, mut w) = tcp.into_split();
-    let result = try_join(tcp_to_h2(&mut r, tx), h2_to_tcp(rx, &mut w, fd)).await;
+    let result = try_join(tcp_to_h2(&tcp, tx), h2_to_tcp(rx, &tcp)).await;
     if result.is_err() {
-        abort(r, w);
+        // Propagate the reset: the socket closes with RST.
+        let _ = sys::set_linger_zero(&tcp);
     }
     let (up, down) = result?;
     Ok(Transferred { up, down })
@@ -116,18 +109,18 @@ fn h2_io(e: h2::Error) -> io::Error {
     io::Error::new(io::ErrorKind::ConnectionReset, e)
 }
 
-async fn tcp_to_h2(r: &mut impl AsyncReadRent, mut tx: SendStream<Bytes>) -> io::Result<u64> {
+async fn tcp_to_h2(tcp: &TcpStream, mut tx: SendStream<Bytes>) -> io::Result<u64> {
     let mut total = 0u64;
     let mut cap = H2_READ_MIN;
     loop {
-        let (res, buf) = r.read(BytesMut::with_capacity(cap)).await;
-        let n = match res {
-            Ok(n) => n,
+        let buf = match recv_when_ready(tcp, cap).await {
+            Ok(buf) => buf,
             Err(e) => {
                 tx.send_reset(h2::Reason::CANCEL);
                 return Err(e);
             }
         };
+        let n = buf.len();
         if n == 0 {
             tx.send_data(Bytes::new(), true).map_err(h2_io)?;
             return Ok(total);
@@ -135,6 +128,24 @@ async fn tcp_to_h2(r: &mut impl AsyncReadRent, mut tx: SendStream<Bytes>) -> io:
         total += n as u64;
         cap = next_read_size(cap, n);
         send_all(&mut tx, buf.freeze()).await?;
+    }
+}
+
+/// The next bytes from `tcp` (empty at EOF), read into a buffer of `cap` bytes that is
+/// allocated only once the socket has something to read. A bulk-sized `cap` means the
+/// last read filled its buffer, so the socket is tried before waiting.
+async fn recv_when_ready(tcp: &TcpStream, cap: usize) -> io::Result<BytesMut> {
+    let mut ready = cap > H2_READ_MIN;
+    loop {
+        if !ready {
+            tcp.readable(false).await?;
+        }
+        let mut buf = BytesMut::with_capacity(cap);
+        match sys::recv_dontwait(tcp, &mut buf) {
+            Ok(_) => return Ok(buf),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready = false,
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -156,34 +167,32 @@ async fn send_all(tx: &mut SendStream<Bytes>, mut data: Bytes) -> io::Result<()>
     Ok(())
 }
 
-/// Writes `chunk` to the socket `fd` (which `w` writes to): inline while it has room, a
-/// write op for the rest. Under io_uring a write op costs a completion round trip even
-/// when the socket has room.
-pub async fn write_inline(w: &mut impl AsyncWriteRent, fd: RawFd, chunk: Bytes) -> io::Result<()> {
-    let sent = match sys::DontWait(fd).write(&chunk) {
-        Ok(n) => n,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-        Err(e) => return Err(e),
-    };
-    if sent < chunk.len() {
-        let (res, _) = w.write_all(chunk.slice(sent..)).await;
-        res?;
+/// Writes all of `bytes` to `tcp`: inline while the socket has room, waiting for
+/// writability only when it is full. Under io_uring a write op costs a completion round
+/// trip even when the socket has room.
+pub async fn write_ready(tcp: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match sys::DontWait(tcp.as_raw_fd()).write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => tcp.writable(false).await?,
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }
 
-async fn h2_to_tcp(mut rx: RecvStream, w: &mut impl AsyncWriteRent, fd: RawFd) -> io::Result<u64> {
+async fn h2_to_tcp(mut rx: RecvStream, tcp: &TcpStream) -> io::Result<u64> {
     let mut total = 0u64;
     while let Some(chunk) = rx.data().await {
         let chunk = chunk.map_err(h2_io)?;
         let n = chunk.len();
         total += n as u64;
-        write_inline(w, fd, chunk).await?;
+        write_ready(tcp, &chunk).await?;
         rx.flow_control().release_capacity(n).map_err(h2_io)?;
     }
     // A reset after the last DATA frame shows up as an error from trailers.
     rx.trailers().await.map_err(h2_io)?;
-    w.shutdown().await?;
+    sys::shutdown_write(tcp)?;
     Ok(total)
 }
 

@@ -170,8 +170,7 @@ pub async fn send_reply(stream: &mut TcpStream, reply: Reply) {
 }
 
 async fn send(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
-    let fd = std::os::fd::AsRawFd::as_raw_fd(stream);
-    crate::relay::write_inline(stream, fd, bytes::Bytes::copy_from_slice(bytes)).await
+    crate::relay::write_ready(stream, bytes).await
 }
 
 async fn read_until<T>(

@@ -118,6 +118,29 @@ pub fn set_bind_address_no_port(fd: &impl AsRawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Receives into `buf`'s spare capacity without waiting (`MSG_DONTWAIT`); returns the
+/// bytes added (0 at EOF) or `WouldBlock` when nothing is queued.
+pub fn recv_dontwait(fd: &impl AsRawFd, buf: &mut bytes::BytesMut) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: `fd` is a live socket borrowed for the call; the pointer and length describe
+    // `buf`'s spare capacity, which the kernel only writes to and which outlives the call.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            spare.as_mut_ptr().cast(),
+            spare.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    // SAFETY: the kernel initialised the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
 /// A `Write` over a socket that never blocks: `send`/`sendmsg` with `MSG_DONTWAIT`, so a
 /// socket with room takes the bytes at once and a full one answers `WouldBlock`.
 ///

@@ -60,6 +60,8 @@ pub struct PeerOptions {
     pub quick: bool,
     pub direct: bool,
     pub seed: u64,
+    /// The figures to measure (empty: all).
+    pub only: Vec<plan::FigureKind>,
 }
 
 /// Fails with an operator-actionable message when `p` is not an executable file.
@@ -95,7 +97,8 @@ pub fn run(o: &PeerOptions, command_line: Vec<String>) -> Result<PeerReport> {
     };
     let zt = launch::start_lab(Proxy::Ztunnel, &o.prefix, &bins, o.cores)?;
     let zr = launch::start_lab(Proxy::Zring, &o.prefix, &bins, o.cores)?;
-    let plan = Plan::new(o.quick, o.seed);
+    let mut plan = Plan::new(o.quick, o.seed);
+    plan.only = o.only.clone();
     let figures = measure_all(&plan, &zt, &zr, o.direct);
     drop(labs);
     let (date, time) = crate::report::utc(unix_now());

@@ -49,6 +49,11 @@ impl FigureKind {
         }
     }
 
+    /// The figure whose report key is `key`.
+    pub fn from_key(key: &str) -> Option<FigureKind> {
+        FigureKind::ALL.into_iter().find(|k| k.key() == key)
+    }
+
     /// The human title.
     pub fn title(self) -> String {
         match self {
@@ -82,6 +87,8 @@ pub struct Plan {
     pub churn_ops: u64,
     pub held: HeldPlan,
     pub seed: u64,
+    /// The figures to measure (empty: all).
+    pub only: Vec<FigureKind>,
 }
 
 impl Plan {
@@ -102,6 +109,7 @@ impl Plan {
                     after_close: secs(1.0),
                 },
                 seed,
+                only: Vec::new(),
             };
         }
         Plan {
@@ -119,12 +127,15 @@ impl Plan {
                 after_close: secs(15.0),
             },
             seed,
+            only: Vec::new(),
         }
     }
 
-    /// The figures measured.
+    /// The figures measured, in report order.
     pub fn figures(&self) -> Vec<FigureKind> {
-        FigureKind::ALL.to_vec()
+        let all = FigureKind::ALL.into_iter();
+        all.filter(|k| self.only.is_empty() || self.only.contains(k))
+            .collect()
     }
 
     /// A rough duration of the whole run (for the progress bar).
@@ -196,5 +207,17 @@ mod tests {
         );
         assert_eq!(FigureKind::ALL.len(), p.figures().len());
         assert!(!FigureKind::Held.has_direct());
+    }
+
+    #[test]
+    fn only_selects_figures_by_key_in_report_order() {
+        let mut p = Plan::new(true, 1);
+        let keys = ["held", "bulk1"];
+        p.only = keys
+            .iter()
+            .map(|k| FigureKind::from_key(k).unwrap())
+            .collect();
+        assert_eq!(p.figures(), vec![FigureKind::Bulk1, FigureKind::Held]);
+        assert_eq!(FigureKind::from_key("nope"), None);
     }
 }

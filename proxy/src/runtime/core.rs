@@ -3,7 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::net::TcpListener as StdListener;
+use std::net::{SocketAddr, TcpListener as StdListener};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -178,7 +178,7 @@ async fn accept_loop(core: Rc<Core>, kind: ListenerKind, listener: TcpListener) 
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                monoio::spawn(handle(core.clone(), kind, stream, peer));
+                spawn_handler(core.clone(), kind, stream, peer);
             }
             Err(e) => {
                 tracing::warn!(core = core.id, ?kind, error = %e, "accept failed");
@@ -188,15 +188,32 @@ async fn accept_loop(core: Rc<Core>, kind: ListenerKind, listener: TcpListener) 
     }
 }
 
-async fn handle(core: Rc<Core>, kind: ListenerKind, stream: TcpStream, peer: std::net::SocketAddr) {
-    let result = match kind {
-        ListenerKind::Outbound => crate::outbound::serve_captured(&core, stream, peer).await,
-        ListenerKind::Socks5 => crate::outbound::serve_socks5(&core, stream, peer).await,
-        ListenerKind::Inbound => crate::inbound::serve_hbone(&core, stream, peer).await,
-        ListenerKind::InboundPlaintext => {
-            crate::inbound::serve_plaintext(&core, stream, peer).await
-        }
+/// Spawns the task serving one accepted connection. One task type per listener kind, so
+/// each task is the size of its own future: a task per outbound connection must not be
+/// as large as the inbound HBONE connection's (TLS and HTTP/2 handshakes) future.
+fn spawn_handler(core: Rc<Core>, kind: ListenerKind, stream: TcpStream, peer: SocketAddr) {
+    use crate::{inbound, outbound};
+    match kind {
+        ListenerKind::Outbound => monoio::spawn(async move {
+            let result = outbound::serve_captured(&core, stream, peer).await;
+            finished(&core, kind, peer, result)
+        }),
+        ListenerKind::Socks5 => monoio::spawn(async move {
+            let result = outbound::serve_socks5(&core, stream, peer).await;
+            finished(&core, kind, peer, result)
+        }),
+        ListenerKind::Inbound => monoio::spawn(async move {
+            let result = inbound::serve_hbone(&core, stream, peer).await;
+            finished(&core, kind, peer, result)
+        }),
+        ListenerKind::InboundPlaintext => monoio::spawn(async move {
+            let result = inbound::serve_plaintext(&core, stream, peer).await;
+            finished(&core, kind, peer, result)
+        }),
     };
+}
+
+fn finished(core: &Core, kind: ListenerKind, peer: SocketAddr, result: Result<(), ProxyError>) {
     if let Err(e) = result {
         core.metrics.failed_early();
         tracing::debug!(core = core.id, ?kind, %peer, error = %e, "connection failed");
