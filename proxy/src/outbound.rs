@@ -205,9 +205,13 @@ impl Tunnel {
         };
         let tls = core.client_tls(&key.src_identity, &key.dst_identity)?;
         let timing = core.timing();
+        let same_node = state.snapshot.is_local(self.hbone_addr.ip());
+        let origin = || same_node.then(|| (core.handoff.clone(), core.id));
         let lease = core
             .pool
-            .checkout(&key, || client::open(key.clone(), tls.clone(), timing))
+            .checkout(&key, || {
+                client::open(key.clone(), tls.clone(), timing, origin())
+            })
             .await
             .map_err(|e| ProxyError::Pooled(e.to_string()))?;
         match client::connect_stream(lease.handle(), self.hbone_addr, self.authority, peer).await {

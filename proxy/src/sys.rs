@@ -118,6 +118,15 @@ pub fn set_bind_address_no_port(fd: &impl AsRawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Takes ownership of a socket's descriptor (to move it to another thread).
+pub fn into_owned_fd(socket: impl std::os::fd::IntoRawFd) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    let fd = socket.into_raw_fd();
+    // SAFETY: `into_raw_fd` gave up ownership of the open descriptor `fd`; nothing else
+    // closes it, so the OwnedFd is its only owner.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}
+
 /// Receives into `buf`'s spare capacity without waiting (`MSG_DONTWAIT`); returns the
 /// bytes added (0 at EOF) or `WouldBlock` when nothing is queued.
 pub fn recv_dontwait(fd: &impl AsRawFd, buf: &mut bytes::BytesMut) -> io::Result<usize> {

@@ -234,7 +234,7 @@ fn raw_connect(mesh: &Mesh, authority: &str) -> Result<(), ProxyError> {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let conn = client::open(key, tls, timing).await?;
+        let conn = client::open(key, tls, timing, None).await?;
         let client: SocketAddr = "127.0.0.1:1".parse().unwrap();
         client::connect_stream(&conn.handle, hbone, authority, client)
             .await

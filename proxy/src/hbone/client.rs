@@ -18,6 +18,7 @@ use rustls_pki_types::ServerName;
 use crate::error::ProxyError;
 use crate::hbone::pool::{H2Conn, PoolKey};
 use crate::hbone::proto;
+use crate::runtime::handoff::Handoff;
 use crate::sockets;
 use crate::tls::TlsStream;
 
@@ -35,16 +36,23 @@ pub struct Timing {
 }
 
 /// Opens one pooled connection for `key` with `tls` (src cert, dst identity check).
+/// `same_node`: the destination is this node's own 15008 — the handoff registry and the
+/// core opening it, so the accepting end can move to another core.
 pub async fn open(
     key: PoolKey,
     tls: Arc<rustls::ClientConfig>,
     timing: Timing,
+    same_node: Option<(Arc<Handoff>, usize)>,
 ) -> Result<H2Conn, ProxyError> {
     let addr = key.dst;
     let tcp = monoio::time::timeout(timing.connect_timeout, sockets::connect(addr, key.src_ip))
         .await
         .map_err(|_| ProxyError::ConnectTimeout { addr })?
         .map_err(|source| ProxyError::Connect { addr, source })?;
+    let registration = match same_node {
+        Some((handoff, core)) => Some(handoff.register(tcp.local_addr()?, core)),
+        None => None,
+    };
     // No SNI (ztunnel sends none); the verifier checks the SPIFFE URI SAN instead.
     let name = ServerName::IpAddress(addr.ip().into());
     let handshake = |source| ProxyError::Handshake { addr, source };
@@ -70,6 +78,7 @@ pub async fn open(
             tracing::debug!(%addr, error = %e, "HBONE connection ended");
         }
         dead_on_exit.set(true);
+        drop(registration);
     });
     if let Some(ping) = ping {
         monoio::spawn(keepalive(ping, dead.clone(), abort.clone(), timing, addr));

@@ -18,9 +18,11 @@ use crate::hbone::client::Timing;
 use crate::hbone::pool::Pool;
 use crate::identity::Identity;
 use crate::runtime::drain::Drain;
+use crate::runtime::handoff::{Handed, Handoff, Inbox};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::state::{Shared, State};
 use crate::runtime::ListenerKind;
+use crate::sys;
 
 /// How often a core looks for a new config generation or a shutdown request.
 pub(crate) const CONTROL_TICK: Duration = Duration::from_millis(100);
@@ -46,10 +48,12 @@ pub struct Core {
     accepts: RefCell<Vec<AbortHandle>>,
     server_tls: RefCell<HashMap<Identity, Arc<rustls::ServerConfig>>>,
     client_tls: RefCell<HashMap<(Identity, Identity), Arc<rustls::ClientConfig>>>,
+    /// Spreads both ends of a same-node HBONE connection over two cores.
+    pub handoff: Arc<Handoff>,
 }
 
 impl Core {
-    pub fn new(id: usize, config: Arc<Config>, shared: Arc<Shared>) -> Core {
+    pub fn new(id: usize, config: Arc<Config>, shared: Arc<Shared>, handoff: Arc<Handoff>) -> Core {
         let state = shared.current();
         Core {
             id,
@@ -64,6 +68,7 @@ impl Core {
             accepts: RefCell::default(),
             server_tls: RefCell::default(),
             client_tls: RefCell::default(),
+            handoff,
         }
     }
 
@@ -149,7 +154,9 @@ impl Core {
 pub async fn run(
     core: Rc<Core>,
     listeners: Vec<(ListenerKind, StdListener)>,
+    inbox: Inbox,
 ) -> Result<(), ProxyError> {
+    monoio::spawn(serve_handed(core.clone(), inbox));
     for (kind, std_listener) in listeners {
         let listener = TcpListener::from_std(std_listener)?;
         let (accepting, handle) = abortable(accept_loop(core.clone(), kind, listener));
@@ -203,14 +210,68 @@ fn spawn_handler(core: Rc<Core>, kind: ListenerKind, stream: TcpStream, peer: So
             finished(&core, kind, peer, result)
         }),
         ListenerKind::Inbound => monoio::spawn(async move {
-            let result = inbound::serve_hbone(&core, stream, peer).await;
-            finished(&core, kind, peer, result)
+            if let Some(stream) = keep_or_hand_off(&core, stream, peer).await {
+                serve_inbound(core, stream, peer).await;
+            }
         }),
         ListenerKind::InboundPlaintext => monoio::spawn(async move {
             let result = inbound::serve_plaintext(&core, stream, peer).await;
             finished(&core, kind, peer, result)
         }),
     };
+}
+
+async fn serve_inbound(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
+    let result = crate::inbound::serve_hbone(&core, stream, peer).await;
+    finished(&core, ListenerKind::Inbound, peer, result)
+}
+
+/// `stream` back when this core serves it; `None` once another core has it: the
+/// connection comes from this core's own same-node client end ([`Handoff`]).
+async fn keep_or_hand_off(core: &Core, stream: TcpStream, peer: SocketAddr) -> Option<TcpStream> {
+    if core.config.cores < 2 {
+        return Some(stream);
+    }
+    // The client end registers when its connect completes, which the same batch of
+    // completions may report after this accept: let it run first.
+    yield_now().await;
+    let Some(target) = core.handoff.target(peer, core.id) else {
+        return Some(stream);
+    };
+    let handed = Handed {
+        fd: sys::into_owned_fd(stream),
+        peer,
+    };
+    match core.handoff.send(target, handed) {
+        Ok(()) => None,
+        // The target core has stopped: serve it here.
+        Err(back) => TcpStream::from_std(back.fd.into()).ok(),
+    }
+}
+
+/// Serves the inbound HBONE sockets other cores hand to this one.
+async fn serve_handed(core: Rc<Core>, mut inbox: Inbox) {
+    while let Some(Handed { fd, peer }) = inbox.recv().await {
+        match TcpStream::from_std(fd.into()) {
+            Ok(stream) => drop(monoio::spawn(serve_inbound(core.clone(), stream, peer))),
+            Err(e) => {
+                tracing::warn!(core = core.id, %peer, error = %e, "taking a handed HBONE socket failed")
+            }
+        }
+    }
+}
+
+/// Returns once, after letting every other ready task of this core run.
+async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if std::mem::replace(&mut yielded, true) {
+            return std::task::Poll::Ready(());
+        }
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 fn finished(core: &Core, kind: ListenerKind, peer: SocketAddr, result: Result<(), ProxyError>) {

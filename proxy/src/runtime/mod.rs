@@ -12,6 +12,7 @@ pub mod control;
 pub mod core;
 pub mod drain;
 pub mod endpoints;
+pub mod handoff;
 pub mod metrics;
 pub mod state;
 pub mod tunables;
@@ -69,6 +70,7 @@ pub struct BoundAddrs {
 /// A running proxy.
 pub struct Proxy {
     shared: Arc<Shared>,
+    handoff: Arc<handoff::Handoff>,
     cores: Vec<JoinHandle<Result<(), ProxyError>>>,
     helpers: Vec<JoinHandle<()>>,
     pub addrs: BoundAddrs,
@@ -104,6 +106,12 @@ impl Proxy {
             }
             std::thread::sleep(core::CONTROL_TICK / 2);
         }
+    }
+
+    /// Same-node inbound HBONE connections a core handed to another core
+    /// ([`handoff`]).
+    pub fn handoffs(&self) -> u64 {
+        self.handoff.handed()
     }
 
     /// How many configuration changes the control thread refused (bad YAML, bad
@@ -148,9 +156,16 @@ pub fn start(config: Config) -> Result<Proxy, ProxyError> {
         shared.clone(),
         seen,
     ));
-    let core_threads = spawn_cores(&config, &shared, per_core)?;
+    let (handoff, inboxes) = handoff::Handoff::new(cores);
+    let core_threads = spawn_cores(
+        &config,
+        &shared,
+        &handoff,
+        per_core.into_iter().zip(inboxes),
+    )?;
     Ok(Proxy {
         shared,
+        handoff,
         cores: core_threads,
         helpers,
         addrs,
@@ -205,17 +220,22 @@ fn slot(addrs: &mut BoundAddrs, kind: ListenerKind) -> &mut Option<SocketAddr> {
 fn spawn_cores(
     config: &Arc<Config>,
     shared: &Arc<Shared>,
-    per_core: Vec<CoreListeners>,
+    handoff: &Arc<handoff::Handoff>,
+    per_core: impl Iterator<Item = (CoreListeners, handoff::Inbox)>,
 ) -> Result<Vec<JoinHandle<Result<(), ProxyError>>>, ProxyError> {
     let core_ids = pin_targets(config);
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut threads = Vec::new();
-    for (id, listeners) in per_core.into_iter().enumerate() {
+    for (id, (listeners, inbox)) in per_core.enumerate() {
         let (config, shared, ready) = (config.clone(), shared.clone(), ready_tx.clone());
+        let handoff = handoff.clone();
         let pin = core_ids.get(id % core_ids.len().max(1)).copied();
         let thread = std::thread::Builder::new()
             .name(format!("zring-core-{id}"))
-            .spawn(move || core_main(id, pin, config, shared, listeners, ready))
+            .spawn(move || {
+                let core = core::Core::new(id, config, shared, handoff);
+                core_main(core, pin, listeners, inbox, ready)
+            })
             .map_err(|source| ProxyError::Runtime { core: id, source })?;
         threads.push(thread);
     }
@@ -275,28 +295,30 @@ fn build_runtime(entries: u32, tuned: bool) -> std::io::Result<CoreRuntime> {
 }
 
 fn core_main(
-    id: usize,
+    core: core::Core,
     pin: Option<core_affinity::CoreId>,
-    config: Arc<Config>,
-    shared: Arc<Shared>,
     listeners: CoreListeners,
+    inbox: handoff::Inbox,
     ready: mpsc::Sender<Result<(), ProxyError>>,
 ) -> Result<(), ProxyError> {
     if let Some(pin) = pin {
         core_affinity::set_for_current(pin);
     }
-    let runtime = build_runtime(config.io_uring_entries, true)
-        .or_else(|_| build_runtime(config.io_uring_entries, false));
+    let entries = core.config.io_uring_entries;
+    let runtime = build_runtime(entries, true).or_else(|_| build_runtime(entries, false));
     let mut runtime = match runtime {
         Ok(rt) => rt,
         Err(source) => {
-            let _ = ready.send(Err(ProxyError::Runtime { core: id, source }));
+            let _ = ready.send(Err(ProxyError::Runtime {
+                core: core.id,
+                source,
+            }));
             return Ok(());
         }
     };
-    let core = Rc::new(core::Core::new(id, config, shared));
+    let core = Rc::new(core);
     runtime.block_on(async move {
         let _ = ready.send(Ok(()));
-        core::run(core, listeners).await
+        core::run(core, listeners, inbox).await
     })
 }
