@@ -1,0 +1,136 @@
+//! gRPC length-prefixed message framing (1 byte compressed flag, 4 bytes big-endian length,
+//! then the protobuf bytes), on byte buffers only.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use prost::Message;
+
+use crate::XdsError;
+
+/// Default largest message accepted (istiod's pushes for big meshes are several MiB).
+pub const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
+
+/// Frames one message.
+pub fn encode<M: Message>(m: &M) -> Bytes {
+    let len = m.encoded_len();
+    let mut out = BytesMut::with_capacity(5 + len);
+    out.put_u8(0);
+    out.put_u32(len as u32);
+    // Cannot fail: the buffer has room for `encoded_len` bytes.
+    let _ = m.encode(&mut out);
+    out.freeze()
+}
+
+/// Collects bytes from the stream and yields whole messages.
+#[derive(Debug)]
+pub struct Decoder {
+    buf: BytesMut,
+    max: usize,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new(DEFAULT_MAX_MESSAGE)
+    }
+}
+
+impl Decoder {
+    pub fn new(max: usize) -> Self {
+        Decoder {
+            buf: BytesMut::new(),
+            max,
+        }
+    }
+
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next whole message's bytes, `Ok(None)` while it is incomplete.
+    pub fn next_frame(&mut self) -> Result<Option<Bytes>, XdsError> {
+        if self.buf.len() < 5 {
+            return Ok(None);
+        }
+        let flag = self.buf[0];
+        if flag != 0 {
+            return Err(XdsError::Compressed(flag));
+        }
+        let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
+        if len > self.max {
+            return Err(XdsError::TooLarge { len, max: self.max });
+        }
+        if self.buf.len() < 5 + len {
+            return Ok(None);
+        }
+        self.buf.advance(5);
+        Ok(Some(self.buf.split_to(len).freeze()))
+    }
+
+    /// The next whole message decoded as `M`.
+    pub fn next_message<M: Message + Default>(
+        &mut self,
+        what: &'static str,
+    ) -> Result<Option<M>, XdsError> {
+        match self.next_frame()? {
+            None => Ok(None),
+            Some(b) => M::decode(b)
+                .map(Some)
+                .map_err(|source| XdsError::Decode { what, source }),
+        }
+    }
+
+    /// Call at end of stream: an error when a partial message is left.
+    pub fn finish(&self) -> Result<(), XdsError> {
+        match self.buf.len() {
+            0 => Ok(()),
+            n => Err(XdsError::Truncated(n)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::Node;
+
+    fn node(id: &str) -> Node {
+        Node {
+            id: id.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn messages_split_at_every_byte_come_out_whole_and_in_order() {
+        let mut wire = encode(&node("a")).to_vec();
+        wire.extend_from_slice(&encode(&node("bb")));
+        for cut in 0..wire.len() {
+            let mut d = Decoder::default();
+            let mut got = Vec::new();
+            for part in [&wire[..cut], &wire[cut..]] {
+                d.push(part);
+                while let Some(n) = d.next_message::<Node>("node").unwrap() {
+                    got.push(n.id);
+                }
+            }
+            assert_eq!(got, ["a", "bb"], "cut at {cut}");
+            d.finish().unwrap();
+        }
+    }
+
+    #[test]
+    fn oversized_compressed_and_truncated_frames_are_refused() {
+        let mut d = Decoder::new(3);
+        d.push(&encode(&node("long id")));
+        assert!(matches!(
+            d.next_frame(),
+            Err(XdsError::TooLarge { max: 3, .. })
+        ));
+        let mut d = Decoder::default();
+        d.push(&[1, 0, 0, 0, 0]);
+        assert!(matches!(d.next_frame(), Err(XdsError::Compressed(1))));
+        let mut d = Decoder::default();
+        d.push(&encode(&node("x"))[..4]);
+        assert!(d.next_frame().unwrap().is_none());
+        assert!(matches!(d.finish(), Err(XdsError::Truncated(4))));
+    }
+}
