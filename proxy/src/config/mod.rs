@@ -25,6 +25,7 @@ pub mod settings;
 mod settings_parse;
 pub mod snapshot;
 mod validate;
+pub mod xds;
 
 #[cfg(test)]
 mod test_fixtures;
