@@ -9,6 +9,9 @@ use thiserror::Error;
 /// Everything zring-loadgen can fail with.
 #[derive(Debug, Error)]
 pub enum Error {
+    /// A fixture (control plane, CA, topology) could not be set up; the message says what.
+    #[error("{0}")]
+    Setup(String),
     #[error("{what}: {source}")]
     Io {
         what: String,

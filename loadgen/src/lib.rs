@@ -21,6 +21,7 @@ pub mod capacity;
 pub mod capture;
 pub mod checksum;
 pub mod client;
+pub mod control;
 pub mod cores;
 pub mod error;
 pub mod hist;

@@ -128,6 +128,70 @@ pub fn issue_for(dir: &Path, id: &Identity, validity: Duration) -> Result<PathBu
     Ok(chain_path)
 }
 
+/// Signs a PKCS#10 request (PEM) for `id` with the CA in `dir`, as Istio's CA does: the
+/// request supplies only the public key; subject, SAN (`id`), usages and validity are the
+/// CA's. Returns the chain, leaf first and the root last.
+pub fn sign_csr(
+    dir: &Path,
+    csr_pem: &str,
+    id: &Identity,
+    validity: Duration,
+) -> Result<Vec<String>, TlsError> {
+    let (ca_pem, issuer) = load_issuer(dir)?;
+    let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(|source| {
+        TlsError::Generate {
+            what: format!("a certificate from the signing request for {id} (unreadable request)"),
+            source,
+        }
+    })?;
+    csr.params = leaf_params(id, SystemTime::now(), validity)?;
+    let leaf = csr
+        .signed_by(&issuer)
+        .map_err(|source| TlsError::Generate {
+            what: format!("the certificate for {id}"),
+            source,
+        })?;
+    Ok(vec![leaf.pem(), ca_pem])
+}
+
+/// The SPIFFE identity a PKCS#10 request (PEM) asks for in its URI SAN.
+pub fn csr_identity(csr_pem: &str) -> Result<Identity, String> {
+    let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+        .map_err(|e| format!("unreadable signing request: {e}"))?;
+    let uri = csr.params.subject_alt_names.iter().find_map(|s| match s {
+        SanType::URI(u) => Some(u.as_str().to_string()),
+        _ => None,
+    });
+    let uri = uri.ok_or("the signing request has no URI SAN")?;
+    uri.parse().map_err(|e| format!("{e}"))
+}
+
+/// A server certificate for a control plane (istiod's role) from the CA in `dir`: DNS and
+/// IP SANs, serverAuth. Returns (chain PEM, key PEM); nothing is written.
+pub fn issue_server(
+    dir: &Path,
+    dns: &[&str],
+    ips: &[std::net::IpAddr],
+) -> Result<(String, String), TlsError> {
+    let (ca_pem, issuer) = load_issuer(dir)?;
+    let key = generate_key("the control plane's key")?;
+    let generate = |source| TlsError::Generate {
+        what: "the control plane's certificate".into(),
+        source,
+    };
+    let mut params = CertificateParams::new(dns.iter().map(|d| d.to_string()).collect::<Vec<_>>())
+        .map_err(generate)?;
+    params
+        .subject_alt_names
+        .extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let now = SystemTime::now();
+    params.not_before = (now - CLOCK_SKEW).into();
+    params.not_after = (now + LEAF_VALIDITY).into();
+    let cert = params.signed_by(&key, &issuer).map_err(generate)?;
+    Ok((format!("{}{}", cert.pem(), ca_pem), key.serialize_pem()))
+}
+
 fn generate_key(what: &str) -> Result<KeyPair, TlsError> {
     KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|source| TlsError::Generate {
         what: what.to_string(),

@@ -1,0 +1,132 @@
+//! A small Istio control plane for the load generator's topology and for tests: delta ADS
+//! (`istio.workload.Address`, `istio.security.Authorization`) and the certificate service
+//! (`IstioCertificateService/CreateCertificate`), both gRPC over HTTP/2 over TLS on one
+//! port, as istiod serves them on 15012. It serves a [`LocalConfig`] and pushes every
+//! change given to [`ControlPlane::push`] as deltas; CSRs are signed by the dev CA.
+//!
+//! It runs on its own thread with a single-threaded tokio runtime and only ever listens
+//! on the address it is given (127.0.0.1 or an address inside a test's namespace).
+//! Clients must present the bearer token; a certificate is only issued for an identity
+//! of a workload in the served configuration.
+
+mod ads;
+mod ca;
+mod grpc;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tokio::sync::{oneshot, watch};
+use zring::config::LocalConfig;
+
+use crate::error::Error;
+
+/// What the control plane saw, in order (for tests and the demo's log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A delta ADS stream opened by this node id.
+    Stream { node: String },
+    /// A response of this type was ACKed.
+    Ack { type_url: String },
+    /// A response of this type was NACKed with this message.
+    Nack { type_url: String, message: String },
+    /// A certificate was issued for this SPIFFE identity.
+    Issued { identity: String },
+    /// A request was refused (bad token, unknown identity, bad CSR...), and why.
+    Refused { reason: String },
+}
+
+/// How to run the control plane.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// Dev CA directory (`zring ca init`): signs CSRs and the server's own certificate.
+    pub ca_dir: PathBuf,
+    /// The bearer token clients must send.
+    pub token: String,
+    /// DNS names in the server certificate (besides the listen IP).
+    pub dns_names: Vec<String>,
+}
+
+pub(crate) struct Shared {
+    pub settings: Settings,
+    pub events: Mutex<Vec<Event>>,
+    pub config: watch::Receiver<LocalConfig>,
+}
+
+impl Shared {
+    pub fn record(&self, e: Event) {
+        match &e {
+            Event::Nack { .. } | Event::Refused { .. } => {
+                tracing::warn!(event = ?e, "control plane")
+            }
+            _ => tracing::info!(event = ?e, "control plane"),
+        }
+        self.events.lock().expect("events lock").push(e);
+    }
+}
+
+/// A running control plane; stopped on drop.
+pub struct ControlPlane {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    push: watch::Sender<LocalConfig>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ControlPlane {
+    pub fn start(settings: Settings, initial: LocalConfig) -> Result<ControlPlane, Error> {
+        let listener =
+            std::net::TcpListener::bind(settings.listen).map_err(|source| Error::Io {
+                what: format!("bind the control plane on {}", settings.listen),
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| Error::Io {
+            what: "read the control plane's address".into(),
+            source,
+        })?;
+        let tls = grpc::server_tls(&settings, addr.ip())?;
+        let (push, config) = watch::channel(initial);
+        let shared = Arc::new(Shared {
+            settings,
+            events: Mutex::new(Vec::new()),
+            config,
+        });
+        let (stop, stopped) = oneshot::channel();
+        let thread = grpc::spawn(listener, tls, shared.clone(), stopped)?;
+        Ok(ControlPlane {
+            addr,
+            shared,
+            push,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Replaces the served configuration; connected clients get the difference.
+    pub fn push(&self, config: LocalConfig) {
+        self.push.send_replace(config);
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        self.shared.events.lock().expect("events lock").clone()
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

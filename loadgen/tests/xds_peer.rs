@@ -1,0 +1,322 @@
+//! Root-only: the real istio/ztunnel (`../shared/peers/ztunnel`, no FAKE_CA, no local
+//! config) runs against the load generator's control plane in a namespace this test
+//! creates: it must receive its workloads over delta ADS and ACK them, obtain its
+//! certificate through `CreateCertificate`, become ready, carry a SOCKS5 connection over
+//! HBONE (mTLS with that certificate) to a workload, and take a live push. This is the
+//! proof that the control plane speaks Istio's protocol. Fails, never skips, under CI.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use plumbing::netns::{self, NetnsGuard};
+use zring::config::LocalConfig;
+use zring_loadgen::control::{ControlPlane, Event, Settings};
+use zring_loadgen::socks;
+use zring_xds::{ADDRESS_TYPE, AUTHORIZATION_TYPE};
+
+const TOKEN: &str = "zring-test-token";
+const ECHO: &str = "10.77.0.2";
+const ECHO_PORT: u16 = 8080;
+const IDENTITY: &str = "spiffe://cluster.local/ns/zxd/sa/echo";
+
+fn mesh(extra: &str) -> LocalConfig {
+    let yaml = format!(
+        r#"
+workloads:
+- uid: Kubernetes//Pod/zxd/echo
+  name: echo
+  namespace: zxd
+  serviceAccount: echo
+  workloadIps: ["{ECHO}"]
+  protocol: HBONE
+  node: node-a
+{extra}"#
+    );
+    LocalConfig::from_yaml("test mesh", &yaml).unwrap()
+}
+
+const OTHER: &str = r#"- uid: Kubernetes//Pod/zxd/other
+  name: other
+  namespace: zxd
+  serviceAccount: other
+  workloadIps: ["10.77.0.3"]
+  protocol: HBONE
+  node: node-b
+"#;
+
+struct Proc(Child, PathBuf);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.1).unwrap_or_default()
+    }
+}
+
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn ztunnel_bin() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers/ztunnel")
+}
+
+fn sh(ns: &str, args: &[&str]) {
+    let st = Command::new("ip")
+        .arg("-n")
+        .arg(ns)
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(st.success(), "ip -n {ns} {args:?} failed");
+}
+
+fn spawn_ztunnel(ns: &str, dir: &Path, cp: SocketAddr) -> Proc {
+    let log = dir.join("ztunnel.log");
+    let f = std::fs::File::create(&log).unwrap();
+    let root = dir.join("ca/root-cert.pem");
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(ztunnel_bin())
+        .arg("proxy")
+        .current_dir(dir)
+        .env_remove("FAKE_CA")
+        .env("RUST_LOG", "info")
+        .env("XDS_ADDRESS", format!("https://{cp}"))
+        .env("CA_ADDRESS", format!("https://{cp}"))
+        .env("XDS_ROOT_CA", &root)
+        .env("CA_ROOT_CA", &root)
+        .env("AUTH_TOKEN", dir.join("istio-token"))
+        .env("NODE_NAME", "node-a")
+        .env("CLUSTER_ID", "Kubernetes")
+        .env("PROXY_MODE", "dedicated")
+        .env("PROXY_WORKLOAD_INFO", "zxd/echo/echo")
+        .env("UNSTABLE_ENABLE_SOCKS5", "true")
+        .env("ZTUNNEL_WORKER_THREADS", "1")
+        .stdout(f.try_clone().unwrap())
+        .stderr(f)
+        .spawn()
+        .expect("start ztunnel");
+    Proc(child, log)
+}
+
+fn connect_in(ns: &str, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    netns::run_in(Some(ns), || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+    })
+    .expect("enter netns")
+}
+
+fn get_in(ns: &str, addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = connect_in(ns, addr.parse().unwrap()).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Some((code, body.to_string()))
+}
+
+/// Polls `check` for up to `limit`; panics with `context()` when it never holds.
+fn wait_for(
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} within {limit:?}\n{}", context());
+}
+
+fn echo_server(ns: &str) {
+    let addr: SocketAddr = format!("{ECHO}:{ECHO_PORT}").parse().unwrap();
+    let l = netns::run_in(Some(ns), || TcpListener::bind(addr))
+        .unwrap()
+        .unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut r = s.try_clone().unwrap();
+                let mut w = s;
+                let _ = std::io::copy(&mut r, &mut w);
+            });
+        }
+    });
+}
+
+fn socks_connect(ns: &str, target: SocketAddr) -> TcpStream {
+    let mut s = connect_in(ns, "127.0.0.1:15080".parse().unwrap()).expect("ztunnel's SOCKS5 port");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&[5, 1, 0]).unwrap();
+    let mut m = [0u8; 2];
+    s.read_exact(&mut m).unwrap();
+    socks::check_method(&m).unwrap();
+    s.write_all(&socks::connect_request(target)).unwrap();
+    let mut reply = Vec::new();
+    loop {
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+        reply.push(b[0]);
+        if let Some(n) = socks::connect_reply_len(&reply).unwrap() {
+            if reply.len() == n {
+                return s;
+            }
+        }
+    }
+}
+
+#[test]
+fn ztunnel_runs_on_the_control_planes_workloads_and_certificate() {
+    if !common::can_run("the ztunnel xDS/CA test", &["ip"]) {
+        return;
+    }
+    let bin = ztunnel_bin();
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    if !bin.exists() {
+        assert!(!ci, "{} is missing", bin.display());
+        eprintln!("SKIPPED: {} is missing", bin.display());
+        return;
+    }
+    let ns = format!("{}n", common::prefix("xds"));
+    let _ns = NetnsGuard::new(&ns).unwrap();
+    sh(&ns, &["link", "set", "lo", "up"]);
+    sh(&ns, &["addr", "add", &format!("{ECHO}/32"), "dev", "lo"]);
+    let dir = std::env::temp_dir().join(&ns);
+    std::fs::create_dir_all(&dir).unwrap();
+    let _scratch = Scratch(dir.clone());
+    zring::tls::init_ca(&dir.join("ca"), "cluster.local", false).unwrap();
+    std::fs::write(dir.join("istio-token"), TOKEN).unwrap();
+
+    let settings = Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ca_dir: dir.join("ca"),
+        token: TOKEN.into(),
+        dns_names: vec!["istiod.istio-system.svc".into()],
+    };
+    let cp = netns::run_in(Some(&ns), || ControlPlane::start(settings, mesh("")))
+        .unwrap()
+        .unwrap();
+    echo_server(&ns);
+    let zt = spawn_ztunnel(&ns, &dir, cp.addr());
+    let context = || {
+        format!(
+            "control plane events: {:#?}\nztunnel log:\n{}",
+            cp.events(),
+            zt.log()
+        )
+    };
+
+    wait_for(
+        Duration::from_secs(30),
+        "ztunnel did not become ready",
+        || {
+            matches!(
+                get_in(&ns, "127.0.0.1:15021", "/healthz/ready"),
+                Some((200, _))
+            )
+        },
+        context,
+    );
+    for t in [ADDRESS_TYPE, AUTHORIZATION_TYPE] {
+        let ack = Event::Ack { type_url: t.into() };
+        wait_for(
+            Duration::from_secs(10),
+            &format!("ztunnel did not ACK {t}"),
+            || cp.events().contains(&ack),
+            context,
+        );
+    }
+    let events = cp.events();
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Nack { .. })),
+        "ztunnel refused a resource\n{}",
+        context()
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Stream { node } if node.starts_with("ztunnel~"))),
+        "no stream from a ztunnel node id\n{}",
+        context()
+    );
+
+    // Traffic over HBONE: mTLS needs the certificate the control plane issued.
+    let target: SocketAddr = format!("{ECHO}:{ECHO_PORT}").parse().unwrap();
+    let mut s = socks_connect(&ns, target);
+    for i in 0..50u8 {
+        let msg = vec![i; 1024];
+        let mut back = vec![0u8; 1024];
+        if let Err(e) = s.write_all(&msg).and_then(|()| s.read_exact(&mut back)) {
+            panic!("echo {i} through ztunnel failed: {e}\n{}", context());
+        }
+        assert_eq!(back, msg, "echo {i} came back different");
+    }
+    drop(s);
+    let issued = Event::Issued {
+        identity: IDENTITY.into(),
+    };
+    assert!(
+        cp.events().contains(&issued),
+        "no certificate issued for {IDENTITY}\n{}",
+        context()
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "ztunnel's access log shows no HBONE connection with the issued identity",
+        || zt.log().contains(IDENTITY) && zt.log().contains("connection complete"),
+        context,
+    );
+
+    // A live push: a new workload appears in ztunnel's config without a restart.
+    let acks_before = cp
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::Ack { .. }))
+        .count();
+    cp.push(mesh(OTHER));
+    wait_for(
+        Duration::from_secs(10),
+        "the pushed workload did not reach ztunnel's /config_dump",
+        || {
+            get_in(&ns, "127.0.0.1:15000", "/config_dump")
+                .is_some_and(|(_, b)| b.contains("10.77.0.3"))
+        },
+        context,
+    );
+    let acks_after = cp
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::Ack { .. }))
+        .count();
+    assert!(
+        acks_after > acks_before,
+        "the push was not ACKed\n{}",
+        context()
+    );
+}
