@@ -309,14 +309,16 @@ fn ztunnel_runs_on_the_control_planes_workloads_and_certificate() {
         },
         context,
     );
-    let acks_after = cp
-        .events()
-        .iter()
-        .filter(|e| matches!(e, Event::Ack { .. }))
-        .count();
-    assert!(
-        acks_after > acks_before,
-        "the push was not ACKed\n{}",
-        context()
+    let acks = || {
+        cp.events()
+            .iter()
+            .filter(|e| matches!(e, Event::Ack { .. }))
+            .count()
+    };
+    wait_for(
+        Duration::from_secs(10),
+        "the push was not ACKed",
+        || acks() > acks_before,
+        context,
     );
 }
