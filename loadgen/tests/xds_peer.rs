@@ -21,6 +21,12 @@ use zring_xds::{ADDRESS_TYPE, AUTHORIZATION_TYPE};
 
 const TOKEN: &str = "zring-test-token";
 const ECHO: &str = "10.77.0.2";
+const SLEEP: &str = "10.77.0.1";
+const SLEEP_ID: &str = "spiffe://cluster.local/ns/zxd/sa/sleep";
+/// zring's ports in the shared namespace (ztunnel has the standard ones).
+const ZRING_SOCKS: &str = "10.77.0.1:15081";
+const ZRING_ADMIN: &str = "127.0.0.1:15100";
+const ZRING_READY: &str = "127.0.0.1:15121";
 const ECHO_PORT: u16 = 8080;
 const IDENTITY: &str = "spiffe://cluster.local/ns/zxd/sa/echo";
 
@@ -34,6 +40,13 @@ workloads:
   serviceAccount: echo
   workloadIps: ["{ECHO}"]
   protocol: HBONE
+  node: node-b
+- uid: Kubernetes//Pod/zxd/sleep
+  name: sleep
+  namespace: zxd
+  serviceAccount: sleep
+  workloadIps: ["{SLEEP}"]
+  protocol: HBONE
   node: node-a
 {extra}"#
     );
@@ -46,7 +59,7 @@ const OTHER: &str = r#"- uid: Kubernetes//Pod/zxd/other
   serviceAccount: other
   workloadIps: ["10.77.0.3"]
   protocol: HBONE
-  node: node-b
+  node: node-c
 "#;
 
 struct Proc(Child, PathBuf);
@@ -102,7 +115,7 @@ fn spawn_ztunnel(ns: &str, dir: &Path, cp: SocketAddr) -> Proc {
         .env("XDS_ROOT_CA", &root)
         .env("CA_ROOT_CA", &root)
         .env("AUTH_TOKEN", dir.join("istio-token"))
-        .env("NODE_NAME", "node-a")
+        .env("NODE_NAME", "node-b")
         .env("CLUSTER_ID", "Kubernetes")
         .env("PROXY_MODE", "dedicated")
         .env("PROXY_WORKLOAD_INFO", "zxd/echo/echo")
@@ -112,6 +125,54 @@ fn spawn_ztunnel(ns: &str, dir: &Path, cp: SocketAddr) -> Proc {
         .stderr(f)
         .spawn()
         .expect("start ztunnel");
+    Proc(child, log)
+}
+
+/// zring on node-a: workloads from the control plane (no --config), the certificate
+/// for `sleep` from the same dev CA in its cert dir, SOCKS5 on the sleep pod's address.
+fn spawn_zring(ns: &str, dir: &Path, cp: SocketAddr) -> Proc {
+    let log = dir.join("zring.log");
+    let f = std::fs::File::create(&log).unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(common::zring_bin())
+        .arg("run")
+        .arg("--cert-dir")
+        .arg(dir.join("ca"))
+        .args([
+            "--node-name",
+            "node-a",
+            "--cores",
+            "1",
+            "--transparent",
+            "false",
+        ])
+        .args(["--outbound-addr", "off", "--inbound-addr", "off"])
+        .args([
+            "--inbound-plaintext-addr",
+            "off",
+            "--socks5-addr",
+            ZRING_SOCKS,
+        ])
+        .args([
+            "--admin-addr",
+            ZRING_ADMIN,
+            "--stats-addr",
+            "127.0.0.1:15120",
+        ])
+        .args(["--readiness-addr", ZRING_READY])
+        .env_remove("LOCAL_XDS_PATH")
+        .env("RUST_LOG", "info")
+        .env("XDS_ADDRESS", format!("https://{cp}"))
+        .env("XDS_ROOT_CA", dir.join("ca/root-cert.pem"))
+        .env("AUTH_TOKEN", dir.join("istio-token"))
+        .env("INSTANCE_IP", SLEEP)
+        .env("POD_NAME", "zring-node-a")
+        .env("POD_NAMESPACE", "istio-system")
+        .stdout(f.try_clone().unwrap())
+        .stderr(f)
+        .spawn()
+        .expect("start zring");
     Proc(child, log)
 }
 
@@ -170,8 +231,8 @@ fn echo_server(ns: &str) {
     });
 }
 
-fn socks_connect(ns: &str, target: SocketAddr) -> TcpStream {
-    let mut s = connect_in(ns, "127.0.0.1:15080".parse().unwrap()).expect("ztunnel's SOCKS5 port");
+fn socks_connect(ns: &str, proxy: &str, target: SocketAddr) -> TcpStream {
+    let mut s = connect_in(ns, proxy.parse().unwrap()).expect("the proxy's SOCKS5 port");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(&[5, 1, 0]).unwrap();
     let mut m = [0u8; 2];
@@ -207,11 +268,14 @@ fn ztunnel_runs_on_the_control_planes_workloads_and_certificate() {
     let _ns = NetnsGuard::new(&ns).unwrap();
     sh(&ns, &["link", "set", "lo", "up"]);
     sh(&ns, &["addr", "add", &format!("{ECHO}/32"), "dev", "lo"]);
+    sh(&ns, &["addr", "add", &format!("{SLEEP}/32"), "dev", "lo"]);
     let dir = std::env::temp_dir().join(&ns);
     std::fs::create_dir_all(&dir).unwrap();
     let _scratch = Scratch(dir.clone());
     zring::tls::init_ca(&dir.join("ca"), "cluster.local", false).unwrap();
     std::fs::write(dir.join("istio-token"), TOKEN).unwrap();
+    let sleep: zring::identity::Identity = SLEEP_ID.parse().unwrap();
+    zring::tls::issue(&dir.join("ca"), &sleep).unwrap();
 
     let settings = Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -268,16 +332,7 @@ fn ztunnel_runs_on_the_control_planes_workloads_and_certificate() {
 
     // Traffic over HBONE: mTLS needs the certificate the control plane issued.
     let target: SocketAddr = format!("{ECHO}:{ECHO_PORT}").parse().unwrap();
-    let mut s = socks_connect(&ns, target);
-    for i in 0..50u8 {
-        let msg = vec![i; 1024];
-        let mut back = vec![0u8; 1024];
-        if let Err(e) = s.write_all(&msg).and_then(|()| s.read_exact(&mut back)) {
-            panic!("echo {i} through ztunnel failed: {e}\n{}", context());
-        }
-        assert_eq!(back, msg, "echo {i} came back different");
-    }
-    drop(s);
+    echo_rounds(socks_connect(&ns, "127.0.0.1:15080", target), &context);
     let issued = Event::Issued {
         identity: IDENTITY.into(),
     };
@@ -293,22 +348,62 @@ fn ztunnel_runs_on_the_control_planes_workloads_and_certificate() {
         context,
     );
 
-    // A live push: a new workload appears in ztunnel's config without a restart.
+    // zring on node-a, configured by the same control plane, reaches ztunnel's workload.
+    let zr = spawn_zring(&ns, &dir, cp.addr());
+    let context = || {
+        format!(
+            "control plane events: {:#?}\nztunnel log:\n{}\nzring log:\n{}\nzring metrics:\n{}",
+            cp.events(),
+            zt.log(),
+            zr.log(),
+            get_in(&ns, "127.0.0.1:15120", "/metrics")
+                .map(|(_, b)| b)
+                .unwrap_or_default()
+        )
+    };
+    wait_for(
+        Duration::from_secs(20),
+        "zring did not become ready on its xDS state",
+        || matches!(get_in(&ns, ZRING_READY, "/healthz/ready"), Some((200, _))),
+        context,
+    );
+    echo_rounds(socks_connect(&ns, ZRING_SOCKS, target), &context);
+    wait_for(
+        Duration::from_secs(10),
+        "ztunnel did not log zring's connection with the sleep identity",
+        || zt.log().contains(SLEEP_ID),
+        context,
+    );
+    let nodes: Vec<String> = cp
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Stream { node } => Some(node),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        nodes
+            .iter()
+            .any(|n| n.starts_with("ztunnel~10.77.0.1~zring-node-a.istio-system~")),
+        "zring's node id {nodes:?}"
+    );
+
+    // A live push: a new workload appears in both proxies without a restart.
     let acks_before = cp
         .events()
         .iter()
         .filter(|e| matches!(e, Event::Ack { .. }))
         .count();
     cp.push(mesh(OTHER));
-    wait_for(
-        Duration::from_secs(10),
-        "the pushed workload did not reach ztunnel's /config_dump",
-        || {
-            get_in(&ns, "127.0.0.1:15000", "/config_dump")
-                .is_some_and(|(_, b)| b.contains("10.77.0.3"))
-        },
-        context,
-    );
+    for (who, admin) in [("ztunnel", "127.0.0.1:15000"), ("zring", ZRING_ADMIN)] {
+        wait_for(
+            Duration::from_secs(10),
+            &format!("the pushed workload did not reach {who}'s /config_dump"),
+            || get_in(&ns, admin, "/config_dump").is_some_and(|(_, b)| b.contains("10.77.0.3")),
+            context,
+        );
+    }
     let acks = || {
         cp.events()
             .iter()
@@ -317,8 +412,25 @@ fn ztunnel_runs_on_the_control_planes_workloads_and_certificate() {
     };
     wait_for(
         Duration::from_secs(10),
-        "the push was not ACKed",
-        || acks() > acks_before,
+        "the push was not ACKed by both",
+        || acks() >= acks_before + 2,
         context,
     );
+    assert!(
+        !cp.events().iter().any(|e| matches!(e, Event::Nack { .. })),
+        "a proxy refused a resource\n{}",
+        context()
+    );
+}
+
+/// 50 checksummed 1 KiB echoes through `s`.
+fn echo_rounds(mut s: TcpStream, context: &dyn Fn() -> String) {
+    for i in 0..50u8 {
+        let msg = vec![i; 1024];
+        let mut back = vec![0u8; 1024];
+        if let Err(e) = s.write_all(&msg).and_then(|()| s.read_exact(&mut back)) {
+            panic!("echo {i} failed: {e}\n{}", context());
+        }
+        assert_eq!(back, msg, "echo {i} came back different");
+    }
 }

@@ -21,6 +21,9 @@ pub enum ProxyError {
     Config(#[from] ConfigError),
     #[error("configuration: {0}")]
     Settings(String),
+    /// The xDS client: what failed, with what to check.
+    #[error("xDS: {0}")]
+    Xds(String),
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("plumbing: {0}")]

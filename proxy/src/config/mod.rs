@@ -26,6 +26,7 @@ mod settings_parse;
 pub mod snapshot;
 mod validate;
 pub mod xds;
+pub mod xds_env;
 
 #[cfg(test)]
 mod test_fixtures;

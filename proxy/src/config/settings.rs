@@ -146,6 +146,10 @@ pub struct RunArgs {
     /// connections finish for up to this long (seconds, or 500ms/10s/1m; 0 = no drain).
     #[arg(long, env = ENV_DRAIN_TIMEOUT, default_value = "5s", value_name = "DURATION")]
     pub drain_timeout: String,
+    /// Take workloads and policies from istiod over delta ADS (`https://host:port`)
+    /// instead of --config; the other XDS_*/AUTH_TOKEN/ISTIO_META_* variables as ztunnel's.
+    #[arg(long = "xds-address", env = super::xds_env::ENV_XDS_ADDRESS, value_name = "URL")]
+    pub xds_address: Option<String>,
 }
 
 /// The validated run configuration; what `/config_dump` shows.
@@ -182,6 +186,8 @@ pub struct Config {
     pub io_uring_entries: u32,
     pub pin: Pin,
     pub drain_timeout: Duration,
+    /// Set: workloads come from istiod, not from `config_path` (which is then empty).
+    pub xds: Option<super::xds_env::XdsSettings>,
 }
 
 fn addr(s: &str) -> Option<SocketAddr> {
@@ -194,6 +200,7 @@ impl Default for Config {
         Config {
             config_path: PathBuf::new(),
             cert_dir: PathBuf::new(),
+            xds: None,
             node_name: None,
             trust_domain: "cluster.local".into(),
             cores: available_cores(),

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::settings::*;
+use super::xds_env::XdsSettings;
 use super::{ConfigError, ConfigErrors};
 
 /// Collects problems while parsing; each parser returns `None` after recording one.
@@ -171,10 +172,24 @@ impl RunArgs {
         let d = Config::default();
         c.trust_domain(&self.trust_domain);
         c.ifname(&self.plumb_eth0);
+        let node_name = self.node_name.filter(|n| !n.is_empty());
+        let xds = XdsSettings::from_env(self.xds_address.as_deref(), node_name.as_deref());
+        let config_path = match (&xds, non_empty(self.config)) {
+            (Some(_), None) => PathBuf::new(),
+            (Some(_), Some(file)) => {
+                let problem = "XDS_ADDRESS (--xds-address) is set too: workloads come from one \
+                               source, so unset one of them"
+                    .to_string();
+                c.bad("--config", ENV_CONFIG, &file.display().to_string(), problem);
+                file
+            }
+            (_, file) => c.file("--config", ENV_CONFIG, file, false),
+        };
         let cfg = Config {
-            config_path: c.file("--config", ENV_CONFIG, non_empty(self.config), false),
+            xds,
+            config_path,
             cert_dir: c.file("--cert-dir", ENV_CERT_DIR, non_empty(self.cert_dir), true),
-            node_name: self.node_name.filter(|n| !n.is_empty()),
+            node_name,
             trust_domain: self.trust_domain,
             cores: c.cores(self.cores.as_deref()),
             outbound_addr: c.listener("--outbound-addr", ENV_OUTBOUND_ADDR, &self.outbound_addr),

@@ -52,7 +52,13 @@ fn reload_loop(config: &Config, shared: &Shared, mut seen: Fingerprint) {
             continue;
         }
         seen = now;
-        match State::load(config, shared.generation() + 1) {
+        let generation = shared.generation() + 1;
+        let next = match config.xds {
+            // Workloads come from istiod: only the certificates are reloaded here.
+            Some(_) => State::with_snapshot(config, shared.current().snapshot.clone(), generation),
+            None => State::load(config, generation),
+        };
+        match next {
             Ok(state) => {
                 tracing::info!(generation = state.generation, "configuration reloaded");
                 shared.publish(state);

@@ -123,6 +123,10 @@ fn answer(
     let (status, body) = match page(endpoint, path) {
         // A draining node must leave the load balancers' and kubelet's rotation.
         Page::Ready if shared.draining() => ("503 Service Unavailable", "draining\n".into()),
+        Page::Ready if !shared.ready() => (
+            "503 Service Unavailable",
+            "no configuration from istiod yet\n".into(),
+        ),
         Page::Ready => ("200 OK", "ready\n".into()),
         Page::Metrics => ("200 OK", metrics::render(&shared.aggregate())),
         Page::ConfigDump => ("200 OK", config_dump(config, shared)),
@@ -138,8 +142,14 @@ fn answer(
 
 fn config_dump(config: &Config, shared: &Shared) -> String {
     let state = shared.current();
+    let source = match &config.xds {
+        Some(x) => format!("xDS {}", x.address),
+        None => format!("file {}", config.config_path.display()),
+    };
+    let local = serde_yaml::to_string(state.snapshot.local())
+        .unwrap_or_else(|e| format!("(cannot render: {e})\n"));
     format!(
-        "generation: {}\nworkloads: {}\nidentities: {}\nsettings:\n{config}\n",
+        "generation: {}\nsource: {source}\nworkloads: {}\nidentities: {}\nsettings:\n{config}\nconfig:\n{local}",
         state.generation,
         state.snapshot.workloads().len(),
         state

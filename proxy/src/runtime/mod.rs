@@ -5,6 +5,7 @@
 //! - [`state`] — the immutable configuration generation and the control block.
 //! - [`core`] — a core's runtime, accept loops and caches.
 //! - [`control`] — file watching and reload.
+//! - [`xds`] — the xDS client thread (workloads and policies from istiod).
 //! - [`endpoints`] — admin, stats and readiness HTTP listeners, each serving only its own pages.
 //! - [`metrics`] — per-core counters and their Prometheus rendering.
 
@@ -16,13 +17,14 @@ pub mod handoff;
 pub mod metrics;
 pub mod state;
 pub mod tunables;
+pub mod xds;
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{Config, Snapshot};
 use crate::error::ProxyError;
 use crate::sockets;
 use state::{Shared, State};
@@ -144,9 +146,15 @@ impl Proxy {
 /// Loads configuration, binds every listener on every core, and starts the threads.
 pub fn start(config: Config) -> Result<Proxy, ProxyError> {
     let seen = control::fingerprint(&config);
-    let state = State::load(&config, 1)?;
+    let state = match config.xds {
+        Some(_) => State::with_snapshot(&config, Snapshot::empty(config.node_name.as_deref()), 1)?,
+        None => State::load(&config, 1)?,
+    };
     let cores = config.cores;
     let shared = Arc::new(Shared::new(state, cores));
+    if config.xds.is_some() {
+        shared.set_ready_at(0);
+    }
     let config = Arc::new(config);
     let (per_core, mut addrs) = bind_all(&config, cores)?;
     let mut helpers = Vec::new();
@@ -156,6 +164,9 @@ pub fn start(config: Config) -> Result<Proxy, ProxyError> {
         shared.clone(),
         seen,
     ));
+    if config.xds.is_some() {
+        helpers.push(xds::spawn(config.clone(), shared.clone())?);
+    }
     let (handoff, inboxes) = handoff::Handoff::new(cores);
     let core_threads = spawn_cores(
         &config,

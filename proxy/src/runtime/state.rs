@@ -28,6 +28,20 @@ impl State {
             generation,
         })
     }
+
+    /// xDS mode: `snapshot` (from istiod) with the certificates of the cert dir.
+    pub fn with_snapshot(
+        config: &Config,
+        snapshot: Snapshot,
+        generation: u64,
+    ) -> Result<State, ProxyError> {
+        let certs = CertStore::load(&config.cert_dir, &config.trust_domain)?;
+        Ok(State {
+            snapshot,
+            certs,
+            generation,
+        })
+    }
 }
 
 /// The control block shared by the control thread and the cores. Cores look at it on a
@@ -39,6 +53,9 @@ pub struct Shared {
     refused: AtomicU64,
     shutdown: AtomicBool,
     draining: AtomicBool,
+    /// 0 while an xDS-configured proxy has not received its first full state; then the
+    /// generation holding it, which every core must have adopted before 15021 says ready.
+    ready_at: AtomicU64,
     /// Per core: counters and the generation it has adopted, as of its last tick.
     cores: Mutex<Vec<(CoreMetrics, u64)>>,
 }
@@ -52,6 +69,7 @@ impl Shared {
             refused: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            ready_at: AtomicU64::new(1),
         }
     }
 
@@ -116,6 +134,23 @@ impl Shared {
 
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    /// Ready once every core runs `generation` (0: not ready).
+    pub fn set_ready_at(&self, generation: u64) {
+        self.ready_at.store(generation, Ordering::Release);
+    }
+
+    /// Whether a first full state was received (it may not be adopted yet).
+    pub fn has_state(&self) -> bool {
+        self.ready_at.load(Ordering::Acquire) != 0
+    }
+
+    /// Whether 15021 may report ready (the drain flag aside): the first full state is in
+    /// force on every core. A file-configured proxy starts on generation 1.
+    pub fn ready(&self) -> bool {
+        let at = self.ready_at.load(Ordering::Acquire);
+        at != 0 && (at == 1 || self.adopted_generation() >= at)
     }
 
     pub fn stop(&self) {
