@@ -3,7 +3,10 @@
 //! creates: it must receive its workloads over delta ADS and ACK them, obtain its
 //! certificate through `CreateCertificate`, become ready, carry a SOCKS5 connection over
 //! HBONE (mTLS with that certificate) to a workload, and take a live push. This is the
-//! proof that the control plane speaks Istio's protocol. Fails, never skips, under CI.
+//! proof that the control plane speaks Istio's protocol. Then zring, with no --config,
+//! takes the same workloads from the same control plane, becomes ready, carries a SOCKS5
+//! connection over HBONE to ztunnel (ztunnel logs zring's client identity) and takes the
+//! same push. Fails, never skips, under CI.
 
 mod common;
 
@@ -253,7 +256,7 @@ fn socks_connect(ns: &str, proxy: &str, target: SocketAddr) -> TcpStream {
 }
 
 #[test]
-fn ztunnel_runs_on_the_control_planes_workloads_and_certificate() {
+fn ztunnel_and_zring_run_on_the_control_planes_workloads() {
     if !common::can_run("the ztunnel xDS/CA test", &["ip"]) {
         return;
     }
