@@ -131,8 +131,8 @@ fn spawn_ztunnel(ns: &str, dir: &Path, cp: SocketAddr) -> Proc {
     Proc(child, log)
 }
 
-/// zring on node-a: workloads from the control plane (no --config), the certificate
-/// for `sleep` from the same dev CA in its cert dir, SOCKS5 on the sleep pod's address.
+/// zring on node-a: workloads from the control plane (no --config) and the certificate
+/// for `sleep` from its CA (no --cert-dir), SOCKS5 on the sleep pod's address.
 fn spawn_zring(ns: &str, dir: &Path, cp: SocketAddr) -> Proc {
     let log = dir.join("zring.log");
     let f = std::fs::File::create(&log).unwrap();
@@ -140,8 +140,6 @@ fn spawn_zring(ns: &str, dir: &Path, cp: SocketAddr) -> Proc {
         .args(["netns", "exec", ns])
         .arg(common::zring_bin())
         .arg("run")
-        .arg("--cert-dir")
-        .arg(dir.join("ca"))
         .args([
             "--node-name",
             "node-a",
@@ -165,12 +163,15 @@ fn spawn_zring(ns: &str, dir: &Path, cp: SocketAddr) -> Proc {
         ])
         .args(["--readiness-addr", ZRING_READY])
         .env_remove("LOCAL_XDS_PATH")
-        .env("RUST_LOG", "info")
         .env("XDS_ADDRESS", format!("https://{cp}"))
         .env("XDS_ROOT_CA", dir.join("ca/root-cert.pem"))
+        .env("CA_ADDRESS", format!("https://{cp}"))
+        .env("CA_ROOT_CA", dir.join("ca/root-cert.pem"))
+        .env("SECRET_TTL", "1h")
         .env("AUTH_TOKEN", dir.join("istio-token"))
         .env("INSTANCE_IP", SLEEP)
         .env("POD_NAME", "zring-node-a")
+        .env("RUST_LOG", "info,zring=debug")
         .env("POD_NAMESPACE", "istio-system")
         .stdout(f.try_clone().unwrap())
         .stderr(f)
@@ -247,7 +248,8 @@ fn socks_connect(ns: &str, proxy: &str, target: SocketAddr) -> TcpStream {
         let mut b = [0u8; 1];
         s.read_exact(&mut b).unwrap();
         reply.push(b[0]);
-        if let Some(n) = socks::connect_reply_len(&reply).unwrap() {
+        let len = socks::connect_reply_len(&reply);
+        if let Some(n) = len.unwrap_or_else(|e| panic!("SOCKS5 via {proxy} to {target}: {e}")) {
             if reply.len() == n {
                 return s;
             }
@@ -277,8 +279,6 @@ fn ztunnel_and_zring_run_on_the_control_planes_workloads() {
     let _scratch = Scratch(dir.clone());
     zring::tls::init_ca(&dir.join("ca"), "cluster.local", false).unwrap();
     std::fs::write(dir.join("istio-token"), TOKEN).unwrap();
-    let sleep: zring::identity::Identity = SLEEP_ID.parse().unwrap();
-    zring::tls::issue(&dir.join("ca"), &sleep).unwrap();
 
     let settings = Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -370,7 +370,24 @@ fn ztunnel_and_zring_run_on_the_control_planes_workloads() {
         || matches!(get_in(&ns, ZRING_READY, "/healthz/ready"), Some((200, _))),
         context,
     );
-    echo_rounds(socks_connect(&ns, ZRING_SOCKS, target), &context);
+    let issued = Event::Issued {
+        identity: SLEEP_ID.into(),
+    };
+    wait_for(
+        Duration::from_secs(10),
+        "zring did not get a certificate for sleep from the CA",
+        || cp.events().contains(&issued),
+        context,
+    );
+    wait_for(
+        Duration::from_secs(5),
+        "zring does not show the CA's certificate in /config_dump",
+        || get_in(&ns, ZRING_ADMIN, "/config_dump").is_some_and(|(_, b)| b.contains(SLEEP_ID)),
+        context,
+    );
+    let s = std::panic::catch_unwind(|| socks_connect(&ns, ZRING_SOCKS, target))
+        .unwrap_or_else(|_| panic!("zring's SOCKS5 CONNECT failed\n{}", context()));
+    echo_rounds(s, &context);
     wait_for(
         Duration::from_secs(10),
         "ztunnel did not log zring's connection with the sleep identity",

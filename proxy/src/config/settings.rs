@@ -188,6 +188,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Set: workloads come from istiod, not from `config_path` (which is then empty).
     pub xds: Option<super::xds_env::XdsSettings>,
+    /// Set (with `xds`): certificates come from the Istio CA, not from `cert_dir`.
+    pub ca: Option<super::xds_env::CaSettings>,
 }
 
 fn addr(s: &str) -> Option<SocketAddr> {
@@ -201,6 +203,7 @@ impl Default for Config {
             config_path: PathBuf::new(),
             cert_dir: PathBuf::new(),
             xds: None,
+            ca: None,
             node_name: None,
             trust_domain: "cluster.local".into(),
             cores: available_cores(),

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::settings::*;
-use super::xds_env::XdsSettings;
+use super::xds_env::{CaSettings, XdsSettings, ENV_CA_ADDRESS, ENV_SECRET_TTL};
 use super::{ConfigError, ConfigErrors};
 
 /// Collects problems while parsing; each parser returns `None` after recording one.
@@ -185,10 +185,28 @@ impl RunArgs {
             }
             (_, file) => c.file("--config", ENV_CONFIG, file, false),
         };
+        let ca = match CaSettings::from_env() {
+            Ok(ca) => ca,
+            Err(problem) => {
+                c.bad("(env)", ENV_SECRET_TTL, "", problem);
+                None
+            }
+        };
+        if ca.is_some() && xds.is_none() {
+            let problem = "the CA client runs with workloads from istiod only: set XDS_ADDRESS \
+                           too, or unset CA_ADDRESS and use --cert-dir"
+                .to_string();
+            c.bad("(env)", ENV_CA_ADDRESS, "", problem);
+        }
+        let cert_dir = match (&ca, non_empty(self.cert_dir)) {
+            (Some(_), None) => PathBuf::new(),
+            (_, dir) => c.file("--cert-dir", ENV_CERT_DIR, dir, true),
+        };
         let cfg = Config {
             xds,
+            ca,
+            cert_dir,
             config_path,
-            cert_dir: c.file("--cert-dir", ENV_CERT_DIR, non_empty(self.cert_dir), true),
             node_name,
             trust_domain: self.trust_domain,
             cores: c.cores(self.cores.as_deref()),

@@ -88,3 +88,56 @@ fn prefixed(prefix: &'static str) -> impl Iterator<Item = (String, String)> {
         (!name.is_empty()).then(|| (name.to_string(), v))
     })
 }
+
+pub const ENV_CA_ADDRESS: &str = "CA_ADDRESS";
+pub const ENV_CA_ROOT_CA: &str = "CA_ROOT_CA";
+pub const ENV_ALT_CA_HOSTNAME: &str = "ALT_CA_HOSTNAME";
+pub const ENV_SECRET_TTL: &str = "SECRET_TTL";
+/// ztunnel's default requested certificate lifetime.
+pub const DEFAULT_SECRET_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// How to reach the Istio CA for workload certificates (xDS mode only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CaSettings {
+    /// `https://host:port`.
+    pub address: String,
+    /// PEM roots that verify the CA and, as the mesh's trust bundle, HBONE peers.
+    pub root_ca: PathBuf,
+    pub alt_hostname: Option<String>,
+    /// Bearer token file (AUTH_TOKEN).
+    pub token: PathBuf,
+    /// Requested validity (`SECRET_TTL`, e.g. `24h`).
+    pub ttl: std::time::Duration,
+}
+
+impl CaSettings {
+    /// From the environment, or `None` when CA_ADDRESS is unset or empty. `Err` names a
+    /// bad SECRET_TTL.
+    pub fn from_env() -> Result<Option<CaSettings>, String> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let Some(address) = var(ENV_CA_ADDRESS) else {
+            return Ok(None);
+        };
+        let address = if address.contains("://") {
+            address
+        } else {
+            format!("https://{address}")
+        };
+        let ttl = match var(ENV_SECRET_TTL) {
+            None => DEFAULT_SECRET_TTL,
+            Some(v) => super::settings::parse_duration(&v)
+                .map_err(|e| format!("{ENV_SECRET_TTL}={v:?}: {e}"))?,
+        };
+        Ok(Some(CaSettings {
+            address,
+            root_ca: var(ENV_CA_ROOT_CA)
+                .unwrap_or_else(|| DEFAULT_ROOT_CA.into())
+                .into(),
+            alt_hostname: var(ENV_ALT_CA_HOSTNAME),
+            token: var(ENV_AUTH_TOKEN)
+                .unwrap_or_else(|| DEFAULT_TOKEN.into())
+                .into(),
+            ttl,
+        }))
+    }
+}

@@ -53,10 +53,14 @@ fn reload_loop(config: &Config, shared: &Shared, mut seen: Fingerprint) {
         }
         seen = now;
         let generation = shared.generation() + 1;
-        let next = match config.xds {
+        let next = match (&config.xds, &config.ca) {
+            // Certificates from the Istio CA, workloads from istiod: nothing on disk.
+            (_, Some(_)) => continue,
             // Workloads come from istiod: only the certificates are reloaded here.
-            Some(_) => State::with_snapshot(config, shared.current().snapshot.clone(), generation),
-            None => State::load(config, generation),
+            (Some(_), None) => {
+                State::with_snapshot(config, shared.current().snapshot.clone(), generation)
+            }
+            _ => State::load(config, generation),
         };
         match next {
             Ok(state) => {

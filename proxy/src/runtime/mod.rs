@@ -9,10 +9,12 @@
 //! - [`endpoints`] — admin, stats and readiness HTTP listeners, each serving only its own pages.
 //! - [`metrics`] — per-core counters and their Prometheus rendering.
 
+mod ca;
 pub mod control;
 pub mod core;
 pub mod drain;
 pub mod endpoints;
+mod grpc;
 pub mod handoff;
 pub mod metrics;
 pub mod state;
@@ -146,9 +148,16 @@ impl Proxy {
 /// Loads configuration, binds every listener on every core, and starts the threads.
 pub fn start(config: Config) -> Result<Proxy, ProxyError> {
     let seen = control::fingerprint(&config);
-    let state = match config.xds {
-        Some(_) => State::with_snapshot(&config, Snapshot::empty(config.node_name.as_deref()), 1)?,
-        None => State::load(&config, 1)?,
+    let state = match (&config.xds, &config.ca) {
+        (Some(_), Some(ca)) => State {
+            snapshot: Snapshot::empty(config.node_name.as_deref()),
+            certs: ca::store(ca, &config.trust_domain, &[])?,
+            generation: 1,
+        },
+        (Some(_), None) => {
+            State::with_snapshot(&config, Snapshot::empty(config.node_name.as_deref()), 1)?
+        }
+        _ => State::load(&config, 1)?,
     };
     let cores = config.cores;
     let shared = Arc::new(Shared::new(state, cores));

@@ -56,6 +56,8 @@ pub struct Shared {
     /// 0 while an xDS-configured proxy has not received its first full state; then the
     /// generation holding it, which every core must have adopted before 15021 says ready.
     ready_at: AtomicU64,
+    /// Set by the xDS client once the first full state is applied.
+    synced: AtomicBool,
     /// Per core: counters and the generation it has adopted, as of its last tick.
     cores: Mutex<Vec<(CoreMetrics, u64)>>,
 }
@@ -70,6 +72,7 @@ impl Shared {
             shutdown: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             ready_at: AtomicU64::new(1),
+            synced: AtomicBool::new(false),
         }
     }
 
@@ -139,6 +142,15 @@ impl Shared {
     /// Ready once every core runs `generation` (0: not ready).
     pub fn set_ready_at(&self, generation: u64) {
         self.ready_at.store(generation, Ordering::Release);
+    }
+
+    pub fn set_synced(&self) {
+        self.synced.store(true, Ordering::Release);
+    }
+
+    /// Whether the xDS client applied its first full state.
+    pub fn synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
     }
 
     /// Whether a first full state was received (it may not be adopted yet).

@@ -12,13 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::Bytes;
-use h2::client::SendRequest;
 use http::{Request, Uri};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use zring_xds::delta::{Rejected, Subscription, Update};
 use zring_xds::discovery::{DeltaDiscoveryResponse, Node};
 use zring_xds::grpc::{encode, Decoder};
@@ -28,6 +22,7 @@ use crate::config::xds::XdsStore;
 use crate::config::xds_env::XdsSettings;
 use crate::config::{Config, Snapshot};
 use crate::error::ProxyError;
+use crate::runtime::grpc::{bearer, err, grpc_status, Server};
 use crate::runtime::state::{Shared, State};
 
 const TYPES: [&str; 2] = [ADDRESS_TYPE, AUTHORIZATION_TYPE];
@@ -79,6 +74,9 @@ async fn run(config: Arc<Config>, shared: Arc<Shared>) {
         config,
         shared,
     };
+    if let Some(ca) = c.config.ca.clone() {
+        tokio::spawn(super::ca::run(c.config.clone(), c.shared.clone(), ca));
+    }
     let mut backoff = BACKOFF_MIN;
     let shared = c.shared.clone();
     while !shared.stopping() {
@@ -111,10 +109,6 @@ async fn stopped(shared: &Shared) {
     }
 }
 
-fn err(what: &str, e: impl std::fmt::Display) -> ProxyError {
-    ProxyError::Xds(format!("{what}: {e}"))
-}
-
 impl Client {
     async fn session(&mut self) -> Result<(), ProxyError> {
         let uri: Uri = self.settings.address.parse().map_err(|e| {
@@ -123,17 +117,18 @@ impl Client {
                 e,
             )
         })?;
-        let mut h2 = self.connect(&uri).await?;
-        let token = std::fs::read_to_string(&self.settings.token).map_err(|e| {
-            err(
-                &format!("read the token {}", self.settings.token.display()),
-                e,
-            )
-        })?;
+        let server = Server {
+            uri: &uri,
+            roots: &self.settings.root_ca,
+            roots_env: "XDS_ROOT_CA",
+            alt_hostname: self.settings.alt_hostname.as_deref(),
+            timeout: self.config.connect_timeout,
+        };
+        let mut h2 = server.connect().await?;
         let mut req = Request::post(format!("{uri}{}", DELTA_ADS_PATH.trim_start_matches('/')))
             .header("content-type", "application/grpc")
             .header("te", "trailers")
-            .header("authorization", format!("Bearer {}", token.trim()));
+            .header("authorization", bearer(&self.settings.token)?);
         for (k, v) in &self.settings.headers {
             req = req.header(k.as_str(), v.as_str());
         }
@@ -172,65 +167,6 @@ impl Client {
         }
     }
 
-    async fn connect(&self, uri: &Uri) -> Result<SendRequest<Bytes>, ProxyError> {
-        let host = uri
-            .host()
-            .ok_or_else(|| err("XDS_ADDRESS", "has no host"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = uri.port_u16().unwrap_or(443);
-        let tcp = tokio::time::timeout(
-            self.config.connect_timeout,
-            TcpStream::connect((host, port)),
-        )
-        .await
-        .map_err(|_| err(&format!("connect to {host}:{port}"), "timed out"))?
-        .map_err(|e| err(&format!("connect to {host}:{port}"), e))?;
-        let _ = tcp.set_nodelay(true);
-        let name = self.settings.alt_hostname.as_deref().unwrap_or(host);
-        let name = ServerName::try_from(name.to_string())
-            .map_err(|e| err(&format!("{name:?} as a TLS server name"), e))?;
-        let tls = TlsConnector::from(self.tls()?)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| {
-                err(
-                    "TLS handshake with istiod (does XDS_ROOT_CA hold its root?)",
-                    e,
-                )
-            })?;
-        let (h2, conn) = h2::client::handshake(tls)
-            .await
-            .map_err(|e| err("HTTP/2 handshake with istiod", e))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("xDS connection ended: {e}");
-            }
-        });
-        Ok(h2)
-    }
-
-    fn tls(&self) -> Result<Arc<rustls::ClientConfig>, ProxyError> {
-        let path = &self.settings.root_ca;
-        let what = format!("read XDS_ROOT_CA {}", path.display());
-        let pem = std::fs::read(path).map_err(|e| err(&what, e))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            roots
-                .add(cert.map_err(|e| err(&what, e))?)
-                .map_err(|e| err(&what, e))?;
-        }
-        if roots.is_empty() {
-            return Err(err(&what, "no certificate in the file"));
-        }
-        let mut cfg = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| err("TLS versions", e))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        cfg.alpn_protocols = vec![b"h2".to_vec()];
-        Ok(Arc::new(cfg))
-    }
-
     /// Applies one response and returns its ACK or NACK.
     fn on_response(
         &mut self,
@@ -250,20 +186,30 @@ impl Client {
             tracing::warn!(resource = %r.name, type_url = %update.type_url, "refused: {}", r.reason);
         }
         self.seen.insert(update.type_url.clone());
-        if TYPES.iter().all(|t| self.seen.contains(*t)) && !self.shared.has_state() {
+        if TYPES.iter().all(|t| self.seen.contains(*t)) && !self.shared.synced() {
             let generation = self.shared.generation();
-            tracing::info!(
-                generation,
-                "first full state from istiod applied; ready once the cores adopt it"
-            );
-            self.shared.set_ready_at(generation);
+            tracing::info!(generation, "first full state from istiod applied");
+            self.shared.set_synced();
+            // With a CA, readiness also waits for the local workloads' certificates.
+            if self.config.ca.is_none() {
+                self.shared.set_ready_at(generation);
+            }
         }
         Ok(self.sub.answer(&update, &rejected))
     }
 
     fn publish(&self, local: crate::config::LocalConfig) -> Result<(), ProxyError> {
         let snapshot = Snapshot::new(local, self.config.node_name.as_deref())?;
-        let state = State::with_snapshot(&self.config, snapshot, self.shared.generation() + 1)?;
+        let generation = self.shared.generation() + 1;
+        let state = match self.config.ca {
+            // The CA client owns the certificates: keep the ones in force.
+            Some(_) => State {
+                snapshot,
+                certs: self.shared.current().certs.clone(),
+                generation,
+            },
+            None => State::with_snapshot(&self.config, snapshot, generation)?,
+        };
         tracing::info!(
             generation = state.generation,
             "configuration from istiod applied"
@@ -282,21 +228,4 @@ fn refuse_all(update: &Update, reason: &str) -> Vec<Rejected> {
             reason: reason.to_string(),
         })
         .collect()
-}
-
-/// `Err` when headers or trailers carry a non-zero grpc-status.
-fn grpc_status(h: &http::HeaderMap) -> Result<(), ProxyError> {
-    match h.get("grpc-status").and_then(|v| v.to_str().ok()) {
-        None | Some("0") => Ok(()),
-        Some(code) => {
-            let msg = h
-                .get("grpc-message")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            Err(err(
-                "istiod refused the stream",
-                format!("grpc-status {code}: {msg}"),
-            ))
-        }
-    }
 }

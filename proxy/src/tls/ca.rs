@@ -154,6 +154,22 @@ pub fn sign_csr(
     Ok(vec![leaf.pem(), ca_pem])
 }
 
+/// A fresh ECDSA P-256 key and a PKCS#10 request for `id` (URI SAN, empty subject, as
+/// ztunnel sends to the Istio CA): (CSR PEM, key PEM). The key stays in memory.
+pub fn new_csr(id: &Identity) -> Result<(String, String), TlsError> {
+    let key = generate_key(&format!("a key for {id}"))?;
+    let generate = |source| TlsError::Generate {
+        what: format!("a signing request for {id}"),
+        source,
+    };
+    let uri = rcgen::string::Ia5String::try_from(id.to_string()).map_err(generate)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.subject_alt_names = vec![SanType::URI(uri)];
+    let csr = params.serialize_request(&key).map_err(generate)?;
+    Ok((csr.pem().map_err(generate)?, key.serialize_pem()))
+}
+
 /// The SPIFFE identity a PKCS#10 request (PEM) asks for in its URI SAN.
 pub fn csr_identity(csr_pem: &str) -> Result<Identity, String> {
     let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)

@@ -38,7 +38,9 @@ use std::path::PathBuf;
 
 use crate::identity::Identity;
 
-pub use ca::{csr_identity, init_ca, issue, issue_for, issue_server, run_ca, sign_csr, CaCommand};
+pub use ca::{
+    csr_identity, init_ca, issue, issue_for, issue_server, new_csr, run_ca, sign_csr, CaCommand,
+};
 pub use config::{provider, server_name};
 pub use store::{fingerprint, CertStore};
 pub use stream::TlsStream;

@@ -28,8 +28,9 @@ use super::verify::{spiffe_id, TrustDomainClientVerifier};
 use super::{TlsError, CHAIN_FILE, KEY_FILE, ROOT_CERT_FILE};
 use crate::identity::Identity;
 
-/// Trust bundle and workload certificates of one certificate directory. Immutable: reload
-/// by loading a new store.
+/// Trust bundle and workload certificates of one certificate directory (or of the CA
+/// client). Immutable: reload by loading a new store; clones share the keys.
+#[derive(Clone)]
 pub struct CertStore {
     pub(super) dir: PathBuf,
     pub(super) trust_domain: String,
@@ -55,29 +56,64 @@ impl CertStore {
     /// Loads `dir/root-cert.pem` and every `dir/<ns>/<sa>/{cert-chain,key}.pem` pair.
     pub fn load(dir: &Path, trust_domain: &str) -> Result<CertStore, TlsError> {
         let fingerprint = fingerprint(dir)?;
-        let provider = super::config::provider();
         let bundle_path = dir.join(ROOT_CERT_FILE);
-        let roots = Arc::new(load_bundle(&bundle_path)?);
+        let roots = load_bundle(&bundle_path, &read_file(&bundle_path)?)?;
+        let mut store = CertStore::with_roots(dir, &bundle_path, trust_domain, roots)?;
+        store.fingerprint = fingerprint;
+        for (namespace, service_account) in workload_dirs(dir)? {
+            store.load_workload(&namespace, &service_account)?;
+        }
+        Ok(store)
+    }
+
+    /// A store of certificates held in memory (the CA client's; keys never touch disk):
+    /// the trust bundle `bundle_pem` (read from `bundle_path`) and `(chain PEM, key PEM)`
+    /// pairs. Checked like [`CertStore::load`]; errors name `source` and the identity.
+    pub fn from_pem(
+        bundle_path: &Path,
+        bundle_pem: &[u8],
+        trust_domain: &str,
+        workloads: &[(String, String)],
+    ) -> Result<CertStore, TlsError> {
+        let roots = load_bundle(bundle_path, bundle_pem)?;
+        let mut store = CertStore::with_roots(Path::new(""), bundle_path, trust_domain, roots)?;
+        // Caches keyed on the fingerprint must see every new certificate.
+        let mut h = DefaultHasher::new();
+        (bundle_pem, workloads).hash(&mut h);
+        store.fingerprint = h.finish();
+        for (i, (chain, key)) in workloads.iter().enumerate() {
+            let what = PathBuf::from(format!("(certificate {i} from the CA)"));
+            let chain = parse_certs(&what, chain.as_bytes())?;
+            let key = parse_key(&what, key.as_bytes())?;
+            store.add(&what, &what, chain, key)?;
+        }
+        Ok(store)
+    }
+
+    fn with_roots(
+        dir: &Path,
+        bundle_path: &Path,
+        trust_domain: &str,
+        roots: RootCertStore,
+    ) -> Result<CertStore, TlsError> {
+        let provider = super::config::provider();
+        let roots = Arc::new(roots);
         let inner = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
             .build()
             .map_err(|e| TlsError::Pem {
-                path: bundle_path.clone(),
+                path: bundle_path.to_path_buf(),
                 reason: format!("unusable as a client trust bundle ({e})"),
             })?;
         let client_verifier = Arc::new(TrustDomainClientVerifier::new(inner, trust_domain));
-        let mut store = CertStore {
+        Ok(CertStore {
             dir: dir.to_path_buf(),
             trust_domain: trust_domain.to_string(),
             provider,
             roots,
             client_verifier,
             workloads: BTreeMap::new(),
-            fingerprint,
-        };
-        for (namespace, service_account) in workload_dirs(dir)? {
-            store.load_workload(&namespace, &service_account)?;
-        }
-        Ok(store)
+            fingerprint: 0,
+        })
     }
 
     /// The certificate directory this store was loaded from.
@@ -132,23 +168,35 @@ impl CertStore {
                 service_account: service_account.to_string(),
             });
         }
-        self.check_chain(&chain_path, &chain)?;
         let key = read_key(&key_path)?;
+        self.add(&chain_path, &key_path, chain, key).map(|_| ())
+    }
+
+    /// Checks a chain and its key and adds them under the leaf's identity.
+    fn add(
+        &mut self,
+        chain_path: &Path,
+        key_path: &Path,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Identity, TlsError> {
+        let id = self.leaf_identity(chain_path, &chain[0])?;
+        self.check_chain(chain_path, &chain)?;
         let certified =
             CertifiedKey::from_der(chain, key, &self.provider).map_err(|e| match e {
                 rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
                     TlsError::KeyMismatch {
-                        chain: chain_path.clone(),
-                        key: key_path.clone(),
+                        chain: chain_path.to_path_buf(),
+                        key: key_path.to_path_buf(),
                     }
                 }
                 other => TlsError::Pem {
-                    path: key_path.clone(),
+                    path: key_path.to_path_buf(),
                     reason: format!("unusable private key ({other})"),
                 },
             })?;
-        self.workloads.insert(id, Arc::new(certified));
-        Ok(())
+        self.workloads.insert(id.clone(), Arc::new(certified));
+        Ok(id)
     }
 
     fn leaf_identity(&self, path: &Path, leaf: &CertificateDer<'_>) -> Result<Identity, TlsError> {
@@ -196,8 +244,11 @@ fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
 
 /// All certificates in a PEM file, in order; at least one.
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read_file(path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
+    parse_certs(path, &read_file(path)?)
+}
+
+fn parse_certs(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::Pem {
             path: path.to_path_buf(),
@@ -212,16 +263,19 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let pem = read_file(path)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsError::Pem {
+    parse_key(path, &read_file(path)?)
+}
+
+fn parse_key(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| TlsError::Pem {
         path: path.to_path_buf(),
         reason: format!("no usable PEM private key ({e})"),
     })
 }
 
-fn load_bundle(path: &Path) -> Result<RootCertStore, TlsError> {
+fn load_bundle(path: &Path, pem: &[u8]) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
-    for cert in read_certs(path)? {
+    for cert in parse_certs(path, pem)? {
         roots.add(cert).map_err(|e| TlsError::BadCertificate {
             path: path.to_path_buf(),
             reason: format!("not usable as a trust anchor ({e})"),

@@ -1,0 +1,207 @@
+//! The Istio CA client (`CA_ADDRESS`): a key pair and CSR per local workload identity,
+//! sent to `istio.v1.auth.IstioCertificateService/CreateCertificate` with the
+//! `ImpersonatedIdentity` metadata, as ztunnel sends it. Certificates are held in memory
+//! (keys never touch disk), renewed at half-life; the old one serves until a new one
+//! arrives, and a failed request is retried with backoff and logged. Every change is a new
+//! generation with the current workloads and the new certificate store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::{Request, Uri};
+use zring_xds::ca::{IstioCertificateRequest, IstioCertificateResponse};
+use zring_xds::grpc::{encode, Decoder};
+use zring_xds::{CREATE_CERTIFICATE_PATH, IMPERSONATED_IDENTITY};
+
+use crate::config::xds_env::CaSettings;
+use crate::config::Config;
+use crate::error::ProxyError;
+use crate::identity::Identity;
+use crate::runtime::grpc::{bearer, err, grpc_status, Server};
+use crate::runtime::state::{Shared, State};
+use crate::tls::CertStore;
+
+const TICK: Duration = Duration::from_millis(200);
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// One certificate held, and when to renew it (or retry after a failure).
+struct Held {
+    pem: Option<(String, String)>,
+    next: SystemTime,
+    retry: Duration,
+}
+
+/// The CA loop; runs on the xDS thread's runtime until the process stops.
+pub async fn run(config: Arc<Config>, shared: Arc<Shared>, ca: CaSettings) {
+    let mut held: BTreeMap<Identity, Held> = BTreeMap::new();
+    while !shared.stopping() {
+        let mut changed = false;
+        for id in local_identities(&config, &shared) {
+            let h = held.entry(id.clone()).or_insert(Held {
+                pem: None,
+                next: SystemTime::UNIX_EPOCH,
+                retry: RETRY_MIN,
+            });
+            if SystemTime::now() < h.next {
+                continue;
+            }
+            match fetch(&config, &ca, &id).await {
+                Ok((chain, key, renew_at)) => {
+                    tracing::info!(identity = %id, "certificate from the CA");
+                    h.pem = Some((chain, key));
+                    h.next = renew_at;
+                    h.retry = RETRY_MIN;
+                    changed = true;
+                }
+                Err(e) => {
+                    tracing::warn!(identity = %id, retry_in = ?h.retry, "certificate request failed: {e}; the previous certificate (if any) keeps serving (check CA_ADDRESS, CA_ROOT_CA and AUTH_TOKEN)");
+                    h.next = SystemTime::now() + h.retry;
+                    h.retry = (h.retry * 2).min(RETRY_MAX);
+                }
+            }
+        }
+        if changed {
+            if let Err(e) = publish(&config, &shared, &ca, &held) {
+                tracing::error!("the CA's certificates cannot be used: {e}");
+            }
+        }
+        let all_held = || {
+            local_identities(&config, &shared)
+                .iter()
+                .all(|id| held.get(id).is_some_and(|h| h.pem.is_some()))
+        };
+        if shared.synced() && !shared.has_state() && all_held() {
+            let generation = shared.generation();
+            tracing::info!(
+                generation,
+                "workloads and their certificates in place; ready once the cores adopt them"
+            );
+            shared.set_ready_at(generation);
+        }
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+/// Identities of the workloads on this node in the running generation.
+fn local_identities(config: &Config, shared: &Shared) -> Vec<Identity> {
+    let state = shared.current();
+    let snap = &state.snapshot;
+    let mut ids: Vec<Identity> = snap
+        .workloads()
+        .iter()
+        .filter(|w| config.node_name.as_deref().is_none_or(|n| w.node == n))
+        .map(|w| snap.identity(w))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// The trust bundle and every held certificate as a store (also the start-up store).
+pub fn store(
+    ca: &CaSettings,
+    trust_domain: &str,
+    pems: &[(String, String)],
+) -> Result<CertStore, ProxyError> {
+    let bundle = std::fs::read(&ca.root_ca)
+        .map_err(|e| err(&format!("read CA_ROOT_CA {}", ca.root_ca.display()), e))?;
+    CertStore::from_pem(&ca.root_ca, &bundle, trust_domain, pems).map_err(ProxyError::from)
+}
+
+fn publish(
+    config: &Config,
+    shared: &Shared,
+    ca: &CaSettings,
+    held: &BTreeMap<Identity, Held>,
+) -> Result<(), ProxyError> {
+    let pems: Vec<(String, String)> = held.values().filter_map(|h| h.pem.clone()).collect();
+    let certs = store(ca, &config.trust_domain, &pems)?;
+    let current = shared.current();
+    let state = State {
+        snapshot: current.snapshot.clone(),
+        certs,
+        generation: shared.generation() + 1,
+    };
+    tracing::info!(
+        generation = state.generation,
+        certificates = pems.len(),
+        "certificates from the CA applied"
+    );
+    shared.publish(state);
+    Ok(())
+}
+
+/// One CreateCertificate call: (chain PEM, key PEM, when to renew).
+async fn fetch(
+    config: &Config,
+    ca: &CaSettings,
+    id: &Identity,
+) -> Result<(String, String, SystemTime), ProxyError> {
+    let uri: Uri = ca
+        .address
+        .parse()
+        .map_err(|e| err(&format!("CA_ADDRESS {:?} is not a URL", ca.address), e))?;
+    let server = Server {
+        uri: &uri,
+        roots: &ca.root_ca,
+        roots_env: "CA_ROOT_CA",
+        alt_hostname: ca.alt_hostname.as_deref(),
+        timeout: config.connect_timeout,
+    };
+    let (csr, key) = crate::tls::new_csr(id)?;
+    let body = IstioCertificateRequest {
+        csr,
+        validity_duration: i64::try_from(ca.ttl.as_secs()).unwrap_or(i64::MAX),
+        metadata: Some(zring_xds::string_struct([(
+            IMPERSONATED_IDENTITY,
+            id.to_string().as_str(),
+        )])),
+    };
+    let mut h2 = server.connect().await?;
+    let req = Request::post(format!(
+        "{uri}{}",
+        CREATE_CERTIFICATE_PATH.trim_start_matches('/')
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .header("authorization", bearer(&ca.token)?)
+    .body(())
+    .map_err(|e| err("build the CA request", e))?;
+    let (response, mut send) = h2
+        .send_request(req, false)
+        .map_err(|e| err("call the CA", e))?;
+    send.send_data(encode(&body), true)
+        .map_err(|e| err("send the CSR", e))?;
+    let response = response.await.map_err(|e| err("the CA's answer", e))?;
+    grpc_status(response.headers())?;
+    let mut body = response.into_body();
+    let mut decoder = Decoder::default();
+    while let Some(data) = body.data().await {
+        let data = data.map_err(|e| err("read the CA's answer", e))?;
+        let _ = body.flow_control().release_capacity(data.len());
+        decoder.push(&data);
+    }
+    if let Ok(Some(t)) = body.trailers().await {
+        grpc_status(&t)?;
+    }
+    let reply: IstioCertificateResponse = decoder
+        .next_message("IstioCertificateResponse")
+        .map_err(|e| err("decode the CA's answer", e))?
+        .ok_or_else(|| err("the CA's answer", "no certificate in it"))?;
+    let chain = reply.cert_chain.concat();
+    let renew_at =
+        half_life(&chain).ok_or_else(|| err("the CA's certificate", "unreadable validity"))?;
+    Ok((chain, key, renew_at))
+}
+
+/// Halfway between the leaf's notBefore and notAfter.
+fn half_life(chain_pem: &str) -> Option<SystemTime> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(chain_pem.as_bytes()).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    let nb = cert.validity().not_before.timestamp();
+    let na = cert.validity().not_after.timestamp();
+    let mid = u64::try_from(nb + (na - nb) / 2).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(mid))
+}
