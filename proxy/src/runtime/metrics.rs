@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::rc::Rc;
 
-use crate::config::{Route, Snapshot};
+use crate::config::{Route, Snapshot, Workload};
 use crate::error::ProxyError;
 use crate::identity::Identity;
 use crate::relay::Transferred;
@@ -18,24 +18,57 @@ use crate::relay::Transferred;
 /// Rendered for labels nobody could fill (Istio's convention).
 const UNKNOWN: &str = "unknown";
 
+/// One side's workload labels, derived from its LocalConfig entry as ztunnel does:
+/// `workload` ← `workloadName`, `canonical_service` and `app` ← `canonicalName`,
+/// `canonical_revision` and `version` ← `canonicalRevision`, `cluster` ← `clusterId`,
+/// `region`/`zone` ← `locality`; anything empty (or no workload at all) is `unknown`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Peer {
+    pub workload: String,
+    pub namespace: String,
+    pub principal: String,
+    pub canonical_service: String,
+    pub canonical_revision: String,
+    pub app: String,
+    pub version: String,
+    pub cluster: String,
+    pub region: String,
+    pub zone: String,
+}
+
+fn or_unknown(s: &str) -> String {
+    if s.is_empty() { UNKNOWN } else { s }.to_string()
+}
+
+impl Peer {
+    /// The labels of `w` (`None`: not in the config) seen with `principal`.
+    pub fn of(w: Option<&Workload>, principal: Option<&Identity>) -> Peer {
+        let field = |f: fn(&Workload) -> &str| or_unknown(w.map_or("", f));
+        Peer {
+            workload: field(|w| &w.workload_name),
+            namespace: field(|w| &w.namespace),
+            principal: or_unknown(&principal.map(Identity::to_string).unwrap_or_default()),
+            canonical_service: field(|w| &w.canonical_name),
+            canonical_revision: field(|w| &w.canonical_revision),
+            app: field(|w| &w.canonical_name),
+            version: field(|w| &w.canonical_revision),
+            cluster: field(|w| &w.cluster_id),
+            region: field(|w| &w.locality.region),
+            zone: field(|w| &w.locality.zone),
+        }
+    }
+}
+
 /// Istio's standard labels of one TCP connection.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Labels {
     /// `source` (outbound leg) or `destination` (inbound leg).
     pub reporter: &'static str,
-    pub source_workload: String,
-    pub source_workload_namespace: String,
-    pub source_principal: String,
-    pub destination_workload: String,
-    pub destination_workload_namespace: String,
-    pub destination_principal: String,
+    pub source: Peer,
+    pub destination: Peer,
     pub destination_service: String,
     /// `mutual_tls` through HBONE, `unknown` for plain TCP.
     pub connection_security_policy: &'static str,
-}
-
-fn or_unknown(s: Option<String>) -> String {
-    s.unwrap_or_else(|| UNKNOWN.to_string())
 }
 
 impl Labels {
@@ -46,16 +79,11 @@ impl Labels {
         src_principal: Option<&Identity>,
         dst: IpAddr,
     ) -> Labels {
-        let s = snap.workload_by_ip(src);
         let d = snap.workload_by_ip(dst);
         Labels {
             reporter,
-            source_workload: or_unknown(s.map(|w| w.name.clone())),
-            source_workload_namespace: or_unknown(s.map(|w| w.namespace.clone())),
-            source_principal: or_unknown(src_principal.map(Identity::to_string)),
-            destination_workload: or_unknown(d.map(|w| w.name.clone())),
-            destination_workload_namespace: or_unknown(d.map(|w| w.namespace.clone())),
-            destination_principal: or_unknown(d.map(|w| snap.identity(w).to_string())),
+            source: Peer::of(snap.workload_by_ip(src), src_principal),
+            destination: Peer::of(d, d.map(|w| snap.identity(w)).as_ref()),
             destination_service: UNKNOWN.to_string(),
             connection_security_policy: UNKNOWN,
         }
@@ -68,7 +96,7 @@ impl Labels {
             Route::Hbone {
                 authority, service, ..
             } => Labels {
-                destination_service: or_unknown(service.clone()),
+                destination_service: or_unknown(service.as_deref().unwrap_or_default()),
                 connection_security_policy: "mutual_tls",
                 ..Labels::between("source", snap, src, src_id.as_ref(), authority.ip())
             },

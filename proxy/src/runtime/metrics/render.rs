@@ -1,15 +1,13 @@
 //! Prometheus text exposition of the aggregated counters.
 //!
 //! The label set is ztunnel's (27 keys, checked against a scrape of ztunnel `62d826530e5c`).
-//! ztunnel fills canonical service/revision, app/version and cluster from LocalConfig's
-//! `canonicalName`, `canonicalRevision` and `clusterId` and renders `unknown` when they are
-//! absent; zring's config does not carry them yet, so they render `unknown` like ztunnel's
-//! for such a config.
+//! The per-side values come from [`Peer::of`] (ztunnel's derivation from the LocalConfig
+//! workload).
 
 use std::fmt::Write;
 
 use super::process;
-use super::{Aggregate, Labels, Totals, UNKNOWN};
+use super::{Aggregate, Labels, Peer, Totals, UNKNOWN};
 
 /// `(name, namespace)` of a service hostname `name.namespace.svc...`.
 pub(crate) fn service_parts(host: &str) -> (&str, &str) {
@@ -21,33 +19,31 @@ pub(crate) fn service_parts(host: &str) -> (&str, &str) {
 }
 
 /// One side's labels: `<side>_workload`, canonical service/revision, app, version, cluster.
-fn side(out: &mut String, side: &str, workload: &str, ns: &str, principal: &str) {
+fn side(out: &mut String, side: &str, p: &Peer) {
     let _ = write!(
         out,
-        "{side}_workload=\"{workload}\",{side}_canonical_service=\"{UNKNOWN}\",\
-         {side}_canonical_revision=\"{UNKNOWN}\",{side}_workload_namespace=\"{ns}\",\
-         {side}_principal=\"{principal}\",{side}_app=\"{UNKNOWN}\",{side}_version=\"{UNKNOWN}\",\
-         {side}_cluster=\"{UNKNOWN}\",{side}_region=\"{UNKNOWN}\",{side}_zone=\"{UNKNOWN}\",",
+        "{side}_workload=\"{}\",{side}_canonical_service=\"{}\",\
+         {side}_canonical_revision=\"{}\",{side}_workload_namespace=\"{}\",\
+         {side}_principal=\"{}\",{side}_app=\"{}\",{side}_version=\"{}\",\
+         {side}_cluster=\"{}\",{side}_region=\"{}\",{side}_zone=\"{}\",",
+        p.workload,
+        p.canonical_service,
+        p.canonical_revision,
+        p.namespace,
+        p.principal,
+        p.app,
+        p.version,
+        p.cluster,
+        p.region,
+        p.zone,
     );
 }
 
 /// The full ztunnel label set of `l`, without braces.
 pub fn label_text(l: &Labels) -> String {
     let mut out = format!("reporter=\"{}\",", l.reporter);
-    side(
-        &mut out,
-        "source",
-        &l.source_workload,
-        &l.source_workload_namespace,
-        &l.source_principal,
-    );
-    side(
-        &mut out,
-        "destination",
-        &l.destination_workload,
-        &l.destination_workload_namespace,
-        &l.destination_principal,
-    );
+    side(&mut out, "source", &l.source);
+    side(&mut out, "destination", &l.destination);
     let (svc, svc_ns) = service_parts(&l.destination_service);
     let _ = write!(
         out,

@@ -4,13 +4,19 @@ use testsupport::prom::families;
 
 const YAML: &str = r#"workloads:
 - uid: c//v1/Pod/default/sleep
-  name: sleep
+  name: sleep-7d9c
+  workloadName: sleep
+  canonicalName: sleep-svc
+  canonicalRevision: v2
+  clusterId: Kubernetes
+  locality: {region: eu-west1, zone: eu-west1-b, subzone: rack3}
   namespace: default
   serviceAccount: sleep
   workloadIps: ["10.244.1.4"]
   protocol: HBONE
 - uid: c//v1/Pod/default/httpbin
-  name: httpbin
+  name: httpbin-55f8
+  workloadName: httpbin
   namespace: default
   serviceAccount: httpbin
   workloadIps: ["10.244.2.5"]
@@ -32,18 +38,67 @@ fn outbound_hbone_labels_name_both_workloads_and_mtls() {
     };
     let l = Labels::outbound(&s, "10.244.1.4".parse().unwrap(), &route);
     assert_eq!(l.reporter, "source");
-    assert_eq!(l.source_workload, "sleep");
+    assert_eq!(l.source.workload, "sleep");
     assert_eq!(
-        l.source_principal,
+        l.source.principal,
         "spiffe://cluster.local/ns/default/sa/sleep"
     );
-    assert_eq!(l.destination_workload, "httpbin");
+    assert_eq!(l.destination.workload, "httpbin");
     assert_eq!(
-        l.destination_principal,
+        l.destination.principal,
         "spiffe://cluster.local/ns/default/sa/httpbin"
     );
     assert_eq!(l.destination_service, "httpbin.default.svc.cluster.local");
     assert_eq!(l.connection_security_policy, "mutual_tls");
+}
+
+#[test]
+fn workload_labels_derive_from_local_config_fields_as_ztunnel_does() {
+    let s = snap();
+    let route = Route::Passthrough {
+        addr: "10.244.2.5:8080".parse().unwrap(),
+    };
+    let l = Labels::outbound(&s, "10.244.1.4".parse().unwrap(), &route);
+    let src = &l.source;
+    // workloadName, not the pod name; canonicalName feeds both canonical_service and app.
+    assert_eq!(src.workload, "sleep");
+    assert_eq!(
+        (src.canonical_service.as_str(), src.app.as_str()),
+        ("sleep-svc", "sleep-svc")
+    );
+    assert_eq!(
+        (src.canonical_revision.as_str(), src.version.as_str()),
+        ("v2", "v2")
+    );
+    assert_eq!(src.cluster, "Kubernetes");
+    assert_eq!(
+        (src.region.as_str(), src.zone.as_str()),
+        ("eu-west1", "eu-west1-b")
+    );
+    // Absent fields render `unknown`, as ztunnel's DefaultedUnknown does.
+    let dst = &l.destination;
+    assert_eq!(dst.workload, "httpbin");
+    for v in [
+        &dst.canonical_service,
+        &dst.canonical_revision,
+        &dst.app,
+        &dst.version,
+    ] {
+        assert_eq!(v, "unknown");
+    }
+    for v in [&dst.cluster, &dst.region, &dst.zone] {
+        assert_eq!(v, "unknown");
+    }
+    let text = render::label_text(&l);
+    for want in [
+        "source_canonical_service=\"sleep-svc\"",
+        "source_version=\"v2\"",
+        "source_cluster=\"Kubernetes\"",
+        "source_zone=\"eu-west1-b\"",
+        "destination_region=\"unknown\"",
+    ] {
+        assert!(text.contains(want), "{want} in {text}");
+    }
 }
 
 #[test]
@@ -53,7 +108,7 @@ fn plaintext_to_unknown_destination_is_unknown() {
         addr: "192.0.2.1:80".parse().unwrap(),
     };
     let l = Labels::outbound(&s, "10.244.1.4".parse().unwrap(), &route);
-    assert_eq!(l.destination_workload, "unknown");
+    assert_eq!(l.destination.workload, "unknown");
     assert_eq!(l.connection_security_policy, "unknown");
     let l = Labels::inbound(
         &s,
@@ -62,7 +117,7 @@ fn plaintext_to_unknown_destination_is_unknown() {
         "10.244.2.5".parse().unwrap(),
     );
     assert_eq!(
-        (l.reporter, l.source_workload.as_str()),
+        (l.reporter, l.source.workload.as_str()),
         ("destination", "unknown")
     );
 }
