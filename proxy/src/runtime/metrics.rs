@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::rc::Rc;
 
 use crate::config::{Route, Snapshot, Workload};
-use crate::error::ProxyError;
+use crate::error::{ProxyError, ResponseFlag};
 use crate::identity::Identity;
 use crate::relay::Transferred;
 
@@ -132,6 +132,9 @@ pub struct ConnCounters {
     opened: Cell<u64>,
     closed: Cell<u64>,
     failed: Cell<u64>,
+    /// Closes (all failures) flagged `DENY` / `CONNECT`; the rest are `-`.
+    denied: Cell<u64>,
+    connect_failed: Cell<u64>,
     received_bytes: Cell<u64>,
     sent_bytes: Cell<u64>,
 }
@@ -153,7 +156,14 @@ impl ConnCounters {
                 bump(&self.received_bytes, t.up);
                 bump(&self.sent_bytes, t.down);
             }
-            Err(_) => bump(&self.failed, 1),
+            Err(e) => {
+                bump(&self.failed, 1);
+                match e.response_flag() {
+                    ResponseFlag::Deny => bump(&self.denied, 1),
+                    ResponseFlag::Connect => bump(&self.connect_failed, 1),
+                    ResponseFlag::None => {}
+                }
+            }
         }
     }
 
@@ -162,6 +172,8 @@ impl ConnCounters {
             opened: self.opened.get(),
             closed: self.closed.get(),
             failed: self.failed.get(),
+            denied: self.denied.get(),
+            connect_failed: self.connect_failed.get(),
             received_bytes: self.received_bytes.get(),
             sent_bytes: self.sent_bytes.get(),
             hbone_accepted: 0,
@@ -217,9 +229,23 @@ pub struct Totals {
     pub opened: u64,
     pub closed: u64,
     pub failed: u64,
+    /// Of `closed` (and `failed`): flagged `DENY` and `CONNECT`.
+    pub denied: u64,
+    pub connect_failed: u64,
     pub received_bytes: u64,
     pub sent_bytes: u64,
     pub hbone_accepted: u64,
+}
+
+impl Totals {
+    /// Of the closes (`failed`: failures), how many carry `flag`.
+    pub fn flagged(&self, flag: ResponseFlag, of: u64) -> u64 {
+        match flag {
+            ResponseFlag::Deny => self.denied,
+            ResponseFlag::Connect => self.connect_failed,
+            ResponseFlag::None => of - self.denied - self.connect_failed,
+        }
+    }
 }
 
 impl std::ops::Add for Totals {
@@ -229,6 +255,8 @@ impl std::ops::Add for Totals {
             opened: self.opened + o.opened,
             closed: self.closed + o.closed,
             failed: self.failed + o.failed,
+            denied: self.denied + o.denied,
+            connect_failed: self.connect_failed + o.connect_failed,
             received_bytes: self.received_bytes + o.received_bytes,
             sent_bytes: self.sent_bytes + o.sent_bytes,
             hbone_accepted: self.hbone_accepted + o.hbone_accepted,

@@ -8,6 +8,7 @@ use std::fmt::Write;
 
 use super::process;
 use super::{Aggregate, Labels, Peer, Totals, UNKNOWN};
+use crate::error::ResponseFlag;
 
 /// `(name, namespace)` of a service hostname `name.namespace.svc...`.
 pub(crate) fn service_parts(host: &str) -> (&str, &str) {
@@ -40,7 +41,7 @@ fn side(out: &mut String, side: &str, p: &Peer) {
 }
 
 /// The full ztunnel label set of `l`, without braces.
-pub fn label_text(l: &Labels) -> String {
+pub fn label_text(l: &Labels, flag: ResponseFlag) -> String {
     let mut out = format!("reporter=\"{}\",", l.reporter);
     side(&mut out, "source", &l.source);
     side(&mut out, "destination", &l.destination);
@@ -48,14 +49,22 @@ pub fn label_text(l: &Labels) -> String {
     let _ = write!(
         out,
         "destination_service=\"{}\",destination_service_namespace=\"{svc_ns}\",\
-         destination_service_name=\"{svc}\",request_protocol=\"tcp\",response_flags=\"-\",\
+         destination_service_name=\"{svc}\",request_protocol=\"tcp\",response_flags=\"{}\",\
          connection_security_policy=\"{}\"",
-        l.destination_service, l.connection_security_policy
+        l.destination_service,
+        flag.as_str(),
+        l.connection_security_policy
     );
     out
 }
 
 type Field = fn(&Totals) -> u64;
+
+/// Families whose series split by `response_flags` (set when the connection ends).
+const FLAGGED: [&str; 2] = [
+    "istio_tcp_connections_closed",
+    "istio_tcp_connections_failed",
+];
 
 const FAMILIES: [(&str, &str, Field); 5] = [
     (
@@ -92,7 +101,19 @@ fn counters(out: &mut String, agg: &Aggregate) {
             "# HELP {name}_total {help}.\n# TYPE {name}_total counter"
         );
         for (labels, t) in &agg.by_labels {
-            let _ = writeln!(out, "{name}_total{{{}}} {}", label_text(labels), field(t));
+            if !FLAGGED.contains(&name) {
+                let text = label_text(labels, ResponseFlag::None);
+                let _ = writeln!(out, "{name}_total{{{text}}} {}", field(t));
+                continue;
+            }
+            for flag in ResponseFlag::ALL {
+                let n = t.flagged(flag, field(t));
+                // ztunnel creates a flagged series only when such a close happened.
+                if n > 0 || flag == ResponseFlag::None {
+                    let text = label_text(labels, flag);
+                    let _ = writeln!(out, "{name}_total{{{text}}} {n}");
+                }
+            }
         }
     }
 }

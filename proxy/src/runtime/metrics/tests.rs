@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::LocalConfig;
+use crate::error::ResponseFlag;
 use testsupport::prom::families;
 
 const YAML: &str = r#"workloads:
@@ -89,7 +90,7 @@ fn workload_labels_derive_from_local_config_fields_as_ztunnel_does() {
     for v in [&dst.cluster, &dst.region, &dst.zone] {
         assert_eq!(v, "unknown");
     }
-    let text = render::label_text(&l);
+    let text = render::label_text(&l, ResponseFlag::None);
     for want in [
         "source_canonical_service=\"sleep-svc\"",
         "source_version=\"v2\"",
@@ -164,7 +165,7 @@ fn every_ztunnel_label_key_is_rendered_and_failed_has_total() {
         addr: "10.244.2.5:8080".parse().unwrap(),
     };
     let l = Labels::outbound(&s, "10.244.1.4".parse().unwrap(), &route);
-    let text = render::label_text(&l);
+    let text = render::label_text(&l, ResponseFlag::None);
     let keys: Vec<&str> = text
         .split(',')
         .map(|kv| kv.split('=').next().unwrap())
@@ -300,4 +301,52 @@ fn zring_exposes_every_istio_family_and_label_key_of_ztunnel() {
         assert!(missing.is_empty(), "{name} lacks {missing:?}");
     }
     assert_eq!(theirs["istio_tcp_connections_opened_total"].1.len(), 27);
+}
+
+#[test]
+fn denied_and_refused_closes_carry_ztunnels_response_flags() {
+    let s = snap();
+    let labels = Labels::inbound(
+        &s,
+        "10.9.9.9".parse().unwrap(),
+        None,
+        "10.244.2.5".parse().unwrap(),
+    );
+    let core = Metrics::default();
+    let c = core.handle(labels);
+    let dst: std::net::SocketAddr = "10.244.2.5:80".parse().unwrap();
+    for result in [
+        Ok(Transferred { up: 1, down: 1 }),
+        Err(ProxyError::Denied {
+            dst,
+            policy: "ns/p".into(),
+        }),
+        Err(ProxyError::ConnectTimeout { addr: dst }),
+        Err(ProxyError::NotLocal(dst.ip())),
+    ] {
+        c.opened();
+        c.closed(&result);
+    }
+    let mut agg = Aggregate::default();
+    agg.add(&core.snapshot());
+    let text = render(&agg);
+    let value = |family: &str, flag: &str| -> Option<String> {
+        text.lines()
+            .find(|l| {
+                l.starts_with(&format!("{family}{{"))
+                    && l.contains(&format!("response_flags=\"{flag}\""))
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+    };
+    let closed = "istio_tcp_connections_closed_total";
+    let failed = "istio_tcp_connections_failed_total";
+    assert_eq!(value(closed, "-").as_deref(), Some("2"), "{text}");
+    assert_eq!(value(closed, "DENY").as_deref(), Some("1"), "{text}");
+    assert_eq!(value(closed, "CONNECT").as_deref(), Some("1"), "{text}");
+    assert_eq!(value(failed, "-").as_deref(), Some("1"), "{text}");
+    assert_eq!(value(failed, "DENY").as_deref(), Some("1"), "{text}");
+    // Opens are counted before the outcome is known: `-` only.
+    let opened = "istio_tcp_connections_opened_total";
+    assert_eq!(value(opened, "-").as_deref(), Some("4"), "{text}");
+    assert_eq!(value(opened, "DENY"), None, "{text}");
 }
