@@ -1,6 +1,7 @@
 //! Root-only: zring and the real istio/ztunnel run side by side (topology in `interop_env`,
 //! same LocalConfig), carry the same traffic (echoes both ways, a SOCKS5 CONNECT to a port
-//! nobody listens on from each side) and are scraped: every istio_* family ztunnel
+//! nobody listens on and one to a port the `zri/deny-denied-port` policy denies, from each
+//! side) and are scraped: every istio_* family ztunnel
 //! exposes must exist in zring's /metrics with the same type and at least its label keys,
 //! and both must name the same identities for the same connection. With `CI=true` this
 //! fails, never skips, when the peer binary is missing or the process is not root.
@@ -39,12 +40,21 @@ fn echo_via(ns: &str, socks: SocketAddr, target: SocketAddr) -> bool {
 
 /// The identity/workload labels of the `reporter` series of `metric` naming `src` → `dst`.
 fn identity_labels(text: &str, reporter: &str, src: &str, dst: &str) -> BTreeMap<String, String> {
-    // Not source_workload_namespace: on the inbound leg ztunnel leaves it `unknown` (it
-    // does not resolve the HBONE client), zring fills it in; zring's is the richer answer.
+    // Not the other source_* workload labels: on the inbound leg ztunnel does not resolve
+    // the HBONE client (they stay `unknown`), zring fills them in; zring's is the richer
+    // answer. Both sides derive the destination's from the same LocalConfig entry.
     let keys = [
         "source_principal",
         "destination_principal",
+        "destination_workload",
         "destination_workload_namespace",
+        "destination_canonical_service",
+        "destination_canonical_revision",
+        "destination_app",
+        "destination_version",
+        "destination_cluster",
+        "destination_region",
+        "destination_zone",
         "connection_security_policy",
     ];
     let (_, labels) = text
@@ -87,6 +97,21 @@ fn zring_metrics_are_a_superset_of_ztunnels() {
         !echo_via(&t, t_socks, addr(Z_WORKLOAD, CLOSED_PORT)),
         "refused upstream echoed"
     );
+    assert!(
+        !echo_via(&z, z_socks, addr(T_WORKLOAD, DENIED_PORT)),
+        "policy-denied connection echoed"
+    );
+    assert!(
+        !echo_via(&t, t_socks, addr(Z_WORKLOAD, DENIED_PORT)),
+        "policy-denied connection echoed"
+    );
+    // Each proxy enforces the policy on its inbound leg and flags the close `DENY`.
+    let deny = [
+        "reporter=\"destination\"".to_string(),
+        "response_flags=\"DENY\"".to_string(),
+    ];
+    env.wait_series(&z, "istio_tcp_connections_closed_total", &deny);
+    env.wait_series(&t, "istio_tcp_connections_closed_total", &deny);
     env.wait_series(&z, "istio_tcp_connections_failed_total", &[]);
     env.wait_series(&t, "istio_tcp_connections_failed_total", &[]);
     let (ours, theirs) = (env.metrics(&z), env.metrics(&t));

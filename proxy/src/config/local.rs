@@ -71,9 +71,9 @@ pub struct Workload {
     pub locality: Locality,
 }
 
-/// Where a workload runs (ztunnel's `locality`).
+/// Where a workload runs (ztunnel's `locality`; like ztunnel, all three keys are required).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct Locality {
     pub region: String,
     pub zone: String,
