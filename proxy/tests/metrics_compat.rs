@@ -3,7 +3,8 @@
 //! nobody listens on and one to a port the `zri/deny-denied-port` policy denies, from each
 //! side) and are scraped: every istio_* family ztunnel
 //! exposes must exist in zring's /metrics with the same type and at least its label keys,
-//! and both must name the same identities for the same connection. With `CI=true` this
+//! and both must name the same identities for the same connection. zring's JSON access
+//! log must carry a line per connection with ztunnel's field names and the right values. With `CI=true` this
 //! fails, never skips, when the peer binary is missing or the process is not root.
 
 mod common;
@@ -15,6 +16,7 @@ use std::net::SocketAddr;
 
 use interop_env::*;
 use plumbing::netns;
+use serde_json::{Map, Value};
 use testsupport::prom::{families, series};
 
 const OPENED: &str = "istio_tcp_connections_opened_total";
@@ -71,6 +73,120 @@ fn identity_labels(text: &str, reporter: &str, src: &str, dst: &str) -> BTreeMap
         .into_iter()
         .filter(|(k, _)| keys.contains(&k.as_str()))
         .collect()
+}
+
+/// zring's `access` lines (JSON objects, `LOG_FORMAT=json`) matching every `(key, value)`.
+fn access_lines(env: &Env, want: &[(&str, &str)]) -> Vec<Map<String, Value>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let log = env.read_log("zring.log");
+        let hits: Vec<Map<String, Value>> = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Map<String, Value>>(l).ok())
+            .filter(|o| o.get("target").and_then(Value::as_str) == Some("access"))
+            .filter(|o| {
+                want.iter().all(|(k, v)| {
+                    o.get(*k)
+                        .map(|x| x.as_str().map_or(x.to_string(), str::to_string))
+                        == Some(v.to_string())
+                })
+            })
+            .collect();
+        if !hits.is_empty() || std::time::Instant::now() > deadline {
+            return hits;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The one access line matching `want`; also requires ztunnel's other fields be present.
+fn access_line(env: &Env, want: &[(&str, &str)], also: &[&str]) -> Map<String, Value> {
+    let hits = access_lines(env, want);
+    let log = env.read_log("zring.log");
+    assert_eq!(hits.len(), 1, "one access line per connection: {hits:?}");
+    let line = hits
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no access line with {want:?} in zring's log:\n{log}"));
+    for key in [
+        "src.addr",
+        "dst.addr",
+        "direction",
+        "bytes_sent",
+        "bytes_recv",
+        "duration",
+    ]
+    .iter()
+    .chain(also)
+    {
+        assert!(line.contains_key(*key), "access line lacks {key}: {line:?}");
+    }
+    let duration = line["duration"].as_str().unwrap_or_default();
+    assert!(duration.ends_with("ms"), "duration {duration:?}");
+    line
+}
+
+/// One line per connection: the outbound and inbound echoes and the denied CONNECT.
+fn check_access_log(env: &Env) {
+    let hbone = |ip: &str| addr(ip, 15008).to_string();
+    let target = |ip: &str, port| addr(ip, port).to_string();
+    let ids = [
+        "src.identity",
+        "dst.identity",
+        "dst.cluster",
+        "dst.namespace",
+    ];
+    let out = access_line(
+        env,
+        &[
+            ("direction", "outbound"),
+            ("dst.addr", &hbone(T_WORKLOAD)),
+            ("dst.hbone_addr", &target(T_WORKLOAD, SERVER_PORT)),
+            ("src.workload", "zwl"),
+            ("src.namespace", "zri"),
+            ("src.cluster", "cluster1"),
+            ("dst.workload", "twl"),
+            ("src.identity", Z_ID),
+            ("dst.identity", T_ID),
+            ("bytes_sent", "5"),
+            ("bytes_recv", "5"),
+        ],
+        &ids,
+    );
+    assert!(!out.contains_key("error"), "{out:?}");
+    access_line(
+        env,
+        &[
+            ("direction", "inbound"),
+            ("dst.hbone_addr", &target(Z_WORKLOAD, SERVER_PORT)),
+            ("dst.workload", "zwl"),
+            ("src.identity", T_ID),
+            ("dst.identity", Z_ID),
+            ("bytes_sent", "5"),
+            ("bytes_recv", "5"),
+        ],
+        &ids,
+    );
+    let denied = access_line(
+        env,
+        &[
+            ("direction", "inbound"),
+            ("dst.hbone_addr", &target(Z_WORKLOAD, DENIED_PORT)),
+            ("level", "ERROR"),
+        ],
+        &["error"],
+    );
+    let error = denied["error"].as_str().unwrap_or_default();
+    assert!(error.contains("zri/deny-denied-port"), "{error}");
+    let refused = access_line(
+        env,
+        &[
+            ("direction", "outbound"),
+            ("dst.hbone_addr", &target(T_WORKLOAD, CLOSED_PORT)),
+        ],
+        &["error"],
+    );
+    assert_eq!(refused["bytes_sent"], 0, "{refused:?}");
 }
 
 #[test]
@@ -130,6 +246,7 @@ fn zring_metrics_are_a_superset_of_ztunnels() {
     for name in ["process_open_fds", "process_max_fds"] {
         assert!(our_fams.contains_key(name), "zring lacks {name}");
     }
+    check_access_log(&env);
     // The same connection, seen by its client side and its server side.
     assert_eq!(
         identity_labels(&ours, "source", Z_ID, T_ID),
