@@ -4,7 +4,8 @@
 //! side) and are scraped: every istio_* family ztunnel
 //! exposes must exist in zring's /metrics with the same type and at least its label keys,
 //! and both must name the same identities for the same connection. zring's JSON access
-//! log must carry a line per connection with ztunnel's field names and the right values. With `CI=true` this
+//! log must carry a line per connection with ztunnel's field names and the right values,
+//! and zring's per-core gauges must follow a held connection. With `CI=true` this
 //! fails, never skips, when the peer binary is missing or the process is not root.
 
 mod common;
@@ -189,6 +190,45 @@ fn check_access_log(env: &Env) {
     assert_eq!(refused["bytes_sent"], 0, "{refused:?}");
 }
 
+/// The value of zring's `name{core="0"}` (the test runs one core).
+fn core0(env: &Env, ns: &str, name: &str) -> f64 {
+    let text = env.metrics(ns);
+    let prefix = format!("{name}{{core=\"0\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} for core 0 in:\n{text}"))
+}
+
+/// The per-core gauges while an HBONE connection is held open through zring, and after.
+fn check_core_gauges(env: &Env, ns: &str, socks: SocketAddr) {
+    let held = netns::run_in(Some(ns), move || {
+        let (mut s, code) = common::socks_connect(socks, addr(T_WORKLOAD, SERVER_PORT));
+        assert_eq!(code, 0, "SOCKS5 CONNECT for the held connection");
+        let mut back = [0u8; 2];
+        s.write_all(b"hi").unwrap();
+        s.read_exact(&mut back).unwrap();
+        s
+    })
+    .unwrap();
+    let core = ["core=\"0\"".to_string()];
+    for name in ["zring_core_connections", "zring_core_hbone_streams"] {
+        env.wait_series(ns, name, &core);
+    }
+    assert!(core0(env, ns, "zring_core_pooled_hbone_connections") >= 1.0);
+    assert!(core0(env, ns, "zring_core_busy_seconds_total") > 0.0);
+    drop(held);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while core0(env, ns, "zring_core_connections") != 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "held connection still counted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(core0(env, ns, "zring_core_hbone_streams"), 0.0);
+}
+
 #[test]
 fn zring_metrics_are_a_superset_of_ztunnels() {
     if !can_run("metrics compat zring ⊇ ztunnel") {
@@ -247,6 +287,7 @@ fn zring_metrics_are_a_superset_of_ztunnels() {
         assert!(our_fams.contains_key(name), "zring lacks {name}");
     }
     check_access_log(&env);
+    check_core_gauges(&env, &z, z_socks);
     // The same connection, seen by its client side and its server side.
     assert_eq!(
         identity_labels(&ours, "source", Z_ID, T_ID),

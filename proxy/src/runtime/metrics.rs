@@ -219,7 +219,26 @@ impl Metrics {
                 .collect(),
             unlabeled_failed: self.unlabeled_failed.get(),
             hbone_accepted: self.hbone_accepted.get(),
+            gauges: CoreGauges::default(),
         }
+    }
+
+    /// [`Metrics::snapshot`] with the tick's gauges: `pooled` connections, `busy` time.
+    pub fn sample(&self, pooled: usize, busy: std::time::Duration) -> CoreMetrics {
+        let mut core = self.snapshot();
+        let open = |t: &Totals| t.opened.saturating_sub(t.closed);
+        core.gauges = CoreGauges {
+            connections: core.by_labels.iter().map(|(_, t)| open(t)).sum(),
+            streams: core
+                .by_labels
+                .iter()
+                .filter(|(l, _)| l.connection_security_policy == "mutual_tls")
+                .map(|(_, t)| open(t))
+                .sum(),
+            pooled: pooled as u64,
+            busy_ns: busy.as_nanos() as u64,
+        };
+        core
     }
 }
 
@@ -270,6 +289,20 @@ pub struct CoreMetrics {
     pub by_labels: Vec<(Labels, Totals)>,
     pub unlabeled_failed: u64,
     pub hbone_accepted: u64,
+    pub gauges: CoreGauges,
+}
+
+/// A core's own data-plane state, sampled on its control tick (never on the data path).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CoreGauges {
+    /// Connections open on the core (opened − closed over its label sets).
+    pub connections: u64,
+    /// Of those, the ones carried in an HBONE stream (`mutual_tls`), either direction.
+    pub streams: u64,
+    /// Pooled outbound HBONE connections the core holds.
+    pub pooled: u64,
+    /// CPU time the core's thread has used, in nanoseconds.
+    pub busy_ns: u64,
 }
 
 /// Everything summed per label set over cores.
@@ -278,10 +311,13 @@ pub struct Aggregate {
     pub by_labels: BTreeMap<Labels, Totals>,
     pub unlabeled_failed: u64,
     pub hbone_accepted: u64,
+    /// Per core, in core order: rendered with a `core` label, not summed.
+    pub cores: Vec<CoreGauges>,
 }
 
 impl Aggregate {
     pub fn add(&mut self, core: &CoreMetrics) {
+        self.cores.push(core.gauges);
         for (labels, t) in &core.by_labels {
             let slot = self.by_labels.entry(labels.clone()).or_default();
             *slot = *slot + *t;

@@ -7,7 +7,7 @@
 use std::fmt::Write;
 
 use super::process;
-use super::{Aggregate, Labels, Peer, Totals, UNKNOWN};
+use super::{Aggregate, CoreGauges, Labels, Peer, Totals, UNKNOWN};
 use crate::error::ResponseFlag;
 
 /// `(name, namespace)` of a service hostname `name.namespace.svc...`.
@@ -156,12 +156,53 @@ fn own(out: &mut String, agg: &Aggregate) {
     );
 }
 
+type Gauge = fn(&CoreGauges) -> String;
+
+/// zring's per-core data-plane families (name, type, help, value).
+const PER_CORE: [(&str, &str, &str, Gauge); 4] = [
+    (
+        "zring_core_connections",
+        "gauge",
+        "Connections open on the core",
+        |g| g.connections.to_string(),
+    ),
+    (
+        "zring_core_hbone_streams",
+        "gauge",
+        "Open connections carried in an HBONE stream (mutual_tls), either direction",
+        |g| g.streams.to_string(),
+    ),
+    (
+        "zring_core_pooled_hbone_connections",
+        "gauge",
+        "Pooled outbound HBONE connections held by the core",
+        |g| g.pooled.to_string(),
+    ),
+    (
+        "zring_core_busy_seconds_total",
+        "counter",
+        "CPU time used by the core's thread",
+        |g| format!("{:.6}", g.busy_ns as f64 / 1e9),
+    ),
+];
+
+/// One series per core, `core` label = the core's index; as of each core's last tick.
+fn per_core(out: &mut String, agg: &Aggregate) {
+    for (name, kind, help, value) in PER_CORE {
+        let _ = writeln!(out, "# HELP {name} {help}.\n# TYPE {name} {kind}");
+        for (core, g) in agg.cores.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{core=\"{core}\"}} {}", value(g));
+        }
+    }
+}
+
 /// Prometheus text exposition.
 pub fn render(agg: &Aggregate) -> String {
     let mut out = String::new();
     counters(&mut out, agg);
     sockets_open(&mut out, agg);
     own(&mut out, agg);
+    per_core(&mut out, agg);
     process::render(&mut out, &process::Sample::read());
     out
 }

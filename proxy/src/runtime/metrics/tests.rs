@@ -271,9 +271,20 @@ fn exposition_is_strict_text_format() {
         "10.244.2.5".parse().unwrap(),
     );
     core.handle(l).opened();
+    agg.add(&core.sample(2, std::time::Duration::from_millis(1500)));
     agg.add(&core.snapshot());
     let text = render(&agg);
     assert!(check_exposition(&text).unwrap() >= 10, "{text}");
+    // Per-core gauges: one series per core, the open connection counted on core 0.
+    for want in [
+        "zring_core_connections{core=\"0\"} 1\n",
+        "zring_core_connections{core=\"1\"} 0\n",
+        "zring_core_hbone_streams{core=\"0\"} 0\n",
+        "zring_core_pooled_hbone_connections{core=\"0\"} 2\n",
+        "zring_core_busy_seconds_total{core=\"0\"} 1.500000\n",
+    ] {
+        assert!(text.contains(want), "{want} in {text}");
+    }
     assert!(check_exposition("# TYPE a counter\nb 1\n").is_err());
     assert!(check_exposition("# TYPE a counter\na{k=v} 1\n").is_err());
 }
