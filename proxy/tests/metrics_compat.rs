@@ -229,6 +229,23 @@ fn check_core_gauges(env: &Env, ns: &str, socks: SocketAddr) {
     assert_eq!(core0(env, ns, "zring_core_hbone_streams"), 0.0);
 }
 
+/// The metric names in the README's `### Metrics` table.
+fn readme_metrics() -> std::collections::BTreeSet<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+    let readme = std::fs::read_to_string(path).expect("read README.md");
+    let section = readme
+        .split("\n### Metrics")
+        .nth(1)
+        .and_then(|s| s.split("\n### ").next())
+        .expect("README has a ### Metrics section");
+    section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
 fn zring_metrics_are_a_superset_of_ztunnels() {
     if !can_run("metrics compat zring ⊇ ztunnel") {
@@ -286,6 +303,12 @@ fn zring_metrics_are_a_superset_of_ztunnels() {
     for name in ["process_open_fds", "process_max_fds"] {
         assert!(our_fams.contains_key(name), "zring lacks {name}");
     }
+    let documented = readme_metrics();
+    let scraped: std::collections::BTreeSet<String> = our_fams.keys().cloned().collect();
+    assert_eq!(
+        documented, scraped,
+        "README's metric table vs zring's /metrics"
+    );
     check_access_log(&env);
     check_core_gauges(&env, &z, z_socks);
     // The same connection, seen by its client side and its server side.
