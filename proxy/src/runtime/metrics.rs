@@ -262,7 +262,7 @@ impl Totals {
         match flag {
             ResponseFlag::Deny => self.denied,
             ResponseFlag::Connect => self.connect_failed,
-            ResponseFlag::None => of - self.denied - self.connect_failed,
+            ResponseFlag::None => of.saturating_sub(self.denied + self.connect_failed),
         }
     }
 }
