@@ -14,6 +14,7 @@ mod interop_env;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use interop_env::*;
 use plumbing::netns;
@@ -78,8 +79,7 @@ fn identity_labels(text: &str, reporter: &str, src: &str, dst: &str) -> BTreeMap
 
 /// zring's `access` lines (JSON objects, `LOG_FORMAT=json`) matching every `(key, value)`.
 fn access_lines(env: &Env, want: &[(&str, &str)]) -> Vec<Map<String, Value>> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    let matching = || {
         let log = env.read_log("zring.log");
         let hits: Vec<Map<String, Value>> = log
             .lines()
@@ -93,11 +93,25 @@ fn access_lines(env: &Env, want: &[(&str, &str)]) -> Vec<Map<String, Value>> {
                 })
             })
             .collect();
-        if !hits.is_empty() || std::time::Instant::now() > deadline {
-            return hits;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        hits
+    };
+    if within(Duration::from_secs(10), || !matching().is_empty()) {
+        // Lines are written at close: one more read, so a late duplicate is seen too.
+        std::thread::sleep(Duration::from_millis(200));
     }
+    matching()
+}
+
+/// Polls `done` every 100 ms for up to `limit`; whether it became true.
+fn within(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
 }
 
 /// The one access line matching `want`; also requires ztunnel's other fields be present.
@@ -218,14 +232,14 @@ fn check_core_gauges(env: &Env, ns: &str, socks: SocketAddr) {
     assert!(core0(env, ns, "zring_core_pooled_hbone_connections") >= 1.0);
     assert!(core0(env, ns, "zring_core_busy_seconds_total") > 0.0);
     drop(held);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while core0(env, ns, "zring_core_connections") != 0.0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "held connection still counted"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    assert!(
+        within(Duration::from_secs(10), || core0(
+            env,
+            ns,
+            "zring_core_connections"
+        ) == 0.0),
+        "held connection still counted"
+    );
     assert_eq!(core0(env, ns, "zring_core_hbone_streams"), 0.0);
 }
 
