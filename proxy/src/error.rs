@@ -71,7 +71,46 @@ pub enum ProxyError {
     Io(#[from] io::Error),
 }
 
+/// ztunnel's `response_flags` label values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFlag {
+    None,
+    Deny,
+    Connect,
+}
+
+impl ResponseFlag {
+    pub const ALL: [ResponseFlag; 3] = [
+        ResponseFlag::None,
+        ResponseFlag::Deny,
+        ResponseFlag::Connect,
+    ];
+
+    /// The rendered label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResponseFlag::None => "-",
+            ResponseFlag::Deny => "DENY",
+            ResponseFlag::Connect => "CONNECT",
+        }
+    }
+}
+
 impl ProxyError {
+    /// ztunnel's `response_flags` for a connection that ended with this error: `DENY`
+    /// (authorization policy), `CONNECT` (the upstream could not be reached), else `-`.
+    pub fn response_flag(&self) -> ResponseFlag {
+        match self {
+            ProxyError::Denied { .. }
+            | ProxyError::Rejected {
+                rejection: crate::hbone::proto::Rejection::Denied(_),
+                ..
+            } => ResponseFlag::Deny,
+            ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. } => ResponseFlag::Connect,
+            _ => ResponseFlag::None,
+        }
+    }
+
     pub fn h2(addr: SocketAddr) -> impl FnOnce(h2::Error) -> ProxyError {
         move |source| ProxyError::H2 { addr, source }
     }

@@ -11,6 +11,7 @@ use h2::RecvStream;
 use http::{Request, Response, StatusCode};
 use monoio::net::TcpStream;
 
+use crate::access_log::AccessLog;
 use crate::config::{ConnInfo, Decision};
 use crate::error::ProxyError;
 use crate::hbone::client::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
@@ -131,20 +132,26 @@ async fn serve_stream(
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
 ) {
-    let labels = {
+    let (counters, log) = {
         let state = core.state();
         let client = client_ip(&state.snapshot, conn.peer, &req);
-        Labels::inbound(
+        let labels = Labels::inbound(
             &state.snapshot,
             client,
             conn.peer_identity.as_ref(),
             conn.local.ip(),
-        )
+        );
+        let authority = req.uri().authority().and_then(|a| a.as_str().parse().ok());
+        let src = SocketAddr::new(client, conn.peer.port());
+        let log = AccessLog::open(&state.snapshot, &labels, src, conn.local, authority);
+        (core.metrics.handle(labels), log)
     };
-    let counters = core.metrics.handle(labels);
     counters.opened();
     let result = tunnel(&core, &conn, req, &mut respond).await;
     counters.closed(&result);
+    if let Some(log) = log {
+        log.close(&result);
+    }
     if let Err(e) = result {
         tracing::debug!(peer = %conn.peer, error = %e, "inbound HBONE stream failed");
     }
@@ -249,8 +256,12 @@ pub async fn serve_plaintext(
         return Err(ProxyError::Loop(dst));
     }
     authorize_plaintext(core, peer, dst)?;
-    let labels = Labels::inbound(&core.state().snapshot, peer.ip(), None, dst.ip());
-    let counters = core.metrics.handle(labels);
+    let (counters, log) = {
+        let state = core.state();
+        let labels = Labels::inbound(&state.snapshot, peer.ip(), None, dst.ip());
+        let log = AccessLog::open(&state.snapshot, &labels, peer, dst, None);
+        (core.metrics.handle(labels), log)
+    };
     counters.opened();
     let source = core.config.transparent.then_some(peer.ip());
     let result = match connect_upstream(core, dst, source).await {
@@ -260,6 +271,9 @@ pub async fn serve_plaintext(
         Err(e) => Err(e),
     };
     counters.closed(&result);
+    if let Some(log) = log {
+        log.close(&result);
+    }
     if let Err(e) = result {
         tracing::debug!(%peer, %dst, error = %e, "inbound plaintext connection failed");
     }

@@ -15,6 +15,7 @@
 //! - [`sys`] — the only `unsafe`: socket options on monoio-owned descriptors.
 #![deny(unsafe_code)]
 
+pub mod access_log;
 pub mod config;
 pub mod error;
 pub mod hbone;

@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use monoio::net::TcpStream;
 
+use crate::access_log::AccessLog;
 use crate::config::{is_proxy_port, resolve, resolve_hostname, Route};
 use crate::error::ProxyError;
 use crate::hbone::client;
@@ -68,9 +69,20 @@ async fn forward(
             return Err(e);
         }
     };
-    let counters = core
-        .metrics
-        .handle(Labels::outbound(&core.state().snapshot, peer.ip(), &route));
+    let (counters, log) = {
+        let state = core.state();
+        let labels = Labels::outbound(&state.snapshot, peer.ip(), &route);
+        let (dst, hbone) = match &route {
+            Route::Hbone {
+                hbone_addr,
+                authority,
+                ..
+            } => (*hbone_addr, Some(*authority)),
+            Route::Passthrough { addr } => (*addr, None),
+        };
+        let log = AccessLog::open(&state.snapshot, &labels, peer, dst, hbone);
+        (core.metrics.handle(labels), log)
+    };
     counters.opened();
     // Leave with the client pod's IP when transparent; a SOCKS5 client is local, not a pod.
     let spoof = (core.config.transparent && !socks).then_some(peer.ip());
@@ -90,6 +102,9 @@ async fn forward(
         Err(e) => Err(e),
     };
     counters.closed(&result);
+    if let Some(log) = log {
+        log.close(&result);
+    }
     if let Err(e) = result {
         tracing::debug!(core = core.id, %peer, ?target, error = %e, "outbound connection failed");
     }

@@ -1,4 +1,5 @@
-//! The only module with `unsafe`: socket options on file descriptors owned by monoio.
+//! The only module with `unsafe`: socket options on file descriptors owned by monoio, and
+//! the thread CPU clock.
 //!
 //! Everything else builds sockets with socket2's safe API; monoio streams expose only
 //! `AsRawFd`, so the few calls that need a socket option on a live monoio stream borrow
@@ -199,4 +200,20 @@ pub fn online_cpus() -> Option<usize> {
     // SAFETY: sysconf only reads a system value; it takes no pointers.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     usize::try_from(n).ok().filter(|&n| n > 0)
+}
+
+/// CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`): a core thread's busy
+/// time, as it sleeps in the io_uring wait when idle. Zero if the clock is unavailable.
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, exclusively borrowed timespec for the duration of the call;
+    // clock_gettime only writes into it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }

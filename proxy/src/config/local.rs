@@ -59,6 +59,25 @@ pub struct Workload {
     pub services: BTreeMap<String, BTreeMap<u16, u16>>,
     /// `"<namespace>/<name>"` of WorkloadSelector policies that select this workload.
     pub authorization_policies: Vec<String>,
+    /// The owning workload (Deployment, ...): ztunnel's `*_workload` metric label.
+    pub workload_name: String,
+    /// Canonical service: ztunnel's `*_canonical_service` and `*_app` labels.
+    pub canonical_name: String,
+    /// Canonical revision: ztunnel's `*_canonical_revision` and `*_version` labels.
+    pub canonical_revision: String,
+    /// ztunnel's `*_cluster` label.
+    pub cluster_id: String,
+    /// ztunnel's `*_region` / `*_zone` labels.
+    pub locality: Locality,
+}
+
+/// Where a workload runs (ztunnel's `locality`; like ztunnel, all three keys are required).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Locality {
+    pub region: String,
+    pub zone: String,
+    pub subzone: String,
 }
 
 impl Default for Workload {
@@ -74,6 +93,11 @@ impl Default for Workload {
             node: String::new(),
             services: BTreeMap::new(),
             authorization_policies: Vec::new(),
+            workload_name: String::new(),
+            canonical_name: String::new(),
+            canonical_revision: String::new(),
+            cluster_id: String::new(),
+            locality: Locality::default(),
         }
     }
 }

@@ -65,14 +65,14 @@ workloads:
   namespace: ns
   trustDomain: ""
   workloadIps: ["10.0.0.1"]
-  canonicalName: a
+  canonicalName: a-svc
   canonicalRevision: v1
-  workloadName: a
+  workloadName: a-deploy
   workloadType: deployment
   status: Healthy
   network: ""
   clusterId: Kubernetes
-  locality: {region: r}
+  locality: {region: r, zone: z, subzone: sz}
   capacity: 1
   authorizationPolicies: []
 services:
@@ -88,6 +88,31 @@ services:
     assert_eq!(w.service_account, DEFAULT_SERVICE_ACCOUNT);
     assert_eq!(w.protocol, Protocol::Tcp);
     assert!(cfg.policies.is_empty());
+    let metric_fields = (
+        w.workload_name.as_str(),
+        w.canonical_name.as_str(),
+        w.canonical_revision.as_str(),
+        w.cluster_id.as_str(),
+    );
+    assert_eq!(metric_fields, ("a-deploy", "a-svc", "v1", "Kubernetes"));
+    assert_eq!(
+        (
+            w.locality.region.as_str(),
+            w.locality.zone.as_str(),
+            w.locality.subzone.as_str()
+        ),
+        ("r", "z", "sz")
+    );
+}
+
+#[test]
+fn locality_needs_all_three_keys_like_ztunnel() {
+    let yaml = "workloads:\n- {name: a, namespace: ns, locality: {region: r, zone: z}}\n";
+    let msg = parse(yaml).unwrap_err().to_string();
+    assert!(
+        msg.contains("test.yaml") && msg.contains("subzone"),
+        "{msg}"
+    );
 }
 
 #[test]

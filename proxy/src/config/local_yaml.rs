@@ -9,7 +9,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use super::local::{
-    LocalConfig, NetworkAddress, Protocol, Service, Workload, DEFAULT_SERVICE_ACCOUNT,
+    LocalConfig, Locality, NetworkAddress, Protocol, Service, Workload, DEFAULT_SERVICE_ACCOUNT,
     DEFAULT_TRUST_DOMAIN,
 };
 use super::policy::Policy;
@@ -71,14 +71,14 @@ struct WorkloadYaml {
     _network_mode: IgnoredAny,
     #[serde(default, rename = "network")]
     _network: IgnoredAny,
-    #[serde(default, rename = "workloadName")]
-    _workload_name: IgnoredAny,
+    #[serde(default)]
+    workload_name: String,
     #[serde(default, rename = "workloadType")]
     _workload_type: IgnoredAny,
-    #[serde(default, rename = "canonicalName")]
-    _canonical_name: IgnoredAny,
-    #[serde(default, rename = "canonicalRevision")]
-    _canonical_revision: IgnoredAny,
+    #[serde(default)]
+    canonical_name: String,
+    #[serde(default)]
+    canonical_revision: String,
     #[serde(default, rename = "hostname")]
     _hostname: IgnoredAny,
     #[serde(default, rename = "nativeTunnel")]
@@ -87,10 +87,10 @@ struct WorkloadYaml {
     _application_tunnel: IgnoredAny,
     #[serde(default, rename = "status")]
     _status: IgnoredAny,
-    #[serde(default, rename = "clusterId")]
-    _cluster_id: IgnoredAny,
-    #[serde(default, rename = "locality")]
-    _locality: IgnoredAny,
+    #[serde(default)]
+    cluster_id: String,
+    #[serde(default)]
+    locality: Locality,
     #[serde(default, rename = "capacity")]
     _capacity: IgnoredAny,
 }
@@ -116,6 +116,11 @@ impl From<WorkloadYaml> for Workload {
             node: w.node,
             services: w.services,
             authorization_policies: w.authorization_policies,
+            workload_name: w.workload_name,
+            canonical_name: w.canonical_name,
+            canonical_revision: w.canonical_revision,
+            cluster_id: w.cluster_id,
+            locality: w.locality,
         }
     }
 }

@@ -37,7 +37,7 @@ use std::path::PathBuf;
 
 pub use cidr::Cidr;
 pub use local::{
-    parse_local_config_bytes, LocalConfig, NetworkAddress, Protocol, Service, Workload,
+    parse_local_config_bytes, LocalConfig, Locality, NetworkAddress, Protocol, Service, Workload,
 };
 pub use policy::{
     Action, ConnInfo, Decision, Match, Policy, Scope, Selector, ServiceAccountMatch, StringMatch,

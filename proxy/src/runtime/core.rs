@@ -168,7 +168,9 @@ pub async fn run(
         monoio::time::sleep(CONTROL_TICK).await;
         core.refresh();
         core.drain_if_asked();
-        let published = core.metrics.snapshot();
+        let published = core
+            .metrics
+            .sample(core.pool.len(), crate::sys::thread_cpu_time());
         core.shared
             .store_core(core.id, published, core.generation.get());
         if last_evict.elapsed() >= Duration::from_secs(1) {

@@ -10,32 +10,65 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::rc::Rc;
 
-use crate::config::{Route, Snapshot};
-use crate::error::ProxyError;
+use crate::config::{Route, Snapshot, Workload};
+use crate::error::{ProxyError, ResponseFlag};
 use crate::identity::Identity;
 use crate::relay::Transferred;
 
 /// Rendered for labels nobody could fill (Istio's convention).
 const UNKNOWN: &str = "unknown";
 
+/// One side's workload labels, derived from its LocalConfig entry as ztunnel does:
+/// `workload` ← `workloadName`, `canonical_service` and `app` ← `canonicalName`,
+/// `canonical_revision` and `version` ← `canonicalRevision`, `cluster` ← `clusterId`,
+/// `region`/`zone` ← `locality`; anything empty (or no workload at all) is `unknown`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Peer {
+    pub workload: String,
+    pub namespace: String,
+    pub principal: String,
+    pub canonical_service: String,
+    pub canonical_revision: String,
+    pub app: String,
+    pub version: String,
+    pub cluster: String,
+    pub region: String,
+    pub zone: String,
+}
+
+fn or_unknown(s: &str) -> String {
+    if s.is_empty() { UNKNOWN } else { s }.to_string()
+}
+
+impl Peer {
+    /// The labels of `w` (`None`: not in the config) seen with `principal`.
+    pub fn of(w: Option<&Workload>, principal: Option<&Identity>) -> Peer {
+        let field = |f: fn(&Workload) -> &str| or_unknown(w.map_or("", f));
+        Peer {
+            workload: field(|w| &w.workload_name),
+            namespace: field(|w| &w.namespace),
+            principal: or_unknown(&principal.map(Identity::to_string).unwrap_or_default()),
+            canonical_service: field(|w| &w.canonical_name),
+            canonical_revision: field(|w| &w.canonical_revision),
+            app: field(|w| &w.canonical_name),
+            version: field(|w| &w.canonical_revision),
+            cluster: field(|w| &w.cluster_id),
+            region: field(|w| &w.locality.region),
+            zone: field(|w| &w.locality.zone),
+        }
+    }
+}
+
 /// Istio's standard labels of one TCP connection.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Labels {
     /// `source` (outbound leg) or `destination` (inbound leg).
     pub reporter: &'static str,
-    pub source_workload: String,
-    pub source_workload_namespace: String,
-    pub source_principal: String,
-    pub destination_workload: String,
-    pub destination_workload_namespace: String,
-    pub destination_principal: String,
+    pub source: Peer,
+    pub destination: Peer,
     pub destination_service: String,
     /// `mutual_tls` through HBONE, `unknown` for plain TCP.
     pub connection_security_policy: &'static str,
-}
-
-fn or_unknown(s: Option<String>) -> String {
-    s.unwrap_or_else(|| UNKNOWN.to_string())
 }
 
 impl Labels {
@@ -46,16 +79,11 @@ impl Labels {
         src_principal: Option<&Identity>,
         dst: IpAddr,
     ) -> Labels {
-        let s = snap.workload_by_ip(src);
         let d = snap.workload_by_ip(dst);
         Labels {
             reporter,
-            source_workload: or_unknown(s.map(|w| w.name.clone())),
-            source_workload_namespace: or_unknown(s.map(|w| w.namespace.clone())),
-            source_principal: or_unknown(src_principal.map(Identity::to_string)),
-            destination_workload: or_unknown(d.map(|w| w.name.clone())),
-            destination_workload_namespace: or_unknown(d.map(|w| w.namespace.clone())),
-            destination_principal: or_unknown(d.map(|w| snap.identity(w).to_string())),
+            source: Peer::of(snap.workload_by_ip(src), src_principal),
+            destination: Peer::of(d, d.map(|w| snap.identity(w)).as_ref()),
             destination_service: UNKNOWN.to_string(),
             connection_security_policy: UNKNOWN,
         }
@@ -68,7 +96,7 @@ impl Labels {
             Route::Hbone {
                 authority, service, ..
             } => Labels {
-                destination_service: or_unknown(service.clone()),
+                destination_service: or_unknown(service.as_deref().unwrap_or_default()),
                 connection_security_policy: "mutual_tls",
                 ..Labels::between("source", snap, src, src_id.as_ref(), authority.ip())
             },
@@ -104,6 +132,9 @@ pub struct ConnCounters {
     opened: Cell<u64>,
     closed: Cell<u64>,
     failed: Cell<u64>,
+    /// Closes (all failures) flagged `DENY` / `CONNECT`; the rest are `-`.
+    denied: Cell<u64>,
+    connect_failed: Cell<u64>,
     received_bytes: Cell<u64>,
     sent_bytes: Cell<u64>,
 }
@@ -125,7 +156,14 @@ impl ConnCounters {
                 bump(&self.received_bytes, t.up);
                 bump(&self.sent_bytes, t.down);
             }
-            Err(_) => bump(&self.failed, 1),
+            Err(e) => {
+                bump(&self.failed, 1);
+                match e.response_flag() {
+                    ResponseFlag::Deny => bump(&self.denied, 1),
+                    ResponseFlag::Connect => bump(&self.connect_failed, 1),
+                    ResponseFlag::None => {}
+                }
+            }
         }
     }
 
@@ -134,6 +172,8 @@ impl ConnCounters {
             opened: self.opened.get(),
             closed: self.closed.get(),
             failed: self.failed.get(),
+            denied: self.denied.get(),
+            connect_failed: self.connect_failed.get(),
             received_bytes: self.received_bytes.get(),
             sent_bytes: self.sent_bytes.get(),
             hbone_accepted: 0,
@@ -179,7 +219,26 @@ impl Metrics {
                 .collect(),
             unlabeled_failed: self.unlabeled_failed.get(),
             hbone_accepted: self.hbone_accepted.get(),
+            gauges: CoreGauges::default(),
         }
+    }
+
+    /// [`Metrics::snapshot`] with the tick's gauges: `pooled` connections, `busy` time.
+    pub fn sample(&self, pooled: usize, busy: std::time::Duration) -> CoreMetrics {
+        let mut core = self.snapshot();
+        let open = |t: &Totals| t.opened.saturating_sub(t.closed);
+        core.gauges = CoreGauges {
+            connections: core.by_labels.iter().map(|(_, t)| open(t)).sum(),
+            streams: core
+                .by_labels
+                .iter()
+                .filter(|(l, _)| l.connection_security_policy == "mutual_tls")
+                .map(|(_, t)| open(t))
+                .sum(),
+            pooled: pooled as u64,
+            busy_ns: busy.as_nanos() as u64,
+        };
+        core
     }
 }
 
@@ -189,9 +248,23 @@ pub struct Totals {
     pub opened: u64,
     pub closed: u64,
     pub failed: u64,
+    /// Of `closed` (and `failed`): flagged `DENY` and `CONNECT`.
+    pub denied: u64,
+    pub connect_failed: u64,
     pub received_bytes: u64,
     pub sent_bytes: u64,
     pub hbone_accepted: u64,
+}
+
+impl Totals {
+    /// Of the closes (`failed`: failures), how many carry `flag`.
+    pub fn flagged(&self, flag: ResponseFlag, of: u64) -> u64 {
+        match flag {
+            ResponseFlag::Deny => self.denied,
+            ResponseFlag::Connect => self.connect_failed,
+            ResponseFlag::None => of.saturating_sub(self.denied + self.connect_failed),
+        }
+    }
 }
 
 impl std::ops::Add for Totals {
@@ -201,6 +274,8 @@ impl std::ops::Add for Totals {
             opened: self.opened + o.opened,
             closed: self.closed + o.closed,
             failed: self.failed + o.failed,
+            denied: self.denied + o.denied,
+            connect_failed: self.connect_failed + o.connect_failed,
             received_bytes: self.received_bytes + o.received_bytes,
             sent_bytes: self.sent_bytes + o.sent_bytes,
             hbone_accepted: self.hbone_accepted + o.hbone_accepted,
@@ -214,6 +289,20 @@ pub struct CoreMetrics {
     pub by_labels: Vec<(Labels, Totals)>,
     pub unlabeled_failed: u64,
     pub hbone_accepted: u64,
+    pub gauges: CoreGauges,
+}
+
+/// A core's own data-plane state, sampled on its control tick (never on the data path).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CoreGauges {
+    /// Connections open on the core (opened − closed over its label sets).
+    pub connections: u64,
+    /// Of those, the ones carried in an HBONE stream (`mutual_tls`), either direction.
+    pub streams: u64,
+    /// Pooled outbound HBONE connections the core holds.
+    pub pooled: u64,
+    /// CPU time the core's thread has used, in nanoseconds.
+    pub busy_ns: u64,
 }
 
 /// Everything summed per label set over cores.
@@ -222,10 +311,13 @@ pub struct Aggregate {
     pub by_labels: BTreeMap<Labels, Totals>,
     pub unlabeled_failed: u64,
     pub hbone_accepted: u64,
+    /// Per core, in core order: rendered with a `core` label, not summed.
+    pub cores: Vec<CoreGauges>,
 }
 
 impl Aggregate {
     pub fn add(&mut self, core: &CoreMetrics) {
+        self.cores.push(core.gauges);
         for (labels, t) in &core.by_labels {
             let slot = self.by_labels.entry(labels.clone()).or_default();
             *slot = *slot + *t;

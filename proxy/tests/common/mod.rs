@@ -54,6 +54,7 @@ pub fn mesh_yaml(client_ip: &str, client_td: &str, server_ip: &str, port: u16) -
         r#"workloads:
 - uid: cluster1//v1/Pod/default/sleep
   name: sleep
+  workloadName: sleep
   namespace: default
   serviceAccount: sleep
   trustDomain: {client_td}
@@ -62,6 +63,7 @@ pub fn mesh_yaml(client_ip: &str, client_td: &str, server_ip: &str, port: u16) -
   node: node-a
 - uid: cluster1//v1/Pod/default/httpbin
   name: httpbin
+  workloadName: httpbin
   namespace: default
   serviceAccount: httpbin
   workloadIps: ["{server_ip}"]

@@ -28,16 +28,24 @@ use topo::{namespaces, zring_certs};
 pub const Z_WORKLOAD: &str = "10.81.1.2";
 pub const T_WORKLOAD: &str = "10.81.2.2";
 pub const SERVER_PORT: u16 = 9000;
+/// The `zri/deny-denied-port` policy denies connections to this port on either node.
+pub const DENIED_PORT: u16 = 9002;
 pub const Z_ID: &str = "spiffe://cluster.local/ns/zri/sa/zsa";
 pub const T_ID: &str = "spiffe://cluster.local/ns/zri/sa/tsa";
 /// How long a proxy may take to become ready (ztunnel's fake CA signs at start).
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `trustDomain` is spelled out: ztunnel defaults it to empty (`spiffe:///ns/..`).
+/// The canonical/cluster/locality fields feed the workload metric labels.
 /// `services: {}` because ztunnel refuses a workload without the key.
 const WORKLOADS: &str = r#"workloads:
 - uid: cluster1//v1/Pod/zri/zwl
   name: zwl
+  workloadName: zwl-deploy
+  canonicalName: zapp
+  canonicalRevision: v1
+  clusterId: cluster1
+  locality: {region: r1, zone: z1, subzone: s1}
   namespace: zri
   serviceAccount: zsa
   workloadIps: ["10.81.1.2"]
@@ -47,6 +55,11 @@ const WORKLOADS: &str = r#"workloads:
   services: {}
 - uid: cluster1//v1/Pod/zri/twl
   name: twl
+  workloadName: twl-deploy
+  canonicalName: tapp
+  canonicalRevision: v2
+  clusterId: cluster1
+  locality: {region: r2, zone: z2, subzone: s2}
   namespace: zri
   serviceAccount: tsa
   workloadIps: ["10.81.2.2"]
@@ -54,6 +67,14 @@ const WORKLOADS: &str = r#"workloads:
   protocol: HBONE
   node: node-t
   services: {}
+policies:
+- name: deny-denied-port
+  namespace: zri
+  scope: Namespace
+  action: Deny
+  dryRun: false
+  rules:
+  - - - destinationPorts: [9002]
 "#;
 
 /// The peer's files, beside the repository as in CI (`<repo>/../shared/peers`).

@@ -47,6 +47,8 @@ pub fn spawn_zring(ns: &str, dir: &Path, certs: &Path) -> Proc {
         ])
         .args(["--readiness-addr", "0.0.0.0:15021"])
         .env("RUST_LOG", "info")
+        // One JSON object per line: tests read zring's access log by field.
+        .env("LOG_FORMAT", "json")
         .stdout(out)
         .stderr(err)
         .spawn()

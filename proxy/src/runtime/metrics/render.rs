@@ -1,15 +1,14 @@
 //! Prometheus text exposition of the aggregated counters.
 //!
 //! The label set is ztunnel's (27 keys, checked against a scrape of ztunnel `62d826530e5c`).
-//! ztunnel fills canonical service/revision, app/version and cluster from LocalConfig's
-//! `canonicalName`, `canonicalRevision` and `clusterId` and renders `unknown` when they are
-//! absent; zring's config does not carry them yet, so they render `unknown` like ztunnel's
-//! for such a config.
+//! The per-side values come from [`Peer::of`] (ztunnel's derivation from the LocalConfig
+//! workload).
 
 use std::fmt::Write;
 
 use super::process;
-use super::{Aggregate, Labels, Totals, UNKNOWN};
+use super::{Aggregate, CoreGauges, Labels, Peer, Totals, UNKNOWN};
+use crate::error::ResponseFlag;
 
 /// `(name, namespace)` of a service hostname `name.namespace.svc...`.
 pub(crate) fn service_parts(host: &str) -> (&str, &str) {
@@ -21,45 +20,51 @@ pub(crate) fn service_parts(host: &str) -> (&str, &str) {
 }
 
 /// One side's labels: `<side>_workload`, canonical service/revision, app, version, cluster.
-fn side(out: &mut String, side: &str, workload: &str, ns: &str, principal: &str) {
+fn side(out: &mut String, side: &str, p: &Peer) {
     let _ = write!(
         out,
-        "{side}_workload=\"{workload}\",{side}_canonical_service=\"{UNKNOWN}\",\
-         {side}_canonical_revision=\"{UNKNOWN}\",{side}_workload_namespace=\"{ns}\",\
-         {side}_principal=\"{principal}\",{side}_app=\"{UNKNOWN}\",{side}_version=\"{UNKNOWN}\",\
-         {side}_cluster=\"{UNKNOWN}\",{side}_region=\"{UNKNOWN}\",{side}_zone=\"{UNKNOWN}\",",
+        "{side}_workload=\"{}\",{side}_canonical_service=\"{}\",\
+         {side}_canonical_revision=\"{}\",{side}_workload_namespace=\"{}\",\
+         {side}_principal=\"{}\",{side}_app=\"{}\",{side}_version=\"{}\",\
+         {side}_cluster=\"{}\",{side}_region=\"{}\",{side}_zone=\"{}\",",
+        p.workload,
+        p.canonical_service,
+        p.canonical_revision,
+        p.namespace,
+        p.principal,
+        p.app,
+        p.version,
+        p.cluster,
+        p.region,
+        p.zone,
     );
 }
 
 /// The full ztunnel label set of `l`, without braces.
-pub fn label_text(l: &Labels) -> String {
+pub fn label_text(l: &Labels, flag: ResponseFlag) -> String {
     let mut out = format!("reporter=\"{}\",", l.reporter);
-    side(
-        &mut out,
-        "source",
-        &l.source_workload,
-        &l.source_workload_namespace,
-        &l.source_principal,
-    );
-    side(
-        &mut out,
-        "destination",
-        &l.destination_workload,
-        &l.destination_workload_namespace,
-        &l.destination_principal,
-    );
+    side(&mut out, "source", &l.source);
+    side(&mut out, "destination", &l.destination);
     let (svc, svc_ns) = service_parts(&l.destination_service);
     let _ = write!(
         out,
         "destination_service=\"{}\",destination_service_namespace=\"{svc_ns}\",\
-         destination_service_name=\"{svc}\",request_protocol=\"tcp\",response_flags=\"-\",\
+         destination_service_name=\"{svc}\",request_protocol=\"tcp\",response_flags=\"{}\",\
          connection_security_policy=\"{}\"",
-        l.destination_service, l.connection_security_policy
+        l.destination_service,
+        flag.as_str(),
+        l.connection_security_policy
     );
     out
 }
 
 type Field = fn(&Totals) -> u64;
+
+/// Families whose series split by `response_flags` (set when the connection ends).
+const FLAGGED: [&str; 2] = [
+    "istio_tcp_connections_closed",
+    "istio_tcp_connections_failed",
+];
 
 const FAMILIES: [(&str, &str, Field); 5] = [
     (
@@ -96,7 +101,19 @@ fn counters(out: &mut String, agg: &Aggregate) {
             "# HELP {name}_total {help}.\n# TYPE {name}_total counter"
         );
         for (labels, t) in &agg.by_labels {
-            let _ = writeln!(out, "{name}_total{{{}}} {}", label_text(labels), field(t));
+            if !FLAGGED.contains(&name) {
+                let text = label_text(labels, ResponseFlag::None);
+                let _ = writeln!(out, "{name}_total{{{text}}} {}", field(t));
+                continue;
+            }
+            for flag in ResponseFlag::ALL {
+                let n = t.flagged(flag, field(t));
+                // ztunnel creates a flagged series only when such a close happened.
+                if n > 0 || flag == ResponseFlag::None {
+                    let text = label_text(labels, flag);
+                    let _ = writeln!(out, "{name}_total{{{text}}} {n}");
+                }
+            }
         }
     }
 }
@@ -139,12 +156,53 @@ fn own(out: &mut String, agg: &Aggregate) {
     );
 }
 
+type Gauge = fn(&CoreGauges) -> String;
+
+/// zring's per-core data-plane families (name, type, help, value).
+const PER_CORE: [(&str, &str, &str, Gauge); 4] = [
+    (
+        "zring_core_connections",
+        "gauge",
+        "Connections open on the core",
+        |g| g.connections.to_string(),
+    ),
+    (
+        "zring_core_hbone_streams",
+        "gauge",
+        "Open connections carried in an HBONE stream (mutual_tls), either direction",
+        |g| g.streams.to_string(),
+    ),
+    (
+        "zring_core_pooled_hbone_connections",
+        "gauge",
+        "Pooled outbound HBONE connections held by the core",
+        |g| g.pooled.to_string(),
+    ),
+    (
+        "zring_core_busy_seconds_total",
+        "counter",
+        "CPU time used by the core's thread",
+        |g| format!("{:.6}", g.busy_ns as f64 / 1e9),
+    ),
+];
+
+/// One series per core, `core` label = the core's index; as of each core's last tick.
+fn per_core(out: &mut String, agg: &Aggregate) {
+    for (name, kind, help, value) in PER_CORE {
+        let _ = writeln!(out, "# HELP {name} {help}.\n# TYPE {name} {kind}");
+        for (core, g) in agg.cores.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{core=\"{core}\"}} {}", value(g));
+        }
+    }
+}
+
 /// Prometheus text exposition.
 pub fn render(agg: &Aggregate) -> String {
     let mut out = String::new();
     counters(&mut out, agg);
     sockets_open(&mut out, agg);
     own(&mut out, agg);
+    per_core(&mut out, agg);
     process::render(&mut out, &process::Sample::read());
     out
 }

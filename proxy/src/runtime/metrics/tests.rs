@@ -1,16 +1,23 @@
 use super::*;
 use crate::config::LocalConfig;
+use crate::error::ResponseFlag;
 use testsupport::prom::families;
 
 const YAML: &str = r#"workloads:
 - uid: c//v1/Pod/default/sleep
-  name: sleep
+  name: sleep-7d9c
+  workloadName: sleep
+  canonicalName: sleep-svc
+  canonicalRevision: v2
+  clusterId: Kubernetes
+  locality: {region: eu-west1, zone: eu-west1-b, subzone: rack3}
   namespace: default
   serviceAccount: sleep
   workloadIps: ["10.244.1.4"]
   protocol: HBONE
 - uid: c//v1/Pod/default/httpbin
-  name: httpbin
+  name: httpbin-55f8
+  workloadName: httpbin
   namespace: default
   serviceAccount: httpbin
   workloadIps: ["10.244.2.5"]
@@ -32,18 +39,67 @@ fn outbound_hbone_labels_name_both_workloads_and_mtls() {
     };
     let l = Labels::outbound(&s, "10.244.1.4".parse().unwrap(), &route);
     assert_eq!(l.reporter, "source");
-    assert_eq!(l.source_workload, "sleep");
+    assert_eq!(l.source.workload, "sleep");
     assert_eq!(
-        l.source_principal,
+        l.source.principal,
         "spiffe://cluster.local/ns/default/sa/sleep"
     );
-    assert_eq!(l.destination_workload, "httpbin");
+    assert_eq!(l.destination.workload, "httpbin");
     assert_eq!(
-        l.destination_principal,
+        l.destination.principal,
         "spiffe://cluster.local/ns/default/sa/httpbin"
     );
     assert_eq!(l.destination_service, "httpbin.default.svc.cluster.local");
     assert_eq!(l.connection_security_policy, "mutual_tls");
+}
+
+#[test]
+fn workload_labels_derive_from_local_config_fields_as_ztunnel_does() {
+    let s = snap();
+    let route = Route::Passthrough {
+        addr: "10.244.2.5:8080".parse().unwrap(),
+    };
+    let l = Labels::outbound(&s, "10.244.1.4".parse().unwrap(), &route);
+    let src = &l.source;
+    // workloadName, not the pod name; canonicalName feeds both canonical_service and app.
+    assert_eq!(src.workload, "sleep");
+    assert_eq!(
+        (src.canonical_service.as_str(), src.app.as_str()),
+        ("sleep-svc", "sleep-svc")
+    );
+    assert_eq!(
+        (src.canonical_revision.as_str(), src.version.as_str()),
+        ("v2", "v2")
+    );
+    assert_eq!(src.cluster, "Kubernetes");
+    assert_eq!(
+        (src.region.as_str(), src.zone.as_str()),
+        ("eu-west1", "eu-west1-b")
+    );
+    // Absent fields render `unknown`, as ztunnel's DefaultedUnknown does.
+    let dst = &l.destination;
+    assert_eq!(dst.workload, "httpbin");
+    for v in [
+        &dst.canonical_service,
+        &dst.canonical_revision,
+        &dst.app,
+        &dst.version,
+    ] {
+        assert_eq!(v, "unknown");
+    }
+    for v in [&dst.cluster, &dst.region, &dst.zone] {
+        assert_eq!(v, "unknown");
+    }
+    let text = render::label_text(&l, ResponseFlag::None);
+    for want in [
+        "source_canonical_service=\"sleep-svc\"",
+        "source_version=\"v2\"",
+        "source_cluster=\"Kubernetes\"",
+        "source_zone=\"eu-west1-b\"",
+        "destination_region=\"unknown\"",
+    ] {
+        assert!(text.contains(want), "{want} in {text}");
+    }
 }
 
 #[test]
@@ -53,7 +109,7 @@ fn plaintext_to_unknown_destination_is_unknown() {
         addr: "192.0.2.1:80".parse().unwrap(),
     };
     let l = Labels::outbound(&s, "10.244.1.4".parse().unwrap(), &route);
-    assert_eq!(l.destination_workload, "unknown");
+    assert_eq!(l.destination.workload, "unknown");
     assert_eq!(l.connection_security_policy, "unknown");
     let l = Labels::inbound(
         &s,
@@ -62,7 +118,7 @@ fn plaintext_to_unknown_destination_is_unknown() {
         "10.244.2.5".parse().unwrap(),
     );
     assert_eq!(
-        (l.reporter, l.source_workload.as_str()),
+        (l.reporter, l.source.workload.as_str()),
         ("destination", "unknown")
     );
 }
@@ -109,7 +165,7 @@ fn every_ztunnel_label_key_is_rendered_and_failed_has_total() {
         addr: "10.244.2.5:8080".parse().unwrap(),
     };
     let l = Labels::outbound(&s, "10.244.1.4".parse().unwrap(), &route);
-    let text = render::label_text(&l);
+    let text = render::label_text(&l, ResponseFlag::None);
     let keys: Vec<&str> = text
         .split(',')
         .map(|kv| kv.split('=').next().unwrap())
@@ -215,9 +271,20 @@ fn exposition_is_strict_text_format() {
         "10.244.2.5".parse().unwrap(),
     );
     core.handle(l).opened();
+    agg.add(&core.sample(2, std::time::Duration::from_millis(1500)));
     agg.add(&core.snapshot());
     let text = render(&agg);
     assert!(check_exposition(&text).unwrap() >= 10, "{text}");
+    // Per-core gauges: one series per core, the open connection counted on core 0.
+    for want in [
+        "zring_core_connections{core=\"0\"} 1\n",
+        "zring_core_connections{core=\"1\"} 0\n",
+        "zring_core_hbone_streams{core=\"0\"} 0\n",
+        "zring_core_pooled_hbone_connections{core=\"0\"} 2\n",
+        "zring_core_busy_seconds_total{core=\"0\"} 1.500000\n",
+    ] {
+        assert!(text.contains(want), "{want} in {text}");
+    }
     assert!(check_exposition("# TYPE a counter\nb 1\n").is_err());
     assert!(check_exposition("# TYPE a counter\na{k=v} 1\n").is_err());
 }
@@ -245,4 +312,52 @@ fn zring_exposes_every_istio_family_and_label_key_of_ztunnel() {
         assert!(missing.is_empty(), "{name} lacks {missing:?}");
     }
     assert_eq!(theirs["istio_tcp_connections_opened_total"].1.len(), 27);
+}
+
+#[test]
+fn denied_and_refused_closes_carry_ztunnels_response_flags() {
+    let s = snap();
+    let labels = Labels::inbound(
+        &s,
+        "10.9.9.9".parse().unwrap(),
+        None,
+        "10.244.2.5".parse().unwrap(),
+    );
+    let core = Metrics::default();
+    let c = core.handle(labels);
+    let dst: std::net::SocketAddr = "10.244.2.5:80".parse().unwrap();
+    for result in [
+        Ok(Transferred { up: 1, down: 1 }),
+        Err(ProxyError::Denied {
+            dst,
+            policy: "ns/p".into(),
+        }),
+        Err(ProxyError::ConnectTimeout { addr: dst }),
+        Err(ProxyError::NotLocal(dst.ip())),
+    ] {
+        c.opened();
+        c.closed(&result);
+    }
+    let mut agg = Aggregate::default();
+    agg.add(&core.snapshot());
+    let text = render(&agg);
+    let value = |family: &str, flag: &str| -> Option<String> {
+        text.lines()
+            .find(|l| {
+                l.starts_with(&format!("{family}{{"))
+                    && l.contains(&format!("response_flags=\"{flag}\""))
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+    };
+    let closed = "istio_tcp_connections_closed_total";
+    let failed = "istio_tcp_connections_failed_total";
+    assert_eq!(value(closed, "-").as_deref(), Some("2"), "{text}");
+    assert_eq!(value(closed, "DENY").as_deref(), Some("1"), "{text}");
+    assert_eq!(value(closed, "CONNECT").as_deref(), Some("1"), "{text}");
+    assert_eq!(value(failed, "-").as_deref(), Some("1"), "{text}");
+    assert_eq!(value(failed, "DENY").as_deref(), Some("1"), "{text}");
+    // Opens are counted before the outcome is known: `-` only.
+    let opened = "istio_tcp_connections_opened_total";
+    assert_eq!(value(opened, "-").as_deref(), Some("4"), "{text}");
+    assert_eq!(value(opened, "DENY"), None, "{text}");
 }
