@@ -15,7 +15,7 @@ use zring_xds::delta::{Rejected, Update};
 use zring_xds::prost_types::Any;
 use zring_xds::{security as ps, workload as pw, ADDRESS_TYPE, AUTHORIZATION_TYPE};
 
-use super::local::{DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN};
+use super::local::{Locality, DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN};
 use super::{
     validate, Action, Cidr, LocalConfig, Match, NetworkAddress, Policy, Protocol, Scope, Service,
     ServiceAccountMatch, StringMatch, Workload,
@@ -179,6 +179,18 @@ fn workload_from(w: pw::Workload) -> Result<Workload, String> {
         node: w.node,
         services,
         authorization_policies: w.authorization_policies,
+        workload_name: w.workload_name,
+        canonical_name: w.canonical_name,
+        canonical_revision: w.canonical_revision,
+        cluster_id: w.cluster_id,
+        locality: w
+            .locality
+            .map(|l| Locality {
+                region: l.region,
+                zone: l.zone,
+                subzone: l.subzone,
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -389,6 +401,15 @@ fn workload_to(w: &Workload) -> pw::Workload {
             .map(|(k, p)| (k.clone(), pw::PortList { ports: ports_to(p) }))
             .collect(),
         authorization_policies: w.authorization_policies.clone(),
+        workload_name: w.workload_name.clone(),
+        canonical_name: w.canonical_name.clone(),
+        canonical_revision: w.canonical_revision.clone(),
+        cluster_id: w.cluster_id.clone(),
+        locality: (w.locality != Locality::default()).then(|| pw::Locality {
+            region: w.locality.region.clone(),
+            zone: w.locality.zone.clone(),
+            subzone: w.locality.subzone.clone(),
+        }),
         ..Default::default()
     }
 }
