@@ -34,6 +34,7 @@ pub mod proto;
 pub mod report;
 pub mod run;
 pub mod server;
+pub mod soak;
 pub mod socks;
 #[allow(unsafe_code)]
 pub mod sys;
