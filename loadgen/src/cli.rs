@@ -64,6 +64,14 @@ pub enum Cmd {
     /// Many concurrent checksummed connections through the mesh for a bounded time:
     /// topology up → soak → checks → topology down; exits 1 when a check fails.
     Soak(SoakArgs),
+    /// The soak's echo server (started inside the mesh server pod by `soak`).
+    #[command(hide = true)]
+    SoakEcho {
+        #[arg(long)]
+        bind: IpAddr,
+        #[arg(long, default_value_t = zring_loadgen::soak::SOAK_PORT)]
+        port: u16,
+    },
     /// Cores and memory one node needs for some traffic, from a `peer` report.
     Capacity(CapacityArgs),
     /// The HTTP responder and bulk sink (started inside the server pods by `topology up`).

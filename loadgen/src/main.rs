@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use cli::{CapacityArgs, Cli, Cmd, PeerArgs, SoakArgs, TopoCmd, UpArgs};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use zring_loadgen::capture;
 use zring_loadgen::mesh::MeshOptions;
@@ -152,12 +152,13 @@ fn soak(a: &SoakArgs) -> Result<bool> {
     use zring_loadgen::soak;
     let o = a.options();
     // Before the proxies start: they inherit the limit.
-    zring_loadgen::sys::raise_nofile(o.nofile()).context("raising RLIMIT_NOFILE")?;
+    soak::raise_nofile(&o)?;
+    let self_exe = std::env::current_exe().context("locating the zring-loadgen executable")?;
     let plan = Plan::new(&a.prefix);
     let _ = topo::down(&a.prefix);
     let res = topo::up(&plan, &up_options_with(&a.up, Some(soak::POOL_IDLE))?)
         .map_err(anyhow::Error::from)
-        .and_then(|_| Ok(soak::run(&plan, &o, std::env::args().collect())?));
+        .and_then(|_| Ok(soak::run(&plan, &o, &self_exe, std::env::args().collect())?));
     let down = topology_down(&a.prefix);
     let r = res?;
     down?;
@@ -289,6 +290,9 @@ fn main() -> Result<()> {
         } => demo(&prefix, &up, &load.options(quick), &out, pcap.as_deref())?,
         Cmd::Peer(a) => peer(&a)?,
         Cmd::Soak(a) => soak(&a)?,
+        Cmd::SoakEcho { bind, port } => {
+            zring_loadgen::soak::serve_echo(SocketAddr::new(bind, port)).map(|()| true)?
+        }
         Cmd::Capacity(a) => capacity(&a).map(|()| true)?,
         Cmd::Serve {
             bind,

@@ -48,7 +48,6 @@ fn short_soak_loses_nothing_and_returns_to_baseline() {
     );
     assert!(t.bytes_sent >= (CONNS * 1024 * 5) as u64, "{text}");
     assert_eq!(t.bytes_verified, t.bytes_sent);
-    assert_eq!(t.bytes_echoed_by_server, t.bytes_sent);
     let peak_fds = r.during.iter().map(|s| s.fds[0]).max().unwrap();
     assert!(
         peak_fds >= r.baseline.fds[0] + CONNS,

@@ -8,7 +8,7 @@ mod sample;
 mod traffic;
 
 pub use sample::{pooled, rss_flat, Sample};
-pub use traffic::Live;
+pub use traffic::{serve_echo, Live};
 
 use crate::error::{Error, Result};
 use crate::procs::{self, State};
@@ -16,6 +16,7 @@ use crate::report::Machine;
 use crate::topo::plan::Plan;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,7 +64,6 @@ impl SoakOptions {
 pub struct Totals {
     pub rounds: u64,
     pub bytes_sent: u64,
-    pub bytes_echoed_by_server: u64,
     pub bytes_verified: u64,
     pub bytes_lost: u64,
     pub corrupted_rounds: u64,
@@ -107,20 +107,60 @@ fn proxies(plan: &Plan, state: &State) -> Result<[i32; 2]> {
     Ok([pid(0)?, pid(1)?])
 }
 
-/// Runs the soak against the mesh topology `plan` (up, with the mesh).
-pub fn run(plan: &Plan, o: &SoakOptions, command_line: Vec<String>) -> Result<SoakReport> {
-    let state = State::load(&plan.prefix)?
+/// Raises RLIMIT_NOFILE for `o` (call before the proxies start: they inherit it) and
+/// refuses when the hard limit leaves too little.
+pub fn raise_nofile(o: &SoakOptions) -> Result<()> {
+    crate::sys::raise_nofile(o.nofile()).map_err(Error::io("raising RLIMIT_NOFILE"))?;
+    let have = crate::sys::nofile().map_err(Error::io("reading RLIMIT_NOFILE"))?;
+    let need = o.conns as u64 + 1024;
+    if have < need {
+        return Err(Error::Topology(format!(
+            "RLIMIT_NOFILE is {have} (the hard limit) but {} connections need {need}: \
+             raise the hard limit (ulimit -Hn) or pass fewer --conns",
+            o.conns
+        )));
+    }
+    Ok(())
+}
+
+/// Starts `soak-echo` in the mesh server pod and records it in the topology's state.
+fn start_echo(plan: &Plan, state: &mut State, self_exe: &Path, at: SocketAddr) -> Result<()> {
+    let (_, server) = plan.mesh_pair();
+    let log = procs::state_dir(&plan.prefix).join("soak-echo.log");
+    let args = [
+        "soak-echo",
+        "--bind",
+        &at.ip().to_string(),
+        "--port",
+        &at.port().to_string(),
+    ]
+    .map(String::from);
+    let p = procs::spawn_in(&server.netns, "soak-echo", self_exe, &args, log)?;
+    state.procs.push(p.clone());
+    state.save()?;
+    crate::topo::wait_listening(&server.netns, at, &p)
+}
+
+/// Runs the soak against the mesh topology `plan` (up, with the mesh); `self_exe` is the
+/// `zring-loadgen` binary (it runs the echo server).
+pub fn run(
+    plan: &Plan,
+    o: &SoakOptions,
+    self_exe: &Path,
+    command_line: Vec<String>,
+) -> Result<SoakReport> {
+    let mut state = State::load(&plan.prefix)?
         .filter(|s| s.mesh)
         .ok_or_else(|| Error::Topology(format!("no mesh topology {}", plan.prefix)))?;
     let pids = proxies(plan, &state)?;
-    crate::sys::raise_nofile(o.nofile()).map_err(Error::io("raising RLIMIT_NOFILE"))?;
+    raise_nofile(o)?;
     let (client, server) = plan.mesh_pair();
     for ns in [&client.netns, &plan.nodes()[1].ztunnel().netns] {
         plumbing::netns::set_sysctl(Some(ns), "net.ipv4.ip_local_port_range", PORT_RANGE)?;
     }
     let live = Arc::new(Live::default());
     let target = SocketAddr::from((server.ip, SOAK_PORT));
-    traffic::start_echo(&server.netns, target, live.clone())?;
+    start_echo(plan, &mut state, self_exe, target)?;
     let (date, time) = crate::report::utc(unix_now());
     let t0 = Instant::now();
     let baseline = sample::sample(pids, 0, 0);
@@ -235,7 +275,6 @@ fn totals(live: &Live) -> Totals {
     Totals {
         rounds: live.rounds.load(Relaxed),
         bytes_sent: live.sent.load(Relaxed),
-        bytes_echoed_by_server: live.echoed.load(Relaxed),
         bytes_verified: live.verified.load(Relaxed),
         bytes_lost: live.lost_bytes.load(Relaxed),
         corrupted_rounds: live.corrupted_rounds.load(Relaxed),
@@ -343,7 +382,7 @@ pub fn summary(r: &SoakReport) -> String {
     let peak_pool = r.during.iter().map(|s| s.pooled_hbone).max().unwrap_or(0);
     let mut s = format!(
         "soak {} connections × {:.0} s, {} B rounds every ~{:.1} s, commit {}\n\
-         rounds {}; bytes sent {} ({:.1} MiB), echoed by the server {}, verified {}, lost {}, \
+         rounds {}; bytes sent {} ({:.1} MiB), echoed back and verified {}, lost {}, \
          corrupted rounds {}, failed connections {}, peak open {}\n",
         r.options.conns,
         r.options.duration_s,
@@ -353,7 +392,6 @@ pub fn summary(r: &SoakReport) -> String {
         t.rounds,
         t.bytes_sent,
         mib(t.bytes_sent),
-        t.bytes_echoed_by_server,
         t.bytes_verified,
         t.bytes_lost,
         t.corrupted_rounds,

@@ -11,7 +11,7 @@ use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Size of the shared block every round's payload is a slice of.
@@ -32,8 +32,6 @@ pub struct Live {
     pub failed_conns: AtomicU64,
     /// The first failure, for the report.
     pub first_error: std::sync::Mutex<Option<String>>,
-    /// Bytes the echo server received (and echoed).
-    pub echoed: AtomicU64,
 }
 
 impl Live {
@@ -67,45 +65,29 @@ pub struct ConnPlan {
     pub seed: u64,
 }
 
-/// Starts the echo server on `addr` inside `netns` (a thread that lives until exit).
-pub fn start_echo(netns: &str, addr: SocketAddr, live: Arc<Live>) -> Result<()> {
-    let (tx, rx) = mpsc::channel();
-    crate::cores::spawn_core("zrl-soak-echo".into(), Some(netns.into()), move || {
-        echo_server(addr, live, tx)
-    })?;
-    rx.recv()
-        .map_err(|_| Error::Topology("the soak echo server exited before listening".into()))?
-}
-
-async fn echo_server(
-    addr: SocketAddr,
-    live: Arc<Live>,
-    ready: mpsc::Sender<Result<()>>,
-) -> Result<()> {
-    let l = match TcpListener::bind_with_config(addr, &ListenerOpts::new().backlog(16_384)) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = ready.send(Err(Error::io(format!(
-                "soak echo server listening on {addr}"
-            ))(e)));
-            return Ok(());
+/// Runs the echo server on `addr` until the process is stopped (`soak-echo`, started
+/// by the soak inside the server pod: a process of its own, so the client's and the
+/// server's ends of every connection do not share one descriptor limit).
+pub fn serve_echo(addr: SocketAddr) -> Result<()> {
+    crate::cores::block_on(async move {
+        let opts = ListenerOpts::new().backlog(16_384);
+        let l = TcpListener::bind_with_config(addr, &opts)
+            .map_err(Error::io(format!("soak echo server listening on {addr}")))?;
+        while let Ok((s, _)) = l.accept().await {
+            monoio::spawn(echo(s));
         }
-    };
-    let _ = ready.send(Ok(()));
-    while let Ok((s, _)) = l.accept().await {
-        monoio::spawn(echo(s, live.clone()));
-    }
-    Ok(())
+        Ok(())
+    })?
 }
 
-async fn echo(mut s: TcpStream, live: Arc<Live>) {
+async fn echo(mut s: TcpStream) {
     let mut buf = Vec::with_capacity(16 * 1024);
     loop {
         let (res, b) = s.read(buf).await;
         match res {
-            Ok(n) if n > 0 => live.echoed.fetch_add(n as u64, Relaxed),
+            Ok(n) if n > 0 => {}
             _ => return,
-        };
+        }
         let (res, b) = s.write_all(b).await;
         if res.is_err() {
             return;
