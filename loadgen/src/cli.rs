@@ -61,6 +61,17 @@ pub enum Cmd {
     },
     /// zring and a peer proxy (istio/ztunnel) side by side, each in its own namespace.
     Peer(PeerArgs),
+    /// Many concurrent checksummed connections through the mesh for a bounded time:
+    /// topology up → soak → checks → topology down; exits 1 when a check fails.
+    Soak(SoakArgs),
+    /// The soak's echo server (started inside the mesh server pod by `soak`).
+    #[command(hide = true)]
+    SoakEcho {
+        #[arg(long)]
+        bind: IpAddr,
+        #[arg(long, default_value_t = zring_loadgen::soak::SOAK_PORT)]
+        port: u16,
+    },
     /// Cores and memory one node needs for some traffic, from a `peer` report.
     Capacity(CapacityArgs),
     /// The HTTP responder and bulk sink (started inside the server pods by `topology up`).
@@ -239,4 +250,45 @@ pub struct CapacityArgs {
     /// Where to write the Markdown (default: capacity.md beside the report).
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+pub struct SoakArgs {
+    #[arg(long, default_value = DEFAULT_PREFIX)]
+    pub prefix: String,
+    #[command(flatten)]
+    pub up: UpArgs,
+    /// Concurrent connections, all open at once.
+    #[arg(long, default_value_t = 10_000)]
+    pub conns: usize,
+    /// Seconds the connections carry rounds.
+    #[arg(long, default_value_t = 300.0)]
+    pub duration: f64,
+    /// Bytes per round each way.
+    #[arg(long, default_value_t = 1024)]
+    pub payload: usize,
+    /// Mean seconds between a connection's rounds.
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
+    /// Client cores.
+    #[arg(long, default_value_t = 1)]
+    pub cores: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Also write the report (with every sample) as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+impl SoakArgs {
+    pub fn options(&self) -> zring_loadgen::soak::SoakOptions {
+        zring_loadgen::soak::SoakOptions {
+            conns: self.conns,
+            duration_s: self.duration,
+            payload: self.payload,
+            interval_s: self.interval,
+            cores: self.cores,
+            seed: self.seed,
+        }
+    }
 }

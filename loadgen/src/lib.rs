@@ -35,6 +35,7 @@ pub mod proto;
 pub mod report;
 pub mod run;
 pub mod server;
+pub mod soak;
 pub mod socks;
 #[allow(unsafe_code)]
 pub mod sys;

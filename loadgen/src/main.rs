@@ -3,8 +3,8 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use cli::{CapacityArgs, Cli, Cmd, PeerArgs, TopoCmd, UpArgs};
-use std::net::IpAddr;
+use cli::{CapacityArgs, Cli, Cmd, PeerArgs, SoakArgs, TopoCmd, UpArgs};
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use zring_loadgen::capture;
 use zring_loadgen::mesh::MeshOptions;
@@ -17,6 +17,10 @@ use zring_loadgen::server::{self, ServeConfig};
 use zring_loadgen::topo::{self, plan::Plan, UpOptions};
 
 fn up_options(a: &UpArgs) -> Result<UpOptions> {
+    up_options_with(a, None)
+}
+
+fn up_options_with(a: &UpArgs, pool_idle: Option<std::time::Duration>) -> Result<UpOptions> {
     let self_exe = std::env::current_exe().context("locating the zring-loadgen executable")?;
     let mesh = if a.no_mesh {
         None
@@ -34,6 +38,7 @@ fn up_options(a: &UpArgs) -> Result<UpOptions> {
         Some(MeshOptions {
             zring,
             cores: a.proxy_cores,
+            pool_idle,
         })
     };
     Ok(UpOptions {
@@ -139,6 +144,31 @@ fn demo(
     let passed = res?;
     down?;
     Ok(passed)
+}
+
+/// topology up (short pool idle timeout) → soak → topology down; true when every check
+/// passed.
+fn soak(a: &SoakArgs) -> Result<bool> {
+    use zring_loadgen::soak;
+    let o = a.options();
+    // Before the proxies start: they inherit the limit.
+    soak::raise_nofile(&o)?;
+    let self_exe = std::env::current_exe().context("locating the zring-loadgen executable")?;
+    let plan = Plan::new(&a.prefix);
+    let _ = topo::down(&a.prefix);
+    let res = topo::up(&plan, &up_options_with(&a.up, Some(soak::POOL_IDLE))?)
+        .map_err(anyhow::Error::from)
+        .and_then(|_| Ok(soak::run(&plan, &o, &self_exe, std::env::args().collect())?));
+    let down = topology_down(&a.prefix);
+    let r = res?;
+    down?;
+    print!("{}", soak::summary(&r));
+    if let Some(p) = &a.json {
+        let text = serde_json::to_string_pretty(&r).context("serialising the soak report")?;
+        std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?;
+        println!("wrote {}", p.display());
+    }
+    Ok(r.failures.is_empty())
 }
 
 fn serve(bind: IpAddr, http_port: u16, sink_port: u16, cores: usize) -> Result<()> {
@@ -259,6 +289,10 @@ fn main() -> Result<()> {
             pcap,
         } => demo(&prefix, &up, &load.options(quick), &out, pcap.as_deref())?,
         Cmd::Peer(a) => peer(&a)?,
+        Cmd::Soak(a) => soak(&a)?,
+        Cmd::SoakEcho { bind, port } => {
+            zring_loadgen::soak::serve_echo(SocketAddr::new(bind, port)).map(|()| true)?
+        }
         Cmd::Capacity(a) => capacity(&a).map(|()| true)?,
         Cmd::Serve {
             bind,

@@ -8,6 +8,7 @@ use crate::topo::plan::{Node, Plan, Role};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use zring::config::settings::ENV_POOL_IDLE_TIMEOUT;
 use zring::config::{LocalConfig, Protocol, Workload};
 
 /// The trust domain of the generated certificates and workloads.
@@ -25,6 +26,9 @@ pub struct MeshOptions {
     pub zring: PathBuf,
     /// `--cores` of each proxy.
     pub cores: usize,
+    /// The proxies' pool idle timeout (`POOL_UNUSED_RELEASE_TIMEOUT`); None keeps zring's
+    /// default.
+    pub pool_idle: Option<std::time::Duration>,
 }
 
 /// The SPIFFE identity of a workload named `name`.
@@ -154,7 +158,12 @@ pub fn start(plan: &Plan, opts: &MeshOptions, state: &mut State) -> Result<()> {
             opts.cores.to_string(),
         ];
         let log = dir.join(format!("zring-{}.log", node.name));
-        let p = procs::spawn_in(&zt.netns, "zring", &opts.zring, &args, log)?;
+        let env: Vec<(&str, String)> = opts
+            .pool_idle
+            .iter()
+            .map(|d| (ENV_POOL_IDLE_TIMEOUT, format!("{}s", d.as_secs().max(1))))
+            .collect();
+        let p = procs::spawn_in_env(&zt.netns, "zring", (&opts.zring, &args), &env, log)?;
         state.procs.push(p.clone());
         state.save()?;
         let ready = SocketAddr::from(([127, 0, 0, 1], READINESS_PORT));

@@ -170,6 +170,7 @@ async fn apply_all(
     apply_ipset(&render(kind), live, log)?;
     let kind = apply_tunnels(h, &render(kind), kind, live, log).await?;
     let d = render(kind);
+    crate::rpfilter::keep_effective(&d)?;
     for s in &d.sysctls {
         crate::netns::write_sysctl_here(&s.key, &s.value)?;
     }

@@ -55,6 +55,7 @@ mod nl;
 mod ops;
 mod remove;
 pub mod render;
+mod rpfilter;
 mod state;
 mod sys;
 pub mod trace;

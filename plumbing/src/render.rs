@@ -264,7 +264,12 @@ pub fn node(i: &NodeInput, kind: TunnelKind) -> Desired {
         routes: node_routes(i),
         sysctls: vec![
             Sysctl::new("net.ipv4.ip_forward".into(), "1"),
-            rp_filter(&i.ztunnel_veth, "2"),
+            // Off, not loose, on the ztunnel veth: a reply from a service VIP arrives there
+            // and a node without a route for the service CIDR has no reverse path for it.
+            // The kernel uses max(all, device), so `all` must be 0 too (`up` keeps every
+            // other device's effective value when it lowers `all`).
+            rp_filter("all", "0"),
+            rp_filter(&i.ztunnel_veth, "0"),
             rp_filter("istioin", "2"),
             rp_filter("istioout", "2"),
         ],

@@ -144,12 +144,7 @@ fn captured(ns: &str, to: SocketAddr, l: &TcpListener, from: Ipv4Addr) {
     });
 }
 
-#[test]
-fn tcp_is_captured_both_ways_and_flows() {
-    if !common::can_run("tcp_is_captured_both_ways_and_flows") {
-        return;
-    }
-    let t = topology();
+fn inputs() -> (NodeInput, ZtunnelInput) {
     let node_in = NodeInput {
         gateway_ip: GW,
         ztunnel_ip: ZT,
@@ -163,6 +158,107 @@ fn tcp_is_captured_both_ways_and_flows() {
         eth0: "eth0".into(),
         tunnel: TunnelKind::Geneve,
     };
+    (node_in, zt_in)
+}
+
+/// The `sysctl …` objects `plumb check` reports on the node, sorted.
+fn sysctl_drift(node: &str, i: &NodeInput) -> Vec<String> {
+    let mut v: Vec<String> = plumbing::node_check(Some(node), i)
+        .unwrap()
+        .drift
+        .into_iter()
+        .map(|d| d.object)
+        .collect();
+    v.sort();
+    v
+}
+
+/// Whether a connection from the client pod to `to` completes within 2 s.
+fn connects(client_ns: &str, to: SocketAddr) -> bool {
+    netns::run_in(Some(client_ns), || {
+        TcpStream::connect_timeout(&to, Duration::from_secs(2))
+    })
+    .unwrap()
+    .is_ok()
+}
+
+/// A service VIP the node's main table has no route for (no default route either): the
+/// ztunnel pod answers from the VIP, and that reply arrives on the ztunnel veth, where loose
+/// rp_filter finds no reverse path. `up` turns rp_filter off there (and `all`, keeping
+/// other devices' effective value), `check` reports either drifting back, and with the veth
+/// back at loose the connection hangs again (what the issue saw).
+#[test]
+fn service_vip_without_a_node_route_connects() {
+    if !common::can_run("service_vip_without_a_node_route_connects") {
+        return;
+    }
+    let t = topology();
+    let n = t.node.name();
+    let vip = SocketAddr::from((Ipv4Addr::new(10, 96, 0, 10), 80));
+    let routes = common::sh(
+        n,
+        &[
+            "ip",
+            "route",
+            "show",
+            "table",
+            "main",
+            "match",
+            "10.96.0.10",
+        ],
+    );
+    assert!(
+        routes.is_empty(),
+        "node must have no route to the VIP: {routes}"
+    );
+    let (node_in, zt_in) = inputs();
+    // A device of someone else at 0 under a loose `all`: effectively loose, and must stay so.
+    netns::set_sysctl(Some(n), "net.ipv4.conf.all.rp_filter", "2").unwrap();
+    netns::set_sysctl(Some(n), "net.ipv4.conf.eth0.rp_filter", "0").unwrap();
+    plumbing::node_up(Some(n), &node_in).unwrap();
+    plumbing::ztunnel_up(Some(t.zt.name()), &zt_in).unwrap();
+    let rp = |dev: &str| netns::read_sysctl(Some(n), &format!("net.ipv4.conf.{dev}.rp_filter"));
+    assert_eq!(
+        [rp("all").unwrap(), rp("vzt").unwrap(), rp("eth0").unwrap()],
+        ["0", "0", "2"],
+        "all, ztunnel veth, foreign eth0"
+    );
+    assert!(sysctl_drift(n, &node_in).is_empty());
+    let outbound = transparent_listener(t.zt.name(), 15001);
+    captured(t.client.name(), vip, &outbound, CLIENT);
+
+    netns::set_sysctl(Some(n), "net.ipv4.conf.vzt.rp_filter", "2").unwrap();
+    assert_eq!(
+        sysctl_drift(n, &node_in),
+        ["sysctl net.ipv4.conf.vzt.rp_filter"]
+    );
+    assert!(
+        !connects(t.client.name(), vip),
+        "loose rp_filter on the veth let the reply in"
+    );
+    netns::set_sysctl(Some(n), "net.ipv4.conf.vzt.rp_filter", "0").unwrap();
+    netns::set_sysctl(Some(n), "net.ipv4.conf.all.rp_filter", "1").unwrap();
+    assert_eq!(
+        sysctl_drift(n, &node_in),
+        ["sysctl net.ipv4.conf.all.rp_filter"]
+    );
+    plumbing::node_up(Some(n), &node_in).unwrap();
+    assert!(sysctl_drift(n, &node_in).is_empty());
+    captured(t.client.name(), vip, &outbound, CLIENT);
+
+    // Settings, not objects: `down` leaves them (a running ztunnel still needs them).
+    plumbing::ztunnel_down(Some(t.zt.name()), &zt_in).unwrap();
+    plumbing::node_down(Some(n), &node_in).unwrap();
+    assert_eq!(rp("vzt").unwrap(), "0");
+}
+
+#[test]
+fn tcp_is_captured_both_ways_and_flows() {
+    if !common::can_run("tcp_is_captured_both_ways_and_flows") {
+        return;
+    }
+    let t = topology();
+    let (node_in, zt_in) = inputs();
     plumbing::node_up(Some(t.node.name()), &node_in).unwrap();
     plumbing::ztunnel_up(Some(t.zt.name()), &zt_in).unwrap();
     let outbound = transparent_listener(t.zt.name(), 15001);

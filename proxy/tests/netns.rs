@@ -19,29 +19,9 @@ use plumbing::netns::{self, NetnsGuard};
 
 /// Returns false (after saying why) when the test cannot run here; panics under CI.
 fn can_run() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false);
-    let tools = ["ip", "iptables-restore"].iter().all(|t| {
-        Command::new(t)
-            .arg("-V")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok()
-    });
-    if root && tools {
-        return true;
-    }
-    let why = format!("needs root ({root}) and ip + iptables-restore ({tools})");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but the namespace test cannot run: {why}");
-    }
-    eprintln!("skipping namespace test: {why}");
-    false
+    use testsupport::require;
+    let missing = require::missing(&["ip", "iptables-restore"], &[]);
+    require::can_run("the namespace test", &missing)
 }
 
 fn sh(ns: &str, args: &[&str]) {

@@ -5,41 +5,11 @@
 
 use std::path::PathBuf;
 
-/// True when the test can run; panics under `CI=true` when it cannot.
+/// True when the test can run (root and `tools`); panics under `CI=true` when it cannot
+/// (testsupport's gate).
 pub fn can_run(what: &str, tools: &[&str]) -> bool {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let mut missing = Vec::new();
-    // Effective UID from /proc/self/status (no libc call needed).
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-    if !root {
-        missing.push("root".to_string());
-    }
-    for t in tools {
-        if which(t).is_none() {
-            missing.push(format!("`{t}` on PATH"));
-        }
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!(
-        "{what} needs {} (scripts/install-deps installs the tools)",
-        missing.join(", ")
-    );
-    assert!(!ci, "{msg}");
-    eprintln!("SKIPPED: {msg}");
-    false
-}
-
-/// Finds `tool` on PATH.
-pub fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
+    use testsupport::require;
+    require::can_run(what, &require::missing(tools, &[]))
 }
 
 /// A unique topology prefix for this test process.

@@ -53,6 +53,9 @@ fn routes_only_in_owned_tables_and_tunnels_are_slash_30() {
     ] {
         assert!(d.routes.iter().all(|r| d.tables.contains(&r.table)));
         assert!(d.tunnels.iter().all(|t| t.prefix == 30));
-        assert!(d.sysctls.iter().all(|s| s.value == "1" || s.value == "2"));
+        assert!(d
+            .sysctls
+            .iter()
+            .all(|s| ["0", "1", "2"].contains(&s.value.as_str())));
     }
 }

@@ -14,43 +14,12 @@ pub fn unique(tag: &str) -> String {
     )
 }
 
-/// Whether the namespace tests can run here. When they cannot: fail under CI=true, else skip.
+/// Whether the namespace tests can run here (root and the tools): fails under CI=true,
+/// else skips (testsupport's gate).
 pub fn can_run(test: &str) -> bool {
-    let root = nix_is_root();
-    let tools = ["iptables", "iptables-save", "iptables-restore", "ip"]
-        .iter()
-        .all(|t| on_path(t));
-    if root && tools {
-        return true;
-    }
-    let why = if root {
-        "iptables/iproute2 missing (run scripts/install-deps)"
-    } else {
-        "not root"
-    };
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: cannot run namespace test under CI: {why}");
-    }
-    eprintln!("SKIP {test}: {why}");
-    false
-}
-
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("Uid:")
-                    .map(|v| v.split_whitespace().next() == Some("0"))
-            })
-        })
-        .unwrap_or(false)
-}
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
-        .unwrap_or(false)
+    use testsupport::require;
+    let tools = ["iptables", "iptables-save", "iptables-restore", "ip"];
+    require::can_run(test, &require::missing(&tools, &[]))
 }
 
 /// Runs a command in `netns` via `ip netns exec` and returns stdout (panics on failure).
