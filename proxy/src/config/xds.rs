@@ -24,7 +24,7 @@ use super::{
 /// One `istio.workload.Address`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Address {
-    Workload(Workload),
+    Workload(Box<Workload>),
     Service(Service),
 }
 
@@ -109,7 +109,7 @@ impl XdsStore {
         let mut c = LocalConfig::default();
         for a in self.addresses.values() {
             match a {
-                Address::Workload(w) => c.workloads.push(w.clone()),
+                Address::Workload(w) => c.workloads.push(w.as_ref().clone()),
                 Address::Service(s) => c.services.push(s.clone()),
             }
         }
@@ -124,7 +124,9 @@ pub fn decode_address(any: &Any) -> Result<Address, String> {
     let a =
         pw::Address::decode(any.value.as_slice()).map_err(|e| format!("not an Address: {e}"))?;
     match a.r#type {
-        Some(pw::address::Type::Workload(w)) => workload_from(w).map(Address::Workload),
+        Some(pw::address::Type::Workload(w)) => {
+            workload_from(w).map(|w| Address::Workload(Box::new(w)))
+        }
         Some(pw::address::Type::Service(s)) => service_from(s).map(Address::Service),
         None => Err("the Address holds neither a workload nor a service".into()),
     }
