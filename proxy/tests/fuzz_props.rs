@@ -222,3 +222,106 @@ fn local_config_bytes_parse_or_error_and_accepted_configs_are_valid() {
         Ok(())
     });
 }
+
+/// istiod's resources of the seed config, each body with a few bytes edited, or soup.
+fn xds_bodies() -> impl Strategy<Value = (bool, Vec<u8>)> {
+    let seed = LocalConfig::from_yaml("seed", SEED).unwrap();
+    let enc = zring::config::xds::encode(&seed).unwrap();
+    let bodies: Vec<(bool, Vec<u8>)> = enc
+        .addresses
+        .iter()
+        .map(|(_, a)| (true, a.value.clone()))
+        .chain(
+            enc.authorizations
+                .iter()
+                .map(|(_, a)| (false, a.value.clone())),
+        )
+        .collect();
+    let edited = (
+        prop::sample::select(bodies),
+        prop::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 0..4),
+    )
+        .prop_map(|((is_addr, mut b), edits)| {
+            for (at, byte, kind) in edits {
+                if b.is_empty() {
+                    break;
+                }
+                let at = at % b.len();
+                match kind {
+                    0 => b[at] = byte,
+                    1 => b.insert(at, byte),
+                    _ => b.truncate(at),
+                }
+            }
+            (is_addr, b)
+        });
+    prop_oneof![edited, (any::<bool>(), any::<Vec<u8>>())]
+}
+
+#[test]
+fn xds_resources_decode_or_are_refused_and_what_applies_is_valid() {
+    use zring::config::xds::{decode_address, decode_authorization, XdsStore};
+    use zring_xds::prost_types::Any;
+    run_for(
+        "xds resources",
+        budget(SMOKE_SECS),
+        xds_bodies(),
+        |(is_addr, value)| {
+            let type_url = if is_addr {
+                zring_xds::ADDRESS_TYPE
+            } else {
+                zring_xds::AUTHORIZATION_TYPE
+            };
+            let any = Any {
+                type_url: type_url.into(),
+                value,
+            };
+            let decoded_ok = if is_addr {
+                decode_address(&any).is_ok()
+            } else {
+                decode_authorization(&any).is_ok()
+            };
+            let update = zring_xds::delta::Update {
+                type_url: type_url.into(),
+                nonce: "n".into(),
+                upserts: vec![zring_xds::discovery::Resource {
+                    name: "r".into(),
+                    version: "1".into(),
+                    resource: Some(any),
+                    ..Default::default()
+                }],
+                removed: vec![],
+            };
+            let mut store = XdsStore::default();
+            let (rejected, config) = store.apply(&update);
+            prop_assert!(!decoded_ok || config.is_some() || !rejected.is_empty());
+            if let Some(c) = config {
+                prop_assert!(decoded_ok && rejected.is_empty());
+                prop_assert!(c.validate().is_ok());
+            } else {
+                prop_assert!(rejected
+                    .iter()
+                    .all(|r| r.name == "r" && !r.reason.is_empty()));
+            }
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn grpc_frames_in_any_chunks_decode_or_fail_cleanly() {
+    let chunks = prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..8);
+    run_for("grpc frames", budget(SMOKE_SECS), chunks, |chunks| {
+        let mut d = zring_xds::grpc::Decoder::new(1 << 16);
+        let pushed: usize = chunks.iter().map(Vec::len).sum();
+        let mut taken = 0;
+        for c in &chunks {
+            d.push(c);
+            while let Ok(Some(frame)) = d.next_frame() {
+                taken += 5 + frame.len();
+            }
+        }
+        prop_assert!(taken <= pushed);
+        Ok(())
+    });
+}
