@@ -441,6 +441,25 @@ fn ztunnel_and_zring_run_on_the_control_planes_workloads() {
         "a proxy refused a resource\n{}",
         context()
     );
+
+    // istiod goes away: zring keeps its last state, stays ready and keeps carrying HBONE.
+    let log_before = zr.log().len();
+    drop(cp);
+    wait_for(
+        Duration::from_secs(10),
+        "zring did not notice the lost xDS stream",
+        || {
+            zr.log()[log_before..].contains("reconnecting")
+                || zr.log()[log_before..].contains("stays in force")
+        },
+        || zr.log(),
+    );
+    assert!(
+        matches!(get_in(&ns, ZRING_READY, "/healthz/ready"), Some((200, _))),
+        "zring stopped being ready without istiod\n{}",
+        zr.log()
+    );
+    echo_rounds(socks_connect(&ns, ZRING_SOCKS, target), &|| zr.log());
 }
 
 /// 50 checksummed 1 KiB echoes through `s`.
