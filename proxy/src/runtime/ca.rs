@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http::{Request, Uri};
+use http::Uri;
 use zring_xds::ca::{IstioCertificateRequest, IstioCertificateResponse};
 use zring_xds::grpc::{encode, Decoder};
 use zring_xds::{CREATE_CERTIFICATE_PATH, IMPERSONATED_IDENTITY};
@@ -18,7 +18,7 @@ use crate::config::xds_env::CaSettings;
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::identity::Identity;
-use crate::runtime::grpc::{bearer, err, grpc_status, Server};
+use crate::runtime::grpc::{err, grpc_status, recv, request, Server};
 use crate::runtime::state::{Shared, State};
 use crate::tls::CertStore;
 
@@ -160,15 +160,7 @@ async fn fetch(
         )])),
     };
     let mut h2 = server.connect().await?;
-    let req = Request::post(format!(
-        "{uri}{}",
-        CREATE_CERTIFICATE_PATH.trim_start_matches('/')
-    ))
-    .header("content-type", "application/grpc")
-    .header("te", "trailers")
-    .header("authorization", bearer(&ca.token)?)
-    .body(())
-    .map_err(|e| err("build the CA request", e))?;
+    let req = request(&uri, CREATE_CERTIFICATE_PATH, &ca.token, &[])?;
     let (response, mut send) = h2
         .send_request(req, false)
         .map_err(|e| err("call the CA", e))?;
@@ -178,9 +170,7 @@ async fn fetch(
     grpc_status(response.headers())?;
     let mut body = response.into_body();
     let mut decoder = Decoder::default();
-    while let Some(data) = body.data().await {
-        let data = data.map_err(|e| err("read the CA's answer", e))?;
-        let _ = body.flow_control().release_capacity(data.len());
+    while let Some(data) = recv(&mut body, "read the CA's answer").await? {
         decoder.push(&data);
     }
     if let Ok(Some(t)) = body.trailers().await {

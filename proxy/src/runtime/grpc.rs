@@ -107,7 +107,7 @@ pub fn grpc_status(h: &http::HeaderMap) -> Result<(), ProxyError> {
 }
 
 /// Reads the bearer token file (re-read per call: it is rotated).
-pub fn bearer(token: &Path) -> Result<String, ProxyError> {
+fn bearer(token: &Path) -> Result<String, ProxyError> {
     let t = std::fs::read_to_string(token).map_err(|e| {
         err(
             &format!("read the token {} (AUTH_TOKEN)", token.display()),
@@ -115,4 +115,38 @@ pub fn bearer(token: &Path) -> Result<String, ProxyError> {
         )
     })?;
     Ok(format!("Bearer {}", t.trim()))
+}
+
+/// A gRPC POST of `path` on `uri` with the bearer token and extra headers.
+pub fn request(
+    uri: &Uri,
+    path: &str,
+    token: &Path,
+    headers: &[(String, String)],
+) -> Result<http::Request<()>, ProxyError> {
+    let mut req = http::Request::post(format!("{uri}{}", path.trim_start_matches('/')))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", bearer(token)?);
+    for (k, v) in headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    req.body(()).map_err(|e| {
+        err(
+            &format!("build the request for {path} (check *_HEADER_*)"),
+            e,
+        )
+    })
+}
+
+/// The next chunk of a response body, its flow-control capacity released.
+pub async fn recv(body: &mut h2::RecvStream, what: &str) -> Result<Option<Bytes>, ProxyError> {
+    match body.data().await {
+        None => Ok(None),
+        Some(Err(e)) => Err(err(what, e)),
+        Some(Ok(data)) => {
+            let _ = body.flow_control().release_capacity(data.len());
+            Ok(Some(data))
+        }
+    }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use http::{Request, Uri};
+use http::Uri;
 use zring_xds::delta::{Rejected, Subscription, Update};
 use zring_xds::discovery::{DeltaDiscoveryResponse, Node};
 use zring_xds::grpc::{encode, Decoder};
@@ -22,7 +22,7 @@ use crate::config::xds::XdsStore;
 use crate::config::xds_env::XdsSettings;
 use crate::config::{Config, Snapshot};
 use crate::error::ProxyError;
-use crate::runtime::grpc::{bearer, err, grpc_status, Server};
+use crate::runtime::grpc::{err, grpc_status, recv, request, Server};
 use crate::runtime::state::{Shared, State};
 
 const TYPES: [&str; 2] = [ADDRESS_TYPE, AUTHORIZATION_TYPE];
@@ -125,16 +125,12 @@ impl Client {
             timeout: self.config.connect_timeout,
         };
         let mut h2 = server.connect().await?;
-        let mut req = Request::post(format!("{uri}{}", DELTA_ADS_PATH.trim_start_matches('/')))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .header("authorization", bearer(&self.settings.token)?);
-        for (k, v) in &self.settings.headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        let req = req
-            .body(())
-            .map_err(|e| err("build the request (check XDS_HEADER_*)", e))?;
+        let req = request(
+            &uri,
+            DELTA_ADS_PATH,
+            &self.settings.token,
+            &self.settings.headers,
+        )?;
         let (response, mut send) = h2
             .send_request(req, false)
             .map_err(|e| err("open the ADS stream", e))?;
@@ -146,9 +142,7 @@ impl Client {
         grpc_status(response.headers())?;
         let mut body = response.into_body();
         let mut decoder = Decoder::default();
-        while let Some(data) = body.data().await {
-            let data = data.map_err(|e| err("read the ADS stream", e))?;
-            let _ = body.flow_control().release_capacity(data.len());
+        while let Some(data) = recv(&mut body, "read the ADS stream").await? {
             decoder.push(&data);
             while let Some(resp) = decoder
                 .next_message::<DeltaDiscoveryResponse>("DeltaDiscoveryResponse")
