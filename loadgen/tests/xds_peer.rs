@@ -442,6 +442,23 @@ fn ztunnel_and_zring_run_on_the_control_planes_workloads() {
         context()
     );
 
+    // One certificate per identity: nothing is renewed long before its half-life.
+    let sleep_certs = cp
+        .events()
+        .iter()
+        .filter(|e| {
+            **e == Event::Issued {
+                identity: SLEEP_ID.into(),
+            }
+        })
+        .count();
+    assert_eq!(
+        sleep_certs,
+        1,
+        "zring asked for sleep's certificate {sleep_certs} times\n{}",
+        context()
+    );
+
     // istiod goes away: zring keeps its last state, stays ready and keeps carrying HBONE.
     let log_before = zr.log().len();
     drop(cp);

@@ -1,7 +1,8 @@
 //! The Istio CA client (`CA_ADDRESS`): a key pair and CSR per local workload identity,
 //! sent to `istio.v1.auth.IstioCertificateService/CreateCertificate` with the
 //! `ImpersonatedIdentity` metadata, as ztunnel sends it. Certificates are held in memory
-//! (keys never touch disk), renewed at half-life; the old one serves until a new one
+//! (keys never touch disk), renewed when half of the remaining validity is gone; the old
+//! one serves until a new one
 //! arrives, and a failed request is retried with backoff and logged. Every change is a new
 //! generation with the current workloads and the new certificate store.
 
@@ -186,12 +187,16 @@ async fn fetch(
     Ok((chain, key, renew_at))
 }
 
-/// Halfway between the leaf's notBefore and notAfter.
+/// Halfway through what is left of the leaf's validity. Not from notBefore: CAs backdate
+/// it (the dev CA by an hour), which would put the midpoint of a short-lived certificate in
+/// the past and renew it in a loop.
 fn half_life(chain_pem: &str) -> Option<SystemTime> {
     let (_, pem) = x509_parser::pem::parse_x509_pem(chain_pem.as_bytes()).ok()?;
     let cert = pem.parse_x509().ok()?;
-    let nb = cert.validity().not_before.timestamp();
-    let na = cert.validity().not_after.timestamp();
-    let mid = u64::try_from(nb + (na - nb) / 2).ok()?;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(mid))
+    let not_after = u64::try_from(cert.validity().not_after.timestamp()).ok()?;
+    let not_after = SystemTime::UNIX_EPOCH + Duration::from_secs(not_after);
+    let left = not_after
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    Some(SystemTime::now() + left / 2)
 }
