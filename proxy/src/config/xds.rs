@@ -95,13 +95,11 @@ impl XdsStore {
     }
 
     fn remove(&mut self, type_url: &str, name: &str) {
-        match type_url {
-            ADDRESS_TYPE => self.addresses.remove(name),
-            _ => self
-                .policies
-                .remove(name)
-                .map(|_| Address::Service(Service::default())),
-        };
+        if type_url == ADDRESS_TYPE {
+            self.addresses.remove(name);
+        } else {
+            self.policies.remove(name);
+        }
     }
 
     /// The store as the configuration the cores run.
@@ -325,6 +323,7 @@ fn or_default(s: String, default: &str) -> String {
 /// A LocalConfig as xDS resources `(name, body)`: Addresses, then Authorizations. Names
 /// follow istiod: a workload's uid, `namespace/hostname` of a service, `namespace/name` of
 /// a policy.
+///
 /// A workload without a uid is named `namespace/name`. A policy naming service accounts
 /// is sent with them as principal suffixes (`/ns/<ns>/sa/<sa>`), which is what they
 /// match; one naming both service accounts and principals in one match cannot be sent.
@@ -342,7 +341,7 @@ pub fn encode(c: &LocalConfig) -> Result<Resources, String> {
         (s.key(), zring_xds::to_any(ADDRESS_TYPE, &a))
     });
     let policies = c.policies.iter().map(|p| {
-        let name = format!("{}/{}", p.namespace, p.name);
+        let name = p.key();
         let body = policy_to(p).map_err(|e| format!("policy {name}: {e}"))?;
         Ok((name, zring_xds::to_any(AUTHORIZATION_TYPE, &body)))
     });

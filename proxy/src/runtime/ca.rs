@@ -2,9 +2,9 @@
 //! sent to `istio.v1.auth.IstioCertificateService/CreateCertificate` with the
 //! `ImpersonatedIdentity` metadata, as ztunnel sends it. Certificates are held in memory
 //! (keys never touch disk), renewed when half of the remaining validity is gone; the old
-//! one serves until a new one
-//! arrives, and a failed request is retried with backoff and logged. Every change is a new
-//! generation with the current workloads and the new certificate store.
+//! one serves until a new one arrives, and a failed request is retried with backoff and
+//! logged. Every change is a new generation with the current workloads and the new
+//! certificate store.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -68,12 +68,11 @@ pub async fn run(config: Arc<Config>, shared: Arc<Shared>, ca: CaSettings) {
                 tracing::error!("the CA's certificates cannot be used: {e}");
             }
         }
-        let all_held = || {
-            local_identities(&config, &shared)
-                .iter()
-                .all(|id| held.get(id).is_some_and(|h| h.pem.is_some()))
-        };
-        if shared.synced() && !shared.has_state() && all_held() {
+        // Read again: the workloads may have changed while the requests were in flight.
+        let all_held = local_identities(&config, &shared)
+            .iter()
+            .all(|id| held.get(id).is_some_and(|h| h.pem.is_some()));
+        if shared.synced() && !shared.has_state() && all_held {
             let generation = shared.generation();
             tracing::info!(
                 generation,

@@ -68,7 +68,8 @@ impl CertStore {
 
     /// A store of certificates held in memory (the CA client's; keys never touch disk):
     /// the trust bundle `bundle_pem` (read from `bundle_path`) and `(chain PEM, key PEM)`
-    /// pairs. Checked like [`CertStore::load`]; errors name `source` and the identity.
+    /// pairs. Checked like [`CertStore::load`]; errors name `bundle_path` or the pair's index.
+    /// Its [`loaded_fingerprint`](CertStore::loaded_fingerprint) is 0: there is no directory.
     pub fn from_pem(
         bundle_path: &Path,
         bundle_pem: &[u8],
@@ -77,10 +78,6 @@ impl CertStore {
     ) -> Result<CertStore, TlsError> {
         let roots = load_bundle(bundle_path, bundle_pem)?;
         let mut store = CertStore::with_roots(Path::new(""), bundle_path, trust_domain, roots)?;
-        // Caches keyed on the fingerprint must see every new certificate.
-        let mut h = DefaultHasher::new();
-        (bundle_pem, workloads).hash(&mut h);
-        store.fingerprint = h.finish();
         for (i, (chain, key)) in workloads.iter().enumerate() {
             let what = PathBuf::from(format!("(certificate {i} from the CA)"));
             let chain = parse_certs(&what, chain.as_bytes())?;
