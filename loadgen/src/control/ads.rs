@@ -14,7 +14,7 @@ use zring_xds::grpc::{encode, Decoder};
 use zring_xds::prost_types::Any;
 use zring_xds::{ADDRESS_TYPE, AUTHORIZATION_TYPE};
 
-use super::grpc::{start_reply, status_only, trailers, INTERNAL, INVALID_ARGUMENT};
+use super::grpc::{start_reply, trailers, INTERNAL, INVALID_ARGUMENT};
 use super::{Event, Shared};
 
 /// Per type: resource name → (version, body).
@@ -38,7 +38,9 @@ pub async fn stream(
         Err(e) => return tracing::warn!("control plane: reply to ADS stream: {e}"),
     };
     let mut config = shared.config.clone();
-    let mut served = resources(&config.borrow_and_update(), &mut respond);
+    let Some(mut served) = resources(&config.borrow_and_update(), &mut out) else {
+        return;
+    };
     let mut session = Session::default();
     let mut decoder = Decoder::default();
     loop {
@@ -67,7 +69,10 @@ pub async fn stream(
                 if changed.is_err() {
                     break;
                 }
-                served = resources(&config.borrow_and_update(), &mut respond);
+                let Some(now) = resources(&config.borrow_and_update(), &mut out) else {
+                    return;
+                };
+                served = now;
                 for resp in session.push(&served) {
                     if out.send_data(encode(&resp), false).is_err() {
                         return;
@@ -79,14 +84,18 @@ pub async fn stream(
     let _ = out.send_trailers(trailers(0, ""));
 }
 
-/// The served configuration as resources with content versions.
-fn resources(config: &zring::config::LocalConfig, respond: &mut SendResponse<Bytes>) -> Served {
+/// The served configuration as resources with content versions; `None` (the stream
+/// ended with INTERNAL) when it cannot be encoded.
+fn resources(
+    config: &zring::config::LocalConfig,
+    out: &mut h2::SendStream<Bytes>,
+) -> Option<Served> {
     let r = match zring::config::xds::encode(config) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("control plane cannot serve its configuration: {e}");
-            status_only(respond, INTERNAL, e.as_str());
-            return Served::default();
+            let _ = out.send_trailers(trailers(INTERNAL, &e));
+            return None;
         }
     };
     let by_name = |items: Vec<(String, Any)>| {
@@ -98,7 +107,7 @@ fn resources(config: &zring::config::LocalConfig, respond: &mut SendResponse<Byt
     let mut s = Served::new();
     s.insert(ADDRESS_TYPE, by_name(r.addresses));
     s.insert(AUTHORIZATION_TYPE, by_name(r.authorizations));
-    s
+    Some(s)
 }
 
 fn version(any: &Any) -> String {
