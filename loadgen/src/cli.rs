@@ -58,6 +58,10 @@ pub enum Cmd {
         /// Capture node A's eth0 into this pcap and check that only HBONE crossed the nodes.
         #[arg(long)]
         pcap: Option<PathBuf>,
+        /// Serve workloads and certificates from the project's control plane over xDS,
+        /// then enrol and withdraw node B's plain server live (`enrolment.md` in the report).
+        #[arg(long)]
+        xds: bool,
     },
     /// zring and a peer proxy (istio/ztunnel) side by side, each in its own namespace.
     Peer(PeerArgs),

@@ -9,7 +9,8 @@
 //! - [`client`], [`phase`]: per-connection load loops and one measured phase over cores.
 //! - [`cores`]: per-core monoio runtimes, optionally inside a network namespace.
 //! - [`topo`]: the topology plan (pure) and `up`/`down`/`status` over `plumbing::netns`.
-//! - [`mesh`]: certificates, the generated LocalConfig, node plumbing, one zring per node.
+//! - [`mesh`]: certificates, the generated LocalConfig, node plumbing, one zring per node;
+//!   [`control`]: the xDS and CA control plane; [`enrol`]: the xDS demo's live enrolment.
 //! - [`procs`]: state directory, child processes in pod namespaces, CPU time from /proc.
 //! - [`run`]: the scenarios, baseline and mesh alternating; [`report`]: JSON, Markdown,
 //!   SVG; [`progress`]: the stderr progress bar; [`capture`]: tcpdump on the node link.
@@ -23,6 +24,7 @@ pub mod checksum;
 pub mod client;
 pub mod control;
 pub mod cores;
+pub mod enrol;
 pub mod error;
 pub mod hist;
 pub mod mesh;

@@ -5,8 +5,10 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use cli::{CapacityArgs, Cli, Cmd, PeerArgs, SoakArgs, TopoCmd, UpArgs};
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use zring_loadgen::capture;
+use zring_loadgen::control::ControlPlane;
+use zring_loadgen::enrol;
 use zring_loadgen::mesh::MeshOptions;
 use zring_loadgen::report;
 use zring_loadgen::run::{self, RunOptions};
@@ -17,10 +19,14 @@ use zring_loadgen::server::{self, ServeConfig};
 use zring_loadgen::topo::{self, plan::Plan, UpOptions};
 
 fn up_options(a: &UpArgs) -> Result<UpOptions> {
-    up_options_with(a, None)
+    up_options_with(a, None, false)
 }
 
-fn up_options_with(a: &UpArgs, pool_idle: Option<std::time::Duration>) -> Result<UpOptions> {
+fn up_options_with(
+    a: &UpArgs,
+    pool_idle: Option<std::time::Duration>,
+    xds: bool,
+) -> Result<UpOptions> {
     let self_exe = std::env::current_exe().context("locating the zring-loadgen executable")?;
     let mesh = if a.no_mesh {
         None
@@ -39,6 +45,7 @@ fn up_options_with(a: &UpArgs, pool_idle: Option<std::time::Duration>) -> Result
             zring,
             cores: a.proxy_cores,
             pool_idle,
+            xds,
         })
     };
     Ok(UpOptions {
@@ -49,7 +56,7 @@ fn up_options_with(a: &UpArgs, pool_idle: Option<std::time::Duration>) -> Result
 }
 
 fn topology_up(prefix: &str, a: &UpArgs) -> Result<()> {
-    let state = topo::up(&Plan::new(prefix), &up_options(a)?)?;
+    let state = topo::up(&Plan::new(prefix), &up_options(a)?)?.state;
     eprintln!(
         "topology {prefix} up: {} processes (mesh: {})",
         state.procs.len(),
@@ -107,12 +114,13 @@ fn topology_status(prefix: &str) -> Result<bool> {
     Ok(healthy)
 }
 
+/// Runs the scenarios and writes the report; returns whether it passed and its directory.
 fn run_and_report(
     prefix: &str,
     opts: &RunOptions,
     out: &Path,
     pcap: Option<&Path>,
-) -> Result<bool> {
+) -> Result<(bool, PathBuf)> {
     let argv: Vec<String> = std::env::args().collect();
     let plan = Plan::new(prefix);
     let capture = pcap.map(|p| capture::start(&plan, p)).transpose()?;
@@ -128,22 +136,62 @@ fn run_and_report(
     for f in files {
         println!("wrote {}", f.display());
     }
-    Ok(r.passed())
+    Ok((r.passed(), dir))
 }
 
+/// topology up → the sweep and report → (xDS mode) live enrolment → topology down.
 fn demo(
     prefix: &str,
-    up: &UpArgs,
+    up: &UpOptions,
     opts: &RunOptions,
-    out: &Path,
-    pcap: Option<&Path>,
+    (out, pcap): (&Path, Option<&Path>),
 ) -> Result<bool> {
     let _ = topo::down(prefix);
-    let res = topology_up(prefix, up).and_then(|()| run_and_report(prefix, opts, out, pcap));
+    let plan = Plan::new(prefix);
+    let res = topo::up(&plan, up)
+        .map_err(anyhow::Error::from)
+        .and_then(|running| {
+            let (passed, dir) = run_and_report(prefix, opts, out, pcap)?;
+            match &running.control {
+                Some(control) => Ok(passed && live_enrolment(&plan, control, &running, &dir)?),
+                None => Ok(passed),
+            }
+        });
     let down = topology_down(prefix);
     let passed = res?;
     down?;
     Ok(passed)
+}
+
+/// The xDS demo's enrol → withdraw, written next to the sweep's report.
+fn live_enrolment(
+    plan: &Plan,
+    control: &ControlPlane,
+    running: &topo::Up,
+    dir: &Path,
+) -> Result<bool> {
+    let pids = running
+        .state
+        .procs
+        .iter()
+        .filter(|p| p.kind == "zring")
+        .map(|p| p.pid)
+        .collect();
+    let r = enrol::run(plan, control, pids)?;
+    let md = enrol::markdown(&r);
+    println!("{md}");
+    for (name, text) in [
+        ("enrolment.md", md),
+        (
+            "enrolment.json",
+            serde_json::to_string_pretty(&r).context("serialising the enrolment report")?,
+        ),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(r.passed())
 }
 
 /// topology up (short pool idle timeout) → soak → topology down; true when every check
@@ -156,9 +204,12 @@ fn soak(a: &SoakArgs) -> Result<bool> {
     let self_exe = std::env::current_exe().context("locating the zring-loadgen executable")?;
     let plan = Plan::new(&a.prefix);
     let _ = topo::down(&a.prefix);
-    let res = topo::up(&plan, &up_options_with(&a.up, Some(soak::POOL_IDLE))?)
-        .map_err(anyhow::Error::from)
-        .and_then(|_| Ok(soak::run(&plan, &o, &self_exe, std::env::args().collect())?));
+    let res = topo::up(
+        &plan,
+        &up_options_with(&a.up, Some(soak::POOL_IDLE), false)?,
+    )
+    .map_err(anyhow::Error::from)
+    .and_then(|_| Ok(soak::run(&plan, &o, &self_exe, std::env::args().collect())?));
     let down = topology_down(&a.prefix);
     let r = res?;
     down?;
@@ -279,7 +330,7 @@ fn main() -> Result<()> {
             load,
             out,
             pcap,
-        } => run_and_report(&prefix, &load.options(false), &out, pcap.as_deref())?,
+        } => run_and_report(&prefix, &load.options(false), &out, pcap.as_deref())?.0,
         Cmd::Demo {
             prefix,
             up,
@@ -287,7 +338,13 @@ fn main() -> Result<()> {
             quick,
             out,
             pcap,
-        } => demo(&prefix, &up, &load.options(quick), &out, pcap.as_deref())?,
+            xds,
+        } => demo(
+            &prefix,
+            &up_options_with(&up, None, xds)?,
+            &load.options(quick),
+            (&out, pcap.as_deref()),
+        )?,
         Cmd::Peer(a) => peer(&a)?,
         Cmd::Soak(a) => soak(&a)?,
         Cmd::SoakEcho { bind, port } => {

@@ -1,14 +1,24 @@
 //! The mesh half of the topology: certificates from `zring ca`, the LocalConfig YAML
 //! that tells each zring which workloads exist (HBONE = enrolled, TCP = not), the node
 //! and ztunnel-pod plumbing, and one `zring run` per ztunnel pod.
+//!
+//! In xDS mode the same LocalConfig is served by the project's control plane
+//! ([`crate::control`]) on node A's link address, as istiod would be: both proxies get
+//! their workloads over delta ADS and their certificates from its CA, with no config
+//! file and no certificate directory.
 
+use crate::control::{ControlPlane, Settings};
 use crate::error::{Error, Result};
 use crate::procs::{self, State};
 use crate::topo::plan::{Node, Plan, Role};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 use zring::config::settings::ENV_POOL_IDLE_TIMEOUT;
+use zring::config::xds_env::{
+    ENV_AUTH_TOKEN, ENV_CA_ADDRESS, ENV_CA_ROOT_CA, ENV_XDS_ADDRESS, ENV_XDS_ROOT_CA,
+};
 use zring::config::{LocalConfig, Protocol, Workload};
 
 /// The trust domain of the generated certificates and workloads.
@@ -18,6 +28,16 @@ pub const NAMESPACE: &str = "default";
 
 /// zring's readiness port: once it accepts, the proxy's listeners are up.
 const READINESS_PORT: u16 = 15021;
+/// zring's admin port (`/config_dump`).
+pub const ADMIN_PORT: u16 = 15000;
+/// zring's metrics port.
+pub const METRICS_PORT: u16 = 15020;
+/// The control plane's port (istiod's xDS and CA port).
+pub const CONTROL_PORT: u16 = 15012;
+/// The bearer token the control plane expects and the proxies send.
+const CONTROL_TOKEN: &str = "zring-demo-token";
+/// How long an xDS-mode proxy may take to receive its workloads and certificates.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How to run the proxies.
 #[derive(Debug, Clone)]
@@ -29,6 +49,9 @@ pub struct MeshOptions {
     /// The proxies' pool idle timeout (`POOL_UNUSED_RELEASE_TIMEOUT`); None keeps zring's
     /// default.
     pub pool_idle: Option<std::time::Duration>,
+    /// Serve the workloads and certificates from a control plane over xDS instead of a
+    /// config file and a certificate directory.
+    pub xds: bool,
 }
 
 /// The SPIFFE identity of a workload named `name`.
@@ -93,13 +116,18 @@ pub(crate) fn run_zring(zring: &Path, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Issues the CA and one certificate per enrolled workload into `dir`.
-pub fn make_certs(zring: &Path, plan: &Plan, dir: &Path) -> Result<()> {
+fn init_ca(zring: &Path, dir: &Path) -> Result<()> {
     let d = dir.to_string_lossy().to_string();
     run_zring(
         zring,
         &["ca", "init", "--dir", &d, "--trust-domain", TRUST_DOMAIN],
-    )?;
+    )
+}
+
+/// Issues the CA and one certificate per enrolled workload into `dir`.
+pub fn make_certs(zring: &Path, plan: &Plan, dir: &Path) -> Result<()> {
+    init_ca(zring, dir)?;
+    let d = dir.to_string_lossy().to_string();
     let ids: Vec<String> = plan
         .nodes()
         .iter()
@@ -115,15 +143,21 @@ pub fn make_certs(zring: &Path, plan: &Plan, dir: &Path) -> Result<()> {
     run_zring(zring, &args)
 }
 
-fn plumb(node: &Node) -> Result<()> {
+/// The node plumbing's input for `node` with `pod_ips` enrolled.
+pub fn node_input(node: &Node, pod_ips: Vec<std::net::Ipv4Addr>) -> plumbing::NodeInput {
     let zt = node.ztunnel();
-    let input = plumbing::NodeInput {
+    plumbing::NodeInput {
         gateway_ip: node.gateway,
         ztunnel_ip: zt.ip,
         ztunnel_veth: zt.host_veth.to_string(),
-        pod_ips: node.enrolled_ips(),
+        pod_ips,
         tunnel: Default::default(),
-    };
+    }
+}
+
+fn plumb(node: &Node) -> Result<()> {
+    let zt = node.ztunnel();
+    let input = node_input(node, node.enrolled_ips());
     plumbing::node_up(Some(&node.netns), &input)?;
     let zinput = plumbing::ZtunnelInput {
         ztunnel_ip: zt.ip,
@@ -135,41 +169,175 @@ fn plumb(node: &Node) -> Result<()> {
     Ok(())
 }
 
-/// Plumbs both nodes and starts a zring in each ztunnel pod; records the processes.
-pub fn start(plan: &Plan, opts: &MeshOptions, state: &mut State) -> Result<()> {
-    let dir = procs::state_dir(&plan.prefix);
+/// Where the proxies find their workloads and certificates.
+enum Source {
+    Files {
+        config: PathBuf,
+        certs: PathBuf,
+    },
+    Xds {
+        address: String,
+        root: PathBuf,
+        token: PathBuf,
+    },
+}
+
+impl Source {
+    fn args(&self) -> Vec<String> {
+        match self {
+            Source::Files { config, certs } => vec![
+                "--config".into(),
+                config.display().to_string(),
+                "--cert-dir".into(),
+                certs.display().to_string(),
+            ],
+            Source::Xds { .. } => vec![],
+        }
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Source::Files { .. } => vec![],
+            Source::Xds {
+                address,
+                root,
+                token,
+            } => {
+                let root = root.display().to_string();
+                vec![
+                    (ENV_XDS_ADDRESS, address.clone()),
+                    (ENV_CA_ADDRESS, address.clone()),
+                    (ENV_XDS_ROOT_CA, root.clone()),
+                    (ENV_CA_ROOT_CA, root),
+                    (ENV_AUTH_TOKEN, token.display().to_string()),
+                ]
+            }
+        }
+    }
+}
+
+/// The static files: certificates for the enrolled workloads and the config YAML.
+fn file_source(plan: &Plan, opts: &MeshOptions, dir: &Path) -> Result<Source> {
     let certs = dir.join("certs");
     make_certs(&opts.zring, plan, &certs)?;
     let config = dir.join("zring.yaml");
     std::fs::write(&config, config_yaml(plan))
         .map_err(Error::io(format!("writing {}", config.display())))?;
+    Ok(Source::Files { config, certs })
+}
+
+/// A dev CA, a token file and the control plane on node A's link address, serving
+/// [`local_config`]: reachable from both ztunnel pods through the node network, as
+/// istiod's service is.
+fn xds_source(plan: &Plan, opts: &MeshOptions, dir: &Path) -> Result<(Source, ControlPlane)> {
+    let ca_dir = dir.join("ca");
+    init_ca(&opts.zring, &ca_dir)?;
+    let token = dir.join("istio-token");
+    std::fs::write(&token, CONTROL_TOKEN)
+        .map_err(Error::io(format!("writing {}", token.display())))?;
+    let settings = Settings {
+        listen: SocketAddr::from((plan.a.eth0_ip, CONTROL_PORT)),
+        ca_dir: ca_dir.clone(),
+        token: CONTROL_TOKEN.into(),
+        dns_names: vec!["istiod.istio-system.svc".into()],
+    };
+    let control = plumbing::netns::run_in(Some(&plan.a.netns), || {
+        ControlPlane::start(settings, local_config(plan))
+    })??;
+    let source = Source::Xds {
+        address: format!("https://{}", control.addr()),
+        root: ca_dir.join("root-cert.pem"),
+        token,
+    };
+    Ok((source, control))
+}
+
+/// Plumbs both nodes and starts a zring in each ztunnel pod; records the processes.
+/// In xDS mode returns the control plane, which must outlive the proxies' use of it.
+pub fn start(plan: &Plan, opts: &MeshOptions, state: &mut State) -> Result<Option<ControlPlane>> {
+    let dir = procs::state_dir(&plan.prefix);
+    let (source, control) = if opts.xds {
+        let (s, c) = xds_source(plan, opts, &dir)?;
+        (s, Some(c))
+    } else {
+        (file_source(plan, opts, &dir)?, None)
+    };
     for node in plan.nodes() {
         plumb(node)?;
         let zt = node.ztunnel();
-        let args: Vec<String> = vec![
-            "run".into(),
-            "--config".into(),
-            config.display().to_string(),
-            "--cert-dir".into(),
-            certs.display().to_string(),
+        let mut args: Vec<String> = vec!["run".into()];
+        args.extend(source.args());
+        args.extend([
             "--node-name".into(),
             node.name.into(),
             "--cores".into(),
             opts.cores.to_string(),
-        ];
+        ]);
         let log = dir.join(format!("zring-{}.log", node.name));
-        let env: Vec<(&str, String)> = opts
-            .pool_idle
-            .iter()
-            .map(|d| (ENV_POOL_IDLE_TIMEOUT, format!("{}s", d.as_secs().max(1))))
-            .collect();
+        let mut env = source.env();
+        env.extend(
+            opts.pool_idle
+                .iter()
+                .map(|d| (ENV_POOL_IDLE_TIMEOUT, format!("{}s", d.as_secs().max(1)))),
+        );
         let p = procs::spawn_in_env(&zt.netns, "zring", (&opts.zring, &args), &env, log)?;
         state.procs.push(p.clone());
         state.save()?;
-        let ready = SocketAddr::from(([127, 0, 0, 1], READINESS_PORT));
-        crate::topo::wait_listening(&zt.netns, ready, &p)?;
+        wait_ready(&zt.netns, &p)?;
     }
-    Ok(())
+    Ok(control)
+}
+
+/// Waits until the proxy's readiness endpoint answers 200 (in xDS mode: its workloads
+/// and certificates are in force on every core), or the proxy died.
+fn wait_ready(ns: &str, proc: &procs::Proc) -> Result<()> {
+    let ready = SocketAddr::from(([127, 0, 0, 1], READINESS_PORT));
+    crate::topo::wait_listening(ns, ready, proc)?;
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let last = http_get_in(ns, ready, "/healthz/ready");
+        if matches!(last, Ok((200, _))) {
+            return Ok(());
+        }
+        if !procs::is_alive(proc.pid) || Instant::now() > deadline {
+            return Err(Error::Child {
+                what: format!("zring in {ns} (not ready: last answer {last:?})"),
+                status: if procs::is_alive(proc.pid) {
+                    "a timeout".into()
+                } else {
+                    "an exit".into()
+                },
+                log: proc.log.clone(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `GET path` on `addr` from inside `ns`: (status code, body).
+pub fn http_get_in(ns: &str, addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let what = || format!("GET http://{addr}{path} in {ns}");
+    let mut s = plumbing::netns::run_in(Some(ns), || {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+    })?
+    .map_err(Error::io(what()))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(Error::io(what()))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"
+    )
+    .map_err(Error::io(what()))?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).map_err(Error::io(what()))?;
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| Error::Setup(format!("{}: no HTTP status in {text:?}", what())))?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok((code, body.to_string()))
 }
 
 #[cfg(test)]

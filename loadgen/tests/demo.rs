@@ -3,6 +3,8 @@
 //! files exist, mesh requests succeeded with the client pod's source IP, the passthrough
 //! path worked, and between the nodes the mesh flow used only port 15008 (no plaintext
 //! 8080), reading the capture independently of the report.
+//! The second test runs `demo --quick --xds` (workloads and certificates from the
+//! control plane, then live enrol and withdraw).
 //! Needs `cargo build --workspace` first (the zring binary next to zring-loadgen).
 
 mod common;
@@ -41,6 +43,12 @@ fn read_capture(pcap: &Path) -> Vec<String> {
 }
 
 fn assert_report(dir: &Path) -> Report {
+    serde_json::from_str(&std::fs::read_to_string(run_dir(dir).join("report.json")).unwrap())
+        .unwrap()
+}
+
+/// The one report directory under `dir`, with the report's files in it.
+fn run_dir(dir: &Path) -> std::path::PathBuf {
     let runs: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok())
@@ -50,16 +58,13 @@ fn assert_report(dir: &Path) -> Report {
     for f in ["report.json", "report.md", "latency.svg", "throughput.svg"] {
         assert!(run.join(f).is_file(), "{f} missing in {}", run.display());
     }
-    serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap()
+    run
 }
 
-#[test]
-fn demo_through_the_mesh_keeps_source_ip_and_only_hbone_between_nodes() {
-    if !can_run(
-        "the mesh demo",
-        &["ip", "tcpdump", "iptables-restore", "ipset"],
-    ) {
-        return;
+/// Whether the demo can run here (root, tools, the zring binary); panics in CI if not.
+fn demo_can_run(tools: &[&str]) -> bool {
+    if !can_run("the mesh demo", tools) {
+        return false;
     }
     if !zring_bin().is_file() {
         assert!(
@@ -71,6 +76,14 @@ fn demo_through_the_mesh_keeps_source_ip_and_only_hbone_between_nodes() {
             "SKIPPED: {} missing: run cargo build --workspace first",
             zring_bin().display()
         );
+        return false;
+    }
+    true
+}
+
+#[test]
+fn demo_through_the_mesh_keeps_source_ip_and_only_hbone_between_nodes() {
+    if !demo_can_run(&["ip", "tcpdump", "iptables-restore", "ipset"]) {
         return;
     }
     let pfx = prefix("d");
@@ -132,5 +145,76 @@ fn demo_through_the_mesh_keeps_source_ip_and_only_hbone_between_nodes() {
         "no HBONE (15008) packets on the node link"
     );
     let _ = std::fs::remove_file(&pcap);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// `demo --xds`: both proxies run on the control plane's workloads and certificates
+/// (the sweep passes through HBONE), then node B's plain server is enrolled and
+/// withdrawn live. Each steady phase's 50 requests must all be answered, over HBONE
+/// exactly while enrolled (node B's proxy's own counters), with the pod's ipset entry
+/// and route present exactly then; no request may fail while switching; no proxy may
+/// restart; nothing may be NACKed.
+#[test]
+fn demo_xds_enrols_and_withdraws_a_pod_live() {
+    if !demo_can_run(&["ip", "iptables-restore", "ipset"]) {
+        return;
+    }
+    let pfx = prefix("x");
+    let _guard = Teardown(pfx.clone());
+    let out = std::env::temp_dir().join(format!("{pfx}results"));
+    let _ = std::fs::remove_dir_all(&out);
+    let out_s = out.display().to_string();
+    loadgen(&[
+        "demo", "--quick", "--xds", "--prefix", &pfx, "--out", &out_s, "--conns", "4",
+    ]);
+    assert!(plumbing::netns::list(&pfx).unwrap().is_empty());
+
+    let report = assert_report(&out);
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    for p in &report.request_response {
+        let m = p.mesh.as_ref().expect("mesh measured");
+        assert!(m.ok > 0 && m.correctness.is_none(), "mesh point {m:?}");
+    }
+    let dir = run_dir(&out);
+    assert!(dir.join("enrolment.md").is_file());
+    let e: zring_loadgen::enrol::EnrolReport =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("enrolment.json")).unwrap())
+            .unwrap();
+    let names: Vec<&str> = e.phases.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "before",
+            "enrolling",
+            "enrolled",
+            "withdrawing",
+            "withdrawn"
+        ]
+    );
+    let n = zring_loadgen::enrol::PHASE_REQUESTS;
+    for (i, protocol, plumbed, hbone) in [
+        (0, "TCP", false, 0),
+        (2, "HBONE", true, n),
+        (4, "TCP", false, 0),
+    ] {
+        let p = &e.phases[i];
+        assert_eq!(
+            (p.protocol.as_str(), p.plumbed, p.ok, p.hbone),
+            (protocol, plumbed, n, hbone),
+            "{p:?}"
+        );
+    }
+    for p in [&e.phases[1], &e.phases[3]] {
+        assert!(p.requests > 0 && p.ok == p.requests, "{p:?}");
+        assert!(p.propagation_ms.is_some_and(|ms| ms > 0.0), "{p:?}");
+    }
+    assert!(
+        e.phases[1].hbone > 0,
+        "HBONE began while enrolling: {:?}",
+        e.phases[1]
+    );
+    assert_eq!(e.proxy_pids_before.len(), 2);
+    assert_eq!(e.proxy_pids_before, e.proxy_pids_after);
+    assert!(e.nacks.is_empty() && e.failures.is_empty(), "{e:?}");
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -18,7 +18,7 @@ fn up_baseline(prefix: &str) -> (Plan, zring_loadgen::procs::State) {
         self_exe: loadgen_bin(),
         mesh: None,
     };
-    let state = topo::up(&plan, &opts).expect("topology up");
+    let state = topo::up(&plan, &opts).expect("topology up").state;
     (plan, state)
 }
 

@@ -4,6 +4,7 @@
 
 pub mod plan;
 
+use crate::control::ControlPlane;
 use crate::error::{Error, Result};
 use crate::mesh::{self, MeshOptions};
 use crate::procs::{self, State};
@@ -38,8 +39,15 @@ pub struct UpOptions {
     pub mesh: Option<MeshOptions>,
 }
 
+/// A topology that is up: its recorded processes and, in xDS mode, the control plane
+/// serving the proxies (stopped when dropped; the proxies keep their last state).
+pub struct Up {
+    pub state: State,
+    pub control: Option<ControlPlane>,
+}
+
 /// Builds the topology and starts its processes; on failure, removes what it built.
-pub fn up(plan: &Plan, opts: &UpOptions) -> Result<State> {
+pub fn up(plan: &Plan, opts: &UpOptions) -> Result<Up> {
     let existing = netns::list(&plan.prefix)?;
     if !existing.is_empty() {
         return Err(Error::Topology(format!(
@@ -54,7 +62,7 @@ pub fn up(plan: &Plan, opts: &UpOptions) -> Result<State> {
     res
 }
 
-fn build(plan: &Plan, opts: &UpOptions) -> Result<State> {
+fn build(plan: &Plan, opts: &UpOptions) -> Result<Up> {
     let mut state = State {
         prefix: plan.prefix.clone(),
         mesh: opts.mesh.is_some(),
@@ -83,11 +91,12 @@ fn build(plan: &Plan, opts: &UpOptions) -> Result<State> {
             state.save()?;
         }
     }
-    if let Some(m) = &opts.mesh {
-        mesh::start(plan, m, &mut state)?;
-    }
+    let control = match &opts.mesh {
+        Some(m) => mesh::start(plan, m, &mut state)?,
+        None => None,
+    };
     state.save()?;
-    Ok(state)
+    Ok(Up { state, control })
 }
 
 fn wire_pod(node: &Node, pod: &Pod) -> Result<()> {

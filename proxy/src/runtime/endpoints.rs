@@ -149,8 +149,9 @@ fn config_dump(config: &Config, shared: &Shared) -> String {
     let local = serde_yaml::to_string(state.snapshot.local())
         .unwrap_or_else(|e| format!("(cannot render: {e})\n"));
     format!(
-        "generation: {}\nsource: {source}\nworkloads: {}\nidentities: {}\nsettings:\n{config}\nconfig:\n{local}",
+        "generation: {}\nadopted by every core: {}\nsource: {source}\nworkloads: {}\nidentities: {}\nsettings:\n{config}\nconfig:\n{local}",
         state.generation,
+        shared.adopted_generation(),
         state.snapshot.workloads().len(),
         state
             .certs
