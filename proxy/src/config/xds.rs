@@ -2,10 +2,12 @@
 //! client.
 //!
 //! Decoding refuses a resource with a reason an operator can act on (it goes into the
-//! NACK). [`XdsStore::apply`] applies a whole response or nothing of what it changes: the
-//! resources that decode are merged into a copy of the store, the copy is validated as one
-//! [`LocalConfig`], and only then replaces the store — so the data path never sees half an
-//! update. Encoding is the control plane's side (the load generator serves a LocalConfig).
+//! NACK). [`XdsStore::apply`] never touches the store: the resources that decode are merged
+//! into a copy, the copy is validated as one [`LocalConfig`], and the copy is returned as a
+//! [`Candidate`]. [`XdsStore::apply_and_publish`] keeps the candidate only once its
+//! configuration was published — so the store is never ahead of what the cores run, and
+//! the data path never sees half an update. Encoding is the control plane's side (the load
+//! generator serves a LocalConfig).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -35,10 +37,18 @@ pub struct XdsStore {
     policies: BTreeMap<String, Policy>,
 }
 
+/// An update applied to a copy of the store: the configuration the cores would run, and
+/// the store to keep once they run it.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub store: XdsStore,
+    pub config: LocalConfig,
+}
+
 impl XdsStore {
-    /// Applies one response. Returns the refused resources (for the NACK) and, when
-    /// anything changed, the new configuration.
-    pub fn apply(&mut self, update: &Update) -> (Vec<Rejected>, Option<LocalConfig>) {
+    /// Applies one response to a copy of the store. Returns the refused resources (for the
+    /// NACK) and, when anything changed, the candidate; `self` is left as it was.
+    pub fn apply(&self, update: &Update) -> (Vec<Rejected>, Option<Candidate>) {
         let mut next = self.clone();
         let mut rejected = Vec::new();
         for r in &update.upserts {
@@ -64,19 +74,35 @@ impl XdsStore {
         let problems = validate::problems(&config);
         if !problems.is_empty() {
             let reason = format!("the update would make the configuration invalid:\n{problems}");
-            let names = update
-                .upserts
-                .iter()
-                .map(|r| &r.name)
-                .chain(&update.removed);
-            let all = names.map(|name| Rejected {
-                name: name.clone(),
-                reason: reason.clone(),
-            });
-            return (all.collect(), None);
+            return (refuse_all(update, &reason), None);
         }
-        *self = next;
-        (rejected, Some(config))
+        let candidate = Candidate {
+            store: next,
+            config,
+        };
+        (rejected, Some(candidate))
+    }
+
+    /// [`Self::apply`], then `publish` the candidate's configuration; the candidate
+    /// replaces the store only when `publish` succeeded. When it fails, every resource of
+    /// the update is refused with its error and the store stays as it was, so a resend
+    /// is applied again. Returns the refused resources.
+    pub fn apply_and_publish<E: std::fmt::Display>(
+        &mut self,
+        update: &Update,
+        publish: impl FnOnce(LocalConfig) -> Result<(), E>,
+    ) -> Vec<Rejected> {
+        let (rejected, candidate) = self.apply(update);
+        let Some(Candidate { store, config }) = candidate else {
+            return rejected;
+        };
+        match publish(config) {
+            Ok(()) => {
+                *self = store;
+                rejected
+            }
+            Err(e) => refuse_all(update, &format!("cannot be put in force: {e}")),
+        }
     }
 
     fn upsert(&mut self, type_url: &str, name: &str, any: &Any) -> Result<(), String> {
@@ -114,6 +140,21 @@ impl XdsStore {
         c.policies = self.policies.values().cloned().collect();
         c
     }
+}
+
+/// Every upsert and removal of `update`, refused with `reason`.
+fn refuse_all(update: &Update, reason: &str) -> Vec<Rejected> {
+    let names = update
+        .upserts
+        .iter()
+        .map(|r| &r.name)
+        .chain(&update.removed);
+    names
+        .map(|name| Rejected {
+            name: name.clone(),
+            reason: reason.to_string(),
+        })
+        .collect()
 }
 
 /// Decodes one `istio.workload.Address`.

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use http::Uri;
-use zring_xds::delta::{Rejected, Subscription, Update};
+use zring_xds::delta::Subscription;
 use zring_xds::discovery::{DeltaDiscoveryResponse, Node};
 use zring_xds::grpc::{encode, Decoder};
 use zring_xds::{ADDRESS_TYPE, AUTHORIZATION_TYPE, DELTA_ADS_PATH};
@@ -170,12 +170,10 @@ impl Client {
             .sub
             .receive(resp)
             .map_err(|e| err("istiod's response", e))?;
-        let (mut rejected, next) = self.store.apply(&update);
-        if let Some(local) = next {
-            if let Err(e) = self.publish(local) {
-                rejected.extend(refuse_all(&update, &e.to_string()));
-            }
-        }
+        // Take the store out so `publish` can borrow the rest of the client.
+        let mut store = std::mem::take(&mut self.store);
+        let rejected = store.apply_and_publish(&update, |local| self.publish(local));
+        self.store = store;
         for r in &rejected {
             tracing::warn!(resource = %r.name, type_url = %update.type_url, "refused: {}", r.reason);
         }
@@ -211,15 +209,4 @@ impl Client {
         self.shared.publish(state);
         Ok(())
     }
-}
-
-fn refuse_all(update: &Update, reason: &str) -> Vec<Rejected> {
-    update
-        .upserts
-        .iter()
-        .map(|r| Rejected {
-            name: r.name.clone(),
-            reason: reason.to_string(),
-        })
-        .collect()
 }
