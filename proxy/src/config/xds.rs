@@ -4,7 +4,8 @@
 //! Decoding refuses a resource with a reason an operator can act on (it goes into the
 //! NACK). [`XdsStore::apply`] never touches the store: the resources that decode are merged
 //! into a copy, the copy is validated as one [`LocalConfig`], and the copy is returned as a
-//! [`Candidate`]. [`XdsStore::apply_and_publish`] keeps the candidate only once its
+//! [`Candidate`]; a resource whose change would make the configuration invalid is
+//! refused by name and the rest still applies. [`XdsStore::apply_and_publish`] keeps the candidate only once its
 //! configuration was published — so the store is never ahead of what the cores run, and
 //! the data path never sees half an update. Encoding is the control plane's side (the load
 //! generator serves a LocalConfig).
@@ -48,39 +49,68 @@ pub struct Candidate {
 impl XdsStore {
     /// Applies one response to a copy of the store. Returns the refused resources (for the
     /// NACK) and, when anything changed, the candidate; `self` is left as it was.
+    ///
+    /// When the whole update would make the configuration invalid, its changes are tried
+    /// one at a time (see [`Self::apply_valid`]) and only the ones that break it are
+    /// refused, each named with the problems it causes.
     pub fn apply(&self, update: &Update) -> (Vec<Rejected>, Option<Candidate>) {
+        let (mut rejected, changes) = decode_all(update);
         let mut next = self.clone();
-        let mut rejected = Vec::new();
-        for r in &update.upserts {
-            let decoded = r
-                .resource
-                .as_ref()
-                .ok_or_else(|| "the resource has no body".to_string())
-                .and_then(|any| next.upsert(&update.type_url, &r.name, any));
-            if let Err(reason) = decoded {
-                rejected.push(Rejected {
-                    name: r.name.clone(),
-                    reason,
-                });
-            }
+        for c in &changes {
+            next.change(c);
         }
-        for name in &update.removed {
-            next.remove(&update.type_url, name);
+        let mut config = next.to_local_config();
+        if !validate::problems(&config).is_empty() {
+            next = self.clone();
+            rejected.extend(next.apply_valid(changes));
+            config = next.to_local_config();
         }
         if next == *self {
             return (rejected, None);
-        }
-        let config = next.to_local_config();
-        let problems = validate::problems(&config);
-        if !problems.is_empty() {
-            let reason = format!("the update would make the configuration invalid:\n{problems}");
-            return (refuse_all(update, &reason), None);
         }
         let candidate = Candidate {
             store: next,
             config,
         };
         (rejected, Some(candidate))
+    }
+
+    /// Applies `changes` in order, each one only when the configuration stays valid with
+    /// it; passes repeat while one more applies (a workload may name a service sent later
+    /// in the same update). The rest are refused with the problems they cause. Only run
+    /// when the whole update is invalid: each try validates the whole configuration.
+    fn apply_valid(&mut self, changes: Vec<Change>) -> Vec<Rejected> {
+        let mut pending = changes;
+        loop {
+            let before = pending.len();
+            let mut refused = Vec::new();
+            for c in pending {
+                let mut trial = self.clone();
+                trial.change(&c);
+                let problems = validate::problems(&trial.to_local_config());
+                if problems.is_empty() {
+                    *self = trial;
+                } else {
+                    refused.push((c, problems));
+                }
+            }
+            if refused.is_empty() || refused.len() == before {
+                return refused.into_iter().map(|(c, p)| c.refused(&p)).collect();
+            }
+            pending = refused.into_iter().map(|(c, _)| c).collect();
+        }
+    }
+
+    fn change(&mut self, c: &Change) {
+        match c {
+            Change::Upsert(name, Item::Address(a)) => {
+                self.addresses.insert(name.clone(), a.clone());
+            }
+            Change::Upsert(name, Item::Policy(p)) => {
+                self.policies.insert(name.clone(), p.clone());
+            }
+            Change::Remove(type_url, name) => self.remove(type_url, name),
+        }
     }
 
     /// [`Self::apply`], then `publish` the candidate's configuration; the candidate
@@ -105,21 +135,6 @@ impl XdsStore {
         }
     }
 
-    fn upsert(&mut self, type_url: &str, name: &str, any: &Any) -> Result<(), String> {
-        match type_url {
-            ADDRESS_TYPE => {
-                let a = decode_address(any)?;
-                self.addresses.insert(name.to_string(), a);
-            }
-            AUTHORIZATION_TYPE => {
-                let p = decode_authorization(any)?;
-                self.policies.insert(name.to_string(), p);
-            }
-            other => return Err(format!("zring does not subscribe to {other}")),
-        }
-        Ok(())
-    }
-
     fn remove(&mut self, type_url: &str, name: &str) {
         if type_url == ADDRESS_TYPE {
             self.addresses.remove(name);
@@ -139,6 +154,66 @@ impl XdsStore {
         }
         c.policies = self.policies.values().cloned().collect();
         c
+    }
+}
+
+/// One decoded resource.
+#[derive(Debug, Clone)]
+enum Item {
+    Address(Address),
+    Policy(Policy),
+}
+
+/// One change an update asks for, by resource name.
+#[derive(Debug, Clone)]
+enum Change {
+    Upsert(String, Item),
+    /// (type URL, name)
+    Remove(String, String),
+}
+
+impl Change {
+    fn refused(self, problems: &super::ConfigErrors) -> Rejected {
+        let (name, what) = match self {
+            Change::Upsert(name, _) => (name, "this resource"),
+            Change::Remove(_, name) => (name, "removing this resource"),
+        };
+        Rejected {
+            name,
+            reason: format!("{what} would make the configuration invalid:\n{problems}"),
+        }
+    }
+}
+
+/// The update's resources decoded, in order (upserts, then removals), and the ones that
+/// do not decode, refused with why.
+fn decode_all(update: &Update) -> (Vec<Rejected>, Vec<Change>) {
+    let mut rejected = Vec::new();
+    let mut changes = Vec::new();
+    for r in &update.upserts {
+        let decoded = r
+            .resource
+            .as_ref()
+            .ok_or_else(|| "the resource has no body".to_string())
+            .and_then(|any| decode(&update.type_url, any));
+        match decoded {
+            Ok(item) => changes.push(Change::Upsert(r.name.clone(), item)),
+            Err(reason) => rejected.push(Rejected {
+                name: r.name.clone(),
+                reason,
+            }),
+        }
+    }
+    let removed = update.removed.iter();
+    changes.extend(removed.map(|n| Change::Remove(update.type_url.clone(), n.clone())));
+    (rejected, changes)
+}
+
+fn decode(type_url: &str, any: &Any) -> Result<Item, String> {
+    match type_url {
+        ADDRESS_TYPE => decode_address(any).map(Item::Address),
+        AUTHORIZATION_TYPE => decode_authorization(any).map(Item::Policy),
+        other => Err(format!("zring does not subscribe to {other}")),
     }
 }
 

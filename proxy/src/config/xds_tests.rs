@@ -75,7 +75,7 @@ fn a_bad_resource_is_refused_by_name_and_the_rest_applies() {
 }
 
 #[test]
-fn an_update_that_breaks_the_config_is_refused_whole_and_the_store_is_unchanged() {
+fn a_lone_resource_that_breaks_the_config_is_refused_and_the_store_is_unchanged() {
     let (store, local) = served(MESH);
     let before = store.clone();
     // A second workload on an IP another workload already has.
@@ -95,6 +95,87 @@ fn an_update_that_breaks_the_config_is_refused_whole_and_the_store_is_unchanged(
         rejected[0].reason
     );
     assert_eq!(store, before);
+}
+
+fn address(name: &str, a: pw::address::Type) -> (String, Any) {
+    let body = pw::Address { r#type: Some(a) };
+    (name.to_string(), zring_xds::to_any(ADDRESS_TYPE, &body))
+}
+
+/// A new workload `name` on `ip`, like MESH's first one.
+fn workload_on(local: &LocalConfig, name: &str, ip: &str) -> Workload {
+    let mut w = local.workloads[0].clone();
+    w.name = name.into();
+    w.workload_ips = vec![ip.parse().unwrap()];
+    w
+}
+
+#[test]
+fn a_contradictory_resource_is_refused_by_name_and_the_good_one_applies() {
+    let (mut store, local) = served(MESH);
+    let good = workload_on(&local, "fresh", "10.244.1.99");
+    // Claims sleep's IP.
+    let bad = workload_on(&local, "impostor", "10.244.1.4");
+    let items = [
+        address("fresh", pw::address::Type::Workload(workload_to(&good))),
+        address("impostor", pw::address::Type::Workload(workload_to(&bad))),
+    ];
+    let (rejected, config) = commit(&mut store, &update(ADDRESS_TYPE, &items, &[]));
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].name, "impostor");
+    assert!(
+        rejected[0].reason.contains("both claim IP 10.244.1.4"),
+        "{}",
+        rejected[0].reason
+    );
+    let config = config.expect("the good workload applies");
+    let names: Vec<&str> = config.workloads.iter().map(|w| w.name.as_str()).collect();
+    assert!(
+        names.contains(&"fresh") && !names.contains(&"impostor"),
+        "{names:?}"
+    );
+    assert!(config.validate().is_ok());
+    assert_eq!(sorted(store.to_local_config()), sorted(config));
+}
+
+#[test]
+fn a_workload_may_name_a_service_sent_after_it_beside_a_refused_resource() {
+    let (mut store, local) = served(MESH);
+    let mut svc = local.services[1].clone();
+    svc.name = "new".into();
+    svc.hostname = "new.legacy.svc.cluster.local".into();
+    svc.vips[0].ip = "10.96.0.77".parse().unwrap();
+    let mut w = workload_on(&local, "new-1", "10.244.1.98");
+    w.services.insert(svc.key(), Default::default());
+    let bad = workload_on(&local, "impostor", "10.244.1.4");
+    let items = [
+        address("new-1", pw::address::Type::Workload(workload_to(&w))),
+        address("impostor", pw::address::Type::Workload(workload_to(&bad))),
+        address(&svc.key(), pw::address::Type::Service(service_to(&svc))),
+    ];
+    let (rejected, config) = commit(&mut store, &update(ADDRESS_TYPE, &items, &[]));
+    let names: Vec<&str> = rejected.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["impostor"]);
+    let config = config.unwrap();
+    assert!(config.workloads.iter().any(|w| w.name == "new-1"));
+    assert!(config.services.iter().any(|s| s.name == "new"));
+    assert!(!config.workloads.iter().any(|w| w.name == "impostor"));
+}
+
+#[test]
+fn a_refused_removal_is_named_and_the_other_removal_applies() {
+    let (mut store, _) = served(MESH);
+    // httpbin-1..3 still name the httpbin service; nothing names the empty one.
+    let gone = [
+        "default/httpbin.default.svc.cluster.local",
+        "default/empty.default.svc.cluster.local",
+    ];
+    let (rejected, config) = commit(&mut store, &update(ADDRESS_TYPE, &[], &gone));
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].name, gone[0]);
+    assert!(rejected[0].reason.contains("removing this resource"));
+    let services: Vec<String> = config.unwrap().services.iter().map(|s| s.key()).collect();
+    assert!(services.contains(&gone[0].to_string()) && !services.contains(&gone[1].to_string()));
 }
 
 /// Applies `u` with a publish that always succeeds: (refused, whether anything changed).
