@@ -48,7 +48,9 @@ pub async fn run(config: Arc<Config>, shared: Arc<Shared>, ca: CaSettings) {
             if SystemTime::now() < h.next {
                 continue;
             }
-            match fetch(&config, &ca, &id).await {
+            let fetched = fetch(&config, &ca, &id).await;
+            shared.control.ca_request(fetched.is_ok());
+            match fetched {
                 Ok((chain, key, renew_at)) => {
                     tracing::info!(identity = %id, "certificate from the CA");
                     h.pem = Some((chain, key));

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::{Config, LocalConfig, Snapshot};
 use crate::error::ProxyError;
-use crate::runtime::metrics::{Aggregate, CoreMetrics};
+use crate::runtime::metrics::{Aggregate, ControlMetrics, CoreMetrics};
 use crate::tls::CertStore;
 
 /// One loaded generation of configuration.
@@ -60,6 +60,8 @@ pub struct Shared {
     synced: AtomicBool,
     /// Per core: counters and the generation it has adopted, as of its last tick.
     cores: Mutex<Vec<(CoreMetrics, u64)>>,
+    /// CA and xDS health, bumped by the xDS thread.
+    pub control: ControlMetrics,
 }
 
 impl Shared {
@@ -73,6 +75,7 @@ impl Shared {
             draining: AtomicBool::new(false),
             ready_at: AtomicU64::new(1),
             synced: AtomicBool::new(false),
+            control: ControlMetrics::default(),
         }
     }
 
@@ -117,7 +120,10 @@ impl Shared {
     /// All cores' metrics summed per label set, as of their last control tick.
     pub fn aggregate(&self) -> Aggregate {
         let all = self.cores.lock().unwrap_or_else(|p| p.into_inner());
-        let mut agg = Aggregate::default();
+        let mut agg = Aggregate {
+            control: self.control.sample(),
+            ..Aggregate::default()
+        };
         for (metrics, _) in all.iter() {
             agg.add(metrics);
         }

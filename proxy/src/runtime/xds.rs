@@ -140,6 +140,7 @@ impl Client {
         }
         let response = response.await.map_err(|e| err("istiod's answer", e))?;
         grpc_status(response.headers())?;
+        let _up = Connected::up(self.shared.clone());
         let mut body = response.into_body();
         let mut decoder = Decoder::default();
         while let Some(data) = recv(&mut body, "read the ADS stream").await? {
@@ -174,6 +175,9 @@ impl Client {
         let mut store = std::mem::take(&mut self.store);
         let rejected = store.apply_and_publish(&update, |local| self.publish(local));
         self.store = store;
+        self.shared
+            .control
+            .xds_update(&update.type_url, !rejected.is_empty());
         for r in &rejected {
             tracing::warn!(resource = %r.name, type_url = %update.type_url, "refused: {}", r.reason);
         }
@@ -208,5 +212,22 @@ impl Client {
         );
         self.shared.publish(state);
         Ok(())
+    }
+}
+
+/// `zring_xds_connected` is 1 while this lives: from istiod's answer to the stream's end
+/// (also when the session is dropped on shutdown).
+struct Connected(Arc<Shared>);
+
+impl Connected {
+    fn up(shared: Arc<Shared>) -> Connected {
+        shared.control.set_xds_connected(true);
+        Connected(shared)
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.0.control.set_xds_connected(false);
     }
 }
