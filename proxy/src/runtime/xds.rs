@@ -23,7 +23,8 @@ use crate::config::xds_env::XdsSettings;
 use crate::config::{Config, Snapshot};
 use crate::error::ProxyError;
 use crate::runtime::grpc::{err, grpc_status, recv, request, Server};
-use crate::runtime::state::{Shared, State};
+use crate::runtime::state::Shared;
+use crate::tls::CertStore;
 
 const TYPES: [&str; 2] = [ADDRESS_TYPE, AUTHORIZATION_TYPE];
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
@@ -196,21 +197,17 @@ impl Client {
 
     fn publish(&self, local: crate::config::LocalConfig) -> Result<(), ProxyError> {
         let snapshot = Snapshot::new(local, self.config.node_name.as_deref())?;
-        let generation = self.shared.generation() + 1;
-        let state = match self.config.ca {
+        let generation = match self.config.ca {
             // The CA client owns the certificates: keep the ones in force.
-            Some(_) => State {
-                snapshot,
-                certs: self.shared.current().certs.clone(),
-                generation,
-            },
-            None => State::with_snapshot(&self.config, snapshot, generation)?,
+            Some(_) => self
+                .shared
+                .publish(|current| (snapshot, current.certs.clone())),
+            None => {
+                let certs = CertStore::load(&self.config.cert_dir, &self.config.trust_domain)?;
+                self.shared.publish(|_| (snapshot, certs))
+            }
         };
-        tracing::info!(
-            generation = state.generation,
-            "configuration from istiod applied"
-        );
-        self.shared.publish(state);
+        tracing::info!(generation, "configuration from istiod applied");
         Ok(())
     }
 }
