@@ -3,12 +3,12 @@
 //!
 //! Decoding refuses a resource with a reason an operator can act on (it goes into the
 //! NACK). [`XdsStore::apply`] never touches the store: the resources that decode are merged
-//! into a copy, the copy is validated as one [`LocalConfig`], and the copy is returned as a
-//! [`Candidate`]; a resource whose change would make the configuration invalid is
-//! refused by name and the rest still applies. [`XdsStore::apply_and_publish`] keeps the candidate only once its
-//! configuration was published — so the store is never ahead of what the cores run, and
-//! the data path never sees half an update. Encoding is the control plane's side (the load
-//! generator serves a LocalConfig).
+//! into a copy, the copy is validated as one [`LocalConfig`] and returned as a
+//! [`Candidate`]; a resource whose change would make the configuration invalid is refused
+//! by name and the rest still applies. [`XdsStore::apply_and_publish`] keeps the candidate
+//! only once its configuration was published — so the store is never ahead of what the
+//! cores run, and the data path never sees half an update. Encoding is the control plane's
+//! side (the load generator serves a LocalConfig).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
