@@ -149,21 +149,25 @@ fn zring_nacks_the_bad_resources_by_name_and_applies_the_good_one() {
         !dump.contains("impostor"),
         "the impostor is in /config_dump\n{dump}"
     );
-    for target in [fresh_at, echo_at] {
-        let s = std::panic::catch_unwind(|| socks_connect(ns, ZRING_SOCKS, target))
-            .unwrap_or_else(|_| panic!("SOCKS5 CONNECT to {target} failed\n{}", context()));
-        echo_rounds(s, &context);
-    }
     let opened = |workload: &str| {
         let labels = [("reporter", "source"), ("destination_workload", workload)];
         sample(&scrape(), "istio_tcp_connections_opened_total", &labels).unwrap_or(0.0)
     };
-    wait_for(
-        Duration::from_secs(5),
-        "traffic to the new workload and to echo is not labelled with their names",
-        || opened("fresh") >= 1.0 && opened("echo") >= 1.0,
-        context,
-    );
+    // The core adopts the new generation on its next tick (100 ms), and publishes its
+    // counters on the one after: connect until the traffic is labelled.
+    for (target, name) in [(fresh_at, "fresh"), (echo_at, "echo")] {
+        wait_for(
+            Duration::from_secs(5),
+            &format!("traffic to {target} is not labelled destination_workload={name}"),
+            || {
+                let s = std::panic::catch_unwind(|| socks_connect(ns, ZRING_SOCKS, target))
+                    .unwrap_or_else(|_| panic!("SOCKS5 CONNECT to {target} failed\n{}", context()));
+                echo_rounds(s, &context);
+                opened(name) >= 1.0
+            },
+            context,
+        );
+    }
     assert_eq!(opened("impostor"), 0.0);
 
     let metrics = scrape();
