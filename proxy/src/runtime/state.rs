@@ -1,5 +1,6 @@
 //! What every core reads on every connection: the workload snapshot and the certificates,
-//! published by the control thread as one immutable value and swapped on reload.
+//! published as one immutable value (by the file reloader, the xDS client or the CA loop)
+//! and swapped on every change; [`Shared::publish`] numbers the generations.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
