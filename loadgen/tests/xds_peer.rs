@@ -10,26 +10,20 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use plumbing::netns::{self, NetnsGuard};
+use common::xds::{
+    echo_rounds, echo_server, get_in, sample, socks_connect, spawn_zring, wait_for, Proc, Site,
+    SLEEP, SLEEP_ID, ZRING_ADMIN, ZRING_READY, ZRING_SOCKS, ZRING_STATS,
+};
 use zring::config::LocalConfig;
-use zring_loadgen::control::{ControlPlane, Event, Settings};
-use zring_loadgen::socks;
+use zring_loadgen::control::Event;
 use zring_xds::{ADDRESS_TYPE, AUTHORIZATION_TYPE};
 
-const TOKEN: &str = "zring-test-token";
 const ECHO: &str = "10.77.0.2";
-const SLEEP: &str = "10.77.0.1";
-const SLEEP_ID: &str = "spiffe://cluster.local/ns/zxd/sa/sleep";
-/// zring's ports in the shared namespace (ztunnel has the standard ones).
-const ZRING_SOCKS: &str = "10.77.0.1:15081";
-const ZRING_ADMIN: &str = "127.0.0.1:15100";
-const ZRING_READY: &str = "127.0.0.1:15121";
 const ECHO_PORT: u16 = 8080;
 const IDENTITY: &str = "spiffe://cluster.local/ns/zxd/sa/echo";
 
@@ -65,41 +59,8 @@ const OTHER: &str = r#"- uid: Kubernetes//Pod/zxd/other
   node: node-c
 "#;
 
-struct Proc(Child, PathBuf);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.1).unwrap_or_default()
-    }
-}
-
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn ztunnel_bin() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers/ztunnel")
-}
-
-fn sh(ns: &str, args: &[&str]) {
-    let st = Command::new("ip")
-        .arg("-n")
-        .arg(ns)
-        .args(args)
-        .status()
-        .unwrap();
-    assert!(st.success(), "ip -n {ns} {args:?} failed");
 }
 
 fn spawn_ztunnel(ns: &str, dir: &Path, cp: SocketAddr) -> Proc {
@@ -131,132 +92,6 @@ fn spawn_ztunnel(ns: &str, dir: &Path, cp: SocketAddr) -> Proc {
     Proc(child, log)
 }
 
-/// zring on node-a: workloads from the control plane (no --config) and the certificate
-/// for `sleep` from its CA (no --cert-dir), SOCKS5 on the sleep pod's address.
-fn spawn_zring(ns: &str, dir: &Path, cp: SocketAddr) -> Proc {
-    let log = dir.join("zring.log");
-    let f = std::fs::File::create(&log).unwrap();
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .arg(common::zring_bin())
-        .arg("run")
-        .args([
-            "--node-name",
-            "node-a",
-            "--cores",
-            "1",
-            "--transparent",
-            "false",
-        ])
-        .args(["--outbound-addr", "off", "--inbound-addr", "off"])
-        .args([
-            "--inbound-plaintext-addr",
-            "off",
-            "--socks5-addr",
-            ZRING_SOCKS,
-        ])
-        .args([
-            "--admin-addr",
-            ZRING_ADMIN,
-            "--stats-addr",
-            "127.0.0.1:15120",
-        ])
-        .args(["--readiness-addr", ZRING_READY])
-        .env_remove("LOCAL_XDS_PATH")
-        .env("XDS_ADDRESS", format!("https://{cp}"))
-        .env("XDS_ROOT_CA", dir.join("ca/root-cert.pem"))
-        .env("CA_ADDRESS", format!("https://{cp}"))
-        .env("CA_ROOT_CA", dir.join("ca/root-cert.pem"))
-        .env("SECRET_TTL", "1h")
-        .env("AUTH_TOKEN", dir.join("istio-token"))
-        .env("INSTANCE_IP", SLEEP)
-        .env("POD_NAME", "zring-node-a")
-        .env("RUST_LOG", "info,zring=debug")
-        .env("POD_NAMESPACE", "istio-system")
-        .stdout(f.try_clone().unwrap())
-        .stderr(f)
-        .spawn()
-        .expect("start zring");
-    Proc(child, log)
-}
-
-fn connect_in(ns: &str, addr: SocketAddr) -> std::io::Result<TcpStream> {
-    netns::run_in(Some(ns), || {
-        TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-    })
-    .expect("enter netns")
-}
-
-fn get_in(ns: &str, addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = connect_in(ns, addr.parse().unwrap()).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    Some((code, body.to_string()))
-}
-
-/// Polls `check` for up to `limit`; panics with `context()` when it never holds.
-fn wait_for(
-    limit: Duration,
-    what: &str,
-    mut check: impl FnMut() -> bool,
-    context: impl Fn() -> String,
-) {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{what} within {limit:?}\n{}", context());
-}
-
-fn echo_server(ns: &str) {
-    let addr: SocketAddr = format!("{ECHO}:{ECHO_PORT}").parse().unwrap();
-    let l = netns::run_in(Some(ns), || TcpListener::bind(addr))
-        .unwrap()
-        .unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut r = s.try_clone().unwrap();
-                let mut w = s;
-                let _ = std::io::copy(&mut r, &mut w);
-            });
-        }
-    });
-}
-
-fn socks_connect(ns: &str, proxy: &str, target: SocketAddr) -> TcpStream {
-    let mut s = connect_in(ns, proxy.parse().unwrap()).expect("the proxy's SOCKS5 port");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(&[5, 1, 0]).unwrap();
-    let mut m = [0u8; 2];
-    s.read_exact(&mut m).unwrap();
-    socks::check_method(&m).unwrap();
-    s.write_all(&socks::connect_request(target)).unwrap();
-    let mut reply = Vec::new();
-    loop {
-        let mut b = [0u8; 1];
-        s.read_exact(&mut b).unwrap();
-        reply.push(b[0]);
-        let len = socks::connect_reply_len(&reply);
-        if let Some(n) = len.unwrap_or_else(|e| panic!("SOCKS5 via {proxy} to {target}: {e}")) {
-            if reply.len() == n {
-                return s;
-            }
-        }
-    }
-}
-
 #[test]
 fn ztunnel_and_zring_run_on_the_control_planes_workloads() {
     if !common::can_run("the ztunnel xDS/CA test", &["ip"]) {
@@ -269,27 +104,11 @@ fn ztunnel_and_zring_run_on_the_control_planes_workloads() {
         eprintln!("SKIPPED: {} is missing", bin.display());
         return;
     }
-    let ns = format!("{}n", common::prefix("xds"));
-    let _ns = NetnsGuard::new(&ns).unwrap();
-    sh(&ns, &["link", "set", "lo", "up"]);
-    sh(&ns, &["addr", "add", &format!("{ECHO}/32"), "dev", "lo"]);
-    sh(&ns, &["addr", "add", &format!("{SLEEP}/32"), "dev", "lo"]);
-    let dir = std::env::temp_dir().join(&ns);
-    std::fs::create_dir_all(&dir).unwrap();
-    let _scratch = Scratch(dir.clone());
-    zring::tls::init_ca(&dir.join("ca"), "cluster.local", false).unwrap();
-    std::fs::write(dir.join("istio-token"), TOKEN).unwrap();
-
-    let settings = Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ca_dir: dir.join("ca"),
-        token: TOKEN.into(),
-        dns_names: vec!["istiod.istio-system.svc".into()],
-    };
-    let cp = netns::run_in(Some(&ns), || ControlPlane::start(settings, mesh("")))
-        .unwrap()
-        .unwrap();
-    echo_server(&ns);
+    let site = Site::new("xds", &[ECHO, SLEEP]);
+    let (ns, dir) = (site.ns.clone(), site.dir.clone());
+    let cp = site.control_plane(mesh(""));
+    let target: SocketAddr = format!("{ECHO}:{ECHO_PORT}").parse().unwrap();
+    echo_server(&ns, target);
     let zt = spawn_ztunnel(&ns, &dir, cp.addr());
     let context = || {
         format!(
@@ -334,7 +153,6 @@ fn ztunnel_and_zring_run_on_the_control_planes_workloads() {
     );
 
     // Traffic over HBONE: mTLS needs the certificate the control plane issued.
-    let target: SocketAddr = format!("{ECHO}:{ECHO_PORT}").parse().unwrap();
     echo_rounds(socks_connect(&ns, "127.0.0.1:15080", target), &context);
     let issued = Event::Issued {
         identity: IDENTITY.into(),
@@ -359,7 +177,7 @@ fn ztunnel_and_zring_run_on_the_control_planes_workloads() {
             cp.events(),
             zt.log(),
             zr.log(),
-            get_in(&ns, "127.0.0.1:15120", "/metrics")
+            get_in(&ns, ZRING_STATS, "/metrics")
                 .map(|(_, b)| b)
                 .unwrap_or_default()
         )
@@ -459,6 +277,31 @@ fn ztunnel_and_zring_run_on_the_control_planes_workloads() {
         context()
     );
 
+    // The same story in zring's metrics: certificates issued, both types ACKed (the
+    // first state and the push), the stream up, nothing refused.
+    let scrape = || get_in(&ns, ZRING_STATS, "/metrics").map_or(String::new(), |(_, b)| b);
+    let metrics = scrape();
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        sample(&metrics, name, labels)
+            .unwrap_or_else(|| panic!("no {name}{labels:?} in zring's /metrics\n{metrics}"))
+    };
+    let ca = "zring_ca_certificate_requests_total";
+    assert_eq!(value(ca, &[("outcome", "success")]), 1.0, "{metrics}");
+    assert_eq!(value(ca, &[("outcome", "failure")]), 0.0, "{metrics}");
+    assert_eq!(value("zring_xds_connected", &[]), 1.0, "{metrics}");
+    let updates = "zring_xds_updates_total";
+    let acked = value(updates, &[("type_url", ADDRESS_TYPE), ("outcome", "ack")]);
+    assert!(acked >= 2.0, "Address ACKs: {acked}\n{metrics}");
+    assert!(
+        value(
+            updates,
+            &[("type_url", AUTHORIZATION_TYPE), ("outcome", "ack")]
+        ) >= 1.0
+    );
+    for t in [ADDRESS_TYPE, AUTHORIZATION_TYPE] {
+        assert_eq!(value(updates, &[("type_url", t), ("outcome", "nack")]), 0.0);
+    }
+
     // istiod goes away: zring keeps its last state, stays ready and keeps carrying HBONE.
     let log_before = zr.log().len();
     drop(cp);
@@ -471,22 +314,16 @@ fn ztunnel_and_zring_run_on_the_control_planes_workloads() {
         },
         || zr.log(),
     );
+    wait_for(
+        Duration::from_secs(5),
+        "zring_xds_connected did not drop to 0 without istiod",
+        || sample(&scrape(), "zring_xds_connected", &[]) == Some(0.0),
+        scrape,
+    );
     assert!(
         matches!(get_in(&ns, ZRING_READY, "/healthz/ready"), Some((200, _))),
         "zring stopped being ready without istiod\n{}",
         zr.log()
     );
     echo_rounds(socks_connect(&ns, ZRING_SOCKS, target), &|| zr.log());
-}
-
-/// 50 checksummed 1 KiB echoes through `s`.
-fn echo_rounds(mut s: TcpStream, context: &dyn Fn() -> String) {
-    for i in 0..50u8 {
-        let msg = vec![i; 1024];
-        let mut back = vec![0u8; 1024];
-        if let Err(e) = s.write_all(&msg).and_then(|()| s.read_exact(&mut back)) {
-            panic!("echo {i} failed: {e}\n{}", context());
-        }
-        assert_eq!(back, msg, "echo {i} came back different");
-    }
 }

@@ -83,13 +83,13 @@ impl Subscription {
     /// Records what was applied and builds the ACK (nothing rejected) or NACK.
     pub fn answer(&mut self, update: &Update, rejected: &[Rejected]) -> DeltaDiscoveryRequest {
         let versions = self.versions.entry(update.type_url.clone()).or_default();
-        for name in &update.removed {
+        let applied = |name: &str| rejected.iter().all(|x| x.name != name);
+        // A refused removal keeps its version: the resource is still held.
+        for name in update.removed.iter().filter(|n| applied(n)) {
             versions.remove(name);
         }
-        for r in &update.upserts {
-            if rejected.iter().all(|x| x.name != r.name) {
-                versions.insert(r.name.clone(), r.version.clone());
-            }
+        for r in update.upserts.iter().filter(|r| applied(&r.name)) {
+            versions.insert(r.name.clone(), r.version.clone());
         }
         DeltaDiscoveryRequest {
             type_url: update.type_url.clone(),
@@ -209,6 +209,22 @@ mod tests {
         assert_eq!(status.message, "bad: workload has no address");
         assert_eq!(nack.response_nonce, "n1");
         assert_eq!(s.held(ADDRESS_TYPE).collect::<Vec<_>>(), ["good"]);
+    }
+
+    #[test]
+    fn a_refused_removal_keeps_its_version() {
+        let mut s = sub();
+        let u = s
+            .receive(response(vec![resource("a", "1")], &[], "n1"))
+            .unwrap();
+        s.answer(&u, &[]);
+        let u = s.receive(response(vec![], &["a"], "n2")).unwrap();
+        let refused = [Rejected {
+            name: "a".into(),
+            reason: "still named by a workload".into(),
+        }];
+        s.answer(&u, &refused);
+        assert_eq!(s.held(ADDRESS_TYPE).collect::<Vec<_>>(), ["a"]);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use zring_xds::prost_types::Any;
 use zring_xds::{ADDRESS_TYPE, AUTHORIZATION_TYPE};
 
 use super::grpc::{start_reply, trailers, INTERNAL, INVALID_ARGUMENT};
-use super::{Event, Shared};
+use super::{Desired, Event, Shared};
 
 /// Per type: resource name → (version, body).
 type Served = HashMap<&'static str, BTreeMap<String, (String, Any)>>;
@@ -37,7 +37,7 @@ pub async fn stream(
         Ok(s) => s,
         Err(e) => return tracing::warn!("control plane: reply to ADS stream: {e}"),
     };
-    let mut config = shared.config.clone();
+    let mut config = shared.desired.clone();
     let Some(mut served) = resources(&config.borrow_and_update(), &mut out) else {
         return;
     };
@@ -84,13 +84,10 @@ pub async fn stream(
     let _ = out.send_trailers(trailers(0, ""));
 }
 
-/// The served configuration as resources with content versions; `None` (the stream
-/// ended with INTERNAL) when it cannot be encoded.
-fn resources(
-    config: &zring::config::LocalConfig,
-    out: &mut h2::SendStream<Bytes>,
-) -> Option<Served> {
-    let r = match zring::config::xds::encode(config) {
+/// The served configuration as resources with content versions, raw ones included;
+/// `None` (the stream ended with INTERNAL) when it cannot be encoded.
+fn resources(desired: &Desired, out: &mut h2::SendStream<Bytes>) -> Option<Served> {
+    let r = match zring::config::xds::encode(&desired.config) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("control plane cannot serve its configuration: {e}");
@@ -107,6 +104,17 @@ fn resources(
     let mut s = Served::new();
     s.insert(ADDRESS_TYPE, by_name(r.addresses));
     s.insert(AUTHORIZATION_TYPE, by_name(r.authorizations));
+    for raw in &desired.extra {
+        match s.get_mut(raw.type_url.as_str()) {
+            Some(of_type) => {
+                let body = (version(&raw.body), raw.body.clone());
+                of_type.insert(raw.name.clone(), body);
+            }
+            None => {
+                tracing::warn!(type_url = %raw.type_url, "control plane: raw resource of an unserved type dropped")
+            }
+        }
+    }
     Some(s)
 }
 

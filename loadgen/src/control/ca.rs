@@ -83,7 +83,7 @@ fn identity_of(r: &IstioCertificateRequest, shared: &Shared) -> Result<Identity,
         Some(asked) => asked.parse().map_err(|e| format!("{e}"))?,
         None => zring::tls::csr_identity(&r.csr)?,
     };
-    let config = shared.config.borrow().clone();
+    let config = shared.desired.borrow().config.clone();
     let snap = Snapshot::new(config, None).map_err(|e| e.to_string())?;
     if snap.workloads().iter().any(|w| snap.identity(w) == id) {
         Ok(id)

@@ -2,7 +2,9 @@
 //! (`istio.workload.Address`, `istio.security.Authorization`) and the certificate service
 //! (`IstioCertificateService/CreateCertificate`), both gRPC over HTTP/2 over TLS on one
 //! port, as istiod serves them on 15012. It serves a [`LocalConfig`] and pushes every
-//! change given to [`ControlPlane::push`] as deltas; CSRs are signed by the dev CA.
+//! change given to [`ControlPlane::push`] as deltas; CSRs are signed by the dev CA. Tests
+//! can serve [`Raw`] resources beside the configuration ([`ControlPlane::push_with`]) to
+//! see how a proxy refuses a malformed or contradictory one.
 //!
 //! It runs on its own thread with a single-threaded tokio runtime and only ever listens
 //! on the address it is given (127.0.0.1 or an address inside a test's namespace).
@@ -20,6 +22,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{oneshot, watch};
 use zring::config::LocalConfig;
+use zring_xds::prost_types::Any;
 
 use crate::error::Error;
 
@@ -50,10 +53,27 @@ pub struct Settings {
     pub dns_names: Vec<String>,
 }
 
+/// A resource served as given, not encoded from the configuration: a body that does not
+/// decode, or one that contradicts the rest.
+#[derive(Debug, Clone)]
+pub struct Raw {
+    /// `ADDRESS_TYPE` or `AUTHORIZATION_TYPE` (any other type is not served).
+    pub type_url: String,
+    pub name: String,
+    pub body: Any,
+}
+
+/// What is served: the configuration, and raw resources beside it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Desired {
+    pub config: LocalConfig,
+    pub extra: Vec<Raw>,
+}
+
 pub(crate) struct Shared {
     pub settings: Settings,
     pub events: Mutex<Vec<Event>>,
-    pub config: watch::Receiver<LocalConfig>,
+    pub desired: watch::Receiver<Desired>,
 }
 
 impl Shared {
@@ -72,7 +92,7 @@ impl Shared {
 pub struct ControlPlane {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    push: watch::Sender<LocalConfig>,
+    push: watch::Sender<Desired>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -89,11 +109,14 @@ impl ControlPlane {
             source,
         })?;
         let tls = grpc::server_tls(&settings, addr.ip())?;
-        let (push, config) = watch::channel(initial);
+        let (push, desired) = watch::channel(Desired {
+            config: initial,
+            extra: Vec::new(),
+        });
         let shared = Arc::new(Shared {
             settings,
             events: Mutex::new(Vec::new()),
-            config,
+            desired,
         });
         let (stop, stopped) = oneshot::channel();
         let thread = grpc::spawn(listener, tls, shared.clone(), stopped)?;
@@ -112,7 +135,14 @@ impl ControlPlane {
 
     /// Replaces the served configuration; connected clients get the difference.
     pub fn push(&self, config: LocalConfig) {
-        self.push.send_replace(config);
+        self.push_with(config, Vec::new());
+    }
+
+    /// [`Self::push`], serving `extra` beside the configuration's resources until the
+    /// next push; a client gets them in the same response as the configuration's changes
+    /// of their type. A raw resource named like one of the configuration's replaces it.
+    pub fn push_with(&self, config: LocalConfig, extra: Vec<Raw>) {
+        self.push.send_replace(Desired { config, extra });
     }
 
     pub fn events(&self) -> Vec<Event> {

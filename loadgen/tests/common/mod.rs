@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+pub mod xds;
+
 /// True when the test can run (root and `tools`); panics under `CI=true` when it cannot
 /// (testsupport's gate).
 pub fn can_run(what: &str, tools: &[&str]) -> bool {

@@ -2,10 +2,13 @@
 //! client.
 //!
 //! Decoding refuses a resource with a reason an operator can act on (it goes into the
-//! NACK). [`XdsStore::apply`] applies a whole response or nothing of what it changes: the
-//! resources that decode are merged into a copy of the store, the copy is validated as one
-//! [`LocalConfig`], and only then replaces the store — so the data path never sees half an
-//! update. Encoding is the control plane's side (the load generator serves a LocalConfig).
+//! NACK). [`XdsStore::apply`] never touches the store: the resources that decode are merged
+//! into a copy, the copy is validated as one [`LocalConfig`] and returned as a
+//! [`Candidate`]; a resource whose change would make the configuration invalid is refused
+//! by name and the rest still applies. [`XdsStore::apply_and_publish`] keeps the candidate
+//! only once its configuration was published — so the store is never ahead of what the
+//! cores run, and the data path never sees half an update. Encoding is the control plane's
+//! side (the load generator serves a LocalConfig).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -17,8 +20,8 @@ use zring_xds::{security as ps, workload as pw, ADDRESS_TYPE, AUTHORIZATION_TYPE
 
 use super::local::{Locality, DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN};
 use super::{
-    validate, Action, Cidr, LocalConfig, Match, NetworkAddress, Policy, Protocol, Scope, Service,
-    ServiceAccountMatch, StringMatch, Workload,
+    validate, Action, Cidr, ConfigErrors, LocalConfig, Match, NetworkAddress, Policy, Protocol,
+    Scope, Service, ServiceAccountMatch, StringMatch, Workload,
 };
 
 /// One `istio.workload.Address`.
@@ -35,63 +38,130 @@ pub struct XdsStore {
     policies: BTreeMap<String, Policy>,
 }
 
+/// An update applied to a copy of the store: the configuration the cores would run, and
+/// the store to keep once they run it.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub store: XdsStore,
+    pub config: LocalConfig,
+}
+
 impl XdsStore {
-    /// Applies one response. Returns the refused resources (for the NACK) and, when
-    /// anything changed, the new configuration.
-    pub fn apply(&mut self, update: &Update) -> (Vec<Rejected>, Option<LocalConfig>) {
+    /// Applies one response to a copy of the store. Returns the refused resources (for the
+    /// NACK) and, when anything changed, the candidate; `self` is left as it was.
+    ///
+    /// When the whole update would make the configuration invalid, only the changes that
+    /// break it are refused (see [`Self::apply_valid`]), each named with the problems it
+    /// causes.
+    pub fn apply(&self, update: &Update) -> (Vec<Rejected>, Option<Candidate>) {
+        let (mut rejected, changes) = decode_all(update);
         let mut next = self.clone();
-        let mut rejected = Vec::new();
-        for r in &update.upserts {
-            let decoded = r
-                .resource
-                .as_ref()
-                .ok_or_else(|| "the resource has no body".to_string())
-                .and_then(|any| next.upsert(&update.type_url, &r.name, any));
-            if let Err(reason) = decoded {
-                rejected.push(Rejected {
-                    name: r.name.clone(),
-                    reason,
-                });
-            }
+        for c in &changes {
+            next.change(c);
         }
-        for name in &update.removed {
-            next.remove(&update.type_url, name);
+        let mut config = next.to_local_config();
+        if !validate::problems(&config).is_empty() {
+            next = self.clone();
+            rejected.extend(next.apply_valid(changes));
+            config = next.to_local_config();
         }
         if next == *self {
             return (rejected, None);
         }
-        let config = next.to_local_config();
-        let problems = validate::problems(&config);
-        if !problems.is_empty() {
-            let reason = format!("the update would make the configuration invalid:\n{problems}");
-            let names = update
-                .upserts
-                .iter()
-                .map(|r| &r.name)
-                .chain(&update.removed);
-            let all = names.map(|name| Rejected {
-                name: name.clone(),
-                reason: reason.clone(),
-            });
-            return (all.collect(), None);
-        }
-        *self = next;
-        (rejected, Some(config))
+        let candidate = Candidate {
+            store: next,
+            config,
+        };
+        (rejected, Some(candidate))
     }
 
-    fn upsert(&mut self, type_url: &str, name: &str, any: &Any) -> Result<(), String> {
-        match type_url {
-            ADDRESS_TYPE => {
-                let a = decode_address(any)?;
-                self.addresses.insert(name.to_string(), a);
+    /// Applies the changes that keep the configuration valid and refuses the rest, each
+    /// with the problems it causes. Dependencies go first (see [`Self::rank`]); then the
+    /// changes are split in halves until a part applies cleanly, so one bad resource costs
+    /// about 2·log₂(n) validations of the whole configuration, not n. Passes repeat over
+    /// the refused ones while one more applies. Only run when the whole update is invalid.
+    fn apply_valid(&mut self, mut changes: Vec<Change>) -> Vec<Rejected> {
+        changes.sort_by_key(|c| self.rank(c));
+        let mut pending = changes;
+        loop {
+            let before = pending.len();
+            let mut refused = Vec::new();
+            self.apply_parts(&pending, &mut refused);
+            if refused.is_empty() || refused.len() == before {
+                return refused.into_iter().map(|(c, p)| c.refused(&p)).collect();
             }
-            AUTHORIZATION_TYPE => {
-                let p = decode_authorization(any)?;
-                self.policies.insert(name.to_string(), p);
-            }
-            other => return Err(format!("zring does not subscribe to {other}")),
+            pending = refused.into_iter().map(|(c, _)| c).collect();
         }
-        Ok(())
+    }
+
+    /// Applies `changes` whole if the configuration stays valid, else each half in turn;
+    /// a single change that breaks it goes to `refused` with the problems.
+    fn apply_parts(&mut self, changes: &[Change], refused: &mut Vec<(Change, ConfigErrors)>) {
+        let mut trial = self.clone();
+        for c in changes {
+            trial.change(c);
+        }
+        let problems = validate::problems(&trial.to_local_config());
+        if problems.is_empty() {
+            *self = trial;
+            return;
+        }
+        match changes {
+            [] => {}
+            [one] => refused.push((one.clone(), problems)),
+            _ => {
+                let (first, second) = changes.split_at(changes.len() / 2);
+                self.apply_parts(first, refused);
+                self.apply_parts(second, refused);
+            }
+        }
+    }
+
+    /// Order of application: a workload may name services and policies, so workloads go
+    /// out first, services and policies come in, workloads come in, services go out.
+    fn rank(&self, c: &Change) -> u8 {
+        match c {
+            Change::Remove(_, name) => match self.addresses.get(name) {
+                Some(Address::Workload(_)) => 0,
+                _ => 3,
+            },
+            Change::Upsert(_, Item::Address(Address::Workload(_))) => 2,
+            Change::Upsert(..) => 1,
+        }
+    }
+
+    fn change(&mut self, c: &Change) {
+        match c {
+            Change::Upsert(name, Item::Address(a)) => {
+                self.addresses.insert(name.clone(), a.clone());
+            }
+            Change::Upsert(name, Item::Policy(p)) => {
+                self.policies.insert(name.clone(), p.clone());
+            }
+            Change::Remove(type_url, name) => self.remove(type_url, name),
+        }
+    }
+
+    /// [`Self::apply`], then `publish` the candidate's configuration; the candidate
+    /// replaces the store only when `publish` succeeded. When it fails, every resource of
+    /// the update is refused with its error and the store stays as it was, so a resend
+    /// is applied again. Returns the refused resources.
+    pub fn apply_and_publish<E: std::fmt::Display>(
+        &mut self,
+        update: &Update,
+        publish: impl FnOnce(LocalConfig) -> Result<(), E>,
+    ) -> Vec<Rejected> {
+        let (rejected, candidate) = self.apply(update);
+        let Some(Candidate { store, config }) = candidate else {
+            return rejected;
+        };
+        match publish(config) {
+            Ok(()) => {
+                *self = store;
+                rejected
+            }
+            Err(e) => refuse_all(update, &format!("cannot be put in force: {e}")),
+        }
     }
 
     fn remove(&mut self, type_url: &str, name: &str) {
@@ -114,6 +184,81 @@ impl XdsStore {
         c.policies = self.policies.values().cloned().collect();
         c
     }
+}
+
+/// One decoded resource.
+#[derive(Debug, Clone)]
+enum Item {
+    Address(Address),
+    Policy(Policy),
+}
+
+/// One change an update asks for, by resource name.
+#[derive(Debug, Clone)]
+enum Change {
+    Upsert(String, Item),
+    /// (type URL, name)
+    Remove(String, String),
+}
+
+impl Change {
+    fn refused(self, problems: &ConfigErrors) -> Rejected {
+        let (name, what) = match self {
+            Change::Upsert(name, _) => (name, "this resource"),
+            Change::Remove(_, name) => (name, "removing this resource"),
+        };
+        Rejected {
+            name,
+            reason: format!("{what} would make the configuration invalid:\n{problems}"),
+        }
+    }
+}
+
+/// The update's resources decoded, in order (upserts, then removals), and the ones that
+/// do not decode, refused with why.
+fn decode_all(update: &Update) -> (Vec<Rejected>, Vec<Change>) {
+    let mut rejected = Vec::new();
+    let mut changes = Vec::new();
+    for r in &update.upserts {
+        let decoded = r
+            .resource
+            .as_ref()
+            .ok_or_else(|| "the resource has no body".to_string())
+            .and_then(|any| decode(&update.type_url, any));
+        match decoded {
+            Ok(item) => changes.push(Change::Upsert(r.name.clone(), item)),
+            Err(reason) => rejected.push(Rejected {
+                name: r.name.clone(),
+                reason,
+            }),
+        }
+    }
+    let removed = update.removed.iter();
+    changes.extend(removed.map(|n| Change::Remove(update.type_url.clone(), n.clone())));
+    (rejected, changes)
+}
+
+fn decode(type_url: &str, any: &Any) -> Result<Item, String> {
+    match type_url {
+        ADDRESS_TYPE => decode_address(any).map(Item::Address),
+        AUTHORIZATION_TYPE => decode_authorization(any).map(Item::Policy),
+        other => Err(format!("zring does not subscribe to {other}")),
+    }
+}
+
+/// Every upsert and removal of `update`, refused with `reason`.
+fn refuse_all(update: &Update, reason: &str) -> Vec<Rejected> {
+    let names = update
+        .upserts
+        .iter()
+        .map(|r| &r.name)
+        .chain(&update.removed);
+    names
+        .map(|name| Rejected {
+            name: name.clone(),
+            reason: reason.to_string(),
+        })
+        .collect()
 }
 
 /// Decodes one `istio.workload.Address`.

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::error::ProxyError;
 use crate::identity::Identity;
 use crate::runtime::grpc::{err, grpc_status, recv, request, Server};
-use crate::runtime::state::{Shared, State};
+use crate::runtime::state::Shared;
 use crate::tls::CertStore;
 
 const TICK: Duration = Duration::from_millis(200);
@@ -48,7 +48,9 @@ pub async fn run(config: Arc<Config>, shared: Arc<Shared>, ca: CaSettings) {
             if SystemTime::now() < h.next {
                 continue;
             }
-            match fetch(&config, &ca, &id).await {
+            let fetched = fetch(&config, &ca, &id).await;
+            shared.control.ca_request(fetched.is_ok());
+            match fetched {
                 Ok((chain, key, renew_at)) => {
                     tracing::info!(identity = %id, "certificate from the CA");
                     h.pem = Some((chain, key));
@@ -118,18 +120,12 @@ fn publish(
 ) -> Result<(), ProxyError> {
     let pems: Vec<(String, String)> = held.values().filter_map(|h| h.pem.clone()).collect();
     let certs = store(ca, &config.trust_domain, &pems)?;
-    let current = shared.current();
-    let state = State {
-        snapshot: current.snapshot.clone(),
-        certs,
-        generation: shared.generation() + 1,
-    };
+    let generation = shared.publish(|current| (current.snapshot.clone(), certs));
     tracing::info!(
-        generation = state.generation,
+        generation,
         certificates = pems.len(),
         "certificates from the CA applied"
     );
-    shared.publish(state);
     Ok(())
 }
 

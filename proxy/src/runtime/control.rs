@@ -7,7 +7,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use crate::config::Config;
+use crate::error::ProxyError;
 use crate::runtime::state::{Shared, State};
+use crate::tls::CertStore;
 
 /// How often the control thread looks at the shutdown flag.
 const POLL: Duration = Duration::from_millis(50);
@@ -52,20 +54,24 @@ fn reload_loop(config: &Config, shared: &Shared, mut seen: Fingerprint) {
             continue;
         }
         seen = now;
-        let generation = shared.generation() + 1;
+        // The snapshot to run (None: keep the one in force) and the certificates.
         let next = match (&config.xds, &config.ca) {
             // Certificates from the Istio CA, workloads from istiod: nothing on disk.
             (_, Some(_)) => continue,
             // Workloads come from istiod: only the certificates are reloaded here.
-            (Some(_), None) => {
-                State::with_snapshot(config, shared.current().snapshot.clone(), generation)
-            }
-            _ => State::load(config, generation),
+            (Some(_), None) => CertStore::load(&config.cert_dir, &config.trust_domain)
+                .map(|certs| (None, certs))
+                .map_err(ProxyError::from),
+            // The generation number is assigned by `publish`.
+            _ => State::load(config, 0).map(|s| (Some(s.snapshot), s.certs)),
         };
         match next {
-            Ok(state) => {
-                tracing::info!(generation = state.generation, "configuration reloaded");
-                shared.publish(state);
+            Ok((snapshot, certs)) => {
+                let generation = shared.publish(|current| {
+                    let snapshot = snapshot.unwrap_or_else(|| current.snapshot.clone());
+                    (snapshot, certs)
+                });
+                tracing::info!(generation, "configuration reloaded");
             }
             Err(e) => {
                 tracing::error!(

@@ -313,6 +313,8 @@ pub struct Aggregate {
     pub hbone_accepted: u64,
     /// Per core, in core order: rendered with a `core` label, not summed.
     pub cores: Vec<CoreGauges>,
+    /// CA and xDS health (not per core).
+    pub control: ControlSample,
 }
 
 impl Aggregate {
@@ -340,7 +342,9 @@ impl Aggregate {
     }
 }
 
+pub(crate) mod control;
 pub(crate) mod process;
+pub use control::{ControlMetrics, ControlSample};
 pub(crate) mod render;
 pub use render::render;
 

@@ -1,12 +1,13 @@
 //! What every core reads on every connection: the workload snapshot and the certificates,
-//! published by the control thread as one immutable value and swapped on reload.
+//! published as one immutable value (by the file reloader, the xDS client or the CA loop)
+//! and swapped on every change; [`Shared::publish`] numbers the generations.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::config::{Config, LocalConfig, Snapshot};
 use crate::error::ProxyError;
-use crate::runtime::metrics::{Aggregate, CoreMetrics};
+use crate::runtime::metrics::{Aggregate, ControlMetrics, CoreMetrics};
 use crate::tls::CertStore;
 
 /// One loaded generation of configuration.
@@ -60,6 +61,8 @@ pub struct Shared {
     synced: AtomicBool,
     /// Per core: counters and the generation it has adopted, as of its last tick.
     cores: Mutex<Vec<(CoreMetrics, u64)>>,
+    /// CA and xDS health, bumped by the xDS thread.
+    pub control: ControlMetrics,
 }
 
 impl Shared {
@@ -73,6 +76,7 @@ impl Shared {
             draining: AtomicBool::new(false),
             ready_at: AtomicU64::new(1),
             synced: AtomicBool::new(false),
+            control: ControlMetrics::default(),
         }
     }
 
@@ -87,13 +91,25 @@ impl Shared {
             .clone()
     }
 
-    pub fn publish(&self, state: State) {
-        let generation = state.generation;
-        *self
+    /// Publishes the next generation and returns its number. `next` is given the state in
+    /// force and returns the new snapshot and certificates; it runs under the lock, so the
+    /// xDS thread, the CA loop and the file reloader can neither take the same number nor
+    /// replace each other's change with a stale copy of the other half. Do the slow,
+    /// fallible work (parsing, reading files) before calling.
+    pub fn publish(&self, next: impl FnOnce(&State) -> (Snapshot, CertStore)) -> u64 {
+        let mut current = self
             .current
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(state);
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (snapshot, certs) = next(&current);
+        let generation = current.generation + 1;
+        *current = Arc::new(State {
+            snapshot,
+            certs,
+            generation,
+        });
         self.generation.store(generation, Ordering::Release);
+        generation
     }
 
     /// Counts a refused reload: the observable event behind the refusal's log line.
@@ -117,7 +133,10 @@ impl Shared {
     /// All cores' metrics summed per label set, as of their last control tick.
     pub fn aggregate(&self) -> Aggregate {
         let all = self.cores.lock().unwrap_or_else(|p| p.into_inner());
-        let mut agg = Aggregate::default();
+        let mut agg = Aggregate {
+            control: self.control.sample(),
+            ..Aggregate::default()
+        };
         for (metrics, _) in all.iter() {
             agg.add(metrics);
         }
@@ -171,5 +190,59 @@ impl Shared {
 
     pub fn stopping(&self) -> bool {
         self.shutdown.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        let root = testsupport::certs::Root::generate("publish test").unwrap();
+        let certs = CertStore::from_pem(
+            std::path::Path::new("root.pem"),
+            root.cert_pem.as_bytes(),
+            "cluster.local",
+            &[],
+        )
+        .unwrap();
+        State {
+            snapshot: Snapshot::empty(None),
+            certs,
+            generation: 1,
+        }
+    }
+
+    #[test]
+    fn concurrent_publishers_each_get_their_own_generation() {
+        let shared = Shared::new(state(), 1);
+        let per_thread = 200;
+        let numbers: Vec<u64> = std::thread::scope(|s| {
+            let publishers: Vec<_> = (0..3)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..per_thread)
+                            .map(|_| {
+                                shared.publish(|cur| (cur.snapshot.clone(), cur.certs.clone()))
+                            })
+                            .collect::<Vec<u64>>()
+                    })
+                })
+                .collect();
+            publishers
+                .into_iter()
+                .flat_map(|p| p.join().unwrap())
+                .collect()
+        });
+        let mut sorted = numbers.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            numbers.len(),
+            "a generation number was taken twice"
+        );
+        assert_eq!(shared.generation(), 1 + 3 * per_thread);
+        assert_eq!(shared.current().generation, shared.generation());
     }
 }

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use http::Uri;
-use zring_xds::delta::{Rejected, Subscription, Update};
+use zring_xds::delta::Subscription;
 use zring_xds::discovery::{DeltaDiscoveryResponse, Node};
 use zring_xds::grpc::{encode, Decoder};
 use zring_xds::{ADDRESS_TYPE, AUTHORIZATION_TYPE, DELTA_ADS_PATH};
@@ -23,7 +23,8 @@ use crate::config::xds_env::XdsSettings;
 use crate::config::{Config, Snapshot};
 use crate::error::ProxyError;
 use crate::runtime::grpc::{err, grpc_status, recv, request, Server};
-use crate::runtime::state::{Shared, State};
+use crate::runtime::state::Shared;
+use crate::tls::CertStore;
 
 const TYPES: [&str; 2] = [ADDRESS_TYPE, AUTHORIZATION_TYPE];
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
@@ -140,6 +141,7 @@ impl Client {
         }
         let response = response.await.map_err(|e| err("istiod's answer", e))?;
         grpc_status(response.headers())?;
+        let _up = Connected::up(self.shared.clone());
         let mut body = response.into_body();
         let mut decoder = Decoder::default();
         while let Some(data) = recv(&mut body, "read the ADS stream").await? {
@@ -170,12 +172,13 @@ impl Client {
             .sub
             .receive(resp)
             .map_err(|e| err("istiod's response", e))?;
-        let (mut rejected, next) = self.store.apply(&update);
-        if let Some(local) = next {
-            if let Err(e) = self.publish(local) {
-                rejected.extend(refuse_all(&update, &e.to_string()));
-            }
-        }
+        // Take the store out so `publish` can borrow the rest of the client.
+        let mut store = std::mem::take(&mut self.store);
+        let rejected = store.apply_and_publish(&update, |local| self.publish(local));
+        self.store = store;
+        self.shared
+            .control
+            .xds_update(&update.type_url, !rejected.is_empty());
         for r in &rejected {
             tracing::warn!(resource = %r.name, type_url = %update.type_url, "refused: {}", r.reason);
         }
@@ -194,32 +197,34 @@ impl Client {
 
     fn publish(&self, local: crate::config::LocalConfig) -> Result<(), ProxyError> {
         let snapshot = Snapshot::new(local, self.config.node_name.as_deref())?;
-        let generation = self.shared.generation() + 1;
-        let state = match self.config.ca {
+        let generation = match self.config.ca {
             // The CA client owns the certificates: keep the ones in force.
-            Some(_) => State {
-                snapshot,
-                certs: self.shared.current().certs.clone(),
-                generation,
-            },
-            None => State::with_snapshot(&self.config, snapshot, generation)?,
+            Some(_) => self
+                .shared
+                .publish(|current| (snapshot, current.certs.clone())),
+            None => {
+                let certs = CertStore::load(&self.config.cert_dir, &self.config.trust_domain)?;
+                self.shared.publish(|_| (snapshot, certs))
+            }
         };
-        tracing::info!(
-            generation = state.generation,
-            "configuration from istiod applied"
-        );
-        self.shared.publish(state);
+        tracing::info!(generation, "configuration from istiod applied");
         Ok(())
     }
 }
 
-fn refuse_all(update: &Update, reason: &str) -> Vec<Rejected> {
-    update
-        .upserts
-        .iter()
-        .map(|r| Rejected {
-            name: r.name.clone(),
-            reason: reason.to_string(),
-        })
-        .collect()
+/// `zring_xds_connected` is 1 while this lives: from istiod's answer to the stream's end
+/// (also when the session is dropped on shutdown).
+struct Connected(Arc<Shared>);
+
+impl Connected {
+    fn up(shared: Arc<Shared>) -> Connected {
+        shared.control.set_xds_connected(true);
+        Connected(shared)
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.0.control.set_xds_connected(false);
+    }
 }

@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use super::process;
+use super::{control, process};
 use super::{Aggregate, CoreGauges, Labels, Peer, Totals, UNKNOWN};
 use crate::error::ResponseFlag;
 
@@ -203,6 +203,7 @@ pub fn render(agg: &Aggregate) -> String {
     sockets_open(&mut out, agg);
     own(&mut out, agg);
     per_core(&mut out, agg);
+    control::render(&mut out, &agg.control);
     process::render(&mut out, &process::Sample::read());
     out
 }

@@ -361,3 +361,43 @@ fn denied_and_refused_closes_carry_ztunnels_response_flags() {
     assert_eq!(value(opened, "-").as_deref(), Some("4"), "{text}");
     assert_eq!(value(opened, "DENY"), None, "{text}");
 }
+
+#[test]
+fn ca_and_xds_health_render_every_series_and_count_by_outcome() {
+    let m = ControlMetrics::default();
+    let zero = render(&Aggregate::default());
+    check_exposition(&zero).unwrap();
+    for want in [
+        "zring_ca_certificate_requests_total{outcome=\"failure\"} 0\n",
+        "zring_xds_connected 0\n",
+        "zring_xds_updates_total{type_url=\"type.googleapis.com/istio.security.Authorization\",outcome=\"nack\"} 0\n",
+    ] {
+        assert!(zero.contains(want), "{want} in {zero}");
+    }
+    m.ca_request(true);
+    m.ca_request(true);
+    m.ca_request(false);
+    m.set_xds_connected(true);
+    m.xds_update(zring_xds::ADDRESS_TYPE, false);
+    m.xds_update(zring_xds::ADDRESS_TYPE, true);
+    m.xds_update(zring_xds::AUTHORIZATION_TYPE, false);
+    m.xds_update("type.googleapis.com/unsubscribed", false);
+    let agg = Aggregate {
+        control: m.sample(),
+        ..Aggregate::default()
+    };
+    let text = render(&agg);
+    check_exposition(&text).unwrap();
+    for want in [
+        "zring_ca_certificate_requests_total{outcome=\"success\"} 2\n",
+        "zring_ca_certificate_requests_total{outcome=\"failure\"} 1\n",
+        "zring_xds_connected 1\n",
+        "zring_xds_updates_total{type_url=\"type.googleapis.com/istio.workload.Address\",outcome=\"ack\"} 1\n",
+        "zring_xds_updates_total{type_url=\"type.googleapis.com/istio.workload.Address\",outcome=\"nack\"} 1\n",
+        "zring_xds_updates_total{type_url=\"type.googleapis.com/istio.security.Authorization\",outcome=\"ack\"} 1\n",
+    ] {
+        assert!(text.contains(want), "{want} in {text}");
+    }
+    m.set_xds_connected(false);
+    assert!(!m.sample().xds_connected);
+}
