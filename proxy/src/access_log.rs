@@ -7,12 +7,13 @@
 //! byte. With the target off (`RUST_LOG=access=off`) nothing is resolved at all.
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Instant;
 
 use crate::config::Snapshot;
 use crate::error::ProxyError;
 use crate::relay::Transferred;
-use crate::runtime::metrics::{Labels, Peer};
+use crate::runtime::metrics::{ConnCounters, Labels, Metrics, Peer};
 
 /// The tracing target of access-log lines.
 pub const TARGET: &str = "access";
@@ -67,7 +68,7 @@ impl AccessLog {
         src: SocketAddr,
         dst: SocketAddr,
         hbone_addr: Option<SocketAddr>,
-    ) -> Option<AccessLog> {
+    ) -> Option<Box<AccessLog>> {
         if !tracing::enabled!(target: TARGET, tracing::Level::ERROR) {
             return None;
         }
@@ -76,14 +77,14 @@ impl AccessLog {
         let dst_wl_addr = hbone_addr.unwrap_or(dst);
         let mut dst_side = Side::new(snap, dst_wl_addr, &labels.destination, mtls);
         dst_side.addr = dst;
-        Some(AccessLog {
+        Some(Box::new(AccessLog {
             src: Side::new(snap, src, &labels.source, mtls),
             dst: dst_side,
             hbone_addr,
             service: labels.destination_service.clone(),
             outbound: labels.reporter == "source",
             start: Instant::now(),
-        })
+        }))
     }
 
     /// Writes the line for the connection's end: INFO on success, ERROR with `error`.
@@ -130,6 +131,38 @@ impl AccessLog {
             line!(tracing::Level::ERROR);
         } else {
             line!(tracing::Level::INFO);
+        }
+    }
+}
+
+/// What a connection reports from open to close: its metric series and its access-log
+/// fields (boxed: most of the time the access log is off, and every open connection's
+/// task holds this for its whole life).
+pub struct Accounting {
+    counters: Rc<ConnCounters>,
+    log: Option<Box<AccessLog>>,
+}
+
+impl Accounting {
+    /// Counts the connection `src` → `dst` as opened under `labels`.
+    pub fn open(
+        snap: &Snapshot,
+        metrics: &Metrics,
+        labels: Labels,
+        (src, dst): (SocketAddr, SocketAddr),
+        hbone_addr: Option<SocketAddr>,
+    ) -> Accounting {
+        let log = AccessLog::open(snap, &labels, src, dst, hbone_addr);
+        let counters = metrics.handle(labels);
+        counters.opened();
+        Accounting { counters, log }
+    }
+
+    /// Counts the connection's end and writes its access-log line.
+    pub fn close(self, result: &Result<Transferred, ProxyError>) {
+        self.counters.closed(result);
+        if let Some(log) = self.log {
+            log.close(result);
         }
     }
 }

@@ -11,7 +11,7 @@ use h2::RecvStream;
 use http::{Request, Response, StatusCode};
 use monoio::net::TcpStream;
 
-use crate::access_log::AccessLog;
+use crate::access_log::Accounting;
 use crate::config::{ConnInfo, Decision};
 use crate::error::ProxyError;
 use crate::hbone::client::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
@@ -126,13 +126,55 @@ struct HboneConn {
     peer_identity: Option<Identity>,
 }
 
-async fn serve_stream(
+/// The task of one CONNECT stream. Its setup (admission, the upstream connect, the
+/// response, and the request's headers) runs boxed and is freed before the relay
+/// starts, so an open stream's task holds only the relay's state.
+fn serve_stream(
+    core: Rc<Core>,
+    conn: Rc<HboneConn>,
+    req: Request<RecvStream>,
+    respond: SendResponse<Bytes>,
+) -> impl std::future::Future<Output = ()> {
+    let setup = Box::pin(open_stream(core, conn, req, respond));
+    async move {
+        if let Some(open) = setup.await {
+            open.relay().await;
+        }
+    }
+}
+
+/// A stream whose upstream is connected and whose 200 was sent.
+struct OpenStream {
+    upstream: TcpStream,
+    tx: h2::SendStream<Bytes>,
+    rx: RecvStream,
+    accounting: Accounting,
+    peer: SocketAddr,
+}
+
+impl OpenStream {
+    async fn relay(self) {
+        let result = relay::h2_bidi(self.upstream, self.tx, self.rx).await;
+        close(self.accounting, self.peer, result.map_err(Into::into));
+    }
+}
+
+fn close(accounting: Accounting, peer: SocketAddr, result: Result<Transferred, ProxyError>) {
+    accounting.close(&result);
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "inbound HBONE stream failed");
+    }
+}
+
+/// Counts the stream as opened, admits it and connects its upstream; `None` when that
+/// failed (counted and logged).
+async fn open_stream(
     core: Rc<Core>,
     conn: Rc<HboneConn>,
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
-) {
-    let (counters, log) = {
+) -> Option<OpenStream> {
+    let accounting = {
         let state = core.state();
         let client = client_ip(&state.snapshot, conn.peer, &req);
         let labels = Labels::inbound(
@@ -143,30 +185,22 @@ async fn serve_stream(
         );
         let authority = req.uri().authority().and_then(|a| a.as_str().parse().ok());
         let src = SocketAddr::new(client, conn.peer.port());
-        let log = AccessLog::open(&state.snapshot, &labels, src, conn.local, authority);
-        (core.metrics.handle(labels), log)
+        let ends = (src, conn.local);
+        Accounting::open(&state.snapshot, &core.metrics, labels, ends, authority)
     };
-    counters.opened();
-    let result = tunnel(&core, &conn, req, &mut respond).await;
-    counters.closed(&result);
-    if let Some(log) = log {
-        log.close(&result);
+    match open_upstream(&core, &conn, &req, &mut respond).await {
+        Ok((upstream, tx)) => Some(OpenStream {
+            upstream,
+            tx,
+            rx: req.into_body(),
+            accounting,
+            peer: conn.peer,
+        }),
+        Err(e) => {
+            close(accounting, conn.peer, Err(e));
+            None
+        }
     }
-    if let Err(e) = result {
-        tracing::debug!(peer = %conn.peer, error = %e, "inbound HBONE stream failed");
-    }
-}
-
-async fn tunnel(
-    core: &Core,
-    conn: &HboneConn,
-    req: Request<RecvStream>,
-    respond: &mut SendResponse<Bytes>,
-) -> Result<Transferred, ProxyError> {
-    // Boxed: the admission and connect futures are freed before the long relay, so an
-    // open stream's task holds only the relay's state.
-    let (upstream, tx) = Box::pin(open_upstream(core, conn, &req, respond)).await?;
-    Ok(relay::h2_bidi(upstream, tx, req.into_body()).await?)
 }
 
 /// Admits the CONNECT, connects its target and answers 200 (or the refusal).
@@ -256,13 +290,11 @@ pub async fn serve_plaintext(
         return Err(ProxyError::Loop(dst));
     }
     authorize_plaintext(core, peer, dst)?;
-    let (counters, log) = {
+    let accounting = {
         let state = core.state();
         let labels = Labels::inbound(&state.snapshot, peer.ip(), None, dst.ip());
-        let log = AccessLog::open(&state.snapshot, &labels, peer, dst, None);
-        (core.metrics.handle(labels), log)
+        Accounting::open(&state.snapshot, &core.metrics, labels, (peer, dst), None)
     };
-    counters.opened();
     let source = core.config.transparent.then_some(peer.ip());
     let result = match connect_upstream(core, dst, source).await {
         Ok(upstream) => relay::splice_bidi(stream, upstream)
@@ -270,10 +302,7 @@ pub async fn serve_plaintext(
             .map_err(ProxyError::from),
         Err(e) => Err(e),
     };
-    counters.closed(&result);
-    if let Some(log) = log {
-        log.close(&result);
-    }
+    accounting.close(&result);
     if let Err(e) = result {
         tracing::debug!(%peer, %dst, error = %e, "inbound plaintext connection failed");
     }

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use monoio::net::TcpStream;
 
-use crate::access_log::AccessLog;
+use crate::access_log::Accounting;
 use crate::config::{is_proxy_port, resolve, resolve_hostname, Route};
 use crate::error::ProxyError;
 use crate::hbone::client;
@@ -25,7 +25,12 @@ pub async fn serve_captured(
     peer: SocketAddr,
 ) -> Result<(), ProxyError> {
     let dst = original_destination(core, &stream)?;
-    forward(core, stream, peer, Target::Addr(dst), false).await
+    // Boxed: see `serve_socks5`.
+    let ready = Box::pin(connect(core, stream, peer, Target::Addr(dst), false)).await?;
+    match ready {
+        Some(ready) => relay(ready).await,
+        None => Ok(()),
+    }
 }
 
 /// A SOCKS5 client on 15080.
@@ -34,9 +39,19 @@ pub async fn serve_socks5(
     mut stream: TcpStream,
     peer: SocketAddr,
 ) -> Result<(), ProxyError> {
-    // Boxed: the handshake's buffers are freed before the connection's long relay.
-    let target = Box::pin(socks5::accept(&mut stream)).await?;
-    forward(core, stream, peer, target, true).await
+    // Boxed: the handshake's buffers and the routing, connect, pool checkout and CONNECT
+    // futures are freed before the relay starts, so a long-lived connection's task
+    // holds only the relay's state.
+    // (Built inside `Box::pin`: a named future would keep its size in this task.)
+    let ready = Box::pin(async move {
+        let target = socks5::accept(&mut stream).await?;
+        connect(core, stream, peer, target, true).await
+    })
+    .await?;
+    match ready {
+        Some(ready) => relay(ready).await,
+        None => Ok(()),
+    }
 }
 
 /// TPROXY keeps the original destination as the socket's local address; REDIRECT
@@ -55,13 +70,40 @@ fn original_destination(core: &Core, stream: &TcpStream) -> Result<SocketAddr, P
     Ok(dst)
 }
 
-async fn forward(
+/// A connection whose far side is connected: what its relay needs, nothing more.
+struct Ready {
+    client: TcpStream,
+    leg: Leg,
+    accounting: Accounting,
+    ends: Ends,
+}
+
+/// Who the connection is for the closing debug line.
+struct Ends {
+    core: usize,
+    peer: SocketAddr,
+    target: Target,
+}
+
+impl Ends {
+    fn close(self, accounting: Accounting, result: Result<relay::Transferred, ProxyError>) {
+        accounting.close(&result);
+        if let Err(e) = result {
+            let Ends { core, peer, target } = self;
+            tracing::debug!(core, %peer, ?target, error = %e, "outbound connection failed");
+        }
+    }
+}
+
+/// Routes `target` and connects its far side. `Err` when it cannot be routed, `None`
+/// when the connect failed (counted and logged as a failed connection).
+async fn connect(
     core: &Rc<Core>,
     mut client: TcpStream,
     peer: SocketAddr,
     target: Target,
     socks: bool,
-) -> Result<(), ProxyError> {
+) -> Result<Option<Ready>, ProxyError> {
     let route = match route(core, &target) {
         Ok(route) => route,
         Err(e) => {
@@ -69,7 +111,7 @@ async fn forward(
             return Err(e);
         }
     };
-    let (counters, log) = {
+    let accounting = {
         let state = core.state();
         let labels = Labels::outbound(&state.snapshot, peer.ip(), &route);
         let (dst, hbone) = match &route {
@@ -80,34 +122,42 @@ async fn forward(
             } => (*hbone_addr, Some(*authority)),
             Route::Passthrough { addr } => (*addr, None),
         };
-        let log = AccessLog::open(&state.snapshot, &labels, peer, dst, hbone);
-        (core.metrics.handle(labels), log)
+        Accounting::open(&state.snapshot, &core.metrics, labels, (peer, dst), hbone)
     };
-    counters.opened();
     // Leave with the client pod's IP when transparent; a SOCKS5 client is local, not a pod.
     let spoof = (core.config.transparent && !socks).then_some(peer.ip());
-    // Setup runs boxed: its futures (connect, pool checkout, CONNECT) are freed before the
-    // relay starts, so a long-lived connection's task holds only the relay's state.
-    let leg = Box::pin(establish(core, &mut client, peer, route, spoof, socks)).await;
-    let result = match leg {
-        Ok(Leg::Plain(upstream)) => relay::splice_bidi(client, upstream)
-            .await
-            .map_err(Into::into),
+    let ends = Ends {
+        core: core.id,
+        peer,
+        target,
+    };
+    match establish(core, &mut client, peer, route, spoof, socks).await {
+        Ok(leg) => Ok(Some(Ready {
+            client,
+            leg,
+            accounting,
+            ends,
+        })),
+        Err(e) => {
+            ends.close(accounting, Err(e));
+            Ok(None)
+        }
+    }
+}
+
+async fn relay(ready: Ready) -> Result<(), ProxyError> {
+    let result = match ready.leg {
+        Leg::Plain(upstream) => relay::splice_bidi(ready.client, upstream).await,
         // The lease holds the pooled connection's stream slot until the relay ends.
-        Ok(Leg::Tunnel {
+        Leg::Tunnel {
             tx,
             rx,
             lease: _lease,
-        }) => relay::h2_bidi(client, tx, rx).await.map_err(Into::into),
-        Err(e) => Err(e),
+        } => relay::h2_bidi(ready.client, tx, rx).await,
     };
-    counters.closed(&result);
-    if let Some(log) = log {
-        log.close(&result);
-    }
-    if let Err(e) = result {
-        tracing::debug!(core = core.id, %peer, ?target, error = %e, "outbound connection failed");
-    }
+    ready
+        .ends
+        .close(ready.accounting, result.map_err(Into::into));
     Ok(())
 }
 
