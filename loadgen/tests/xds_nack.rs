@@ -11,10 +11,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::xds::{
-    echo_rounds, echo_server, get_in, sample, socks_connect, spawn_zring, wait_for, Site, SLEEP,
-    SLEEP_ID, ZRING_ADMIN, ZRING_READY, ZRING_SOCKS, ZRING_STATS,
+    config, echo_rounds, echo_server, get_in, sample, socks_connect, spawn_zring, wait_for,
+    workload, Site, SLEEP, SLEEP_ID, ZRING_ADMIN, ZRING_READY, ZRING_SOCKS, ZRING_STATS,
 };
-use zring::config::LocalConfig;
 use zring_loadgen::control::{Event, Raw};
 use zring_xds::prost_types::Any;
 use zring_xds::ADDRESS_TYPE;
@@ -26,18 +25,6 @@ const FRESH: &str = "10.77.0.4";
 const PORT: u16 = 8080;
 const GARBAGE: &str = "zxd/garbage";
 const IMPOSTOR: &str = "Kubernetes//Pod/zxd/impostor";
-
-fn workload(name: &str, ip: &str, protocol: &str, node: &str) -> String {
-    format!(
-        "- uid: Kubernetes//Pod/zxd/{name}\n  name: {name}\n  workloadName: {name}\n  \
-         namespace: zxd\n  serviceAccount: {name}\n  workloadIps: [\"{ip}\"]\n  \
-         protocol: {protocol}\n  node: {node}\n"
-    )
-}
-
-fn config(workloads: &[String]) -> LocalConfig {
-    LocalConfig::from_yaml("nack test", &format!("workloads:\n{}", workloads.concat())).unwrap()
-}
 
 /// The bad resources: a body that is not an Address, and a valid Address of a workload on
 /// ECHO's IP (the configuration with it would have two workloads on one IP).

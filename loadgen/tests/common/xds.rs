@@ -67,6 +67,20 @@ impl Site {
     }
 }
 
+/// One workload of namespace `zxd` as LocalConfig YAML (a list item).
+pub fn workload(name: &str, ip: &str, protocol: &str, node: &str) -> String {
+    format!(
+        "- uid: Kubernetes//Pod/zxd/{name}\n  name: {name}\n  workloadName: {name}\n  \
+         namespace: zxd\n  serviceAccount: {name}\n  workloadIps: [\"{ip}\"]\n  \
+         protocol: {protocol}\n  node: {node}\n"
+    )
+}
+
+/// A LocalConfig of these [`workload`]s.
+pub fn config(workloads: &[String]) -> LocalConfig {
+    LocalConfig::from_yaml("xDS test", &format!("workloads:\n{}", workloads.concat())).unwrap()
+}
+
 /// The value of the first sample of `name` whose labels contain every `labels` pair.
 pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines().find_map(|line| {
@@ -115,34 +129,43 @@ pub fn sh(ns: &str, args: &[&str]) {
 /// zring on node-a: workloads from the control plane (no --config) and the certificate
 /// for `sleep` from its CA (no --cert-dir), SOCKS5 on the sleep pod's address.
 pub fn spawn_zring(ns: &str, dir: &Path, cp: SocketAddr) -> Proc {
+    spawn_zring_with(ns, dir, cp, &[], &[])
+}
+
+/// [`spawn_zring`] with some `zring run` flags replaced or added (`(flag, value)`) and
+/// more environment.
+pub fn spawn_zring_with(
+    ns: &str,
+    dir: &Path,
+    cp: SocketAddr,
+    flags: &[(&str, &str)],
+    env: &[(&str, &str)],
+) -> Proc {
+    let mut all: Vec<(&str, &str)> = vec![
+        ("--node-name", "node-a"),
+        ("--cores", "1"),
+        ("--transparent", "false"),
+        ("--outbound-addr", "off"),
+        ("--inbound-addr", "off"),
+        ("--inbound-plaintext-addr", "off"),
+        ("--socks5-addr", ZRING_SOCKS),
+        ("--admin-addr", ZRING_ADMIN),
+        ("--stats-addr", ZRING_STATS),
+        ("--readiness-addr", ZRING_READY),
+    ];
+    for &(flag, value) in flags {
+        match all.iter_mut().find(|(f, _)| *f == flag) {
+            Some(slot) => slot.1 = value,
+            None => all.push((flag, value)),
+        }
+    }
     let log = dir.join("zring.log");
     let f = std::fs::File::create(&log).unwrap();
     let child = Command::new("ip")
         .args(["netns", "exec", ns])
         .arg(super::zring_bin())
         .arg("run")
-        .args([
-            "--node-name",
-            "node-a",
-            "--cores",
-            "1",
-            "--transparent",
-            "false",
-        ])
-        .args(["--outbound-addr", "off", "--inbound-addr", "off"])
-        .args([
-            "--inbound-plaintext-addr",
-            "off",
-            "--socks5-addr",
-            ZRING_SOCKS,
-        ])
-        .args([
-            "--admin-addr",
-            ZRING_ADMIN,
-            "--stats-addr",
-            "127.0.0.1:15120",
-        ])
-        .args(["--readiness-addr", ZRING_READY])
+        .args(all.iter().flat_map(|(f, v)| [*f, *v]))
         .env_remove("LOCAL_XDS_PATH")
         .env("XDS_ADDRESS", format!("https://{cp}"))
         .env("XDS_ROOT_CA", dir.join("ca/root-cert.pem"))
@@ -154,6 +177,7 @@ pub fn spawn_zring(ns: &str, dir: &Path, cp: SocketAddr) -> Proc {
         .env("POD_NAME", "zring-node-a")
         .env("RUST_LOG", "info,zring=debug")
         .env("POD_NAMESPACE", "istio-system")
+        .envs(env.iter().copied())
         .stdout(f.try_clone().unwrap())
         .stderr(f)
         .spawn()
