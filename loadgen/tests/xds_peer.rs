@@ -147,7 +147,7 @@ fn ztunnel_and_zring_run_on_the_control_planes_workloads() {
     assert!(
         events
             .iter()
-            .any(|e| matches!(e, Event::Stream { node } if node.starts_with("ztunnel~"))),
+            .any(|e| matches!(e, Event::Stream { node, .. } if node.starts_with("ztunnel~"))),
         "no stream from a ztunnel node id\n{}",
         context()
     );
@@ -212,19 +212,29 @@ fn ztunnel_and_zring_run_on_the_control_planes_workloads() {
         || zt.log().contains(SLEEP_ID),
         context,
     );
-    let nodes: Vec<String> = cp
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Stream { node } => Some(node),
-            _ => None,
-        })
-        .collect();
+    let zring_stream = cp.events().into_iter().find_map(|e| match e {
+        Event::Stream {
+            node,
+            metadata,
+            headers,
+        } if node.starts_with("ztunnel~10.77.0.1~zring-node-a.istio-system~") => {
+            Some((metadata, headers))
+        }
+        _ => None,
+    });
+    let (metadata, headers) =
+        zring_stream.unwrap_or_else(|| panic!("no ADS stream with zring's node id\n{}", context()));
+    // ISTIO_META_* and XDS_HEADER_* (spawn_zring sets one of each) as ztunnel sends them.
+    let has = |list: &[(String, String)], k: &str, v: &str| {
+        list.iter().any(|p| p == &(k.into(), v.into()))
+    };
+    assert!(has(&metadata, "ZRING_TEST", "meta-1"), "{metadata:?}");
+    assert!(has(&metadata, "NODE_NAME", "node-a"), "{metadata:?}");
+    assert!(has(&metadata, "CLUSTER_ID", "Kubernetes"), "{metadata:?}");
+    assert!(has(&headers, "x-zring-test", "header-1"), "{headers:?}");
     assert!(
-        nodes
-            .iter()
-            .any(|n| n.starts_with("ztunnel~10.77.0.1~zring-node-a.istio-system~")),
-        "zring's node id {nodes:?}"
+        !headers.iter().any(|(k, _)| k == "authorization"),
+        "{headers:?}"
     );
 
     // A live push: a new workload appears in both proxies without a restart.

@@ -11,6 +11,7 @@ use h2::server::SendResponse;
 use http::Request;
 use zring_xds::discovery::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
 use zring_xds::grpc::{encode, Decoder};
+use zring_xds::prost_types::value::Kind;
 use zring_xds::prost_types::Any;
 use zring_xds::{ADDRESS_TYPE, AUTHORIZATION_TYPE};
 
@@ -25,6 +26,8 @@ type Served = HashMap<&'static str, BTreeMap<String, (String, Any)>>;
 struct Session {
     held: HashMap<&'static str, BTreeMap<String, String>>,
     nonce: u64,
+    /// The stream's request headers (for the `Stream` event).
+    headers: Vec<(String, String)>,
 }
 
 pub async fn stream(
@@ -32,6 +35,17 @@ pub async fn stream(
     mut respond: SendResponse<Bytes>,
     shared: Arc<Shared>,
 ) {
+    let headers = req
+        .headers()
+        .iter()
+        .filter(|(name, _)| *name != http::header::AUTHORIZATION)
+        .map(|(name, v)| {
+            (
+                name.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into(),
+            )
+        })
+        .collect::<BTreeMap<_, _>>();
     let mut body = req.into_body();
     let mut out = match start_reply(&mut respond) {
         Ok(s) => s,
@@ -41,7 +55,10 @@ pub async fn stream(
     let Some(mut served) = resources(&config.borrow_and_update(), &mut out) else {
         return;
     };
-    let mut session = Session::default();
+    let mut session = Session {
+        headers: headers.into_iter().collect(),
+        ..Session::default()
+    };
     let mut decoder = Decoder::default();
     loop {
         tokio::select! {
@@ -134,8 +151,17 @@ impl Session {
     ) -> Vec<DeltaDiscoveryResponse> {
         if let Some(node) = &req.node {
             if req.response_nonce.is_empty() && self.held.is_empty() {
+                let metadata = node.metadata.iter().flat_map(|m| &m.fields);
+                let metadata = metadata
+                    .filter_map(|(k, v)| match &v.kind {
+                        Some(Kind::StringValue(s)) => Some((k.clone(), s.clone())),
+                        _ => None,
+                    })
+                    .collect::<BTreeMap<_, _>>();
                 shared.record(Event::Stream {
                     node: node.id.clone(),
+                    metadata: metadata.into_iter().collect(),
+                    headers: self.headers.clone(),
                 });
             }
         }

@@ -29,8 +29,13 @@ use crate::error::Error;
 /// What the control plane saw, in order (for tests and the demo's log).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A delta ADS stream opened by this node id.
-    Stream { node: String },
+    /// A delta ADS stream opened by this node id, with the node's string metadata and
+    /// the stream's request headers (all but `authorization`), each sorted by name.
+    Stream {
+        node: String,
+        metadata: Vec<(String, String)>,
+        headers: Vec<(String, String)>,
+    },
     /// A response of this type was ACKed.
     Ack { type_url: String },
     /// A response of this type was NACKed with this message.

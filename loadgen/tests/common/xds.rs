@@ -177,6 +177,8 @@ pub fn spawn_zring_with(
         .env("POD_NAME", "zring-node-a")
         .env("RUST_LOG", "info,zring=debug")
         .env("POD_NAMESPACE", "istio-system")
+        .env("ISTIO_META_ZRING_TEST", "meta-1")
+        .env("XDS_HEADER_X_ZRING_TEST", "header-1")
         .envs(env.iter().copied())
         .stdout(f.try_clone().unwrap())
         .stderr(f)
