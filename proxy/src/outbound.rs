@@ -27,10 +27,10 @@ pub async fn serve_captured(
     let dst = original_destination(core, &stream)?;
     // Boxed: see `serve_socks5`.
     let ready = Box::pin(connect(core, stream, peer, Target::Addr(dst), false)).await?;
-    match ready {
-        Some(ready) => relay(ready).await,
-        None => Ok(()),
+    if let Some(ready) = ready {
+        relay(ready).await;
     }
+    Ok(())
 }
 
 /// A SOCKS5 client on 15080.
@@ -39,19 +39,19 @@ pub async fn serve_socks5(
     mut stream: TcpStream,
     peer: SocketAddr,
 ) -> Result<(), ProxyError> {
-    // Boxed: the handshake's buffers and the routing, connect, pool checkout and CONNECT
+    // Boxed (and built inside `Box::pin`: a named future would keep its size in this
+    // task): the handshake's buffers and the routing, connect, pool checkout and CONNECT
     // futures are freed before the relay starts, so a long-lived connection's task
     // holds only the relay's state.
-    // (Built inside `Box::pin`: a named future would keep its size in this task.)
     let ready = Box::pin(async move {
         let target = socks5::accept(&mut stream).await?;
         connect(core, stream, peer, target, true).await
     })
     .await?;
-    match ready {
-        Some(ready) => relay(ready).await,
-        None => Ok(()),
+    if let Some(ready) = ready {
+        relay(ready).await;
     }
+    Ok(())
 }
 
 /// TPROXY keeps the original destination as the socket's local address; REDIRECT
@@ -145,7 +145,8 @@ async fn connect(
     }
 }
 
-async fn relay(ready: Ready) -> Result<(), ProxyError> {
+/// Relays until both sides are done; the outcome is counted and logged.
+async fn relay(ready: Ready) {
     let result = match ready.leg {
         Leg::Plain(upstream) => relay::splice_bidi(ready.client, upstream).await,
         // The lease holds the pooled connection's stream slot until the relay ends.
@@ -158,7 +159,6 @@ async fn relay(ready: Ready) -> Result<(), ProxyError> {
     ready
         .ends
         .close(ready.accounting, result.map_err(Into::into));
-    Ok(())
 }
 
 fn route(core: &Core, target: &Target) -> Result<Route, ProxyError> {
