@@ -16,9 +16,10 @@ use crate::sys;
 const SPLICE_CHUNK: usize = 64 * 1024;
 /// Read sizes for TCP→HTTP/2. A read waits with a small buffer (an idle connection holds
 /// only that much, and a request fits it); a read that fills its buffer means a stream is
-/// flowing, so the next one takes a bulk-sized buffer.
+/// flowing, so the next one takes a bulk-sized buffer (256 KiB: 6% less proxy CPU per GB
+/// than 64 KiB in A/B runs; 1 MiB was 30% worse).
 const H2_READ_MIN: usize = 4 * 1024;
-const H2_READ_MAX: usize = 64 * 1024;
+const H2_READ_MAX: usize = 256 * 1024;
 
 /// The next read's buffer size after a read of `n` bytes into `cap` (pure).
 fn next_read_size(cap: usize, n: usize) -> usize {
