@@ -195,18 +195,7 @@ pub fn connect_in(ns: &str, addr: SocketAddr) -> std::io::Result<TcpStream> {
 }
 
 pub fn get_in(ns: &str, addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = connect_in(ns, addr.parse().unwrap()).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    Some((code, body.to_string()))
+    zring_loadgen::mesh::http_get_in(ns, addr.parse().unwrap(), path).ok()
 }
 
 /// Polls `check` for up to `limit`; panics with `context()` when it never holds.
