@@ -38,7 +38,7 @@ pub async fn serve_hbone(
     let identity = local_identity(core, local.ip())?;
     let config = core.server_tls(&identity)?;
     let handshake = |source| ProxyError::Handshake { addr: peer, source };
-    let session = rustls::ServerConnection::new(config)
+    let session = rustls::server::UnbufferedServerConnection::new(config)
         .map_err(|e| handshake(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
     // A peer that never finishes its handshake must not hold the socket forever.
     let tls = monoio::time::timeout(

@@ -56,7 +56,7 @@ pub async fn open(
     // No SNI (ztunnel sends none); the verifier checks the SPIFFE URI SAN instead.
     let name = ServerName::IpAddress(addr.ip().into());
     let handshake = |source| ProxyError::Handshake { addr, source };
-    let session = rustls::ClientConnection::new(tls, name)
+    let session = rustls::client::UnbufferedClientConnection::new(tls, name)
         .map_err(|e| handshake(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
     let tls = TlsStream::handshake(tcp, session)
         .await

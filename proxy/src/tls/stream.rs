@@ -1,33 +1,31 @@
 //! TLS over monoio's owned-buffer I/O, exposed to h2 as tokio's `AsyncRead`/`AsyncWrite`.
 //!
-//! rustls is driven directly by completion-style operations (io_uring read/write ops, or
-//! their epoll emulation under the fallback driver): while h2 waits for ciphertext a read
-//! op with a 64 KiB buffer is in flight; records from every h2 write between two flushes
-//! are coalesced and leave in one write op. No readiness adapter (`poll-io`) and no
-//! tokio-rustls: each received byte costs one kernel copy into our buffer and no extra
-//! readiness round trip.
+//! rustls runs through its unbuffered API ([`Session`]) on our own buffers, driven by
+//! completion-style operations (io_uring read/write ops, or their epoll emulation under
+//! the fallback driver): while h2 waits for ciphertext a read op with a 64 KiB buffer is in
+//! flight and rustls decrypts in that buffer; records are encrypted into one send buffer
+//! that leaves in one `send` (or one write op when the socket is full). No readiness
+//! adapter (`poll-io`) and no tokio-rustls.
 //!
 //! One task (the h2 connection driver) polls both directions, so the read and write ops
 //! wake the same task. A write op started on the read path (alerts, key updates) is driven
 //! by the next poll of either direction.
 
 use std::future::{poll_fn, Future};
-use std::io::{self, BufRead, IoSlice, Write};
+use std::io::{self, IoSlice, Write};
+use std::ops::Range;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
-use rustls::Connection;
+use rustls::CommonState;
 use tokio::io::ReadBuf;
 
+use super::session::{Handshake, Read, Session, Side};
 use crate::sys;
-
-/// Ciphertext read per op: up to four full records, one syscall's worth of a bulk stream.
-const READ_CAPACITY: usize = 64 * 1024;
-/// Unsent TLS records rustls may hold before `poll_write` waits for a flush (backpressure).
-const SEND_BUFFER_LIMIT: usize = 256 * 1024;
 
 type ReadOp = Pin<Box<dyn Future<Output = (OwnedReadHalf<TcpStream>, io::Result<usize>, Vec<u8>)>>>;
 type WriteOp = Pin<Box<dyn Future<Output = (OwnedWriteHalf<TcpStream>, io::Result<()>, Vec<u8>)>>>;
@@ -40,37 +38,31 @@ enum ReadSide {
 }
 
 enum WriteSide {
-    Idle(OwnedWriteHalf<TcpStream>, Vec<u8>),
+    Idle(OwnedWriteHalf<TcpStream>),
     Busy(WriteOp),
     Failed,
 }
 
 /// A TLS connection over a monoio TCP socket. Build with [`TlsStream::handshake`].
 pub struct TlsStream {
-    tls: Connection,
+    tls: Session,
     fd: RawFd,
     rd: ReadSide,
     wr: WriteSide,
-    /// Received ciphertext not yet taken by rustls: `inbuf[inpos..]`.
-    inbuf: Vec<u8>,
-    inpos: usize,
     close_sent: bool,
 }
 
 impl TlsStream {
-    /// Runs the handshake of `tls` (a fresh client or server connection) over `tcp`.
-    pub async fn handshake(tcp: TcpStream, tls: impl Into<Connection>) -> io::Result<Self> {
+    /// Runs the handshake of `tls` (a fresh unbuffered client or server connection) over
+    /// `tcp`.
+    pub async fn handshake(tcp: TcpStream, tls: impl Into<Side>) -> io::Result<Self> {
         let fd = tcp.as_raw_fd();
         let (r, w) = tcp.into_split();
-        let mut tls = tls.into();
-        tls.set_buffer_limit(Some(SEND_BUFFER_LIMIT));
         let mut stream = TlsStream {
-            tls,
+            tls: Session::new(tls),
             fd,
             rd: ReadSide::Idle(r),
-            wr: WriteSide::Idle(w, Vec::new()),
-            inbuf: Vec::new(),
-            inpos: 0,
+            wr: WriteSide::Idle(w),
             close_sent: false,
         };
         stream.complete_handshake().await?;
@@ -78,100 +70,68 @@ impl TlsStream {
     }
 
     async fn complete_handshake(&mut self) -> io::Result<()> {
-        while self.tls.is_handshaking() {
-            poll_fn(|cx| self.poll_flush_tls(cx)).await?;
-            if poll_fn(|cx| self.poll_fill(cx)).await? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "peer closed the connection during the TLS handshake",
-                ));
-            }
-            if let Err(e) = self.feed() {
-                // Best effort: let the peer see our alert before we give up.
-                let _ = poll_fn(|cx| self.poll_flush_tls(cx)).await;
-                return Err(e);
+        loop {
+            match self.tls.handshake() {
+                Ok(Handshake::Complete) => break,
+                Ok(Handshake::NeedInput) => {
+                    poll_fn(|cx| self.poll_flush_tls(cx)).await?;
+                    poll_fn(|cx| self.poll_fill(cx)).await?;
+                }
+                Err(e) => {
+                    // Best effort: let the peer see our alert before we give up.
+                    self.tls.encode_alert();
+                    let _ = poll_fn(|cx| self.poll_flush_tls(cx)).await;
+                    return Err(e);
+                }
             }
         }
         poll_fn(|cx| self.poll_flush_tls(cx)).await
     }
 
-    /// The rustls connection (peer certificates, negotiated ALPN).
-    pub fn connection(&self) -> &Connection {
-        &self.tls
+    /// The connection's negotiated state (peer certificates, ALPN).
+    pub fn connection(&self) -> &CommonState {
+        self.tls.common()
     }
 
-    /// Ensures unconsumed ciphertext is buffered; `Ok(0)` at end of file. The buffer
-    /// moves into the read op and comes back with the bytes.
-    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    /// Runs one read op into the session's receive buffer (returns at once after EOF).
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
-            if self.inpos < self.inbuf.len() {
-                return Poll::Ready(Ok(self.inbuf.len() - self.inpos));
-            }
             match std::mem::replace(&mut self.rd, ReadSide::Done) {
                 ReadSide::Idle(half) => {
-                    let mut buf = std::mem::take(&mut self.inbuf);
-                    buf.clear();
-                    self.inpos = 0;
-                    self.rd = ReadSide::Busy(read_op(half, buf));
+                    self.rd = ReadSide::Busy(read_op(half, self.tls.read_buffer()));
                 }
                 ReadSide::Busy(mut op) => {
                     let Poll::Ready((half, res, buf)) = op.as_mut().poll(cx) else {
                         self.rd = ReadSide::Busy(op);
                         return Poll::Pending;
                     };
-                    self.inbuf = buf;
-                    if res? == 0 {
-                        return Poll::Ready(Ok(0));
+                    let n = *res.as_ref().unwrap_or(&0);
+                    self.tls.received(buf, n);
+                    res?;
+                    if n > 0 {
+                        self.rd = ReadSide::Idle(half);
                     }
-                    self.rd = ReadSide::Idle(half);
+                    return Poll::Ready(Ok(()));
                 }
-                ReadSide::Done => return Poll::Ready(Ok(0)),
+                ReadSide::Done => return Poll::Ready(Ok(())),
             }
         }
     }
 
-    /// Hands buffered ciphertext to rustls and processes it.
-    fn feed(&mut self) -> io::Result<()> {
-        while self.inpos < self.inbuf.len() {
-            let mut rest = &self.inbuf[self.inpos..];
-            let n = match self.tls.read_tls(&mut rest) {
-                Ok(n) => n,
-                // rustls's plaintext buffer is full: the reader must drain it first.
-                Err(e) if e.kind() == io::ErrorKind::Other && self.has_plaintext() => return Ok(()),
-                Err(e) => return Err(e),
-            };
-            self.inpos += n;
-            self.tls
-                .process_new_packets()
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            if n == 0 {
-                return Ok(());
-            }
-        }
-        Ok(())
-    }
-
-    fn has_plaintext(&mut self) -> bool {
-        matches!(self.tls.reader().fill_buf(), Ok(b) if !b.is_empty())
-    }
-
-    /// Writes every buffered TLS record; one write op per batch.
+    /// Writes every queued TLS record: inline while the socket has room, the rest in one
+    /// write op.
     fn poll_flush_tls(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             match std::mem::replace(&mut self.wr, WriteSide::Failed) {
-                WriteSide::Idle(half, mut buf) => {
+                WriteSide::Idle(half) => {
                     if let Err(e) = self.send_inline() {
                         return Poll::Ready(Err(e));
                     }
-                    if !self.tls.wants_write() {
-                        self.wr = WriteSide::Idle(half, buf);
+                    let Some((buf, range)) = self.tls.take_outgoing() else {
+                        self.wr = WriteSide::Idle(half);
                         return Poll::Ready(Ok(()));
-                    }
-                    buf.clear();
-                    while self.tls.wants_write() {
-                        self.tls.write_tls(&mut buf)?;
-                    }
-                    self.wr = WriteSide::Busy(write_op(half, buf));
+                    };
+                    self.wr = WriteSide::Busy(write_op(half, buf, range));
                 }
                 WriteSide::Busy(mut op) => {
                     let Poll::Ready((half, res, buf)) = op.as_mut().poll(cx) else {
@@ -179,20 +139,21 @@ impl TlsStream {
                         return Poll::Pending;
                     };
                     res?;
-                    self.wr = WriteSide::Idle(half, buf);
+                    self.tls.recycle_outgoing(buf);
+                    self.wr = WriteSide::Idle(half);
                 }
                 WriteSide::Failed => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
             }
         }
     }
 
-    /// Sends buffered records straight from rustls to the socket while it has room (no
-    /// copy, no completion round trip); what does not fit goes to a write op.
+    /// Sends queued records straight from the session's buffer while the socket has room
+    /// (no completion round trip); what does not fit goes to a write op.
     fn send_inline(&mut self) -> io::Result<()> {
-        while self.tls.wants_write() {
-            match self.tls.write_tls(&mut sys::DontWait(self.fd)) {
+        while !self.tls.outgoing().is_empty() {
+            match sys::DontWait(self.fd).write(self.tls.outgoing()) {
                 Ok(0) => return Ok(()),
-                Ok(_) => {}
+                Ok(n) => self.tls.sent(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
             }
@@ -207,30 +168,17 @@ impl TlsStream {
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         loop {
-            match self.tls.reader().fill_buf() {
-                Ok(chunk) if !chunk.is_empty() => {
-                    let n = chunk.len().min(out.remaining());
-                    out.put_slice(&chunk[..n]);
-                    self.tls.reader().consume(n);
-                    return Poll::Ready(Ok(()));
-                }
-                // Clean close_notify, or TCP end of file without one: both end the stream.
-                Ok(_) => return Poll::Ready(Ok(())),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Poll::Ready(Ok(())),
-                Err(e) => return Poll::Ready(Err(e)),
+            match self.tls.read(out)? {
+                Read::Data | Read::Eof => return Poll::Ready(Ok(())),
+                Read::NeedInput => {}
             }
-            if self.tls.wants_write() {
+            if !self.tls.outgoing().is_empty() {
                 // Alerts or key updates produced while reading; driven on this task.
                 if let Poll::Ready(Err(e)) = self.poll_flush_tls(cx) {
                     return Poll::Ready(Err(e));
                 }
             }
-            if ready!(self.poll_fill(cx))? == 0 {
-                self.tls.read_tls(&mut io::empty())?;
-                continue;
-            }
-            self.feed()?;
+            ready!(self.poll_fill(cx))?;
         }
     }
 
@@ -240,11 +188,11 @@ impl TlsStream {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         loop {
-            let n = self.tls.writer().write_vectored(bufs)?;
+            let n = self.tls.write(bufs)?;
             if n > 0 || bufs.iter().all(|b| b.is_empty()) {
                 return Poll::Ready(Ok(n));
             }
-            // rustls holds SEND_BUFFER_LIMIT of unsent records: wait for the socket.
+            // SEND_BUFFER_LIMIT of records wait: wait for the socket.
             ready!(self.poll_flush_tls(cx))?;
         }
     }
@@ -252,22 +200,17 @@ impl TlsStream {
 
 fn read_op(mut half: OwnedReadHalf<TcpStream>, buf: Vec<u8>) -> ReadOp {
     Box::pin(async move {
-        let buf = reserve(buf, READ_CAPACITY);
-        let (res, buf) = half.read(buf).await;
-        (half, res, buf)
+        let filled = buf.len();
+        let (res, slice) = half.read(buf.slice_mut(filled..)).await;
+        (half, res, slice.into_inner())
     })
 }
 
-fn write_op(mut half: OwnedWriteHalf<TcpStream>, buf: Vec<u8>) -> WriteOp {
+fn write_op(mut half: OwnedWriteHalf<TcpStream>, buf: Vec<u8>, range: Range<usize>) -> WriteOp {
     Box::pin(async move {
-        let (res, buf) = half.write_all(buf).await;
-        (half, res.map(|_| ()), buf)
+        let (res, slice) = half.write_all(buf.slice(range)).await;
+        (half, res.map(|_| ()), slice.into_inner())
     })
-}
-
-fn reserve(mut buf: Vec<u8>, capacity: usize) -> Vec<u8> {
-    buf.reserve(capacity);
-    buf
 }
 
 impl tokio::io::AsyncRead for TlsStream {
@@ -308,7 +251,7 @@ impl tokio::io::AsyncWrite for TlsStream {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if !this.close_sent {
-            this.tls.send_close_notify();
+            this.tls.close()?;
             this.close_sent = true;
         }
         ready!(this.poll_flush_tls(cx))?;

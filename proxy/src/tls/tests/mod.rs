@@ -4,6 +4,7 @@
 mod ca;
 mod chain;
 mod handshake;
+mod session;
 mod store;
 
 use std::path::{Path, PathBuf};

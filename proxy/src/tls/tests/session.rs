@@ -1,0 +1,221 @@
+//! The unbuffered session layer in memory: two `Session`s with real certificates, the
+//! bytes between them moved by hand in chunks of chosen sizes (partial records, several
+//! records per read).
+
+use std::io::IoSlice;
+use std::mem::MaybeUninit;
+use std::net::{IpAddr, Ipv4Addr};
+
+use rustls::client::UnbufferedClientConnection;
+use rustls::server::UnbufferedServerConnection;
+use tokio::io::ReadBuf;
+
+use super::{ca_with, httpbin_id, id, sleep_id, TD};
+use crate::tls::session::{Handshake, Read, Session, READ_CAPACITY, SEND_BUFFER_LIMIT};
+use crate::tls::{peer_identity, server_name, CertStore, ALPN_H2};
+
+/// Moves up to `chunk` bytes of `from`'s outgoing records into `to`'s receive buffer.
+fn pump(from: &mut Session, to: &mut Session, chunk: usize) -> usize {
+    let n = from.outgoing().len().min(chunk).min(READ_CAPACITY);
+    let mut buf = to.read_buffer();
+    buf.extend_from_slice(&from.outgoing()[..n]);
+    from.sent(n);
+    to.received(buf, n.max(1));
+    n
+}
+
+/// A client (sleep) and a server (httpbin) session after a handshake through `chunk`-byte
+/// transfers; `expected` is what the client accepts as the server's identity.
+fn pair(tag: &str, expected: &str, chunk: usize) -> (Session, Session, Result<(), String>) {
+    let dir = ca_with(tag, &[sleep_id(), httpbin_id()]);
+    let store = CertStore::load(dir.path(), TD).unwrap();
+    let server = store.server_config(&httpbin_id()).unwrap();
+    let client = store.client_config(&sleep_id(), &[id(expected)]).unwrap();
+    let name = server_name(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let mut c = Session::new(UnbufferedClientConnection::new(client, name).unwrap());
+    let mut s = Session::new(UnbufferedServerConnection::new(server).unwrap());
+    let result = handshake(&mut c, &mut s, chunk);
+    (c, s, result)
+}
+
+fn handshake(c: &mut Session, s: &mut Session, chunk: usize) -> Result<(), String> {
+    for _ in 0..10_000 {
+        let cs = c.handshake().map_err(|e| format!("client: {e}"))?;
+        while pump(c, s, chunk) > 0 {}
+        let ss = s.handshake().map_err(|e| format!("server: {e}"))?;
+        while pump(s, c, chunk) > 0 {}
+        if cs == Handshake::Complete && ss == Handshake::Complete {
+            return Ok(());
+        }
+    }
+    Err("handshake made no progress".into())
+}
+
+/// Reads everything `to` can decrypt now, through reader buffers of `window` bytes.
+fn drain(to: &mut Session, window: usize) -> (Vec<u8>, Read) {
+    let mut got = Vec::new();
+    loop {
+        let mut mem = vec![MaybeUninit::uninit(); window];
+        let mut out = ReadBuf::uninit(&mut mem);
+        let status = to.read(&mut out).unwrap();
+        got.extend_from_slice(out.filled());
+        if status != Read::Data {
+            return (got, status);
+        }
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+#[test]
+fn handshake_in_small_chunks_negotiates_h2_and_identities() {
+    let (c, s, result) = pair("sess-hs", "spiffe://cluster.local/ns/default/sa/httpbin", 7);
+    result.unwrap();
+    assert_eq!(peer_identity(c.common()), Some(httpbin_id()));
+    assert_eq!(peer_identity(s.common()), Some(sleep_id()));
+    assert_eq!(c.common().alpn_protocol(), Some(ALPN_H2));
+    assert_eq!(s.common().alpn_protocol(), Some(ALPN_H2));
+}
+
+#[test]
+fn frame_header_shares_a_record_with_its_payload() {
+    let (mut c, mut s, result) = pair(
+        "sess-coalesce",
+        "spiffe://cluster.local/ns/default/sa/httpbin",
+        1 << 20,
+    );
+    result.unwrap();
+    // Drain the server's tickets from the client's side first.
+    let _ = drain(&mut c, 1024);
+    let header = [0u8; 9];
+    let payload = pattern(1024, 1);
+    let n = c
+        .write(&[IoSlice::new(&header), IoSlice::new(&payload)])
+        .unwrap();
+    assert_eq!(n, 9 + 1024);
+    // One TLS 1.3 record: 5-byte header + data + content type + 16-byte tag.
+    assert_eq!(c.outgoing().len(), 5 + 9 + 1024 + 1 + 16);
+    while pump(&mut c, &mut s, 1 << 20) > 0 {}
+    let (got, status) = drain(&mut s, 4096);
+    assert_eq!(status, Read::NeedInput);
+    assert_eq!(&got[..9], &header);
+    assert_eq!(&got[9..], &payload[..]);
+}
+
+#[test]
+fn bulk_both_ways_survives_odd_chunks_small_readers_and_backpressure() {
+    let (mut c, mut s, result) = pair(
+        "sess-bulk",
+        "spiffe://cluster.local/ns/default/sa/httpbin",
+        1000,
+    );
+    result.unwrap();
+    let up = pattern(3 << 20, 3);
+    let down = pattern(1 << 20, 9);
+    let (mut sent_up, mut sent_down) = (0, 0);
+    let (mut got_up, mut got_down) = (Vec::new(), Vec::new());
+    let mut refused = 0;
+    let mut round = 0usize;
+    while got_up.len() < up.len() || got_down.len() < down.len() {
+        round += 1;
+        assert!(round < 100_000, "no progress");
+        // A 9-byte slice ahead of each chunk, as h2 writes DATA frames.
+        let end = (sent_up + 300_000).min(up.len());
+        if sent_up < up.len() {
+            let n = c
+                .write(&[
+                    IoSlice::new(&up[sent_up..sent_up + 9]),
+                    IoSlice::new(&up[sent_up + 9..end]),
+                ])
+                .unwrap();
+            refused += usize::from(n == 0);
+            sent_up += n;
+            assert!(c.outgoing().len() <= SEND_BUFFER_LIMIT + 400_000);
+        }
+        if sent_down < down.len() {
+            let end = (sent_down + 5000).min(down.len());
+            sent_down += s.write(&[IoSlice::new(&down[sent_down..end])]).unwrap();
+        }
+        // Odd transfer sizes split records across reads.
+        pump(&mut c, &mut s, 40_001);
+        pump(&mut s, &mut c, 3_333);
+        got_up.extend(drain(&mut s, 1500).0);
+        got_down.extend(drain(&mut c, 70_000).0);
+    }
+    assert!(got_up == up, "client → server bytes differ");
+    assert!(got_down == down, "server → client bytes differ");
+    assert!(refused > 0, "the send buffer limit never pushed back");
+}
+
+#[test]
+fn close_notify_and_plain_eof_both_end_the_stream() {
+    let (mut c, mut s, result) = pair(
+        "sess-close",
+        "spiffe://cluster.local/ns/default/sa/httpbin",
+        1 << 20,
+    );
+    result.unwrap();
+    c.write(&[IoSlice::new(b"last words")]).unwrap();
+    c.close().unwrap();
+    while pump(&mut c, &mut s, 1 << 20) > 0 {}
+    let (got, status) = drain(&mut s, 64);
+    assert_eq!(got, b"last words");
+    assert_eq!(status, Read::Eof);
+
+    // Server → client: TCP end of file without close_notify.
+    s.write(&[IoSlice::new(b"bye")]).unwrap();
+    while pump(&mut s, &mut c, 1 << 20) > 0 {}
+    let buf = c.read_buffer();
+    c.received(buf, 0);
+    let (got, status) = drain(&mut c, 64);
+    assert!(got.ends_with(b"bye"), "{got:?}");
+    assert_eq!(status, Read::Eof);
+}
+
+#[test]
+fn corrupted_record_is_an_error_with_an_alert_for_the_peer() {
+    let (mut c, mut s, result) = pair(
+        "sess-corrupt",
+        "spiffe://cluster.local/ns/default/sa/httpbin",
+        1 << 20,
+    );
+    result.unwrap();
+    let _ = drain(&mut c, 1024);
+    c.write(&[IoSlice::new(&pattern(2000, 5))]).unwrap();
+    let mut buf = s.read_buffer();
+    let mut record = c.outgoing().to_vec();
+    let last = record.len() - 1;
+    record[last] ^= 0x55; // the AEAD tag
+    buf.extend_from_slice(&record);
+    c.sent(record.len());
+    s.received(buf, record.len());
+    let mut mem = vec![MaybeUninit::uninit(); 4096];
+    let err = s.read(&mut ReadBuf::uninit(&mut mem)).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+    s.encode_alert();
+    assert!(!s.outgoing().is_empty(), "no alert queued for the peer");
+    while pump(&mut s, &mut c, 1 << 20) > 0 {}
+    let mut mem = vec![MaybeUninit::uninit(); 64];
+    assert!(
+        c.read(&mut ReadBuf::uninit(&mut mem)).is_err(),
+        "the peer ignored the alert"
+    );
+}
+
+#[test]
+fn wrong_server_identity_fails_both_handshakes() {
+    let (_, _, result) = pair(
+        "sess-wrong",
+        "spiffe://cluster.local/ns/default/sa/reviews",
+        1 << 20,
+    );
+    let err = result.unwrap_err();
+    assert!(
+        err.starts_with("client:") && err.contains("expected one of"),
+        "{err}"
+    );
+}
