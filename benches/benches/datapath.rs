@@ -1,23 +1,29 @@
 //! The per-byte and per-message pure work of the HBONE data path: sealing and opening
-//! TLS records with zring's rustls configs (aws-lc-rs provider), and a pool checkout.
-//! Each reports a throughput figure.
+//! TLS records with zring's rustls configs (aws-lc-rs provider) through `tls::session`
+//! (rustls's unbuffered API on our buffers, what the proxy runs) and, for reference,
+//! through rustls's buffered API (what it ran before); and a pool checkout. Each reports a
+//! throughput figure.
 
 use std::cell::Cell;
 use std::future::Future;
 use std::hint::black_box;
-use std::io::{Read, Write};
+use std::io::{IoSlice, Read, Write};
+use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures_util::future::AbortHandle;
+use tokio::io::ReadBuf;
 use zring::hbone::pool::{Conn, Pool, PoolKey};
 use zring::identity::Identity;
+use zring::tls::session::{Handshake, Session};
 use zring::tls::{self, CertStore};
 
-/// A client and server connection of zring's own configs, handshaken in memory.
-fn tls_pair() -> (rustls::ClientConnection, rustls::ServerConnection) {
+/// zring's client and server configs for two fresh identities.
+fn configs() -> (Arc<rustls::ClientConfig>, Arc<rustls::ServerConfig>) {
     let dir = std::env::temp_dir().join(format!("zring-bench-{}", std::process::id()));
     let (a, b) = (
         Identity::new("cluster.local", "default", "a"),
@@ -28,10 +34,20 @@ fn tls_pair() -> (rustls::ClientConnection, rustls::ServerConnection) {
     tls::issue(&dir, &b).unwrap();
     let store = CertStore::load(&dir, "cluster.local").unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+    let client = store.client_config(&a, std::slice::from_ref(&b)).unwrap();
+    (client, store.server_config(&b).unwrap())
+}
+
+fn name() -> rustls::pki_types::ServerName<'static> {
     let ip: IpAddr = "10.244.2.7".parse().unwrap();
-    let client_cfg = store.client_config(&a, std::slice::from_ref(&b)).unwrap();
-    let mut client = rustls::ClientConnection::new(client_cfg, tls::server_name(ip)).unwrap();
-    let mut server = rustls::ServerConnection::new(store.server_config(&b).unwrap()).unwrap();
+    tls::server_name(ip)
+}
+
+/// A client and server connection of zring's own configs, handshaken in memory.
+fn tls_pair() -> (rustls::ClientConnection, rustls::ServerConnection) {
+    let (client_cfg, server_cfg) = configs();
+    let mut client = rustls::ClientConnection::new(client_cfg, name()).unwrap();
+    let mut server = rustls::ServerConnection::new(server_cfg).unwrap();
     while client.is_handshaking() || server.is_handshaking() {
         shuttle(&mut client, &mut server);
         shuttle(&mut server, &mut client);
@@ -55,9 +71,64 @@ fn shuttle(
     }
 }
 
+/// Two `Session`s handshaken in memory.
+fn session_pair() -> (Session, Session) {
+    let (client_cfg, server_cfg) = configs();
+    let client = rustls::client::UnbufferedClientConnection::new(client_cfg, name()).unwrap();
+    let server = rustls::server::UnbufferedServerConnection::new(server_cfg).unwrap();
+    let (mut client, mut server) = (Session::new(client), Session::new(server));
+    loop {
+        let c = client.handshake().unwrap();
+        transfer(&mut client, &mut server);
+        let s = server.handshake().unwrap();
+        transfer(&mut server, &mut client);
+        if c == Handshake::Complete && s == Handshake::Complete {
+            break;
+        }
+    }
+    let mut mem = vec![MaybeUninit::uninit(); 4096];
+    client.read(&mut ReadBuf::uninit(&mut mem)).unwrap(); // the server's tickets
+    (client, server)
+}
+
+/// Moves every queued record of `from` into `to`'s receive buffer, as a read op would.
+fn transfer(from: &mut Session, to: &mut Session) {
+    let n = from.outgoing().len();
+    let mut buf = to.read_buffer();
+    buf.extend_from_slice(from.outgoing());
+    from.sent(n);
+    to.received(buf, n.max(1));
+}
+
+/// What the proxy does per h2 DATA frame: a 9-byte header and the payload sealed into
+/// records, the records opened where they were received, the plaintext copied to h2.
+fn session_records(c: &mut Criterion) {
+    let (mut client, mut server) = session_pair();
+    let mut group = c.benchmark_group("TLS records (tls::session)");
+    for size in [1024usize, 64 * 1024] {
+        let header = [0u8; 9];
+        let data = vec![0x5au8; size];
+        let mut mem = vec![MaybeUninit::uninit(); size + 9];
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_function(format!("seal + open {size} B"), |b| {
+            b.iter(|| {
+                let slices = [IoSlice::new(&header), IoSlice::new(black_box(&data))];
+                assert_eq!(client.write(&slices).unwrap(), size + 9);
+                transfer(&mut client, &mut server);
+                let mut out = ReadBuf::uninit(&mut mem);
+                while out.remaining() > 0 {
+                    server.read(&mut out).unwrap();
+                }
+                black_box(out.filled());
+            })
+        });
+    }
+    group.finish();
+}
+
 fn records(c: &mut Criterion) {
     let (mut client, mut server) = tls_pair();
-    let mut group = c.benchmark_group("TLS records");
+    let mut group = c.benchmark_group("TLS records (rustls buffered API, reference)");
     for size in [1024usize, 64 * 1024] {
         let data = vec![0x5au8; size];
         let mut wire = Vec::with_capacity(2 * size + 1024);
@@ -118,5 +189,5 @@ fn pool_checkout(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, records, pool_checkout);
+criterion_group!(benches, session_records, records, pool_checkout);
 criterion_main!(benches);

@@ -27,7 +27,7 @@
 
 pub mod ca;
 mod config;
-mod session;
+pub mod session;
 pub mod store;
 pub mod stream;
 pub mod verify;

@@ -13,6 +13,7 @@
 
 use std::io::{self, IoSlice};
 use std::ops::Range;
+use std::time::{Duration, Instant};
 
 use rustls::client::UnbufferedClientConnection;
 use rustls::server::UnbufferedServerConnection;
@@ -27,12 +28,17 @@ use tokio::io::ReadBuf;
 pub const READ_CAPACITY: usize = 64 * 1024;
 /// Unsent TLS records a session holds before [`Session::write`] refuses more (backpressure).
 pub const SEND_BUFFER_LIMIT: usize = 256 * 1024;
+/// A send buffer above this size is released once the connection has held it for
+/// [`TRIM_AFTER`] and nothing waits to be sent: a burst's buffers do not stay with an idle
+/// connection, and a flowing one reallocates (and zeroes) them at most once per period.
+const TRIM_ABOVE: usize = 64 * 1024;
+const TRIM_AFTER: Duration = Duration::from_secs(1);
 /// Largest plaintext of one TLS record.
 const MAX_RECORD: usize = 16 * 1024;
 /// Upper bound of what TLS 1.3 adds to one record (header, content type, AEAD tag).
 const RECORD_OVERHEAD: usize = 64;
-/// A write's leading slices shorter than this (h2's 9-byte frame headers) are copied and
-/// topped up from the next slice so that one record carries them, not a record each.
+/// Slices of a write shorter than this (h2's 9-byte frame headers, small frames) are
+/// copied together into one record rather than sealed one record each.
 const COALESCE_BELOW: usize = 4 * 1024;
 
 /// Either end of a TLS connection, in rustls's unbuffered form.
@@ -124,6 +130,8 @@ struct Bufs {
     out_spare: Vec<u8>,
     /// Small leading slices of a write, coalesced into one record.
     stage: Vec<u8>,
+    /// Since when the send buffers have been larger than [`TRIM_ABOVE`].
+    big_since: Option<Instant>,
     peer_closed: bool,
 }
 
@@ -267,6 +275,30 @@ impl Session {
         if self.bufs.out_spare.capacity() < buf.capacity() {
             self.bufs.out_spare = buf;
         }
+    }
+
+    /// Releases large send buffers held since [`TRIM_AFTER`] before `now` when nothing
+    /// waits to be sent (called when the stream starts waiting for input).
+    pub fn trim(&mut self, now: Instant) {
+        let b = &mut self.bufs;
+        if b.out.len().max(b.out_spare.len()) <= TRIM_ABOVE {
+            b.big_since = None;
+            return;
+        }
+        let since = *b.big_since.get_or_insert(now);
+        if b.opos == b.olen && now.duration_since(since) >= TRIM_AFTER {
+            b.out = Vec::new();
+            b.out_spare = Vec::new();
+            b.opos = 0;
+            b.olen = 0;
+            b.big_since = None;
+        }
+    }
+
+    /// Bytes the send buffers hold (tests of [`Session::trim`]).
+    #[cfg(test)]
+    pub(crate) fn send_buffers_len(&self) -> usize {
+        self.bufs.out.len() + self.bufs.out_spare.len()
     }
 
     fn pending(&self) -> usize {
@@ -428,8 +460,9 @@ fn deliver(payload: &[u8], job: &mut Job<'_, '_>, bufs: &mut Bufs) {
     bufs.plain.extend_from_slice(rest);
 }
 
-/// Encrypts every slice. Short leading slices are copied into `stage` and topped up from
-/// the slice after them, so an h2 frame header shares a record with its payload.
+/// Encrypts every slice. Runs of short slices (h2 frame headers, small frames) are
+/// copied into `stage` and share a record; a long slice is encrypted where it lies (a
+/// 9-byte record ahead of it costs less than copying 16 KiB to top the header up).
 fn encrypt_slices<D>(
     traffic: &mut WriteTraffic<'_, D>,
     slices: &[IoSlice<'_>],
@@ -441,19 +474,16 @@ fn encrypt_slices<D>(
     let mut result = Ok(());
     for slice in slices.iter().map(|s| &s[..]) {
         total += slice.len();
-        let mut rest = slice;
-        if !stage.is_empty() || rest.len() < COALESCE_BELOW {
-            let take = rest.len().min(MAX_RECORD - stage.len());
-            stage.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            if stage.len() < MAX_RECORD && rest.is_empty() {
-                continue;
-            }
+        if slice.len() < COALESCE_BELOW && stage.len() + slice.len() <= MAX_RECORD {
+            stage.extend_from_slice(slice);
+            continue;
+        }
+        if !stage.is_empty() {
             result = encrypt_data(traffic, &stage, bufs);
             stage.clear();
         }
-        if result.is_ok() && !rest.is_empty() {
-            result = encrypt_data(traffic, rest, bufs);
+        if result.is_ok() {
+            result = encrypt_data(traffic, slice, bufs);
         }
         if result.is_err() {
             break;

@@ -98,6 +98,9 @@ impl TlsStream {
         loop {
             match std::mem::replace(&mut self.rd, ReadSide::Done) {
                 ReadSide::Idle(half) => {
+                    if matches!(self.wr, WriteSide::Idle(_)) {
+                        self.tls.trim(std::time::Instant::now());
+                    }
                     self.rd = ReadSide::Busy(read_op(half, self.tls.read_buffer()));
                 }
                 ReadSide::Busy(mut op) => {

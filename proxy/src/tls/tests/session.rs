@@ -5,6 +5,7 @@
 use std::io::IoSlice;
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
 
 use rustls::client::UnbufferedClientConnection;
 use rustls::server::UnbufferedServerConnection;
@@ -218,4 +219,32 @@ fn wrong_server_identity_fails_both_handshakes() {
         err.starts_with("client:") && err.contains("expected one of"),
         "{err}"
     );
+}
+
+#[test]
+fn a_burst_send_buffer_is_released_after_a_second_without_pending_records() {
+    let (mut c, mut s, result) = pair(
+        "sess-trim",
+        "spiffe://cluster.local/ns/default/sa/httpbin",
+        1 << 20,
+    );
+    result.unwrap();
+    let burst = pattern(200_000, 7);
+    assert_eq!(c.write(&[IoSlice::new(&burst)]).unwrap(), burst.len());
+    assert!(c.send_buffers_len() > 200_000);
+    let t0 = Instant::now();
+    c.trim(t0);
+    c.trim(t0 + Duration::from_secs(2));
+    assert!(
+        c.send_buffers_len() > 200_000,
+        "trimmed with records still waiting"
+    );
+    while pump(&mut c, &mut s, 1 << 16) > 0 {}
+    c.trim(t0 + Duration::from_millis(2500));
+    assert_eq!(c.send_buffers_len(), 0, "the burst's buffer stayed");
+    assert_eq!(drain(&mut s, 1 << 16).0, burst);
+    // A later write grows a buffer again.
+    assert_eq!(c.write(&[IoSlice::new(b"again")]).unwrap(), 5);
+    while pump(&mut c, &mut s, 1 << 16) > 0 {}
+    assert_eq!(drain(&mut s, 64).0, b"again");
 }
