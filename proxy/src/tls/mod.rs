@@ -23,7 +23,8 @@
 //!
 //! Modules: [`ca`] (dev CA, `zring ca init|issue`), [`store`] (loading and change detection),
 //! `config` (rustls `ServerConfig`/`ClientConfig` builders on [`CertStore`]), [`verify`]
-//! (the verifiers and [`peer_identity`]).
+//! (the verifiers and [`peer_identity`]), [`session`] (rustls's unbuffered API on our
+//! buffers, I/O-free) and [`stream`] (a session on monoio's owned-buffer ops, for h2).
 
 pub mod ca;
 mod config;
