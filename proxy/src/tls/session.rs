@@ -107,7 +107,7 @@ struct Rx {
     /// `buf[pos..]` is not yet processed by rustls.
     buf: Vec<u8>,
     pos: usize,
-    /// A buffer for the next read op (the previous receive buffer, recycled).
+    /// The previous receive buffer, for a read op that must carry a partial record over.
     spare: Vec<u8>,
     /// `pos` when the unprocessed tail was copied into a read op's buffer.
     lent_at: Option<usize>,
@@ -301,17 +301,33 @@ impl Session {
         self.bufs.out.len() + self.bufs.out_spare.len()
     }
 
+    /// Bytes of receive buffers the session keeps while a read op holds the lent one
+    /// (tests of [`Session::read_buffer`]).
+    #[cfg(test)]
+    pub(crate) fn kept_receive_capacity(&self) -> usize {
+        self.rx.buf.capacity() + self.rx.spare.capacity()
+    }
+
     fn pending(&self) -> usize {
         self.bufs.olen - self.bufs.opos
     }
 
-    /// The buffer the next read op appends to: the unprocessed tail (a partial record,
-    /// usually a few KiB at most) copied to its front, room for [`READ_CAPACITY`] more.
+    /// The buffer the next read op appends to, with room for [`READ_CAPACITY`]. With
+    /// nothing left unprocessed it is the receive buffer itself (a waiting connection
+    /// holds one buffer, not two); otherwise the spare, with the unprocessed tail (a
+    /// partial record) copied to its front.
     pub fn read_buffer(&mut self) -> Vec<u8> {
         let rx = &mut self.rx;
-        let mut buf = std::mem::take(&mut rx.spare);
+        let tail = rx.buf.len() - rx.pos;
+        let mut buf = if tail == 0 {
+            rx.spare = Vec::new();
+            rx.pos = 0;
+            std::mem::take(&mut rx.buf)
+        } else {
+            std::mem::take(&mut rx.spare)
+        };
         buf.clear();
-        buf.reserve(READ_CAPACITY + rx.buf.len() - rx.pos);
+        buf.reserve(READ_CAPACITY + tail);
         buf.extend_from_slice(&rx.buf[rx.pos..]);
         rx.lent_at = Some(rx.pos);
         buf
@@ -323,7 +339,10 @@ impl Session {
         // Processing while the op ran consumed nothing (no complete record was left);
         // if it did, the same bytes lead the new buffer.
         let consumed = rx.lent_at.take().map_or(0, |at| rx.pos - at);
-        rx.spare = std::mem::replace(&mut rx.buf, buf);
+        let old = std::mem::replace(&mut rx.buf, buf);
+        if old.capacity() > 0 {
+            rx.spare = old;
+        }
         rx.pos = consumed;
         if n == 0 {
             rx.eof = true;

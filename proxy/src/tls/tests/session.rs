@@ -248,3 +248,31 @@ fn a_burst_send_buffer_is_released_after_a_second_without_pending_records() {
     while pump(&mut c, &mut s, 1 << 16) > 0 {}
     assert_eq!(drain(&mut s, 64).0, b"again");
 }
+
+#[test]
+fn a_read_op_waiting_with_nothing_carried_over_holds_the_only_receive_buffer() {
+    let (mut c, mut s, result) = pair(
+        "sess-rxbuf",
+        "spiffe://cluster.local/ns/default/sa/httpbin",
+        1 << 20,
+    );
+    result.unwrap();
+    // A partial record makes the next op's buffer the spare, with the tail copied in.
+    c.write(&[IoSlice::new(&pattern(40_000, 2))]).unwrap();
+    pump(&mut c, &mut s, 20_000);
+    let (first, _) = drain(&mut s, 1 << 16);
+    let lent = s.read_buffer();
+    assert!(
+        s.kept_receive_capacity() > 0,
+        "the tail's buffer must stay until the op returns"
+    );
+    s.received(lent, 1); // the op came back without new bytes, as if interrupted
+    while pump(&mut c, &mut s, 1 << 20) > 0 {}
+    let (rest, _) = drain(&mut s, 1 << 16);
+    assert_eq!([first, rest].concat(), pattern(40_000, 2));
+    // Everything processed: the op borrows the receive buffer itself, no spare is kept.
+    let lent = s.read_buffer();
+    assert_eq!(s.kept_receive_capacity(), 0);
+    assert!(lent.capacity() >= READ_CAPACITY);
+    s.received(lent, 1);
+}
