@@ -78,6 +78,11 @@ impl Error {
         move |source| Error::Io { what, source }
     }
 
+    /// True for a connection the peer reset (ECONNRESET), as opposed to any other failure.
+    pub fn is_reset(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::ConnectionReset)
+    }
+
     /// True for errors that mean the path is *wrong* (not merely overloaded): a run
     /// fails on these.
     pub fn is_correctness(&self) -> bool {

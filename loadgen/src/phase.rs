@@ -56,9 +56,13 @@ pub struct RrResult {
     /// Requests completed including warm-up (the denominator of the CPU figures).
     pub completed: u64,
     pub errors: u64,
+    /// Of the errors, connections the peer reset.
+    pub resets: u64,
     pub missed: u64,
     pub latency: Percentiles,
     pub first_error: Option<String>,
+    /// The first error that was not a reset.
+    pub first_other_error: Option<String>,
     pub correctness: Option<String>,
     /// Proxy CPU seconds per 1000 requests (mesh phases only).
     pub proxy_cpu_s_per_1k: Option<f64>,
@@ -110,9 +114,11 @@ pub fn run_rr(ep: &Endpoint, p: &RrPhase) -> Result<RrResult> {
         ok: all.ok,
         completed: all.completed,
         errors: all.errors,
+        resets: all.resets,
         missed: all.missed,
         latency: all.hist.summary(),
         first_error: all.first_error,
+        first_other_error: all.first_other_error,
         correctness: all.correctness,
         proxy_cpu_s_per_1k: None,
     })

@@ -69,6 +69,10 @@ pub struct RrStats {
     /// Requests completed in total.
     pub completed: u64,
     pub errors: u64,
+    /// Of the errors, connections the peer reset.
+    pub resets: u64,
+    /// The first error that was not a reset.
+    pub first_other_error: Option<String>,
     /// Requests due before the end that were never sent (the client fell behind).
     pub missed: u64,
     pub first_error: Option<String>,
@@ -83,6 +87,11 @@ impl RrStats {
         self.ok += o.ok;
         self.completed += o.completed;
         self.errors += o.errors;
+        self.resets += o.resets;
+        self.first_other_error = self
+            .first_other_error
+            .take()
+            .or_else(|| o.first_other_error.clone());
         self.missed += o.missed;
         self.first_error = self.first_error.take().or_else(|| o.first_error.clone());
         self.correctness = self.correctness.take().or_else(|| o.correctness.clone());
@@ -94,6 +103,11 @@ impl RrStats {
         } else {
             self.errors += 1;
             self.first_error.get_or_insert_with(|| e.to_string());
+            if e.is_reset() {
+                self.resets += 1;
+            } else {
+                self.first_other_error.get_or_insert_with(|| e.to_string());
+            }
         }
     }
 }
