@@ -83,7 +83,7 @@ pub enum Read {
 enum Job<'a, 'b> {
     Handshake,
     Read(&'a mut ReadBuf<'b>),
-    Write(&'a [IoSlice<'a>], usize),
+    Write(&'a [IoSlice<'a>]),
     Close,
 }
 
@@ -95,8 +95,8 @@ enum Outcome {
     NeedInput,
     /// Application data may be sent and the job did not need to send any.
     Traffic,
-    /// The write or close job is done.
-    Done,
+    /// The write (this many plaintext bytes taken) or close job is done.
+    Done(usize),
     /// Both sides sent close_notify.
     Closed,
 }
@@ -169,7 +169,7 @@ impl Session {
                 Outcome::Progress => {}
                 Outcome::NeedInput if self.rx.eof => return Err(eof_in_handshake()),
                 Outcome::NeedInput => return Ok(Handshake::NeedInput),
-                Outcome::Traffic | Outcome::Done => return Ok(Handshake::Complete),
+                Outcome::Traffic | Outcome::Done(_) => return Ok(Handshake::Complete),
                 Outcome::Closed => return Err(eof_in_handshake()),
             }
         }
@@ -202,11 +202,11 @@ impl Session {
         if self.pending() >= SEND_BUFFER_LIMIT || slices.iter().all(|s| s.is_empty()) {
             return Ok(0);
         }
-        let mut job = Job::Write(slices, 0);
+        let mut job = Job::Write(slices);
         loop {
             match self.process(&mut job)? {
                 Outcome::Progress => {}
-                Outcome::Done => break,
+                Outcome::Done(n) => return Ok(n),
                 Outcome::Closed => return Err(io::ErrorKind::BrokenPipe.into()),
                 Outcome::NeedInput | Outcome::Traffic => {
                     return Err(io::Error::new(
@@ -215,10 +215,6 @@ impl Session {
                     ))
                 }
             }
-        }
-        match job {
-            Job::Write(_, n) => Ok(n),
-            _ => unreachable!("the job stays a write"),
         }
     }
 
@@ -277,14 +273,16 @@ impl Session {
         }
     }
 
-    /// Releases large send buffers held since [`TRIM_AFTER`] before `now` when nothing
-    /// waits to be sent (called when the stream starts waiting for input).
-    pub fn trim(&mut self, now: Instant) {
+    /// Releases large send buffers held for [`TRIM_AFTER`] when nothing waits to be
+    /// sent (called when the stream starts waiting for input). `now` is read only while
+    /// the buffers are large.
+    pub fn trim(&mut self, now: impl FnOnce() -> Instant) {
         let b = &mut self.bufs;
         if b.out.len().max(b.out_spare.len()) <= TRIM_ABOVE {
             b.big_since = None;
             return;
         }
+        let now = now();
         let since = *b.big_since.get_or_insert(now);
         if b.opos == b.olen && now.duration_since(since) >= TRIM_AFTER {
             b.out = Vec::new();
@@ -453,13 +451,10 @@ fn write_traffic<D>(
     bufs: &mut Bufs,
 ) -> io::Result<Outcome> {
     match job {
-        Job::Write(slices, written) => {
-            *written = encrypt_slices(traffic, slices, bufs)?;
-            Ok(Outcome::Done)
-        }
+        Job::Write(slices) => Ok(Outcome::Done(encrypt_slices(traffic, slices, bufs)?)),
         Job::Close => {
             encrypt_into(bufs, 0, |buf| traffic.queue_close_notify(buf))?;
-            Ok(Outcome::Done)
+            Ok(Outcome::Done(0))
         }
         Job::Handshake => Ok(Outcome::Traffic),
         Job::Read(_) => Ok(Outcome::NeedInput),
@@ -530,36 +525,51 @@ fn encrypt_into(
     room: usize,
     mut f: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
 ) -> io::Result<()> {
-    let mut need = room.max(RECORD_OVERHEAD);
-    loop {
-        grow_out(bufs, need);
-        match f(&mut bufs.out[bufs.olen..]) {
-            Ok(n) => {
-                bufs.olen += n;
-                return Ok(());
-            }
-            Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => {
-                need = required_size;
-            }
-            Err(e) => return Err(io::Error::other(e)),
+    fill_out(bufs, room.max(RECORD_OVERHEAD), |buf| match f(buf) {
+        Ok(n) => Fill::Wrote(n),
+        Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => {
+            Fill::Grow(required_size)
         }
-    }
+        Err(e) => Fill::Failed(io::Error::other(e)),
+    })
 }
 
 /// Encodes a handshake record into the send buffer, growing it until it fits.
 fn encode(bufs: &mut Bufs, mut f: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>) {
-    let mut need = 4096;
+    // Encoding fails only for want of room, or when the record is already out.
+    let _ = fill_out(bufs, 4096, |buf| match f(buf) {
+        Ok(n) => Fill::Wrote(n),
+        Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
+            Fill::Grow(required_size)
+        }
+        Err(EncodeError::AlreadyEncoded) => Fill::Wrote(0),
+    });
+}
+
+/// What one attempt to write into the send buffer's free space did.
+enum Fill {
+    Wrote(usize),
+    /// Needs this many bytes of free space.
+    Grow(usize),
+    Failed(io::Error),
+}
+
+/// Calls `f` on at least `need` bytes of free space after the queued records, growing
+/// the buffer to what `f` asks for until it fits.
+fn fill_out(
+    bufs: &mut Bufs,
+    mut need: usize,
+    mut f: impl FnMut(&mut [u8]) -> Fill,
+) -> io::Result<()> {
     loop {
         grow_out(bufs, need);
         match f(&mut bufs.out[bufs.olen..]) {
-            Ok(n) => {
+            Fill::Wrote(n) => {
                 bufs.olen += n;
-                return;
+                return Ok(());
             }
-            Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
-                need = required_size;
-            }
-            Err(EncodeError::AlreadyEncoded) => return,
+            Fill::Grow(required) => need = required,
+            Fill::Failed(e) => return Err(e),
         }
     }
 }

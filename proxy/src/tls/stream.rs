@@ -99,7 +99,7 @@ impl TlsStream {
             match std::mem::replace(&mut self.rd, ReadSide::Done) {
                 ReadSide::Idle(half) => {
                     if matches!(self.wr, WriteSide::Idle(_)) {
-                        self.tls.trim(std::time::Instant::now());
+                        self.tls.trim(std::time::Instant::now);
                     }
                     self.rd = ReadSide::Busy(read_op(half, self.tls.read_buffer()));
                 }
