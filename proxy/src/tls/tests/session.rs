@@ -39,6 +39,16 @@ fn pair(tag: &str, expected: &str, chunk: usize) -> (Session, Session, Result<()
     (c, s, result)
 }
 
+/// The server's identity, as the client expects it.
+const HTTPBIN: &str = "spiffe://cluster.local/ns/default/sa/httpbin";
+
+/// A pair whose handshake (in whole flights) completed.
+fn connected(tag: &str) -> (Session, Session) {
+    let (c, s, result) = pair(tag, HTTPBIN, 1 << 20);
+    result.unwrap();
+    (c, s)
+}
+
 fn handshake(c: &mut Session, s: &mut Session, chunk: usize) -> Result<(), String> {
     for _ in 0..10_000 {
         let cs = c.handshake().map_err(|e| format!("client: {e}"))?;
@@ -74,7 +84,7 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 
 #[test]
 fn handshake_in_small_chunks_negotiates_h2_and_identities() {
-    let (c, s, result) = pair("sess-hs", "spiffe://cluster.local/ns/default/sa/httpbin", 7);
+    let (c, s, result) = pair("sess-hs", HTTPBIN, 7);
     result.unwrap();
     assert_eq!(peer_identity(c.common()), Some(httpbin_id()));
     assert_eq!(peer_identity(s.common()), Some(sleep_id()));
@@ -84,12 +94,7 @@ fn handshake_in_small_chunks_negotiates_h2_and_identities() {
 
 #[test]
 fn frame_header_shares_a_record_with_its_payload() {
-    let (mut c, mut s, result) = pair(
-        "sess-coalesce",
-        "spiffe://cluster.local/ns/default/sa/httpbin",
-        1 << 20,
-    );
-    result.unwrap();
+    let (mut c, mut s) = connected("sess-coalesce");
     // Drain the server's tickets from the client's side first.
     let _ = drain(&mut c, 1024);
     let header = [0u8; 9];
@@ -109,11 +114,7 @@ fn frame_header_shares_a_record_with_its_payload() {
 
 #[test]
 fn bulk_both_ways_survives_odd_chunks_small_readers_and_backpressure() {
-    let (mut c, mut s, result) = pair(
-        "sess-bulk",
-        "spiffe://cluster.local/ns/default/sa/httpbin",
-        1000,
-    );
+    let (mut c, mut s, result) = pair("sess-bulk", HTTPBIN, 1000);
     result.unwrap();
     let up = pattern(3 << 20, 3);
     let down = pattern(1 << 20, 9);
@@ -154,12 +155,7 @@ fn bulk_both_ways_survives_odd_chunks_small_readers_and_backpressure() {
 
 #[test]
 fn close_notify_and_plain_eof_both_end_the_stream() {
-    let (mut c, mut s, result) = pair(
-        "sess-close",
-        "spiffe://cluster.local/ns/default/sa/httpbin",
-        1 << 20,
-    );
-    result.unwrap();
+    let (mut c, mut s) = connected("sess-close");
     c.write(&[IoSlice::new(b"last words")]).unwrap();
     c.close().unwrap();
     while pump(&mut c, &mut s, 1 << 20) > 0 {}
@@ -179,12 +175,7 @@ fn close_notify_and_plain_eof_both_end_the_stream() {
 
 #[test]
 fn corrupted_record_is_an_error_with_an_alert_for_the_peer() {
-    let (mut c, mut s, result) = pair(
-        "sess-corrupt",
-        "spiffe://cluster.local/ns/default/sa/httpbin",
-        1 << 20,
-    );
-    result.unwrap();
+    let (mut c, mut s) = connected("sess-corrupt");
     let _ = drain(&mut c, 1024);
     c.write(&[IoSlice::new(&pattern(2000, 5))]).unwrap();
     let mut buf = s.read_buffer();
@@ -223,12 +214,7 @@ fn wrong_server_identity_fails_both_handshakes() {
 
 #[test]
 fn a_burst_send_buffer_is_released_after_a_second_without_pending_records() {
-    let (mut c, mut s, result) = pair(
-        "sess-trim",
-        "spiffe://cluster.local/ns/default/sa/httpbin",
-        1 << 20,
-    );
-    result.unwrap();
+    let (mut c, mut s) = connected("sess-trim");
     let burst = pattern(200_000, 7);
     assert_eq!(c.write(&[IoSlice::new(&burst)]).unwrap(), burst.len());
     assert!(c.send_buffers_len() > 200_000);
@@ -251,12 +237,7 @@ fn a_burst_send_buffer_is_released_after_a_second_without_pending_records() {
 
 #[test]
 fn a_read_op_waiting_with_nothing_carried_over_holds_the_only_receive_buffer() {
-    let (mut c, mut s, result) = pair(
-        "sess-rxbuf",
-        "spiffe://cluster.local/ns/default/sa/httpbin",
-        1 << 20,
-    );
-    result.unwrap();
+    let (mut c, mut s) = connected("sess-rxbuf");
     // A partial record makes the next op's buffer the spare, with the tail copied in.
     c.write(&[IoSlice::new(&pattern(40_000, 2))]).unwrap();
     pump(&mut c, &mut s, 20_000);
