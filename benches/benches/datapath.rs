@@ -1,5 +1,5 @@
 //! The per-byte and per-message pure work of the HBONE data path: sealing and opening
-//! TLS records with zring's rustls configs (aws-lc-rs provider) through `tls::session`
+//! TLS records with zring's rustls configs (ring provider) through `tls::session`
 //! (rustls's unbuffered API on our buffers, what the proxy runs) and, for reference,
 //! through rustls's buffered API (what it ran before); and a pool checkout. Each reports a
 //! throughput figure.

@@ -1,6 +1,6 @@
 //! rustls configs for HBONE, built from a [`CertStore`].
 //!
-//! Both sides: TLS 1.3 only, the aws-lc-rs provider restricted to AES-128-GCM, AES-256-GCM
+//! Both sides: TLS 1.3 only, the ring provider restricted to AES-128-GCM, AES-256-GCM
 //! and ChaCha20-Poly1305 (ztunnel's suites plus ChaCha20 for CPUs without AES), ALPN `h2`, no
 //! session resumption (ztunnel keeps it off; turning it on is a measured option for later).
 //!
@@ -13,10 +13,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::Resumption;
-use rustls::crypto::aws_lc_rs::cipher_suite::{
+use rustls::crypto::ring::cipher_suite::{
     TLS13_AES_128_GCM_SHA256, TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256,
 };
-use rustls::crypto::aws_lc_rs::{self, kx_group};
+use rustls::crypto::ring::{self, kx_group};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::ServerName;
 use rustls::server::NoServerSessionStorage;
@@ -28,13 +28,13 @@ use super::verify::SpiffeServerVerifier;
 use super::{CertStore, TlsError, ALPN_H2};
 use crate::identity::Identity;
 
-/// The process-wide HBONE crypto provider: aws-lc-rs, TLS 1.3 AEAD suites only.
+/// The process-wide HBONE crypto provider: ring, TLS 1.3 AEAD suites only.
 ///
-/// Measured on this project's machines (seal + open of 64 KiB writes through rustls,
-/// ARCHITECTURE.md): aws-lc-rs AES-128-GCM 0.34 s/GB, AES-256-GCM 0.40, ring 0.50 for
-/// either, so AES-128-GCM comes first. Key exchange is X25519 then P-256 — the groups
-/// ztunnel's ring build offers — so a handshake with it needs no HelloRetryRequest (the
-/// post-quantum hybrid aws-lc-rs would offer first is not in ring).
+/// ring 0.17.14 seals and opens AES-GCM with VAES + AVX2 where the CPU has them (this
+/// project's AMD EPYC machines do); aws-lc-rs 1.19 takes its AES-NI path there and costs
+/// about twice as much per byte (ARCHITECTURE.md has the runs). AES-128-GCM comes first
+/// (fewer rounds than AES-256). Key exchange is X25519 then P-256, the groups ztunnel's
+/// ring build offers, so a handshake with it needs no HelloRetryRequest.
 pub fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
@@ -46,7 +46,7 @@ pub fn provider() -> Arc<CryptoProvider> {
                     TLS13_CHACHA20_POLY1305_SHA256,
                 ],
                 kx_groups: vec![kx_group::X25519, kx_group::SECP256R1],
-                ..aws_lc_rs::default_provider()
+                ..ring::default_provider()
             })
         })
         .clone()
