@@ -167,6 +167,7 @@ fn pool_checkout(c: &mut Criterion) {
         dst_identity: Identity::new("cluster.local", "default", "b"),
         dst: "10.244.2.7:15008".parse().unwrap(),
         src_ip: None,
+        placement: None,
     };
     let connect = || async {
         let (abort, _) = AbortHandle::new_pair();

@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::time::Instant;
 
 use monoio::net::TcpStream;
 
@@ -14,6 +15,7 @@ use crate::hbone::client;
 use crate::hbone::pool::PoolKey;
 use crate::relay;
 use crate::runtime::core::Core;
+use crate::runtime::handoff::Origin;
 use crate::runtime::metrics::Labels;
 use crate::socks5::{self, Reply, Target};
 use crate::{sockets, sys};
@@ -28,7 +30,7 @@ pub async fn serve_captured(
     // Boxed: see `serve_socks5`.
     let ready = Box::pin(connect(core, stream, peer, Target::Addr(dst), false)).await?;
     if let Some(ready) = ready {
-        relay(ready).await;
+        relay(core, ready).await;
     }
     Ok(())
 }
@@ -49,7 +51,7 @@ pub async fn serve_socks5(
     })
     .await?;
     if let Some(ready) = ready {
-        relay(ready).await;
+        relay(core, ready).await;
     }
     Ok(())
 }
@@ -146,7 +148,7 @@ async fn connect(
 }
 
 /// Relays until both sides are done; the outcome is counted and logged.
-async fn relay(ready: Ready) {
+async fn relay(core: &Core, ready: Ready) {
     let result = match ready.leg {
         Leg::Plain(upstream) => relay::splice_bidi(ready.client, upstream).await,
         // The lease holds the pooled connection's stream slot until the relay ends.
@@ -154,7 +156,16 @@ async fn relay(ready: Ready) {
             tx,
             rx,
             lease: _lease,
-        } => relay::h2_bidi(ready.client, tx, rx).await,
+            same_node,
+        } => {
+            let result = relay::h2_bidi(ready.client, tx, rx).await;
+            if let (Some((dst, opened)), Ok(moved)) = (same_node, &result) {
+                let now = Instant::now();
+                let bytes = moved.up + moved.down;
+                core.handoff.finished(dst, bytes, now - opened, now);
+            }
+            result
+        }
     };
     ready
         .ends
@@ -191,6 +202,9 @@ enum Leg {
         tx: h2::SendStream<bytes::Bytes>,
         rx: h2::RecvStream,
         lease: H2Lease,
+        /// For a tunnel to this node's own 15008: its destination and when it opened, to
+        /// learn from its volume where the destination's next streams run.
+        same_node: Option<(SocketAddr, Instant)>,
     },
 }
 
@@ -262,16 +276,29 @@ impl Tunnel {
             .workload_by_ip(peer.ip())
             .ok_or(ProxyError::UnknownSource(peer.ip()))?;
         let src_identity = state.snapshot.identity(src);
+        let same_node = state.snapshot.is_local(self.hbone_addr.ip()) && core.config.cores > 1;
+        let opened = Instant::now();
+        let placement = same_node.then(|| {
+            let view = &mut core.bulk.borrow_mut();
+            core.handoff.placement(view, self.authority, opened)
+        });
         let key = PoolKey {
             src_identity,
             dst_identity: self.dst_identity.clone(),
             dst: self.hbone_addr,
             src_ip: self.spoof,
+            placement,
         };
         let tls = core.client_tls(&key.src_identity, &key.dst_identity)?;
         let timing = core.timing();
-        let same_node = state.snapshot.is_local(self.hbone_addr.ip());
-        let origin = || same_node.then(|| (core.handoff.clone(), core.id));
+        let origin = || {
+            let placement = placement?;
+            let origin = Origin {
+                core: core.id,
+                placement,
+            };
+            Some((core.handoff.clone(), origin))
+        };
         let lease = core
             .pool
             .checkout(&key, || {
@@ -280,7 +307,12 @@ impl Tunnel {
             .await
             .map_err(|e| ProxyError::Pooled(e.to_string()))?;
         match client::connect_stream(lease.handle(), self.hbone_addr, self.authority, peer).await {
-            Ok((tx, rx)) => Ok(Leg::Tunnel { tx, rx, lease }),
+            Ok((tx, rx)) => Ok(Leg::Tunnel {
+                tx,
+                rx,
+                lease,
+                same_node: same_node.then_some((self.authority, opened)),
+            }),
             Err(e) => {
                 if matches!(e, ProxyError::H2 { .. }) {
                     lease.mark_dead();

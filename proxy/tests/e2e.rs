@@ -221,6 +221,7 @@ fn raw_connect(mesh: &Mesh, authority: &str) -> Result<(), ProxyError> {
         dst_identity: httpbin,
         dst: mesh.hbone(),
         src_ip: None,
+        placement: None,
     };
     let timing = Timing {
         connect_timeout: Duration::from_secs(5),

@@ -18,7 +18,7 @@ use rustls_pki_types::ServerName;
 use crate::error::ProxyError;
 use crate::hbone::pool::{H2Conn, PoolKey};
 use crate::hbone::proto;
-use crate::runtime::handoff::Handoff;
+use crate::runtime::handoff::{Handoff, Origin};
 use crate::sockets;
 use crate::tls::TlsStream;
 
@@ -36,13 +36,13 @@ pub struct Timing {
 }
 
 /// Opens one pooled connection for `key` with `tls` (src cert, dst identity check).
-/// `same_node`: the destination is this node's own 15008 — the handoff registry and the
-/// core opening it, so the accepting end can move to another core.
+/// `same_node`: the destination is this node's own 15008 — the handoff registry, the core
+/// opening it and where its inbound end should run, so the accepting core can move it.
 pub async fn open(
     key: PoolKey,
     tls: Arc<rustls::ClientConfig>,
     timing: Timing,
-    same_node: Option<(Arc<Handoff>, usize)>,
+    same_node: Option<(Arc<Handoff>, Origin)>,
 ) -> Result<H2Conn, ProxyError> {
     let addr = key.dst;
     let tcp = monoio::time::timeout(timing.connect_timeout, sockets::connect(addr, key.src_ip))
@@ -50,7 +50,7 @@ pub async fn open(
         .map_err(|_| ProxyError::ConnectTimeout { addr })?
         .map_err(|source| ProxyError::Connect { addr, source })?;
     let registration = match same_node {
-        Some((handoff, core)) => Some(handoff.register(tcp.local_addr()?, core)),
+        Some((handoff, origin)) => Some(handoff.register(tcp.local_addr()?, origin)),
         None => None,
     };
     // No SNI (ztunnel sends none); the verifier checks the SPIFFE URI SAN instead.

@@ -1,7 +1,7 @@
 //! Per-core pool of HBONE (mTLS + HTTP/2) client connections.
 //!
 //! Keyed by (source identity, destination identity, destination address, source IP), as
-//! ztunnel does. A burst of requests for a new key opens ONE connection: the first caller
+//! ztunnel does, plus, for this node's own 15008, where the inbound end runs. A burst of requests for a new key opens ONE connection: the first caller
 //! starts the connect and the others await the same shared future. Connections carry at
 //! most `max_streams` concurrent CONNECT streams; dead ones (GOAWAY, PING timeout, TCP
 //! error) are evicted; idle ones are closed by [`Pool::evict_idle`].
@@ -18,6 +18,7 @@ use bytes::Bytes;
 use futures_util::future::{AbortHandle, FutureExt, Shared};
 
 use crate::identity::Identity;
+use crate::runtime::placement::Placement;
 
 /// What makes two tunnels shareable on one connection.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -28,6 +29,9 @@ pub struct PoolKey {
     pub dst: SocketAddr,
     /// The spoofed source IP (client pod) when transparent; `None` otherwise.
     pub src_ip: Option<IpAddr>,
+    /// For a connection to this node's own 15008, the core its inbound end runs on
+    /// ([`Placement`]); `None` for another node.
+    pub placement: Option<Placement>,
 }
 
 /// The pooled HTTP/2 connection type the data plane uses.

@@ -18,7 +18,7 @@ use crate::hbone::client::Timing;
 use crate::hbone::pool::Pool;
 use crate::identity::Identity;
 use crate::runtime::drain::Drain;
-use crate::runtime::handoff::{Handed, Handoff, Inbox};
+use crate::runtime::handoff::{BulkView, Handed, Handoff, Inbox};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::state::{Shared, State};
 use crate::runtime::ListenerKind;
@@ -48,8 +48,10 @@ pub struct Core {
     accepts: RefCell<Vec<AbortHandle>>,
     server_tls: RefCell<HashMap<Identity, Arc<rustls::ServerConfig>>>,
     client_tls: RefCell<HashMap<(Identity, Identity), Arc<rustls::ClientConfig>>>,
-    /// Spreads both ends of a same-node HBONE connection over two cores.
+    /// Places the inbound end of a same-node HBONE connection on this core or the next.
     pub handoff: Arc<Handoff>,
+    /// This core's copy of the bulk destinations ([`Handoff::placement`]).
+    pub bulk: RefCell<BulkView>,
 }
 
 impl Core {
@@ -69,6 +71,7 @@ impl Core {
             server_tls: RefCell::default(),
             client_tls: RefCell::default(),
             handoff,
+            bulk: RefCell::default(),
         }
     }
 

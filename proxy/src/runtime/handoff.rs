@@ -1,12 +1,12 @@
-//! Same-node HBONE over two cores.
+//! Same-node HBONE: which core serves the inbound end.
 //!
 //! When a client pod and its server pod share a node, a core's pooled HBONE client
 //! connects to this node's own 15008, and SO_REUSEPORT hashes the accepted end onto either
-//! core. Half of the time that is the same core: one thread then encrypts, decrypts and
-//! relays both ends of every stream on that connection while the other core idles (a
-//! 1-stream bulk run had 99% of zring's samples on one core thread). So the client end
-//! registers its local address here, and a core that accepts a connection from an address
-//! its own client end holds hands the socket to the next core.
+//! core. The client end registers its local address here with the core it runs on and the
+//! [`Placement`] it wants, and the core that accepts the connection hands the socket to
+//! the core that placement names when that is another one: its own core for a quiet
+//! destination, the next core for a bulk one (a 1-stream bulk run with both ends on one
+//! core had 99% of zring's samples on that core thread).
 //!
 //! Cross-thread traffic is one map insert and remove per same-node pooled connection and
 //! one channel send per handed socket; nothing per stream or per byte.
@@ -16,8 +16,12 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+pub use super::placement::Placement;
+use super::placement::{is_heavy, Learner};
 
 /// An accepted inbound HBONE socket on its way to another core.
 pub struct Handed {
@@ -30,17 +34,43 @@ pub type Inbox = UnboundedReceiver<Handed>;
 
 /// The registry of same-node client ends and the cores' inboxes.
 pub struct Handoff {
-    /// Local address of a same-node HBONE client socket → the core that owns it.
-    origins: Mutex<HashMap<SocketAddr, usize>>,
+    /// Local address of a same-node HBONE client socket → the core that owns it and where
+    /// its inbound end should run.
+    origins: Mutex<HashMap<SocketAddr, Origin>>,
     inboxes: Vec<UnboundedSender<Handed>>,
     handed: AtomicU64,
+    /// Bulk destinations learned by any core ([`super::placement`]), and a version bumped on
+    /// every change so that a core re-reads them only then.
+    bulk: Mutex<Learner>,
+    bulk_version: AtomicU64,
 }
 
-/// Where an HBONE connection accepted on core `accepted_on` is served (pure): on the
-/// next core when its client end is a same-node socket of that same core, else where it
-/// was accepted (`None`).
-pub fn pick(origin: Option<usize>, accepted_on: usize, cores: usize) -> Option<usize> {
-    (cores > 1 && origin == Some(accepted_on)).then_some((accepted_on + 1) % cores)
+/// A core's copy of the bulk destinations and the version it was taken at.
+#[derive(Debug, Default)]
+pub struct BulkView {
+    version: u64,
+    learner: Learner,
+}
+
+/// A registered same-node client end: its core and the placement it asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub core: usize,
+    pub placement: Placement,
+}
+
+/// The core an HBONE connection accepted on core `accepted_on` moves to (pure), `None`
+/// to serve it where it was accepted: a near one to its client end's core, a far one off
+/// that core to the next; a connection that is not a same-node client end stays.
+pub fn pick(origin: Option<Origin>, accepted_on: usize, cores: usize) -> Option<usize> {
+    let Origin { core, placement } = origin?;
+    if cores < 2 {
+        return None;
+    }
+    match placement {
+        Placement::Near => (accepted_on != core).then_some(core),
+        Placement::Far => (accepted_on == core).then_some((core + 1) % cores),
+    }
 }
 
 impl Handoff {
@@ -51,14 +81,16 @@ impl Handoff {
             origins: Mutex::default(),
             inboxes: senders,
             handed: AtomicU64::new(0),
+            bulk: Mutex::default(),
+            bulk_version: AtomicU64::new(0),
         };
         (Arc::new(handoff), inboxes)
     }
 
-    /// Records that core `core` owns the same-node client socket bound to `local`, until
+    /// Records that `origin.core` owns the same-node client socket bound to `local`, until
     /// the returned guard drops.
-    pub fn register(self: &Arc<Self>, local: SocketAddr, core: usize) -> Registration {
-        self.origins().insert(local, core);
+    pub fn register(self: &Arc<Self>, local: SocketAddr, origin: Origin) -> Registration {
+        self.origins().insert(local, origin);
         Registration {
             handoff: self.clone(),
             local,
@@ -81,12 +113,39 @@ impl Handoff {
         Ok(())
     }
 
+    /// The placement of a new same-node stream to `dst`; `view` is the calling core's copy
+    /// of the bulk destinations, refreshed only when another core learned one (one atomic
+    /// load per stream otherwise).
+    pub fn placement(&self, view: &mut BulkView, dst: SocketAddr, now: Instant) -> Placement {
+        let version = self.bulk_version.load(Ordering::Acquire);
+        if version != view.version {
+            view.learner = self
+                .bulk
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            view.version = version;
+        }
+        view.learner.choose(dst, now)
+    }
+
+    /// Notes a finished same-node stream to `dst` that moved `bytes` in `lived`; a bulk one
+    /// spreads that destination's next streams on every core.
+    pub fn finished(&self, dst: SocketAddr, bytes: u64, lived: Duration, now: Instant) {
+        if !is_heavy(bytes, lived) {
+            return;
+        }
+        let mut bulk = self.bulk.lock().unwrap_or_else(PoisonError::into_inner);
+        bulk.record(dst, now);
+        self.bulk_version.fetch_add(1, Ordering::Release);
+    }
+
     /// Sockets handed to another core so far.
     pub fn handed(&self) -> u64 {
         self.handed.load(Ordering::Relaxed)
     }
 
-    fn origins(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, usize>> {
+    fn origins(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Origin>> {
         // The map holds plain values; a panic elsewhere cannot leave it half-updated.
         self.origins.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -109,24 +168,69 @@ mod tests {
     use super::*;
 
     #[test]
-    fn moves_only_a_connection_whose_client_end_is_on_the_accepting_core() {
-        assert_eq!(pick(Some(0), 0, 2), Some(1));
-        assert_eq!(pick(Some(1), 1, 2), Some(0));
-        assert_eq!(pick(Some(2), 2, 3), Some(0));
-        assert_eq!(pick(Some(0), 1, 2), None, "already on another core");
+    fn near_ends_join_their_client_core_and_far_ends_leave_it() {
+        let far = |core| {
+            Some(Origin {
+                core,
+                placement: Placement::Far,
+            })
+        };
+        let near = |core| {
+            Some(Origin {
+                core,
+                placement: Placement::Near,
+            })
+        };
+        assert_eq!(pick(far(0), 0, 2), Some(1));
+        assert_eq!(pick(far(1), 1, 2), Some(0));
+        assert_eq!(pick(far(2), 2, 3), Some(0));
+        assert_eq!(pick(far(0), 1, 2), None, "already on another core");
+        assert_eq!(
+            pick(near(0), 1, 2),
+            Some(0),
+            "back to the client end's core"
+        );
+        assert_eq!(pick(near(1), 0, 3), Some(1));
+        assert_eq!(pick(near(0), 0, 2), None, "already there");
         assert_eq!(pick(None, 0, 2), None, "not a same-node client end");
-        assert_eq!(pick(Some(0), 0, 1), None, "one core: nowhere to go");
+        assert_eq!(pick(far(0), 0, 1), None, "one core: nowhere to go");
+        assert_eq!(pick(near(0), 0, 1), None);
     }
 
     #[test]
     fn registration_lasts_as_long_as_its_guard() {
         let (h, _inboxes) = Handoff::new(2);
         let local: SocketAddr = "10.0.0.1:40000".parse().unwrap();
-        let guard = h.register(local, 1);
+        let guard = h.register(
+            local,
+            Origin {
+                core: 1,
+                placement: Placement::Far,
+            },
+        );
         assert_eq!(h.target(local, 1), Some(0));
         assert_eq!(h.target(local, 0), None);
         drop(guard);
         assert_eq!(h.target(local, 1), None);
+    }
+
+    #[test]
+    fn a_bulk_stream_seen_on_one_core_spreads_its_destination_on_every_core() {
+        let (h, _inboxes) = Handoff::new(2);
+        let (mut core0, mut core1) = (BulkView::default(), BulkView::default());
+        let dst: SocketAddr = "10.244.2.5:9000".parse().unwrap();
+        let now = Instant::now();
+        assert_eq!(h.placement(&mut core0, dst, now), Placement::Near);
+        assert_eq!(h.placement(&mut core1, dst, now), Placement::Near);
+        h.finished(dst, 1 << 20, Duration::from_secs(1), now);
+        assert_eq!(
+            h.placement(&mut core1, dst, now),
+            Placement::Near,
+            "not bulk"
+        );
+        h.finished(dst, 2 << 30, Duration::from_secs(3), now);
+        assert_eq!(h.placement(&mut core1, dst, now), Placement::Far);
+        assert_eq!(h.placement(&mut core0, dst, now), Placement::Far);
     }
 
     #[test]

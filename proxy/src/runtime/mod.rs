@@ -17,6 +17,7 @@ pub mod endpoints;
 mod grpc;
 pub mod handoff;
 pub mod metrics;
+pub mod placement;
 pub mod state;
 pub mod tunables;
 pub mod xds;

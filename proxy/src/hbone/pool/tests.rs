@@ -12,6 +12,7 @@ fn key(src_ip: Option<&str>, dst: &str) -> PoolKey {
         dst_identity: Identity::new("cluster.local", "default", "httpbin"),
         dst: dst.parse().unwrap(),
         src_ip: src_ip.map(|s| s.parse().unwrap()),
+        placement: None,
     }
 }
 
