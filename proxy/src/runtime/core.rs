@@ -52,6 +52,8 @@ pub struct Core {
     pub handoff: Arc<Handoff>,
     /// This core's copy of the bulk destinations ([`Handoff::placement`]).
     pub bulk: RefCell<BulkView>,
+    /// Same-node HBONE tunnels this core's outbound side has open.
+    pub same_node_open: Cell<usize>,
 }
 
 impl Core {
@@ -72,6 +74,7 @@ impl Core {
             client_tls: RefCell::default(),
             handoff,
             bulk: RefCell::default(),
+            same_node_open: Cell::new(0),
         }
     }
 
