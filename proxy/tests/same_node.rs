@@ -1,7 +1,7 @@
 //! Same-node HBONE on two cores, in process without root: client → SOCKS5 → zring →
 //! HBONE on loopback → the same zring's inbound → echo server. A quiet tunnel's two ends
-//! run on one core; after a bulk stream to the same destination, its next tunnels have
-//! an end on each core (`runtime::placement`). Where each end runs is read from the
+//! run on one core; after a bulk stream to the same destination, or once its core has 4
+//! tunnels open, the next tunnels have an end on each core (`runtime::placement`). Where each end runs is read from the
 //! per-core gauge `zring_core_connections` (the outbound connection and the inbound
 //! stream each count one on the core serving it).
 
@@ -78,18 +78,21 @@ impl Node {
 
     /// `zring_core_connections` of cores 0 and 1, once both add up to `total`.
     fn connections_per_core(&self, total: f64) -> [f64; 2] {
+        self.per_core("zring_core_connections", |sum| sum == total)
+    }
+
+    /// Gauge `name` of cores 0 and 1 once their sum satisfies `done` (the gauges are
+    /// sampled on each core's 100 ms tick).
+    fn per_core(&self, name: &str, done: impl Fn(f64) -> bool) -> [f64; 2] {
         let stats = self.proxy().addrs.stats.unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let page = scrape(stats);
-            let per_core = [0, 1].map(|core| gauge(&page, "zring_core_connections", core));
-            if per_core[0] + per_core[1] == total {
+            let per_core = [0, 1].map(|core| gauge(&page, name, core));
+            if done(per_core[0] + per_core[1]) {
                 return per_core;
             }
-            assert!(
-                Instant::now() < deadline,
-                "zring_core_connections never added up to {total}: {per_core:?}"
-            );
+            assert!(Instant::now() < deadline, "{name} stayed at {per_core:?}");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -176,4 +179,20 @@ fn a_quiet_tunnel_stays_on_one_core_and_a_bulk_destination_is_spread() {
         "after a bulk stream the destination's next tunnel has an end on each core"
     );
     drop(next);
+}
+
+#[test]
+fn a_core_with_many_open_tunnels_spreads_the_next_ones() {
+    let node = Node::start();
+    // 12 quiet tunnels over two cores: one core accepted at least 6, so at least 2 of its
+    // tunnels were opened with 4 or more open there and are spread. A spread tunnel to
+    // the same key is a pooled connection of its own beside the near one.
+    let held: Vec<TcpStream> = (0..12).map(|_| node.quiet_tunnel()).collect();
+    node.connections_per_core(24.0);
+    let pooled = node.per_core("zring_core_pooled_hbone_connections", |sum| sum >= 3.0);
+    assert!(
+        pooled.contains(&2.0),
+        "a core holds a near and a far connection: {pooled:?}"
+    );
+    drop(held);
 }
