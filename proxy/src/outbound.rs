@@ -30,7 +30,7 @@ pub async fn serve_captured(
     // Boxed: see `serve_socks5`.
     let ready = Box::pin(connect(core, stream, peer, Target::Addr(dst), false)).await?;
     if let Some(ready) = ready {
-        relay(core, ready).await;
+        relay(ready).await;
     }
     Ok(())
 }
@@ -51,7 +51,7 @@ pub async fn serve_socks5(
     })
     .await?;
     if let Some(ready) = ready {
-        relay(core, ready).await;
+        relay(ready).await;
     }
     Ok(())
 }
@@ -148,7 +148,7 @@ async fn connect(
 }
 
 /// Relays until both sides are done; the outcome is counted and logged.
-async fn relay(core: &Core, ready: Ready) {
+async fn relay(ready: Ready) {
     let result = match ready.leg {
         Leg::Plain(upstream) => relay::splice_bidi(ready.client, upstream).await,
         // The lease holds the pooled connection's stream slot until the relay ends.
@@ -160,7 +160,7 @@ async fn relay(core: &Core, ready: Ready) {
         } => {
             let result = relay::h2_bidi(ready.client, tx, rx).await;
             if let (Some(tunnel), Ok(moved)) = (same_node, &result) {
-                tunnel.finished(core, moved.up + moved.down);
+                tunnel.finished(moved.up + moved.down);
             }
             result
         }
@@ -224,10 +224,10 @@ impl SameNode {
         }
     }
 
-    fn finished(self, core: &Core, bytes: u64) {
+    fn finished(self, bytes: u64) {
         let now = Instant::now();
-        core.handoff
-            .finished(self.dst, bytes, now - self.opened, now);
+        let lived = now - self.opened;
+        self.core.handoff.finished(self.dst, bytes, lived, now);
     }
 }
 

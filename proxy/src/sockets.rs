@@ -57,10 +57,16 @@ pub fn reuseport_listener(addr: SocketAddr, transparent: bool) -> io::Result<Tcp
 }
 
 /// Connects to `dst`, leaving from `source` when given (IP_TRANSPARENT spoofing).
-///
-/// monoio has no API to connect a pre-built socket, so: non-blocking connect, hand the fd
-/// to monoio, wait for writability, then read SO_ERROR.
 pub async fn connect(dst: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+    established(begin_connect(dst, source)?).await
+}
+
+/// A socket whose connect to `dst` has started (its local address is known from here on),
+/// leaving from `source` when given.
+///
+/// monoio has no API to connect a pre-built socket, so: a non-blocking connect here, then
+/// [`established`] hands the fd to monoio, waits for writability and reads SO_ERROR.
+pub fn begin_connect(dst: SocketAddr, source: Option<IpAddr>) -> io::Result<Socket> {
     let socket = new_tcp(&dst)?;
     socket.set_nonblocking(true)?;
     socket.set_tcp_nodelay(true)?;
@@ -78,6 +84,11 @@ pub async fn connect(dst: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpS
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
         Err(e) => return Err(e),
     }
+    Ok(socket)
+}
+
+/// Waits until the connect [`begin_connect`] started has succeeded or failed.
+pub async fn established(socket: Socket) -> io::Result<TcpStream> {
     let stream = TcpStream::from_std(socket.into())?;
     stream.writable(false).await?;
     if let Some(err) = sys::take_error(&stream)? {

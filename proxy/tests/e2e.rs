@@ -111,25 +111,7 @@ fn bulk_256_mib_each_way_checksummed() {
     let mesh = Mesh::start(2, "cluster.local");
     let (stream, code) = socks_connect(mesh.a().socks5.unwrap(), mesh.echo);
     assert_eq!(code, 0, "SOCKS5 CONNECT through the mesh must succeed");
-    let mut writer = stream.try_clone().unwrap();
-    let sender = std::thread::spawn(move || {
-        for i in 0..BLOCKS {
-            writer.write_all(&block(i, BLOCK)).unwrap();
-        }
-        writer.shutdown(Shutdown::Write).unwrap();
-    });
-    let mut reader = stream;
-    let mut buf = vec![0u8; BLOCK];
-    for i in 0..BLOCKS {
-        reader.read_exact(&mut buf).unwrap();
-        assert!(buf == block(i, BLOCK), "block {i} came back corrupted");
-    }
-    assert_eq!(
-        reader.read(&mut buf).unwrap(),
-        0,
-        "FIN must follow the data"
-    );
-    sender.join().unwrap();
+    echo_blocks(stream, BLOCKS, BLOCK);
 }
 
 #[test]

@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -123,30 +123,6 @@ fn gauge(page: &str, name: &str, core: usize) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Sends `bytes` through `s` while reading the echo back; true when what came back is
-/// what went out.
-fn bulk(mut s: TcpStream, bytes: u64) -> bool {
-    const BLOCK: usize = 256 * 1024;
-    let blocks = bytes / BLOCK as u64;
-    let mut writer = s.try_clone().unwrap();
-    let sender = std::thread::spawn(move || {
-        for i in 0..blocks {
-            writer.write_all(&block(i, BLOCK)).unwrap();
-        }
-        writer.shutdown(Shutdown::Write).unwrap();
-    });
-    let mut same = true;
-    let mut got = vec![0u8; BLOCK];
-    for i in 0..blocks {
-        s.read_exact(&mut got).unwrap();
-        same &= got == block(i, BLOCK);
-    }
-    sender.join().unwrap();
-    let mut rest = Vec::new();
-    s.read_to_end(&mut rest).unwrap();
-    same && rest.is_empty()
-}
-
 #[test]
 fn a_quiet_tunnel_stays_on_one_core_and_a_bulk_destination_is_spread() {
     let node = Node::start();
@@ -163,8 +139,9 @@ fn a_quiet_tunnel_stays_on_one_core_and_a_bulk_destination_is_spread() {
     // proxy's measure of the stream's life is shorter than ours (it starts at CONNECT and
     // ends before our last read), so a rate that is bulk here is bulk there.
     const BYTES: u64 = 256 << 20;
+    const BLOCK: usize = 256 * 1024;
     let started = Instant::now();
-    assert!(bulk(node.quiet_tunnel(), BYTES), "bulk echo corrupted");
+    echo_blocks(node.quiet_tunnel(), BYTES / BLOCK as u64, BLOCK);
     let elapsed = started.elapsed();
     assert!(
         is_heavy(2 * BYTES, elapsed),

@@ -45,14 +45,21 @@ pub async fn open(
     same_node: Option<(Arc<Handoff>, Origin)>,
 ) -> Result<H2Conn, ProxyError> {
     let addr = key.dst;
-    let tcp = monoio::time::timeout(timing.connect_timeout, sockets::connect(addr, key.src_ip))
-        .await
-        .map_err(|_| ProxyError::ConnectTimeout { addr })?
-        .map_err(|source| ProxyError::Connect { addr, source })?;
+    let connect_error = |source| ProxyError::Connect { addr, source };
+    let socket = sockets::begin_connect(addr, key.src_ip).map_err(connect_error)?;
+    // Registered before the connect completes: the accepting core looks the address up
+    // as soon as it has accepted, which on loopback can be before this core runs again.
     let registration = match same_node {
-        Some((handoff, origin)) => Some(handoff.register(tcp.local_addr()?, origin)),
+        Some((handoff, origin)) => {
+            let local = socket.local_addr()?.as_socket();
+            local.map(|local| handoff.register(local, origin))
+        }
         None => None,
     };
+    let tcp = monoio::time::timeout(timing.connect_timeout, sockets::established(socket))
+        .await
+        .map_err(|_| ProxyError::ConnectTimeout { addr })?
+        .map_err(connect_error)?;
     // No SNI (ztunnel sends none); the verifier checks the SPIFFE URI SAN instead.
     let name = ServerName::IpAddress(addr.ip().into());
     let handshake = |source| ProxyError::Handshake { addr, source };

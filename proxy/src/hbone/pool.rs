@@ -1,10 +1,11 @@
 //! Per-core pool of HBONE (mTLS + HTTP/2) client connections.
 //!
 //! Keyed by (source identity, destination identity, destination address, source IP), as
-//! ztunnel does, plus, for this node's own 15008, where the inbound end runs. A burst of requests for a new key opens ONE connection: the first caller
-//! starts the connect and the others await the same shared future. Connections carry at
-//! most `max_streams` concurrent CONNECT streams; dead ones (GOAWAY, PING timeout, TCP
-//! error) are evicted; idle ones are closed by [`Pool::evict_idle`].
+//! ztunnel does, plus, for this node's own 15008, where the inbound end runs. A burst of
+//! requests for a new key opens ONE connection: the first caller starts the connect and
+//! the others await the same shared future. Connections carry at most `max_streams`
+//! concurrent CONNECT streams; dead ones (GOAWAY, PING timeout, TCP error) are evicted;
+//! idle ones are closed by [`Pool::evict_idle`].
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

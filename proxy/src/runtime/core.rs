@@ -240,8 +240,8 @@ async fn keep_or_hand_off(core: &Core, stream: TcpStream, peer: SocketAddr) -> O
     if core.config.cores < 2 {
         return Some(stream);
     }
-    // The client end registers when its connect completes, which the same batch of
-    // completions may report after this accept: let it run first.
+    // The client end registers right after its connect() call, which on loopback can
+    // complete the handshake before it returns: when that is this core, let it run first.
     yield_now().await;
     let Some(target) = core.handoff.target(peer, core.id) else {
         return Some(stream);

@@ -8,8 +8,9 @@
 //! destination, the next core for a bulk one (a 1-stream bulk run with both ends on one
 //! core had 99% of zring's samples on that core thread).
 //!
-//! Cross-thread traffic is one map insert and remove per same-node pooled connection and
-//! one channel send per handed socket; nothing per stream or per byte.
+//! Cross-thread traffic is one map insert and remove per same-node pooled connection, one
+//! channel send per handed socket, one atomic load per same-node stream (the version of
+//! the bulk destinations) and a lock when a bulk stream ends; nothing per byte.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

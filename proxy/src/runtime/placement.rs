@@ -1,5 +1,5 @@
 //! Where the inbound end of a same-node tunnel runs: on the client end's own core, or on
-//! the next one (pure; one [`Learner`] per core).
+//! the next one (pure; the cores share one [`Learner`] through `runtime::handoff`).
 //!
 //! A quiet tunnel costs least with both ends on one core: a message then crosses no
 //! thread, where two cores pay a sleep and a wake-up per message on each (a closed-loop
@@ -32,7 +32,7 @@ pub const HEAVY_BYTES: u64 = 16 << 20;
 pub const HEAVY_RATE: u64 = 32 << 20;
 /// How long a bulk stream keeps its destination spread.
 pub const REMEMBER: Duration = Duration::from_secs(300);
-/// Bulk destinations remembered per core; expired ones are dropped past this.
+/// Bulk destinations remembered at most; expired ones are dropped past this.
 const MAX_REMEMBERED: usize = 1024;
 
 /// True when a stream that moved `bytes` in `lived` is bulk.
@@ -41,7 +41,7 @@ pub fn is_heavy(bytes: u64, lived: Duration) -> bool {
     bytes >= HEAVY_BYTES && rate >= HEAVY_RATE as f64
 }
 
-/// One core's memory of bulk destinations.
+/// The memory of bulk destinations.
 #[derive(Debug, Default, Clone)]
 pub struct Learner {
     /// Destination (original `ip:port`) → when a bulk stream to it last ended.

@@ -160,3 +160,27 @@ pub fn established_to(remote: SocketAddr) -> usize {
         })
         .count()
 }
+
+/// Sends `blocks` seeded blocks of `len` bytes through `stream` (an echo tunnel) from a
+/// second thread, then FIN; asserts every block comes back intact and FIN after them.
+pub fn echo_blocks(stream: TcpStream, blocks: u64, len: usize) {
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        for i in 0..blocks {
+            writer.write_all(&block(i, len)).unwrap();
+        }
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut reader = stream;
+    let mut buf = vec![0u8; len];
+    for i in 0..blocks {
+        reader.read_exact(&mut buf).unwrap();
+        assert!(buf == block(i, len), "block {i} came back corrupted");
+    }
+    assert_eq!(
+        reader.read(&mut buf).unwrap(),
+        0,
+        "FIN must follow the data"
+    );
+    sender.join().unwrap();
+}
