@@ -2,7 +2,7 @@
 //! and upstream sockets that leave with the client's source address.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 
 use monoio::net::TcpStream;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -58,27 +58,47 @@ pub fn reuseport_listener(addr: SocketAddr, transparent: bool) -> io::Result<Tcp
 
 /// Connects to `dst`, leaving from `source` when given (IP_TRANSPARENT spoofing).
 pub async fn connect(dst: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
-    established(begin_connect(dst, source)?).await
+    let socket = bound(dst, source, false)?;
+    established(begin_connect(socket, dst)?).await
 }
 
-/// A socket whose connect to `dst` has started (its local address is known from here on),
-/// leaving from `source` when given.
-///
-/// monoio has no API to connect a pre-built socket, so: a non-blocking connect here, then
-/// [`established`] hands the fd to monoio, waits for writability and reads SO_ERROR.
-pub fn begin_connect(dst: SocketAddr, source: Option<IpAddr>) -> io::Result<Socket> {
+/// A socket for connecting to `dst`, bound to `source` when given (IP_TRANSPARENT
+/// spoofing). `port_now`: bind a local port here, so that the socket's local address is
+/// known before the connect (`source` or the unspecified address, and the port); otherwise
+/// a spoofed socket takes its port at connect time (IP_BIND_ADDRESS_NO_PORT: bind(ip, 0)
+/// would reserve a port per source IP and never reuse one in TIME_WAIT).
+pub fn bound(dst: SocketAddr, source: Option<IpAddr>, port_now: bool) -> io::Result<Socket> {
     let socket = new_tcp(&dst)?;
     socket.set_nonblocking(true)?;
     socket.set_tcp_nodelay(true)?;
-    if let Some(ip) = source {
-        let bind = SocketAddr::new(ip, 0);
-        set_transparent(&socket, &bind)?;
-        if bind.is_ipv4() {
-            socket.set_freebind_v4(true)?;
-            sys::set_bind_address_no_port(&socket)?;
+    match source {
+        Some(ip) => {
+            let bind = SocketAddr::new(ip, 0);
+            set_transparent(&socket, &bind)?;
+            if bind.is_ipv4() {
+                socket.set_freebind_v4(true)?;
+                if !port_now {
+                    sys::set_bind_address_no_port(&socket)?;
+                }
+            }
+            socket.bind(&SockAddr::from(bind))?;
         }
-        socket.bind(&SockAddr::from(bind))?;
+        None if port_now => {
+            let any: IpAddr = match dst {
+                SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+                SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+            };
+            socket.bind(&SockAddr::from(SocketAddr::new(any, 0)))?;
+        }
+        None => {}
     }
+    Ok(socket)
+}
+
+/// Starts `socket`'s non-blocking connect to `dst`. monoio has no API to connect a
+/// pre-built socket, so [`established`] then hands the fd to monoio, waits for
+/// writability and reads SO_ERROR.
+pub fn begin_connect(socket: Socket, dst: SocketAddr) -> io::Result<Socket> {
     match socket.connect(&dst.into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}

@@ -46,9 +46,10 @@ pub async fn open(
 ) -> Result<H2Conn, ProxyError> {
     let addr = key.dst;
     let connect_error = |source| ProxyError::Connect { addr, source };
-    let socket = sockets::begin_connect(addr, key.src_ip).map_err(connect_error)?;
-    // Registered before the connect completes: the accepting core looks the address up
-    // as soon as it has accepted, which on loopback can be before this core runs again.
+    // A same-node socket is registered before its SYN leaves: the accepting core looks
+    // its address up as soon as it has accepted, which can be before this core runs again
+    // (on loopback the handshake completes inside connect()).
+    let socket = sockets::bound(addr, key.src_ip, same_node.is_some()).map_err(connect_error)?;
     let registration = match same_node {
         Some((handoff, origin)) => {
             let local = socket.local_addr()?.as_socket();
@@ -56,6 +57,7 @@ pub async fn open(
         }
         None => None,
     };
+    let socket = sockets::begin_connect(socket, addr).map_err(connect_error)?;
     let tcp = monoio::time::timeout(timing.connect_timeout, sockets::established(socket))
         .await
         .map_err(|_| ProxyError::ConnectTimeout { addr })?

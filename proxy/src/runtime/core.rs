@@ -218,7 +218,7 @@ fn spawn_handler(core: Rc<Core>, kind: ListenerKind, stream: TcpStream, peer: So
             finished(&core, kind, peer, result)
         }),
         ListenerKind::Inbound => monoio::spawn(async move {
-            if let Some(stream) = keep_or_hand_off(&core, stream, peer).await {
+            if let Some(stream) = keep_or_hand_off(&core, stream, peer) {
                 serve_inbound(core, stream, peer).await;
             }
         }),
@@ -235,14 +235,12 @@ async fn serve_inbound(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
 }
 
 /// `stream` back when this core serves it; `None` once another core has it: the
-/// connection comes from this core's own same-node client end ([`Handoff`]).
-async fn keep_or_hand_off(core: &Core, stream: TcpStream, peer: SocketAddr) -> Option<TcpStream> {
+/// connection is a same-node client end's that its placement puts there ([`Handoff`]).
+fn keep_or_hand_off(core: &Core, stream: TcpStream, peer: SocketAddr) -> Option<TcpStream> {
     if core.config.cores < 2 {
         return Some(stream);
     }
-    // The client end registers right after its connect() call, which on loopback can
-    // complete the handshake before it returns: when that is this core, let it run first.
-    yield_now().await;
+    // A same-node client end registered its address before its SYN left (`hbone::client`).
     let Some(target) = core.handoff.target(peer, core.id) else {
         return Some(stream);
     };
@@ -267,19 +265,6 @@ async fn serve_handed(core: Rc<Core>, mut inbox: Inbox) {
             }
         }
     }
-}
-
-/// Returns once, after letting every other ready task of this core run.
-async fn yield_now() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if std::mem::replace(&mut yielded, true) {
-            return std::task::Poll::Ready(());
-        }
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    })
-    .await
 }
 
 fn finished(core: &Core, kind: ListenerKind, peer: SocketAddr, result: Result<(), ProxyError>) {

@@ -98,12 +98,19 @@ impl Handoff {
         }
     }
 
-    /// The core an HBONE connection from `peer`, accepted on `core`, should move to.
+    /// The core an HBONE connection from `peer`, accepted on `core`, should move to. A
+    /// client end registered before its connect chose a source address is found by its
+    /// port under the unspecified address (no other local socket can hold that port).
     pub fn target(&self, peer: SocketAddr, core: usize) -> Option<usize> {
         if self.inboxes.len() < 2 {
             return None;
         }
-        let origin = self.origins().get(&peer).copied();
+        let any = match peer {
+            SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], peer.port())),
+            SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], peer.port())),
+        };
+        let origins = self.origins();
+        let origin = origins.get(&peer).or_else(|| origins.get(&any)).copied();
         pick(origin, core, self.inboxes.len())
     }
 
@@ -213,6 +220,16 @@ mod tests {
         assert_eq!(h.target(local, 0), None);
         drop(guard);
         assert_eq!(h.target(local, 1), None);
+        let unbound: SocketAddr = "0.0.0.0:40001".parse().unwrap();
+        let _guard = h.register(
+            unbound,
+            Origin {
+                core: 0,
+                placement: Placement::Near,
+            },
+        );
+        let peer: SocketAddr = "10.0.0.1:40001".parse().unwrap();
+        assert_eq!(h.target(peer, 1), Some(0), "found by its port");
     }
 
     #[test]
