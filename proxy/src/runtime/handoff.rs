@@ -100,7 +100,8 @@ impl Handoff {
 
     /// The core an HBONE connection from `peer`, accepted on `core`, should move to. A
     /// client end registered before its connect chose a source address is found by its
-    /// port under the unspecified address (no other local socket can hold that port).
+    /// port under the unspecified address (no other local socket can hold that port; a
+    /// remote peer that happens to use it is moved too, which only changes its core).
     pub fn target(&self, peer: SocketAddr, core: usize) -> Option<usize> {
         if self.inboxes.len() < 2 {
             return None;
