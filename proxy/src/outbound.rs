@@ -314,6 +314,7 @@ impl Tunnel {
         let src_identity = state.snapshot.identity(src);
         let same_node = state.snapshot.is_local(self.hbone_addr.ip()) && core.config.cores > 1;
         let opened = Instant::now();
+        // `Some` exactly for a tunnel to this node's own 15008.
         let placement = same_node.then(|| {
             if core.same_node_open.get() >= NEAR_MAX_OPEN {
                 return Placement::Far;
@@ -350,7 +351,7 @@ impl Tunnel {
                 tx,
                 rx,
                 lease,
-                same_node: same_node.then(|| SameNode::new(core, self.authority, opened)),
+                same_node: placement.map(|_| SameNode::new(core, self.authority, opened)),
             }),
             Err(e) => {
                 if matches!(e, ProxyError::H2 { .. }) {

@@ -176,20 +176,24 @@ impl Drop for Registration {
 mod tests {
     use super::*;
 
+    fn far(core: usize) -> Origin {
+        Origin {
+            core,
+            placement: Placement::Far,
+        }
+    }
+
+    fn near(core: usize) -> Origin {
+        Origin {
+            core,
+            placement: Placement::Near,
+        }
+    }
+
     #[test]
     fn near_ends_join_their_client_core_and_far_ends_leave_it() {
-        let far = |core| {
-            Some(Origin {
-                core,
-                placement: Placement::Far,
-            })
-        };
-        let near = |core| {
-            Some(Origin {
-                core,
-                placement: Placement::Near,
-            })
-        };
+        let far = |core| Some(far(core));
+        let near = |core| Some(near(core));
         assert_eq!(pick(far(0), 0, 2), Some(1));
         assert_eq!(pick(far(1), 1, 2), Some(0));
         assert_eq!(pick(far(2), 2, 3), Some(0));
@@ -210,25 +214,13 @@ mod tests {
     fn registration_lasts_as_long_as_its_guard() {
         let (h, _inboxes) = Handoff::new(2);
         let local: SocketAddr = "10.0.0.1:40000".parse().unwrap();
-        let guard = h.register(
-            local,
-            Origin {
-                core: 1,
-                placement: Placement::Far,
-            },
-        );
+        let guard = h.register(local, far(1));
         assert_eq!(h.target(local, 1), Some(0));
         assert_eq!(h.target(local, 0), None);
         drop(guard);
         assert_eq!(h.target(local, 1), None);
         let unbound: SocketAddr = "0.0.0.0:40001".parse().unwrap();
-        let _guard = h.register(
-            unbound,
-            Origin {
-                core: 0,
-                placement: Placement::Near,
-            },
-        );
+        let _guard = h.register(unbound, near(0));
         let peer: SocketAddr = "10.0.0.1:40001".parse().unwrap();
         assert_eq!(h.target(peer, 1), Some(0), "found by its port");
     }
