@@ -38,7 +38,8 @@ pub fn sh(netns: &str, args: &[&str]) -> String {
 }
 
 /// The state an operator would compare: `iptables-save`, `ip rule`, `ip route show table all`,
-/// `ipset list` (comments, ipset's memory-size line and routes' `linkdown` flag dropped).
+/// `ipset list` (comments, ipset's memory-size line, IPv6 link-local routes and routes'
+/// `linkdown` flag dropped).
 pub fn snapshot(netns: &str) -> String {
     let mut s = String::new();
     for args in [
@@ -49,7 +50,8 @@ pub fn snapshot(netns: &str) -> String {
     ] {
         s.push_str(&format!("## {}\n", args.join(" ")));
         for l in sh(netns, args).lines() {
-            if !l.starts_with('#') && !l.starts_with("Size in memory") {
+            // IPv6 link-local addresses appear when a link's DAD ends, not when we act.
+            if !l.starts_with('#') && !l.starts_with("Size in memory") && !l.contains("fe80::") {
                 // Carrier state settles asynchronously (linkwatch) and is not ours.
                 s.push_str(&l.replace(" linkdown", ""));
                 s.push('\n');
