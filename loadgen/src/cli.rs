@@ -65,6 +65,9 @@ pub enum Cmd {
     },
     /// zring and a peer proxy (istio/ztunnel) side by side, each in its own namespace.
     Peer(PeerArgs),
+    /// What a cluster's size costs each proxy: N workloads over the control plane to
+    /// ztunnel, then to zring; ready time, RSS, CPU and ACK time per push.
+    Scale(ScaleArgs),
     /// Many concurrent checksummed connections through the mesh for a bounded time:
     /// topology up → soak → checks → topology down; exits 1 when a check fails.
     Soak(SoakArgs),
@@ -229,6 +232,50 @@ pub struct PeerArgs {
     /// goals whose figures are missing read "not measured".
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+}
+
+#[derive(Args, Clone)]
+pub struct ScaleArgs {
+    /// The peer proxy binary (istio/ztunnel).
+    #[arg(long, default_value = "../shared/peers/ztunnel")]
+    pub peer: PathBuf,
+    /// The zring binary (default: `zring` next to this executable).
+    #[arg(long)]
+    pub zring: Option<PathBuf>,
+    /// Workloads in the cluster.
+    #[arg(long, default_value_t = 100_000)]
+    pub workloads: usize,
+    /// Services in the cluster (one port each; workload i is in service i mod S).
+    #[arg(long, default_value_t = 10_000)]
+    pub services: usize,
+    /// 1,000 then 5,000 workloads (a tenth as many services), and the check that CPU
+    /// per push does not grow with them (exit 1 when it does for zring).
+    #[arg(long)]
+    pub quick: bool,
+    /// The proxies measured, in order (comma-separated: ztunnel, zring).
+    #[arg(long, value_delimiter = ',', default_value = "ztunnel,zring")]
+    pub proxies: Vec<String>,
+    /// Single-workload pushes.
+    #[arg(long, default_value_t = 20)]
+    pub pushes: usize,
+    /// Workloads in the bulk push (then every added workload is removed at once).
+    #[arg(long, default_value_t = 1000)]
+    pub bulk: usize,
+    /// Cores of each proxy (`zring run --cores N`, `ZTUNNEL_WORKER_THREADS=N`).
+    #[arg(long, default_value_t = 2)]
+    pub cores: usize,
+    /// Seed of the services new workloads join.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Name prefix of the namespaces (`<prefix>ztunnel`, `<prefix>zring`).
+    #[arg(long, default_value = "zrs-")]
+    pub prefix: String,
+    /// How long a proxy may take to become ready, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub ready_timeout: u64,
+    /// Directory the `<UTC date>-<commit>-scale` report directory is created in.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
 }
 
 #[derive(Args, Clone)]

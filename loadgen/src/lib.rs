@@ -14,6 +14,8 @@
 //! - [`procs`]: state directory, child processes in pod namespaces, CPU time from /proc.
 //! - [`run`]: the scenarios, baseline and mesh alternating; [`report`]: JSON, Markdown,
 //!   SVG; [`progress`]: the stderr progress bar; [`capture`]: tcpdump on the node link.
+//! - [`scale`]: a cluster of N workloads over the control plane to ztunnel and zring:
+//!   ready time, RSS, CPU and ACK time per push.
 //! - [`error`]: the crate's error type.
 //! - `sys`: the only unsafe code (setns, pre_exec, kill, sysconf).
 #![deny(unsafe_code)]
@@ -36,6 +38,7 @@ pub mod progress;
 pub mod proto;
 pub mod report;
 pub mod run;
+pub mod scale;
 pub mod server;
 pub mod soak;
 pub mod socks;

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use cli::{CapacityArgs, Cli, Cmd, PeerArgs, SoakArgs, TopoCmd, UpArgs};
+use cli::{CapacityArgs, Cli, Cmd, PeerArgs, ScaleArgs, SoakArgs, TopoCmd, UpArgs};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use zring_loadgen::capture;
@@ -12,7 +12,7 @@ use zring_loadgen::enrol;
 use zring_loadgen::mesh::MeshOptions;
 use zring_loadgen::report;
 use zring_loadgen::run::{self, RunOptions};
-use zring_loadgen::{capacity, peer};
+use zring_loadgen::{capacity, peer, scale};
 
 mod cli;
 use zring_loadgen::server::{self, ServeConfig};
@@ -284,6 +284,44 @@ fn peer(a: &PeerArgs) -> Result<bool> {
     Ok(r.failures.is_empty())
 }
 
+fn scale(a: &ScaleArgs) -> Result<bool> {
+    let self_exe = std::env::current_exe().context("locating the zring-loadgen executable")?;
+    let zring = a
+        .zring
+        .clone()
+        .unwrap_or_else(|| self_exe.with_file_name("zring"));
+    let sizes = if a.quick {
+        scale::QUICK_SIZES.to_vec()
+    } else {
+        vec![a.workloads]
+    };
+    let mut o = scale::ScaleOptions::new(zring, a.peer.clone(), &sizes);
+    if !a.quick {
+        o.sizes[0].services = a.services;
+    }
+    o.proxies = a
+        .proxies
+        .iter()
+        .map(|p| match p.as_str() {
+            "ztunnel" => Ok(peer::Proxy::Ztunnel),
+            "zring" => Ok(peer::Proxy::Zring),
+            other => anyhow::bail!("--proxies: unknown proxy {other:?} (ztunnel, zring)"),
+        })
+        .collect::<Result<_>>()?;
+    (o.singles, o.bulk, o.cores) = (a.pushes, a.bulk, a.cores);
+    (o.seed, o.quick, o.prefix) = (a.seed, a.quick, a.prefix.clone());
+    o.ready_timeout = std::time::Duration::from_secs(a.ready_timeout);
+    let r = scale::run(&o, std::env::args().collect())?;
+    let (dir, files) = scale::write(&r, &a.out)?;
+    println!("{}", scale::report::markdown(&r));
+    for f in files {
+        println!("wrote {}", f.display());
+    }
+    println!("report directory: {}", dir.display());
+    let grows = a.quick && scale::report::growth_check(&r, "zring").is_err();
+    Ok(r.failures().is_empty() && !grows)
+}
+
 fn capacity(a: &CapacityArgs) -> Result<()> {
     let text = std::fs::read_to_string(&a.report).with_context(|| {
         format!(
@@ -346,6 +384,7 @@ fn main() -> Result<()> {
             (&out, pcap.as_deref()),
         )?,
         Cmd::Peer(a) => peer(&a)?,
+        Cmd::Scale(a) => scale(&a)?,
         Cmd::Soak(a) => soak(&a)?,
         Cmd::SoakEcho { bind, port } => {
             zring_loadgen::soak::serve_echo(SocketAddr::new(bind, port)).map(|()| true)?

@@ -7,7 +7,8 @@
 //! their workloads over delta ADS and their certificates from its CA, with no config
 //! file and no certificate directory.
 
-use crate::control::{ControlPlane, Settings};
+use crate::control::proxies::{self, Endpoint};
+use crate::control::ControlPlane;
 use crate::error::{Error, Result};
 use crate::procs::{self, State};
 use crate::topo::plan::{Node, Plan, Role};
@@ -16,9 +17,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use zring::config::settings::ENV_POOL_IDLE_TIMEOUT;
-use zring::config::xds_env::{
-    ENV_AUTH_TOKEN, ENV_CA_ADDRESS, ENV_CA_ROOT_CA, ENV_XDS_ADDRESS, ENV_XDS_ROOT_CA,
-};
 use zring::config::{LocalConfig, Protocol, Workload};
 
 /// The trust domain of the generated certificates and workloads.
@@ -171,15 +169,8 @@ fn plumb(node: &Node) -> Result<()> {
 
 /// Where the proxies find their workloads and certificates.
 enum Source {
-    Files {
-        config: PathBuf,
-        certs: PathBuf,
-    },
-    Xds {
-        address: String,
-        root: PathBuf,
-        token: PathBuf,
-    },
+    Files { config: PathBuf, certs: PathBuf },
+    Xds(Endpoint),
 }
 
 impl Source {
@@ -191,27 +182,14 @@ impl Source {
                 "--cert-dir".into(),
                 certs.display().to_string(),
             ],
-            Source::Xds { .. } => vec![],
+            Source::Xds(_) => vec![],
         }
     }
 
     fn env(&self) -> Vec<(&'static str, String)> {
         match self {
             Source::Files { .. } => vec![],
-            Source::Xds {
-                address,
-                root,
-                token,
-            } => {
-                let root = root.display().to_string();
-                vec![
-                    (ENV_XDS_ADDRESS, address.clone()),
-                    (ENV_CA_ADDRESS, address.clone()),
-                    (ENV_XDS_ROOT_CA, root.clone()),
-                    (ENV_CA_ROOT_CA, root),
-                    (ENV_AUTH_TOKEN, token.display().to_string()),
-                ]
-            }
+            Source::Xds(endpoint) => endpoint.env(),
         }
     }
 }
@@ -229,27 +207,11 @@ fn file_source(plan: &Plan, opts: &MeshOptions, dir: &Path) -> Result<Source> {
 /// A dev CA, a token file and the control plane on node A's link address, serving
 /// [`local_config`]: reachable from both ztunnel pods through the node network, as
 /// istiod's service is.
-fn xds_source(plan: &Plan, opts: &MeshOptions, dir: &Path) -> Result<(Source, ControlPlane)> {
-    let ca_dir = dir.join("ca");
-    init_ca(&opts.zring, &ca_dir)?;
-    let token = dir.join("istio-token");
-    std::fs::write(&token, CONTROL_TOKEN)
-        .map_err(Error::io(format!("writing {}", token.display())))?;
-    let settings = Settings {
-        listen: SocketAddr::from((plan.a.eth0_ip, CONTROL_PORT)),
-        ca_dir: ca_dir.clone(),
-        token: CONTROL_TOKEN.into(),
-        dns_names: vec!["istiod.istio-system.svc".into()],
-    };
-    let control = plumbing::netns::run_in(Some(&plan.a.netns), || {
-        ControlPlane::start(settings, local_config(plan))
-    })??;
-    let source = Source::Xds {
-        address: format!("https://{}", control.addr()),
-        root: ca_dir.join("root-cert.pem"),
-        token,
-    };
-    Ok((source, control))
+fn xds_source(plan: &Plan, dir: &Path) -> Result<(Source, ControlPlane)> {
+    let listen = SocketAddr::from((plan.a.eth0_ip, CONTROL_PORT));
+    let ns = Some(plan.a.netns.as_str());
+    let (control, endpoint) = proxies::start(ns, dir, listen, CONTROL_TOKEN, local_config(plan))?;
+    Ok((Source::Xds(endpoint), control))
 }
 
 /// Plumbs both nodes and starts a zring in each ztunnel pod; records the processes.
@@ -257,7 +219,7 @@ fn xds_source(plan: &Plan, opts: &MeshOptions, dir: &Path) -> Result<(Source, Co
 pub fn start(plan: &Plan, opts: &MeshOptions, state: &mut State) -> Result<Option<ControlPlane>> {
     let dir = procs::state_dir(&plan.prefix);
     let (source, control) = if opts.xds {
-        let (s, c) = xds_source(plan, opts, &dir)?;
+        let (s, c) = xds_source(plan, &dir)?;
         (s, Some(c))
     } else {
         (file_source(plan, opts, &dir)?, None)

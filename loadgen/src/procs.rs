@@ -168,8 +168,32 @@ pub fn rss_bytes(pid: i32) -> u64 {
 
 /// The VmRSS value (kB) of a `/proc/<pid>/status` text.
 pub fn status_rss_kb(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    status_kb(status, "VmRSS:")
+}
+
+/// The value (kB) of field `key` (`VmRSS:`, `VmHWM:` …) of a `/proc/<pid>/status` text.
+pub fn status_kb(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// (VmRSS, VmHWM) of `pid` in bytes: resident now and its peak; zeros if gone.
+pub fn rss_and_peak(pid: i32) -> (u64, u64) {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |key| status_kb(&s, key).unwrap_or(0) * 1024;
+    (kb("VmRSS:"), kb("VmHWM:"))
+}
+
+/// Nanoseconds `pid`'s live threads have run (first field of each
+/// `/proc/<pid>/task/*/schedstat`): finer than the 10 ms ticks of [`cpu_seconds`], but
+/// blind to threads that already exited. None when the kernel has no schedstat.
+pub fn run_ns(pid: i32) -> Option<u64> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let per_task = tasks.filter_map(|t| {
+        let s = fs::read_to_string(t.ok()?.path().join("schedstat")).ok()?;
+        s.split_whitespace().next()?.parse::<u64>().ok()
+    });
+    Some(per_task.sum())
 }
 
 /// (busy, total) jiffies of all CPUs from a `/proc/stat` text: busy excludes idle and
@@ -257,6 +281,9 @@ mod tests {
         let stat = "cpu  10 1 4 80 5 0 0 0 0 0\ncpu0 1 1 1 1 1 0 0 0\n";
         assert_eq!(stat_busy(stat), Some((15, 100)));
         assert!(rss_bytes(std::process::id() as i32) > 0);
+        assert_eq!(status_kb("VmHWM:\t 77 kB\n", "VmHWM:"), Some(77));
+        let (rss, peak) = rss_and_peak(std::process::id() as i32);
+        assert!(rss > 0 && peak >= rss);
     }
 
     #[test]

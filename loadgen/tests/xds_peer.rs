@@ -16,8 +16,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::xds::{
-    echo_rounds, echo_server, get_in, sample, socks_connect, spawn_zring, wait_for, Proc, Site,
-    SLEEP, SLEEP_ID, ZRING_ADMIN, ZRING_READY, ZRING_SOCKS, ZRING_STATS,
+    echo_rounds, echo_server, endpoint, get_in, sample, socks_connect, spawn_zring, wait_for, Proc,
+    Site, SLEEP, SLEEP_ID, ZRING_ADMIN, ZRING_READY, ZRING_SOCKS, ZRING_STATS,
 };
 use zring::config::LocalConfig;
 use zring_loadgen::control::Event;
@@ -66,7 +66,6 @@ fn ztunnel_bin() -> PathBuf {
 fn spawn_ztunnel(ns: &str, dir: &Path, cp: SocketAddr) -> Proc {
     let log = dir.join("ztunnel.log");
     let f = std::fs::File::create(&log).unwrap();
-    let root = dir.join("ca/root-cert.pem");
     let child = Command::new("ip")
         .args(["netns", "exec", ns])
         .arg(ztunnel_bin())
@@ -74,17 +73,7 @@ fn spawn_ztunnel(ns: &str, dir: &Path, cp: SocketAddr) -> Proc {
         .current_dir(dir)
         .env_remove("FAKE_CA")
         .env("RUST_LOG", "info")
-        .env("XDS_ADDRESS", format!("https://{cp}"))
-        .env("CA_ADDRESS", format!("https://{cp}"))
-        .env("XDS_ROOT_CA", &root)
-        .env("CA_ROOT_CA", &root)
-        .env("AUTH_TOKEN", dir.join("istio-token"))
-        .env("NODE_NAME", "node-b")
-        .env("CLUSTER_ID", "Kubernetes")
-        .env("PROXY_MODE", "dedicated")
-        .env("PROXY_WORKLOAD_INFO", "zxd/echo/echo")
-        .env("UNSTABLE_ENABLE_SOCKS5", "true")
-        .env("ZTUNNEL_WORKER_THREADS", "1")
+        .envs(endpoint(dir, cp).ztunnel_env("node-b", "zxd/echo/echo", 1))
         .stdout(f.try_clone().unwrap())
         .stderr(f)
         .spawn()

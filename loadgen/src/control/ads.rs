@@ -1,30 +1,26 @@
-//! One delta ADS stream: wildcard subscriptions per type, full state on subscribe, then
-//! only differences on every push; ACKs and NACKs are recorded.
+//! One delta ADS stream: wildcard subscriptions per type, the full state on subscribe,
+//! then each push's [`Change`] as it is, less what the client already holds; ACKs and
+//! NACKs are recorded. A push costs a stream the size of the change, not of the state.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use h2::server::SendResponse;
 use http::Request;
+use tokio::sync::mpsc;
 use zring_xds::discovery::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
 use zring_xds::grpc::{encode, Decoder};
 use zring_xds::prost_types::value::Kind;
-use zring_xds::prost_types::Any;
-use zring_xds::{ADDRESS_TYPE, AUTHORIZATION_TYPE};
 
-use super::grpc::{start_reply, trailers, INTERNAL, INVALID_ARGUMENT};
-use super::{Desired, Event, Shared};
-
-/// Per type: resource name → (version, body).
-type Served = HashMap<&'static str, BTreeMap<String, (String, Any)>>;
+use super::catalog::{Catalog, Change, Entry, TYPES};
+use super::grpc::{start_reply, trailers, INVALID_ARGUMENT};
+use super::{Event, Shared};
 
 /// What this stream's client holds, per subscribed type: name → version.
 #[derive(Default)]
 struct Session {
-    held: HashMap<&'static str, BTreeMap<String, String>>,
+    held: HashMap<&'static str, HashMap<String, String>>,
     nonce: u64,
     /// The stream's request headers (for the `Stream` event).
     headers: Vec<(String, String)>,
@@ -51,10 +47,8 @@ pub async fn stream(
         Ok(s) => s,
         Err(e) => return tracing::warn!("control plane: reply to ADS stream: {e}"),
     };
-    let mut config = shared.desired.clone();
-    let Some(mut served) = resources(&config.borrow_and_update(), &mut out) else {
-        return;
-    };
+    let (tx, mut changes) = mpsc::unbounded_channel();
+    shared.served().streams.push(tx);
     let mut session = Session {
         headers: headers.into_iter().collect(),
         ..Session::default()
@@ -75,22 +69,16 @@ pub async fn stream(
                             return;
                         }
                     };
-                    for resp in session.on_request(req, &served, &shared) {
+                    for resp in session.on_request(req, &shared, &mut changes) {
                         if out.send_data(encode(&resp), false).is_err() {
                             return;
                         }
                     }
                 }
             }
-            changed = config.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                let Some(now) = resources(&config.borrow_and_update(), &mut out) else {
-                    return;
-                };
-                served = now;
-                for resp in session.push(&served) {
+            change = changes.recv() => {
+                let Some(change) = change else { break };
+                for resp in session.forward(&change, &shared) {
                     if out.send_data(encode(&resp), false).is_err() {
                         return;
                     }
@@ -101,53 +89,13 @@ pub async fn stream(
     let _ = out.send_trailers(trailers(0, ""));
 }
 
-/// The served configuration as resources with content versions, raw ones included;
-/// `None` (the stream ended with INTERNAL) when it cannot be encoded.
-fn resources(desired: &Desired, out: &mut h2::SendStream<Bytes>) -> Option<Served> {
-    let r = match zring::config::xds::encode(&desired.config) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!("control plane cannot serve its configuration: {e}");
-            let _ = out.send_trailers(trailers(INTERNAL, &e));
-            return None;
-        }
-    };
-    let by_name = |items: Vec<(String, Any)>| {
-        items
-            .into_iter()
-            .map(|(name, any)| (name, (version(&any), any)))
-            .collect::<BTreeMap<_, _>>()
-    };
-    let mut s = Served::new();
-    s.insert(ADDRESS_TYPE, by_name(r.addresses));
-    s.insert(AUTHORIZATION_TYPE, by_name(r.authorizations));
-    for raw in &desired.extra {
-        match s.get_mut(raw.type_url.as_str()) {
-            Some(of_type) => {
-                let body = (version(&raw.body), raw.body.clone());
-                of_type.insert(raw.name.clone(), body);
-            }
-            None => {
-                tracing::warn!(type_url = %raw.type_url, "control plane: raw resource of an unserved type dropped")
-            }
-        }
-    }
-    Some(s)
-}
-
-fn version(any: &Any) -> String {
-    let mut h = DefaultHasher::new();
-    any.value.hash(&mut h);
-    format!("{:016x}", h.finish())
-}
-
 impl Session {
     /// A subscription gets the state it lacks; an ACK or NACK is recorded.
     fn on_request(
         &mut self,
         req: DeltaDiscoveryRequest,
-        served: &Served,
         shared: &Shared,
+        changes: &mut mpsc::UnboundedReceiver<Arc<Change>>,
     ) -> Vec<DeltaDiscoveryResponse> {
         if let Some(node) = &req.node {
             if req.response_nonce.is_empty() && self.held.is_empty() {
@@ -165,7 +113,7 @@ impl Session {
                 });
             }
         }
-        let Some((&type_url, _)) = served.get_key_value(req.type_url.as_str()) else {
+        let Some(&type_url) = TYPES.iter().find(|t| **t == req.type_url) else {
             shared.record(Event::Refused {
                 reason: format!("subscription to unserved type {}", req.type_url),
             });
@@ -183,35 +131,35 @@ impl Session {
             });
             return Vec::new();
         }
+        // Changes already queued are in the catalog: the other types get them now, so
+        // that none of them reaches this type's fresh state afterwards.
+        let served = shared.served();
+        let mut out = Vec::new();
+        while let Ok(change) = changes.try_recv() {
+            out.extend(self.forward(&change, shared));
+        }
         let held = self.held.entry(type_url).or_default();
         held.extend(req.initial_resource_versions);
-        self.diff(type_url, served).into_iter().collect()
-    }
-
-    /// Differences for every subscribed type after the configuration changed.
-    fn push(&mut self, served: &Served) -> Vec<DeltaDiscoveryResponse> {
-        let types: Vec<&'static str> = self.held.keys().copied().collect();
-        types
-            .into_iter()
-            .filter_map(|t| self.diff(t, served))
-            .collect()
+        let resp = self.full(type_url, &served.catalog);
+        out.extend(resp.map(|r| self.sent(r, shared)));
+        out
     }
 
     /// What the client lacks of `type_url`, or `None` when it is up to date (except on
     /// subscribe, which is always answered so the client knows it has the full state).
-    fn diff(&mut self, type_url: &'static str, served: &Served) -> Option<DeltaDiscoveryResponse> {
-        let now = served.get(type_url).cloned().unwrap_or_default();
+    fn full(
+        &mut self,
+        type_url: &'static str,
+        catalog: &Catalog,
+    ) -> Option<DeltaDiscoveryResponse> {
+        let empty = BTreeMap::new();
+        let now = catalog.resources(type_url).map_or(&empty, |(_, r)| r);
         let held = self.held.entry(type_url).or_default();
         let first = held.is_empty();
         let resources: Vec<Resource> = now
             .iter()
-            .filter(|(name, (v, _))| held.get(*name) != Some(v))
-            .map(|(name, (v, any))| Resource {
-                name: name.clone(),
-                version: v.clone(),
-                resource: Some(any.clone()),
-                ..Default::default()
-            })
+            .filter(|(name, e)| held.get(*name) != Some(&e.version))
+            .map(|(name, e)| resource(name, e))
             .collect();
         let removed: Vec<String> = held
             .keys()
@@ -221,14 +169,73 @@ impl Session {
         if resources.is_empty() && removed.is_empty() && !first {
             return None;
         }
-        *held = now.into_iter().map(|(n, (v, _))| (n, v)).collect();
+        *held = now
+            .iter()
+            .map(|(n, e)| (n.clone(), e.version.clone()))
+            .collect();
+        Some(self.response(type_url, resources, removed))
+    }
+
+    /// A push's change, per subscribed type, less what the client already holds.
+    fn forward(&mut self, change: &Change, shared: &Shared) -> Vec<DeltaDiscoveryResponse> {
+        let mut out = Vec::new();
+        for t in TYPES {
+            let Some(held) = self.held.get_mut(t) else {
+                continue;
+            };
+            let removed: Vec<String> = change
+                .removed
+                .iter()
+                .filter(|(ty, name)| *ty == t && held.remove(name).is_some())
+                .map(|(_, name)| name.clone())
+                .collect();
+            let mut resources = Vec::new();
+            for (_, name, e) in change.put.iter().filter(|(ty, _, _)| *ty == t) {
+                if held.get(name) != Some(&e.version) {
+                    held.insert(name.clone(), e.version.clone());
+                    resources.push(resource(name, e));
+                }
+            }
+            if !resources.is_empty() || !removed.is_empty() {
+                let r = self.response(t, resources, removed);
+                out.push(self.sent(r, shared));
+            }
+        }
+        out
+    }
+
+    fn response(
+        &mut self,
+        type_url: &str,
+        resources: Vec<Resource>,
+        removed: Vec<String>,
+    ) -> DeltaDiscoveryResponse {
         self.nonce += 1;
-        Some(DeltaDiscoveryResponse {
+        DeltaDiscoveryResponse {
             type_url: type_url.to_string(),
             resources,
             removed_resources: removed,
             nonce: self.nonce.to_string(),
             ..Default::default()
-        })
+        }
+    }
+
+    /// Records that `r` is being sent.
+    fn sent(&self, r: DeltaDiscoveryResponse, shared: &Shared) -> DeltaDiscoveryResponse {
+        shared.record(Event::Sent {
+            type_url: r.type_url.clone(),
+            resources: r.resources.len(),
+            removed: r.removed_resources.len(),
+        });
+        r
+    }
+}
+
+fn resource(name: &str, e: &Entry) -> Resource {
+    Resource {
+        name: name.to_string(),
+        version: e.version.clone(),
+        resource: Some(e.body.clone()),
+        ..Default::default()
     }
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use http::Request;
-use zring::config::Snapshot;
 use zring::identity::Identity;
 use zring_xds::ca::{IstioCertificateRequest, IstioCertificateResponse};
 use zring_xds::grpc::{encode, Decoder};
@@ -85,9 +84,7 @@ fn identity_of(r: &IstioCertificateRequest, shared: &Shared) -> Result<Identity,
         Some(asked) => asked.parse().map_err(|e| format!("{e}"))?,
         None => zring::tls::csr_identity(&r.csr)?,
     };
-    let config = shared.desired.borrow().config.clone();
-    let snap = Snapshot::new(config, None).map_err(|e| e.to_string())?;
-    if snap.workloads().iter().any(|w| snap.identity(w) == id) {
+    if shared.served().catalog.serves_identity(&id) {
         Ok(id)
     } else {
         Err(format!(

@@ -20,7 +20,6 @@ pub const UNIMPLEMENTED: u32 = 12;
 pub const UNAUTHENTICATED: u32 = 16;
 pub const PERMISSION_DENIED: u32 = 7;
 pub const INVALID_ARGUMENT: u32 = 3;
-pub const INTERNAL: u32 = 13;
 
 fn tls_error(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Setup(format!("control plane TLS: {what}: {e}"))

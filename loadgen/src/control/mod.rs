@@ -6,6 +6,12 @@
 //! can serve [`Raw`] resources beside the configuration ([`ControlPlane::push_with`]) to
 //! see how a proxy refuses a malformed or contradictory one.
 //!
+//! What is served is a [`catalog`] of resources by name. A whole configuration is compared
+//! with it once per push; an [`Update`] ([`ControlPlane::update`]) is applied by name, so
+//! a push of one workload costs the control plane O(log N), not O(N), and each stream
+//! sends its client only the [`catalog::Change`] (`zring-loadgen scale` times proxies
+//! with it, so the control plane's own work must not count).
+//!
 //! It runs on its own thread with a single-threaded tokio runtime and only ever listens
 //! on the address it is given (127.0.0.1 or an address inside a test's namespace).
 //! Clients must present the bearer token; a certificate is only issued for an identity
@@ -13,18 +19,23 @@
 
 mod ads;
 mod ca;
+pub mod catalog;
 mod grpc;
+pub mod proxies;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use zring::config::LocalConfig;
 use zring_xds::prost_types::Any;
 
 use crate::error::Error;
+pub use catalog::Update;
+use catalog::{Catalog, Change};
 
 /// What the control plane saw, in order (for tests and the demo's log).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +51,12 @@ pub enum Event {
     Ack { type_url: String },
     /// A response of this type was NACKed with this message.
     Nack { type_url: String, message: String },
+    /// A response of this type was sent with this many resources and removals.
+    Sent {
+        type_url: String,
+        resources: usize,
+        removed: usize,
+    },
     /// A certificate was issued for this SPIFFE identity.
     Issued { identity: String },
     /// A request was refused (bad token, unknown identity, bad CSR...), and why.
@@ -68,17 +85,28 @@ pub struct Raw {
     pub body: Any,
 }
 
-/// What is served: the configuration, and raw resources beside it.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Desired {
-    pub config: LocalConfig,
-    pub extra: Vec<Raw>,
+/// What is served, and the open streams each change goes to.
+#[derive(Default)]
+pub(crate) struct Served {
+    pub catalog: Catalog,
+    pub streams: Vec<mpsc::UnboundedSender<Arc<Change>>>,
+}
+
+impl Served {
+    /// Sends `change` to every open stream (closed ones are dropped).
+    fn publish(&mut self, change: Change) {
+        if change.is_empty() {
+            return;
+        }
+        let change = Arc::new(change);
+        self.streams.retain(|s| s.send(change.clone()).is_ok());
+    }
 }
 
 pub(crate) struct Shared {
     pub settings: Settings,
-    pub events: Mutex<Vec<Event>>,
-    pub desired: watch::Receiver<Desired>,
+    pub events: Mutex<Vec<(Instant, Event)>>,
+    pub served: Mutex<Served>,
 }
 
 impl Shared {
@@ -87,9 +115,15 @@ impl Shared {
             Event::Nack { .. } | Event::Refused { .. } => {
                 tracing::warn!(event = ?e, "control plane")
             }
+            Event::Sent { .. } => tracing::debug!(event = ?e, "control plane"),
             _ => tracing::info!(event = ?e, "control plane"),
         }
-        self.events.lock().expect("events lock").push(e);
+        let now = Instant::now();
+        self.events.lock().expect("events lock").push((now, e));
+    }
+
+    pub fn served(&self) -> std::sync::MutexGuard<'_, Served> {
+        self.served.lock().expect("served lock")
     }
 }
 
@@ -97,7 +131,6 @@ impl Shared {
 pub struct ControlPlane {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    push: watch::Sender<Desired>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -114,21 +147,24 @@ impl ControlPlane {
             source,
         })?;
         let tls = grpc::server_tls(&settings, addr.ip())?;
-        let (push, desired) = watch::channel(Desired {
-            config: initial,
-            extra: Vec::new(),
-        });
+        let catalog = Catalog::build(&initial, &[]).map_err(|e| {
+            Error::Setup(format!(
+                "the control plane cannot serve its configuration: {e}"
+            ))
+        })?;
         let shared = Arc::new(Shared {
             settings,
             events: Mutex::new(Vec::new()),
-            desired,
+            served: Mutex::new(Served {
+                catalog,
+                streams: Vec::new(),
+            }),
         });
         let (stop, stopped) = oneshot::channel();
         let thread = grpc::spawn(listener, tls, shared.clone(), stopped)?;
         Ok(ControlPlane {
             addr,
             shared,
-            push,
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -146,12 +182,45 @@ impl ControlPlane {
     /// [`Self::push`], serving `extra` beside the configuration's resources until the
     /// next push; a client gets them in the same response as the configuration's changes
     /// of their type. A raw resource named like one of the configuration's replaces it.
+    /// A configuration that cannot be encoded is not served (a `Refused` event says why).
     pub fn push_with(&self, config: LocalConfig, extra: Vec<Raw>) {
-        self.push.send_replace(Desired { config, extra });
+        match Catalog::build(&config, &extra) {
+            Ok(next) => {
+                let mut served = self.shared.served();
+                let change = served.catalog.replace(next);
+                served.publish(change);
+            }
+            Err(e) => self.shared.record(Event::Refused {
+                reason: format!("cannot serve the pushed configuration: {e}"),
+            }),
+        }
+    }
+
+    /// Applies `u` by name: its cost is its own size, not the size of what is served.
+    pub fn update(&self, u: &Update) -> Result<(), Error> {
+        let mut served = self.shared.served();
+        let change = served
+            .catalog
+            .update(u)
+            .map_err(|e| Error::Setup(format!("the control plane cannot serve an update: {e}")))?;
+        served.publish(change);
+        Ok(())
     }
 
     pub fn events(&self) -> Vec<Event> {
-        self.shared.events.lock().expect("events lock").clone()
+        let events = self.shared.events.lock().expect("events lock");
+        events.iter().map(|(_, e)| e.clone()).collect()
+    }
+
+    /// The events from the `from`th on, with the time each was recorded.
+    pub fn events_since(&self, from: usize) -> Vec<(Instant, Event)> {
+        let events = self.shared.events.lock().expect("events lock");
+        events.get(from..).unwrap_or_default().to_vec()
+    }
+
+    /// How many events were recorded so far.
+    pub fn event_count(&self) -> usize {
+        self.shared.events.lock().expect("events lock").len()
     }
 }
 

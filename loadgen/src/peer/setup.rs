@@ -144,15 +144,26 @@ pub fn start_servers(netns: &str) -> Result<()> {
 
 /// Waits for `GET /healthz/ready` on 15021 to answer 200 inside the lab.
 pub fn wait_ready(netns: &str, proc: &Proc) -> Result<()> {
-    let deadline = Instant::now() + READY_TIMEOUT;
+    let poll = Duration::from_millis(100);
+    wait_ready_within(netns, proc, READY_TIMEOUT, poll).map(|_| ())
+}
+
+/// [`wait_ready`] for up to `timeout`, asking every `poll`: when the first 200 came.
+pub fn wait_ready_within(
+    netns: &str,
+    proc: &Proc,
+    timeout: Duration,
+    poll: Duration,
+) -> Result<Instant> {
+    let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if !procs::is_alive(proc.pid) {
             break;
         }
         if plumbing::netns::run_in(Some(netns), ready_once)? {
-            return Ok(());
+            return Ok(Instant::now());
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(poll);
     }
     Err(Error::Child {
         what: format!("{} in {netns} (not ready on 15021)", proc.kind),

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use plumbing::netns::{self, NetnsGuard};
 use zring::config::LocalConfig;
+use zring_loadgen::control::proxies::Endpoint;
 use zring_loadgen::control::{ControlPlane, Settings};
 use zring_loadgen::socks;
 
@@ -167,12 +168,8 @@ pub fn spawn_zring_with(
         .arg("run")
         .args(all.iter().flat_map(|(f, v)| [*f, *v]))
         .env_remove("LOCAL_XDS_PATH")
-        .env("XDS_ADDRESS", format!("https://{cp}"))
-        .env("XDS_ROOT_CA", dir.join("ca/root-cert.pem"))
-        .env("CA_ADDRESS", format!("https://{cp}"))
-        .env("CA_ROOT_CA", dir.join("ca/root-cert.pem"))
+        .envs(endpoint(dir, cp).env())
         .env("SECRET_TTL", "1h")
-        .env("AUTH_TOKEN", dir.join("istio-token"))
         .env("INSTANCE_IP", SLEEP)
         .env("POD_NAME", "zring-node-a")
         .env("RUST_LOG", "info,zring=debug")
@@ -185,6 +182,11 @@ pub fn spawn_zring_with(
         .spawn()
         .expect("start zring");
     Proc(child, log)
+}
+
+/// How a proxy reaches the control plane `cp` of the site in `dir`.
+pub fn endpoint(dir: &Path, cp: SocketAddr) -> Endpoint {
+    Endpoint::new(cp, &dir.join("ca"), dir.join("istio-token"))
 }
 
 pub fn connect_in(ns: &str, addr: SocketAddr) -> std::io::Result<TcpStream> {
