@@ -293,7 +293,7 @@ fn xds_resources_decode_or_are_refused_and_what_applies_is_valid() {
                 removed: vec![],
             };
             let (rejected, next) = XdsStore::default().apply(&update);
-            let config = next.map(|c| c.config);
+            let config = next.map(|c| c.snapshot().to_local_config());
             prop_assert!(!decoded_ok || config.is_some() || !rejected.is_empty());
             if let Some(c) = config {
                 prop_assert!(decoded_ok && rejected.is_empty());

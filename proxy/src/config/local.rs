@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::local_yaml::LocalConfigYaml;
 use super::policy::Policy;
-use super::{validate, ConfigError, ConfigErrors};
+use super::snapshot::Snapshot;
+use super::{ConfigError, ConfigErrors};
 
 /// ztunnel's default when a workload names no trust domain.
 pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
@@ -169,6 +170,22 @@ impl Serialize for NetworkAddress {
 impl LocalConfig {
     /// Parses and checks a LocalConfig document; `source` names it in errors (a file path).
     pub fn from_yaml(source: &str, text: &str) -> Result<LocalConfig, ConfigError> {
+        let (cfg, mut problems) = LocalConfig::convert(source, text)?;
+        if let Err(more) = cfg.validate() {
+            problems.0.extend(more.0);
+        }
+        invalid_unless_empty(source, problems, cfg)
+    }
+
+    /// Parses a LocalConfig document; the rules between resources are left to the
+    /// [`Snapshot`] built from it (which checks them through its indexes).
+    pub(super) fn parse(source: &str, text: &str) -> Result<LocalConfig, ConfigError> {
+        let (cfg, problems) = LocalConfig::convert(source, text)?;
+        invalid_unless_empty(source, problems, cfg)
+    }
+
+    /// The YAML as a LocalConfig, with the problems found converting it.
+    fn convert(source: &str, text: &str) -> Result<(LocalConfig, ConfigErrors), ConfigError> {
         if text.trim().is_empty() {
             return Err(ConfigError::YamlNoLocation {
                 file: source.to_string(),
@@ -179,29 +196,54 @@ impl LocalConfig {
             serde_yaml::from_str(text).map_err(|e| yaml_error(source, &e))?;
         let mut problems = ConfigErrors::default();
         let cfg = raw.into_config(&mut problems);
-        problems.0.extend(validate::problems(&cfg).0);
-        if problems.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(ConfigError::Invalid {
-                file: source.to_string(),
-                problems,
-            })
-        }
+        Ok((cfg, problems))
     }
 
     /// Reads and parses the file at `path`.
     pub fn load(path: &Path) -> Result<LocalConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-            path: path.to_path_buf(),
-            error,
-        })?;
-        LocalConfig::from_yaml(&path.display().to_string(), &text)
+        LocalConfig::from_yaml(&path.display().to_string(), &read(path)?)
     }
 
-    /// All semantic problems of an already-built config (duplicates, unknown services, ...).
+    /// All semantic problems of an already-built config (duplicates, unknown services, ...),
+    /// found by indexing it as a [`Snapshot`] would.
     pub fn validate(&self) -> Result<(), ConfigErrors> {
-        validate::problems(self).into_result(())
+        Snapshot::build(self.clone(), None).map(drop)
+    }
+}
+
+fn invalid_unless_empty(
+    source: &str,
+    problems: ConfigErrors,
+    cfg: LocalConfig,
+) -> Result<LocalConfig, ConfigError> {
+    if problems.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(ConfigError::Invalid {
+            file: source.to_string(),
+            problems,
+        })
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+impl Snapshot {
+    /// The file at `path` as a delta against `self` (None: nothing changed). The file is
+    /// parsed once and its resources are checked while they are indexed; a reload's cost
+    /// beyond parsing grows with what changed.
+    pub fn load_file(&self, path: &Path) -> Result<Option<Snapshot>, ConfigError> {
+        let source = path.display().to_string();
+        let local = LocalConfig::parse(&source, &read(path)?)?;
+        self.reload(local).map_err(|problems| ConfigError::Invalid {
+            file: source,
+            problems,
+        })
     }
 }
 

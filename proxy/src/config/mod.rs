@@ -7,7 +7,9 @@
 //! |---|---|
 //! | [`local`] | ztunnel's `LOCAL_XDS_PATH` YAML (workloads, services, policies), parsing + semantic checks |
 //! | [`policy`] | authorization policy types and their evaluation (ztunnel semantics) |
-//! | [`snapshot`] | immutable indexed view of one loaded [`LocalConfig`], rebuilt on every reload |
+//! | [`snapshot`] | one generation: resources by name and their indexes, persistent maps shared with the previous generation |
+//! | `delta`, `store`, `index` | a generation built from the previous one and a list of changes (xDS update or file reload), O(delta × log N) |
+//! | `validate` | the rules, per resource and at the keys a delta touched |
 //! | [`resolve`] | original destination → [`Route`] (HBONE tunnel or passthrough), round robin |
 //! | [`settings`] | command-line / environment run settings → typed [`Config`] |
 //!
@@ -16,6 +18,8 @@
 //! are a separate [`ResolveError`] because the data plane counts them, not the operator.
 
 mod cidr;
+mod delta;
+mod index;
 pub mod local;
 mod local_yaml;
 mod matcher;
@@ -24,6 +28,7 @@ pub mod resolve;
 pub mod settings;
 mod settings_parse;
 pub mod snapshot;
+mod store;
 mod validate;
 pub mod xds;
 pub mod xds_env;

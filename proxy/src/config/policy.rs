@@ -81,9 +81,54 @@ pub enum Decision {
 }
 
 impl Snapshot {
-    /// Authorizes one connection against this snapshot's policies.
+    /// Authorizes one connection against the policies that apply to its destination,
+    /// found through the scope indexes (not a scan of every policy). A Deny names the
+    /// matching Deny policy with the smallest key; a default deny lists the applicable
+    /// Allow policies in key order.
     pub fn authorize(&self, conn: &ConnInfo<'_>) -> Decision {
-        authorize(&self.local().policies, conn)
+        let applicable = || self.applicable(conn.dst_workload);
+        let denies = applicable().filter(|p| p.action == Action::Deny && p.matches(conn));
+        if let Some(key) = denies.map(Policy::key).min() {
+            return Decision::Deny { policy: key };
+        }
+        let mut allows = applicable()
+            .filter(|p| p.action == Action::Allow)
+            .peekable();
+        if allows.peek().is_none() {
+            return Decision::Allow;
+        }
+        if applicable().any(|p| p.action == Action::Allow && p.matches(conn)) {
+            return Decision::Allow;
+        }
+        let mut names: Vec<String> = allows.map(Policy::key).collect();
+        names.sort();
+        names.dedup();
+        Decision::Deny {
+            policy: names.join(","),
+        }
+    }
+
+    /// The enforced policies that apply to `w` (a policy may come twice: listed by the
+    /// workload and naming it in its selector).
+    fn applicable<'a>(&'a self, w: &'a Workload) -> impl Iterator<Item = &'a Policy> + 'a {
+        let global = self.ix.global.iter().flat_map(|l| l.iter());
+        let namespace = self.ix.by_namespace.get(w.namespace.as_str());
+        let named = self
+            .ix
+            .by_selector
+            .get(w.namespace.as_str())
+            .and_then(|m| m.get(w.name.as_str()));
+        let listed = w.authorization_policies.iter().filter_map(|k| {
+            let p = &self.ix.policy_keys.get(k.as_str())?.first().item;
+            let selects = p.scope == Scope::WorkloadSelector && !p.dry_run;
+            let same = k.split_once('/') == Some((p.namespace.as_str(), p.name.as_str()));
+            (selects && same).then_some(p)
+        });
+        global
+            .chain(namespace.into_iter().flat_map(|l| l.iter()))
+            .chain(named.into_iter().flat_map(|l| l.iter()))
+            .map(|p| &p.item)
+            .chain(listed)
     }
 }
 

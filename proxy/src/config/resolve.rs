@@ -6,8 +6,11 @@
 //!   `<pod ip>:<hbone port>` with authority `<pod ip>:<target port>`; TCP → passthrough;
 //! - any other address: passthrough unchanged.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
+use super::index::S;
 use super::local::{Protocol, Service, Workload};
 use super::snapshot::{Endpoint, Snapshot};
 use crate::identity::Identity;
@@ -55,25 +58,28 @@ pub enum ResolveError {
     UnknownHostname { host: String },
 }
 
-/// Per-core round-robin cursors, one per service (by its index in the snapshot, so a pick
-/// costs no hashing). Not shared: no atomics. After a reload that reorders services a
-/// cursor may start from another position, which only shifts the rotation.
+/// Per-core round-robin cursors, one per service (keyed by the address of the service's
+/// record, so a pick hashes one integer). Not shared: no atomics. A service that is
+/// replaced gets a new record and its cursor starts again, which only shifts the rotation.
 #[derive(Debug, Default)]
 pub struct RoundRobin {
-    next: Vec<usize>,
+    next: HashMap<usize, usize>,
 }
+
+/// Cursors kept before stale ones (of services gone) are forgotten.
+const MAX_CURSORS: usize = 1 << 16;
 
 impl RoundRobin {
     pub fn new() -> RoundRobin {
         RoundRobin::default()
     }
 
-    /// Index of the next endpoint to use among `n` for service `service` (n > 0).
+    /// Index of the next endpoint to use among `n` for the service `service` (n > 0).
     fn pick(&mut self, service: usize, n: usize) -> usize {
-        if self.next.len() <= service {
-            self.next.resize(service + 1, 0);
+        if self.next.len() >= MAX_CURSORS && !self.next.contains_key(&service) {
+            self.next.clear();
         }
-        let cursor = &mut self.next[service];
+        let cursor = self.next.entry(service).or_insert(0);
         let i = *cursor % n;
         *cursor = cursor.wrapping_add(1);
         i
@@ -87,7 +93,7 @@ pub fn resolve(
     dst: SocketAddr,
     hbone_port: u16,
 ) -> Result<Route, ResolveError> {
-    if let Some(svc) = snap.service_index_by_vip(dst.ip()) {
+    if let Some(svc) = snap.service_rec_by_vip(dst.ip()) {
         return resolve_service(snap, rr, svc, dst.port(), hbone_port);
     }
     Ok(match snap.workload_by_ip(dst.ip()) {
@@ -108,7 +114,7 @@ pub fn resolve_hostname(
         return resolve(snap, rr, SocketAddr::new(ip, port), hbone_port);
     }
     let host_trimmed = host.strip_suffix('.').unwrap_or(host);
-    match snap.service_index_by_hostname(host_trimmed) {
+    match snap.service_rec_by_hostname(host_trimmed) {
         Some(svc) => resolve_service(snap, rr, svc, port, hbone_port),
         None => Err(ResolveError::UnknownHostname {
             host: host.to_string(),
@@ -119,27 +125,26 @@ pub fn resolve_hostname(
 fn resolve_service(
     snap: &Snapshot,
     rr: &mut RoundRobin,
-    index: usize,
+    rec: &S,
     port: u16,
     hbone_port: u16,
 ) -> Result<Route, ResolveError> {
-    let svc = &snap.services()[index];
-    let endpoints = snap.endpoints_at(index);
-    if endpoints.is_empty() {
+    let svc = &rec.item;
+    let Some(endpoints) = snap.endpoints_of(rec).filter(|e| !e.is_empty()) else {
         return Err(ResolveError::NoEndpoints {
             service: svc.hostname.clone(),
         });
-    }
-    let ep = &endpoints[rr.pick(index, endpoints.len())];
+    };
+    let cursor = Arc::as_ptr(rec) as usize;
+    let ep = &endpoints[rr.pick(cursor, endpoints.len())];
     let target = target_port(svc, ep, port).ok_or_else(|| ResolveError::UnknownServicePort {
         service: svc.hostname.clone(),
         port,
     })?;
-    let w = &snap.workloads()[ep.workload];
     let addr = SocketAddr::new(ep.ip, target);
     Ok(workload_route(
         snap,
-        w,
+        ep.workload(),
         addr,
         hbone_port,
         Some(&svc.hostname),

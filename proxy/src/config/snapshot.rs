@@ -1,124 +1,119 @@
-//! An immutable, indexed view of one [`LocalConfig`], built once per (re)load.
+//! One generation of the proxy's view of the mesh: the resources by name and the indexes
+//! lookups and checks need, all persistent maps. A new generation is the previous one with
+//! a delta applied ([`super::delta`]): it shares every untouched node, so building it costs
+//! O(delta × log N) and cloning it (publishing, a core adopting it) costs a few reference
+//! counts.
 //!
-//! Lookups are hash-map hits; nothing here allocates after construction except
-//! [`Snapshot::identity`], which builds an owned [`Identity`].
+//! | index | key → value | used by |
+//! |---|---|---|
+//! | `by_ip` | workload IP → workload | routing, inbound checks, metrics labels; duplicate IPs |
+//! | `by_vip`, `by_hostname` | VIP / hostname → service | routing; duplicate VIPs and hostnames |
+//! | `service_keys`, `endpoints` | `ns/hostname` → service, endpoints | round robin; a workload's `services` must name a service |
+//! | `policy_keys`, `policy_refs` | `ns/name` → policy, the workloads listing it | `authorizationPolicies` must name a policy |
+//! | `global`, `by_namespace`, `by_selector` | scope → policies (key order) | authorization without scanning every policy |
+//! | `local_ids` | identity → local workloads | certificates to request |
 
-use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 
+use super::index::{Endpoints, Map, Name, Owners, Rec, Set, P, S, W};
 use super::local::{LocalConfig, Service, Workload};
 use super::{ConfigError, ConfigErrors};
 use crate::identity::Identity;
 
-/// A workload that backs a service, with its own port translation for that service.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Endpoint {
-    /// Index into [`Snapshot::workloads`].
-    pub workload: usize,
-    /// The workload's first IP (the one traffic is sent to).
-    pub ip: IpAddr,
-    /// The workload's service port → target port override (often empty).
-    pub ports: Vec<(u16, u16)>,
-}
+pub use super::index::Endpoint;
 
-impl Endpoint {
-    /// The override for `service_port`, if this workload has one.
-    pub fn target_port(&self, service_port: u16) -> Option<u16> {
-        self.ports
-            .iter()
-            .find(|(s, _)| *s == service_port)
-            .map(|(_, t)| *t)
-    }
-}
-
-/// The proxy's view of the mesh; cheap to share (`Arc<Snapshot>`) across cores.
-#[derive(Debug, Clone)]
+/// The proxy's view of the mesh; cheap to clone and share across cores.
+#[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    local: LocalConfig,
-    node: Option<String>,
-    by_ip: HashMap<IpAddr, usize>,
-    by_vip: HashMap<IpAddr, usize>,
-    by_hostname: HashMap<String, usize>,
-    /// Per service index: its endpoints.
-    endpoints: Vec<Vec<Endpoint>>,
+    pub(super) node: Option<Arc<str>>,
+    pub(super) workloads: Map<Name, W>,
+    pub(super) services: Map<Name, S>,
+    pub(super) policies: Map<Name, P>,
+    pub(super) ix: Indexes,
+}
+
+/// Policy lists by a name (namespace or workload), each in key order.
+pub(super) type Buckets = Map<Box<str>, Arc<[P]>>;
+
+/// See the module's table.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Indexes {
+    pub by_ip: Map<IpAddr, Owners<W>>,
+    pub workload_keys: Map<Box<str>, Owners<Name>>,
+    pub by_vip: Map<IpAddr, Owners<S>>,
+    pub by_hostname: Map<Box<str>, Owners<S>>,
+    pub service_keys: Map<Box<str>, Owners<S>>,
+    pub endpoints: Map<Box<str>, Endpoints>,
+    pub policy_keys: Map<Box<str>, Owners<P>>,
+    pub policy_refs: Map<Box<str>, Set<Name>>,
+    pub global: Option<Arc<[P]>>,
+    pub by_namespace: Buckets,
+    /// Namespace → workload name → the `WorkloadSelector` policies naming it.
+    pub by_selector: Map<Box<str>, Buckets>,
+    pub local_ids: Map<Identity, u32>,
 }
 
 impl Snapshot {
     /// Validates `local` and indexes it. `node`: our node name (None: every workload is local).
     pub fn new(local: LocalConfig, node: Option<&str>) -> Result<Snapshot, ConfigError> {
-        local.validate()?;
-        Ok(Snapshot::index(local, node))
+        Ok(Snapshot::build(local, node)?)
     }
 
-    fn index(local: LocalConfig, node: Option<&str>) -> Snapshot {
-        let mut by_ip = HashMap::new();
-        for (i, w) in local.workloads.iter().enumerate() {
-            for ip in &w.workload_ips {
-                by_ip.insert(*ip, i);
-            }
-        }
-        let mut by_vip = HashMap::new();
-        let mut by_hostname = HashMap::new();
-        for (i, s) in local.services.iter().enumerate() {
-            by_hostname.insert(s.hostname.clone(), i);
-            for vip in &s.vips {
-                by_vip.insert(vip.ip, i);
-            }
-        }
-        let endpoints = local
-            .services
-            .iter()
-            .map(|s| endpoints_of(&local.workloads, s))
-            .collect();
-        Snapshot {
-            node: node.map(str::to_string),
-            local,
-            by_ip,
-            by_vip,
-            by_hostname,
-            endpoints,
-        }
+    /// [`Snapshot::new`], with every problem of `local` on failure.
+    pub fn build(local: LocalConfig, node: Option<&str>) -> Result<Snapshot, ConfigErrors> {
+        Snapshot::empty(node).apply_local(local)
     }
 
     /// An empty snapshot: everything is passthrough, every connection allowed.
     pub fn empty(node: Option<&str>) -> Snapshot {
-        Snapshot::index(LocalConfig::default(), node)
-    }
-
-    pub fn local(&self) -> &LocalConfig {
-        &self.local
+        Snapshot {
+            node: node.map(Arc::from),
+            ..Snapshot::default()
+        }
     }
 
     pub fn node(&self) -> Option<&str> {
         self.node.as_deref()
     }
 
-    pub fn workloads(&self) -> &[Workload] {
-        &self.local.workloads
+    /// The workloads, in no particular order.
+    pub fn workloads(&self) -> Resources<'_, Workload> {
+        Resources(&self.workloads)
     }
 
-    pub fn services(&self) -> &[Service] {
-        &self.local.services
+    /// The services, in no particular order.
+    pub fn services(&self) -> Resources<'_, Service> {
+        Resources(&self.services)
     }
 
     pub fn workload_by_ip(&self, ip: IpAddr) -> Option<&Workload> {
-        self.by_ip.get(&ip).map(|i| &self.local.workloads[*i])
+        self.ix.by_ip.get(&ip).map(|o| &o.first().item)
     }
 
     pub fn service_by_vip(&self, ip: IpAddr) -> Option<&Service> {
-        self.by_vip.get(&ip).map(|i| &self.local.services[*i])
+        self.service_rec_by_vip(ip).map(|s| &s.item)
     }
 
     pub fn service_by_hostname(&self, hostname: &str) -> Option<&Service> {
-        self.by_hostname
-            .get(hostname)
-            .map(|i| &self.local.services[*i])
+        self.service_rec_by_hostname(hostname).map(|s| &s.item)
+    }
+
+    pub(super) fn service_rec_by_vip(&self, ip: IpAddr) -> Option<&S> {
+        self.ix.by_vip.get(&ip).map(Owners::first)
+    }
+
+    pub(super) fn service_rec_by_hostname(&self, hostname: &str) -> Option<&S> {
+        self.ix.by_hostname.get(hostname).map(Owners::first)
     }
 
     /// Whether `ip` is a workload on our node (every known workload when no node is set).
     pub fn is_local(&self, ip: IpAddr) -> bool {
-        self.workload_by_ip(ip)
-            .is_some_and(|w| self.node.as_deref().is_none_or(|n| w.node == n))
+        self.workload_by_ip(ip).is_some_and(|w| self.on_our_node(w))
+    }
+
+    pub(super) fn on_our_node(&self, w: &Workload) -> bool {
+        self.node.as_deref().is_none_or(|n| w.node == n)
     }
 
     /// The SPIFFE identity `w`'s certificate carries.
@@ -126,42 +121,73 @@ impl Snapshot {
         Identity::new(&w.trust_domain, &w.namespace, &w.service_account)
     }
 
-    /// Index (into [`Snapshot::services`]) of the service owning VIP `ip`.
-    pub(super) fn service_index_by_vip(&self, ip: IpAddr) -> Option<usize> {
-        self.by_vip.get(&ip).copied()
+    /// The identities of the workloads on our node, sorted (from the identity index).
+    pub fn local_identities(&self) -> Vec<Identity> {
+        let mut ids: Vec<Identity> = self.ix.local_ids.keys().cloned().collect();
+        ids.sort();
+        ids
     }
 
-    pub(super) fn service_index_by_hostname(&self, hostname: &str) -> Option<usize> {
-        self.by_hostname.get(hostname).copied()
+    /// Workloads backing `svc`; empty for a service this snapshot lacks.
+    pub fn endpoints(&self, svc: &Service) -> &rpds::VectorSync<Endpoint> {
+        static NONE: OnceLock<rpds::VectorSync<Endpoint>> = OnceLock::new();
+        match self.ix.endpoints.get(svc.key().as_str()) {
+            Some(e) => &e.list,
+            None => NONE.get_or_init(rpds::VectorSync::new_sync),
+        }
     }
 
-    /// Endpoints of the service at `index`.
-    pub(super) fn endpoints_at(&self, index: usize) -> &[Endpoint] {
-        &self.endpoints[index]
+    /// Endpoints of the service `s` (by its key; no allocation).
+    pub(super) fn endpoints_of(&self, s: &S) -> Option<&rpds::VectorSync<Endpoint>> {
+        self.ix.endpoints.get(&s.key).map(|e| &e.list)
     }
 
-    /// Workloads backing `svc`, in config order; empty for a service this snapshot lacks.
-    pub fn endpoints(&self, svc: &Service) -> &[Endpoint] {
-        self.service_index_by_hostname(&svc.hostname)
-            .map_or(&[], |i| self.endpoints_at(i))
+    /// The configuration as a LocalConfig, each list sorted by name (for `/config_dump`
+    /// and tests; O(N log N)).
+    pub fn to_local_config(&self) -> LocalConfig {
+        LocalConfig {
+            workloads: sorted_items(&self.workloads),
+            services: sorted_items(&self.services),
+            policies: sorted_items(&self.policies),
+        }
     }
 }
 
-fn endpoints_of(workloads: &[Workload], svc: &Service) -> Vec<Endpoint> {
-    let key = svc.key();
-    workloads
-        .iter()
-        .enumerate()
-        .filter_map(|(i, w)| {
-            let ports = w.services.get(&key)?;
-            let ip = *w.workload_ips.first()?;
-            Some(Endpoint {
-                workload: i,
-                ip,
-                ports: ports.iter().map(|(s, t)| (*s, *t)).collect(),
-            })
-        })
-        .collect()
+fn sorted_items<T: Clone>(m: &Map<Name, Arc<Rec<T>>>) -> Vec<T> {
+    let mut v: Vec<_> = m.values().collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v.into_iter().map(|r| r.item.clone()).collect()
+}
+
+/// Two snapshots hold the same resources under the same names (indexes follow from them).
+impl PartialEq for Snapshot {
+    fn eq(&self, other: &Snapshot) -> bool {
+        self.node == other.node
+            && same(&self.workloads, &other.workloads)
+            && same(&self.services, &other.services)
+            && same(&self.policies, &other.policies)
+    }
+}
+
+fn same<T: PartialEq>(a: &Map<Name, Arc<T>>, b: &Map<Name, Arc<T>>) -> bool {
+    a.size() == b.size() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| w == v))
+}
+
+/// A read-only view of one kind of resource.
+pub struct Resources<'a, T>(&'a Map<Name, Arc<Rec<T>>>);
+
+impl<'a, T: 'a> Resources<'a, T> {
+    pub fn iter(&self) -> impl Iterator<Item = &'a T> + 'a {
+        self.0.values().map(|r| &r.item)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.size()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl From<ConfigErrors> for ConfigError {

@@ -65,7 +65,7 @@ fn endpoints_carry_their_port_overrides() {
         ips,
         [ip("10.244.1.10"), ip("10.244.1.11"), ip("10.244.2.12")]
     );
-    assert_eq!(snap.workloads()[eps[1].workload].name, "httpbin-2");
+    assert_eq!(eps[1].workload().name, "httpbin-2");
     assert_eq!(eps[1].target_port(8000), Some(9090));
     assert_eq!(eps[0].target_port(8000), None);
     let empty = snap

@@ -1,59 +1,173 @@
-//! Semantic checks of a [`LocalConfig`]: every problem is collected, none stops the scan.
+//! The rules a configuration must keep, index-based: each resource is checked on its own
+//! when it is put ([`workload`], [`service`], [`policy`]), and the rules between resources
+//! (one owner per IP, VIP, hostname and key; every name a workload uses exists) are checked
+//! only at the keys an update touched ([`check`], driven by [`Dirty`]). No check scans the
+//! whole configuration or compares pairs of resources.
 
-use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use super::local::{LocalConfig, Service, Workload};
+use super::index::{Name, Owners};
+use super::local::{Service, Workload};
 use super::policy::Policy;
+use super::snapshot::Snapshot;
 use super::{ConfigError, ConfigErrors};
 
-/// All problems found in `cfg` (empty when it is valid).
-pub(super) fn problems(cfg: &LocalConfig) -> ConfigErrors {
-    let mut errs = ConfigErrors::default();
-    let services: HashSet<String> = cfg.services.iter().map(Service::key).collect();
-    let policies: HashSet<String> = cfg.policies.iter().map(Policy::key).collect();
-    workloads(cfg, &services, &policies, &mut errs);
-    for s in &cfg.services {
-        service(s, &mut errs);
-    }
-    duplicate_services(&cfg.services, &mut errs);
-    for p in &cfg.policies {
-        policy(p, &mut errs);
-    }
-    duplicates("policy", cfg.policies.iter().map(Policy::key), &mut errs);
-    errs
+/// How many workloads a refused removal names (a service may have thousands).
+const NAMED_REFERRERS: usize = 5;
+
+/// The keys an update touched, as [`Snapshot`]'s `put_*`/`drop_*` noted them.
+#[derive(Debug, Default)]
+pub(super) struct Dirty {
+    pub changed: bool,
+    pub ips: Vec<IpAddr>,
+    pub workload_keys: Vec<Box<str>>,
+    /// Workloads put: the services and policies they name must exist.
+    pub workloads: Vec<Name>,
+    pub vips: Vec<IpAddr>,
+    pub hostnames: Vec<Box<str>>,
+    /// Keys of services dropped or replaced: no workload may still name them.
+    pub gone_service_keys: Vec<Box<str>>,
+    pub policy_keys: Vec<Box<str>>,
+    pub gone_policy_keys: Vec<Box<str>>,
 }
 
-fn workloads(
-    cfg: &LocalConfig,
-    services: &HashSet<String>,
-    policies: &HashSet<String>,
-    errs: &mut ConfigErrors,
-) {
-    let mut owner: HashMap<IpAddr, &Workload> = HashMap::new();
-    for w in &cfg.workloads {
-        identity_pieces(w, errs);
-        service_entries(w, services, errs);
-        for key in &w.authorization_policies {
-            if !policies.contains(key) {
-                errs.push(ConfigError::UnknownPolicy {
-                    workload: w.to_string(),
-                    key: key.clone(),
-                });
-            }
+/// Problems of one workload on its own.
+pub(super) fn workload(w: &Workload, errs: &mut ConfigErrors) {
+    identity_pieces(w, errs);
+    for (key, ports) in &w.services {
+        if !key_syntax_ok(key) {
+            errs.push(ConfigError::BadServiceKey {
+                workload: w.to_string(),
+                key: key.clone(),
+            });
         }
-        for ip in &w.workload_ips {
-            if let Some(first) = owner.insert(*ip, w) {
-                errs.push(ConfigError::DuplicateWorkloadIp {
-                    ip: *ip,
-                    first: first.to_string(),
-                    second: w.to_string(),
-                });
-            }
+        let object = format!("workload {w}");
+        port_map(&object, &format!("services[{key:?}]"), ports, errs);
+    }
+}
+
+fn key_syntax_ok(key: &str) -> bool {
+    matches!(key.split_once('/'), Some((ns, host)) if !ns.is_empty() && !host.is_empty())
+}
+
+/// The rules between resources, at the keys `d` names, in the generation `s`.
+pub(super) fn check(s: &Snapshot, d: &Dirty, errs: &mut ConfigErrors) {
+    for ip in dedup(&d.ips) {
+        if let Some(Owners::Many(v)) = s.ix.by_ip.get(ip) {
+            errs.push(ConfigError::DuplicateWorkloadIp {
+                ip: *ip,
+                first: v[0].item.to_string(),
+                second: v[1].item.to_string(),
+            });
         }
     }
-    let keys = cfg.workloads.iter().map(|w| w.to_string());
-    duplicates("workload", keys, errs);
+    for k in dedup(&d.workload_keys) {
+        if let Some(Owners::Many(_)) = s.ix.workload_keys.get(k) {
+            duplicate("workload", k, errs);
+        }
+    }
+    for ip in dedup(&d.vips) {
+        if let Some(Owners::Many(v)) = s.ix.by_vip.get(ip) {
+            errs.push(ConfigError::DuplicateVip {
+                ip: *ip,
+                first: v[0].item.hostname.clone(),
+                second: v[1].item.hostname.clone(),
+            });
+        }
+    }
+    for h in dedup(&d.hostnames) {
+        if let Some(Owners::Many(_)) = s.ix.by_hostname.get(h) {
+            duplicate("service hostname", h, errs);
+        }
+    }
+    for k in dedup(&d.policy_keys) {
+        if let Some(Owners::Many(_)) = s.ix.policy_keys.get(k) {
+            duplicate("policy", k, errs);
+        }
+    }
+    references(s, d, errs);
+}
+
+/// Every service and policy a put workload names exists; nothing names a dropped one.
+fn references(s: &Snapshot, d: &Dirty, errs: &mut ConfigErrors) {
+    for name in dedup(&d.workloads) {
+        if let Some(w) = s.workloads.get(name) {
+            names_exist(s, &w.item, errs);
+        }
+    }
+    for key in dedup(&d.gone_service_keys) {
+        if s.ix.service_keys.contains_key(key) {
+            continue;
+        }
+        let Some(eps) = s.ix.endpoints.get(key) else {
+            continue;
+        };
+        for w in referrers(s, eps.names()) {
+            errs.push(ConfigError::UnknownService {
+                workload: w.to_string(),
+                key: key.to_string(),
+            });
+        }
+    }
+    for key in dedup(&d.gone_policy_keys) {
+        if s.ix.policy_keys.contains_key(key) {
+            continue;
+        }
+        let Some(refs) = s.ix.policy_refs.get(key) else {
+            continue;
+        };
+        for w in referrers(s, refs.iter()) {
+            errs.push(ConfigError::UnknownPolicy {
+                workload: w.to_string(),
+                key: key.to_string(),
+            });
+        }
+    }
+}
+
+fn names_exist(s: &Snapshot, w: &Workload, errs: &mut ConfigErrors) {
+    for key in w.services.keys() {
+        if key_syntax_ok(key) && !s.ix.service_keys.contains_key(key.as_str()) {
+            errs.push(ConfigError::UnknownService {
+                workload: w.to_string(),
+                key: key.clone(),
+            });
+        }
+    }
+    for key in &w.authorization_policies {
+        if !s.ix.policy_keys.contains_key(key.as_str()) {
+            errs.push(ConfigError::UnknownPolicy {
+                workload: w.to_string(),
+                key: key.clone(),
+            });
+        }
+    }
+}
+
+/// The first few workloads among `names`.
+fn referrers<'a>(
+    s: &'a Snapshot,
+    names: impl Iterator<Item = &'a Name>,
+) -> impl Iterator<Item = &'a Workload> {
+    names
+        .filter_map(|n| s.workloads.get(n))
+        .map(|w| &w.item)
+        .take(NAMED_REFERRERS)
+}
+
+/// `v` without repeats (an update may touch a key several times).
+fn dedup<T: Ord>(v: &[T]) -> Vec<&T> {
+    let mut refs: Vec<&T> = v.iter().collect();
+    refs.sort();
+    refs.dedup();
+    refs
+}
+
+fn duplicate(kind: &'static str, name: &str, errs: &mut ConfigErrors) {
+    errs.push(ConfigError::Duplicate {
+        kind,
+        name: name.to_string(),
+    });
 }
 
 /// Each piece must survive the round trip through a SPIFFE URI.
@@ -91,28 +205,8 @@ fn identity_pieces(w: &Workload, errs: &mut ConfigErrors) {
     }
 }
 
-fn service_entries(w: &Workload, services: &HashSet<String>, errs: &mut ConfigErrors) {
-    for (key, ports) in &w.services {
-        match key.split_once('/') {
-            Some((ns, host)) if !ns.is_empty() && !host.is_empty() => {
-                if !services.contains(key) {
-                    errs.push(ConfigError::UnknownService {
-                        workload: w.to_string(),
-                        key: key.clone(),
-                    });
-                }
-            }
-            _ => errs.push(ConfigError::BadServiceKey {
-                workload: w.to_string(),
-                key: key.clone(),
-            }),
-        }
-        let object = format!("workload {w}");
-        port_map(&object, &format!("services[{key:?}]"), ports, errs);
-    }
-}
-
-fn service(s: &Service, errs: &mut ConfigErrors) {
+/// Problems of one service on its own.
+pub(super) fn service(s: &Service, errs: &mut ConfigErrors) {
     let object = format!("service {}", s.hostname);
     if s.hostname.is_empty() {
         errs.push(ConfigError::Empty {
@@ -127,26 +221,6 @@ fn service(s: &Service, errs: &mut ConfigErrors) {
         });
     }
     port_map(&object, "ports", &s.ports, errs);
-}
-
-fn duplicate_services(services: &[Service], errs: &mut ConfigErrors) {
-    duplicates(
-        "service hostname",
-        services.iter().map(|s| s.hostname.clone()),
-        errs,
-    );
-    let mut owner: HashMap<IpAddr, &str> = HashMap::new();
-    for s in services {
-        for vip in &s.vips {
-            if let Some(first) = owner.insert(vip.ip, &s.hostname) {
-                errs.push(ConfigError::DuplicateVip {
-                    ip: vip.ip,
-                    first: first.to_string(),
-                    second: s.hostname.clone(),
-                });
-            }
-        }
-    }
 }
 
 fn port_map<'a>(
@@ -165,7 +239,8 @@ fn port_map<'a>(
     }
 }
 
-fn policy(p: &Policy, errs: &mut ConfigErrors) {
+/// Problems of one policy on its own.
+pub(super) fn policy(p: &Policy, errs: &mut ConfigErrors) {
     let object = format!("policy {}", p.key());
     if p.name.is_empty() {
         errs.push(ConfigError::Empty {
@@ -187,15 +262,6 @@ fn policy(p: &Policy, errs: &mut ConfigErrors) {
                     });
                 }
             }
-        }
-    }
-}
-
-fn duplicates(kind: &'static str, keys: impl Iterator<Item = String>, errs: &mut ConfigErrors) {
-    let mut seen = HashSet::new();
-    for k in keys {
-        if !seen.insert(k.clone()) {
-            errs.push(ConfigError::Duplicate { kind, name: k });
         }
     }
 }

@@ -2,13 +2,13 @@
 //! client.
 //!
 //! Decoding refuses a resource with a reason an operator can act on (it goes into the
-//! NACK). [`XdsStore::apply`] never touches the store: the resources that decode are merged
-//! into a copy, the copy is validated as one [`LocalConfig`] and returned as a
-//! [`Candidate`]; a resource whose change would make the configuration invalid is refused
-//! by name and the rest still applies. [`XdsStore::apply_and_publish`] keeps the candidate
-//! only once its configuration was published — so the store is never ahead of what the
-//! cores run, and the data path never sees half an update. Encoding is the control plane's
-//! side (the load generator serves a LocalConfig).
+//! NACK). [`XdsStore::apply`] never touches the store: the resources that decode become a
+//! delta applied to a copy of the generation in force (O(delta × log N): see
+//! [`super::delta`]) and returned as a [`Candidate`]; a resource whose change would make
+//! the configuration invalid is refused by name and the rest still applies.
+//! [`XdsStore::apply_and_publish`] keeps the candidate only once it was published — so the
+//! store is never ahead of what the cores run, and the data path never sees half an
+//! update. Encoding is the control plane's side (the load generator serves a LocalConfig).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -18,10 +18,12 @@ use zring_xds::delta::{Rejected, Update};
 use zring_xds::prost_types::Any;
 use zring_xds::{security as ps, workload as pw, ADDRESS_TYPE, AUTHORIZATION_TYPE};
 
+use super::delta::{self, Kind};
+use super::index::{Name, Rec};
 use super::local::{Locality, DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN};
 use super::{
-    validate, Action, Cidr, ConfigErrors, LocalConfig, Match, NetworkAddress, Policy, Protocol,
-    Scope, Service, ServiceAccountMatch, StringMatch, Workload,
+    Action, Cidr, ConfigErrors, LocalConfig, Match, NetworkAddress, Policy, Protocol, Scope,
+    Service, ServiceAccountMatch, Snapshot, StringMatch, Workload,
 };
 
 /// One `istio.workload.Address`.
@@ -31,131 +33,75 @@ pub enum Address {
     Service(Service),
 }
 
-/// The resources received so far, by xDS name.
+/// The resources received so far, by xDS name: the generation the cores run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct XdsStore {
-    addresses: BTreeMap<String, Address>,
-    policies: BTreeMap<String, Policy>,
+    snapshot: Snapshot,
 }
 
-/// An update applied to a copy of the store: the configuration the cores would run, and
-/// the store to keep once they run it.
+/// An update applied to a copy of the store: the store to keep once the cores run it.
 #[derive(Debug, Clone)]
 pub struct Candidate {
     pub store: XdsStore,
-    pub config: LocalConfig,
+}
+
+impl Candidate {
+    /// The generation the cores would run.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.store.snapshot
+    }
 }
 
 impl XdsStore {
+    /// An empty store for a proxy on `node` (None: every workload is local).
+    pub fn new(node: Option<&str>) -> XdsStore {
+        XdsStore {
+            snapshot: Snapshot::empty(node),
+        }
+    }
+
+    /// The generation in force.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
     /// Applies one response to a copy of the store. Returns the refused resources (for the
     /// NACK) and, when anything changed, the candidate; `self` is left as it was.
     ///
     /// When the whole update would make the configuration invalid, only the changes that
-    /// break it are refused (see [`Self::apply_valid`]), each named with the problems it
-    /// causes.
+    /// break it are refused (see [`apply_valid`]), each named with the problems it causes.
     pub fn apply(&self, update: &Update) -> (Vec<Rejected>, Option<Candidate>) {
-        let (mut rejected, changes) = decode_all(update);
-        let mut next = self.clone();
-        for c in &changes {
-            next.change(c);
-        }
-        let mut config = next.to_local_config();
-        if !validate::problems(&config).is_empty() {
-            next = self.clone();
-            rejected.extend(next.apply_valid(changes));
-            config = next.to_local_config();
-        }
-        if next == *self {
-            return (rejected, None);
-        }
-        let candidate = Candidate {
-            store: next,
-            config,
+        let (mut rejected, changes) = decode_all(update, &self.snapshot);
+        let all = changes.iter().flat_map(|c| &c.deltas);
+        let (next, changed) = match self.snapshot.try_apply(all) {
+            Ok(applied) => applied,
+            Err(_) => {
+                let mut next = self.snapshot.clone();
+                let (refused, changed) = apply_valid(&mut next, changes);
+                rejected.extend(refused);
+                (next, changed)
+            }
         };
-        (rejected, Some(candidate))
+        let candidate = changed.then(|| Candidate {
+            store: XdsStore { snapshot: next },
+        });
+        (rejected, candidate)
     }
 
-    /// Applies the changes that keep the configuration valid and refuses the rest, each
-    /// with the problems it causes. Dependencies go first (see [`Self::rank`]); then the
-    /// changes are split in halves until a part applies cleanly, so one bad resource costs
-    /// about 2·log₂(n) validations of the whole configuration, not n. Passes repeat over
-    /// the refused ones while one more applies. Only run when the whole update is invalid.
-    fn apply_valid(&mut self, mut changes: Vec<Change>) -> Vec<Rejected> {
-        changes.sort_by_key(|c| self.rank(c));
-        let mut pending = changes;
-        loop {
-            let before = pending.len();
-            let mut refused = Vec::new();
-            self.apply_parts(&pending, &mut refused);
-            if refused.is_empty() || refused.len() == before {
-                return refused.into_iter().map(|(c, p)| c.refused(&p)).collect();
-            }
-            pending = refused.into_iter().map(|(c, _)| c).collect();
-        }
-    }
-
-    /// Applies `changes` whole if the configuration stays valid, else each half in turn;
-    /// a single change that breaks it goes to `refused` with the problems.
-    fn apply_parts(&mut self, changes: &[Change], refused: &mut Vec<(Change, ConfigErrors)>) {
-        let mut trial = self.clone();
-        for c in changes {
-            trial.change(c);
-        }
-        let problems = validate::problems(&trial.to_local_config());
-        if problems.is_empty() {
-            *self = trial;
-            return;
-        }
-        match changes {
-            [] => {}
-            [one] => refused.push((one.clone(), problems)),
-            _ => {
-                let (first, second) = changes.split_at(changes.len() / 2);
-                self.apply_parts(first, refused);
-                self.apply_parts(second, refused);
-            }
-        }
-    }
-
-    /// Order of application: a workload may name services and policies, so workloads go
-    /// out first, services and policies come in, workloads come in, services go out.
-    fn rank(&self, c: &Change) -> u8 {
-        match c {
-            Change::Remove(_, name) => match self.addresses.get(name) {
-                Some(Address::Workload(_)) => 0,
-                _ => 3,
-            },
-            Change::Upsert(_, Item::Address(Address::Workload(_))) => 2,
-            Change::Upsert(..) => 1,
-        }
-    }
-
-    fn change(&mut self, c: &Change) {
-        match c {
-            Change::Upsert(name, Item::Address(a)) => {
-                self.addresses.insert(name.clone(), a.clone());
-            }
-            Change::Upsert(name, Item::Policy(p)) => {
-                self.policies.insert(name.clone(), p.clone());
-            }
-            Change::Remove(type_url, name) => self.remove(type_url, name),
-        }
-    }
-
-    /// [`Self::apply`], then `publish` the candidate's configuration; the candidate
-    /// replaces the store only when `publish` succeeded. When it fails, every resource of
-    /// the update is refused with its error and the store stays as it was, so a resend
-    /// is applied again. Returns the refused resources.
+    /// [`Self::apply`], then `publish` the candidate's generation; the candidate replaces
+    /// the store only when `publish` succeeded. When it fails, every resource of the update
+    /// is refused with its error and the store stays as it was, so a resend is applied
+    /// again. Returns the refused resources.
     pub fn apply_and_publish<E: std::fmt::Display>(
         &mut self,
         update: &Update,
-        publish: impl FnOnce(LocalConfig) -> Result<(), E>,
+        publish: impl FnOnce(Snapshot) -> Result<(), E>,
     ) -> Vec<Rejected> {
         let (rejected, candidate) = self.apply(update);
-        let Some(Candidate { store, config }) = candidate else {
+        let Some(Candidate { store }) = candidate else {
             return rejected;
         };
-        match publish(config) {
+        match publish(store.snapshot.clone()) {
             Ok(()) => {
                 *self = store;
                 rejected
@@ -164,25 +110,130 @@ impl XdsStore {
         }
     }
 
-    fn remove(&mut self, type_url: &str, name: &str) {
-        if type_url == ADDRESS_TYPE {
-            self.addresses.remove(name);
+    /// The store as a LocalConfig (sorted by name; O(N log N)).
+    pub fn to_local_config(&self) -> LocalConfig {
+        self.snapshot.to_local_config()
+    }
+}
+
+/// Applies to `snap` the changes that keep the configuration valid and refuses the rest,
+/// each with the problems it causes; returns them and whether anything changed.
+/// Dependencies go first (see [`rank`]); then the changes are split in halves until a part
+/// applies cleanly, so one bad resource costs about 2·log₂(n) trial deltas (each
+/// O(part × log N)), not n. Passes repeat over the refused ones while one more applies.
+fn apply_valid(snap: &mut Snapshot, mut changes: Vec<Change>) -> (Vec<Rejected>, bool) {
+    changes.sort_by_key(|c| c.rank);
+    let mut pending = changes;
+    let mut changed = false;
+    loop {
+        let before = pending.len();
+        let mut refused = Vec::new();
+        apply_parts(snap, &pending, &mut refused, &mut changed);
+        if refused.is_empty() || refused.len() == before {
+            let refused = refused.into_iter().map(|(c, p)| c.refused(&p)).collect();
+            return (refused, changed);
+        }
+        pending = refused.into_iter().map(|(c, _)| c).collect();
+    }
+}
+
+/// Applies `changes` whole if the configuration stays valid, else each half in turn; a
+/// single change that breaks it goes to `refused` with the problems.
+fn apply_parts(
+    snap: &mut Snapshot,
+    changes: &[Change],
+    refused: &mut Vec<(Change, ConfigErrors)>,
+    changed: &mut bool,
+) {
+    let problems = match snap.try_apply(changes.iter().flat_map(|c| &c.deltas)) {
+        Ok((next, any)) => {
+            *snap = next;
+            *changed |= any;
+            return;
+        }
+        Err(problems) => problems,
+    };
+    match changes {
+        [] => {}
+        [one] => refused.push((one.clone(), problems)),
+        _ => {
+            let (first, second) = changes.split_at(changes.len() / 2);
+            apply_parts(snap, first, refused, changed);
+            apply_parts(snap, second, refused, changed);
+        }
+    }
+}
+
+/// One resource of an update as the delta it asks for.
+#[derive(Debug, Clone)]
+struct Change {
+    name: String,
+    removal: bool,
+    /// Order of application: a workload may name services and policies, so workloads go
+    /// out first (0), services and policies come in (1), workloads come in (2), services
+    /// and policies go out (3).
+    rank: u8,
+    deltas: Vec<delta::Change>,
+}
+
+impl Change {
+    fn refused(self, problems: &ConfigErrors) -> Rejected {
+        let what = if self.removal {
+            "removing this resource"
         } else {
-            self.policies.remove(name);
+            "this resource"
+        };
+        Rejected {
+            name: self.name,
+            reason: format!("{what} would make the configuration invalid:\n{problems}"),
         }
     }
 
-    /// The store as the configuration the cores run.
-    pub fn to_local_config(&self) -> LocalConfig {
-        let mut c = LocalConfig::default();
-        for a in self.addresses.values() {
-            match a {
-                Address::Workload(w) => c.workloads.push(w.as_ref().clone()),
-                Address::Service(s) => c.services.push(s.clone()),
-            }
+    /// An upsert: an Address name holds a workload or a service, never both.
+    fn upsert(name: &str, item: Item) -> Change {
+        let n = Name::from(name);
+        let (rank, deltas) = match item {
+            Item::Address(Address::Workload(w)) => (
+                2,
+                vec![
+                    delta::Change::Drop(Kind::Service, n.clone()),
+                    delta::Change::Workload(Rec::<Workload>::new(n, *w)),
+                ],
+            ),
+            Item::Address(Address::Service(s)) => (
+                1,
+                vec![
+                    delta::Change::Drop(Kind::Workload, n.clone()),
+                    delta::Change::Service(Rec::<Service>::new(n, s)),
+                ],
+            ),
+            Item::Policy(p) => (1, vec![delta::Change::Policy(Rec::<Policy>::new(n, p))]),
+        };
+        Change {
+            name: name.to_string(),
+            removal: false,
+            rank,
+            deltas,
         }
-        c.policies = self.policies.values().cloned().collect();
-        c
+    }
+
+    fn removal(type_url: &str, name: &str, snap: &Snapshot) -> Change {
+        let n = Name::from(name);
+        let deltas = if type_url == ADDRESS_TYPE {
+            vec![
+                delta::Change::Drop(Kind::Workload, n.clone()),
+                delta::Change::Drop(Kind::Service, n),
+            ]
+        } else {
+            vec![delta::Change::Drop(Kind::Policy, n)]
+        };
+        let workload = type_url == ADDRESS_TYPE && snap.workloads.contains_key(name);
+        Change {
+            name: name.to_string(),
+            removal: true,
+            rank: if workload { 0 } else { 3 },
+            deltas,
+        }
     }
 }
 
@@ -193,30 +244,9 @@ enum Item {
     Policy(Policy),
 }
 
-/// One change an update asks for, by resource name.
-#[derive(Debug, Clone)]
-enum Change {
-    Upsert(String, Item),
-    /// (type URL, name)
-    Remove(String, String),
-}
-
-impl Change {
-    fn refused(self, problems: &ConfigErrors) -> Rejected {
-        let (name, what) = match self {
-            Change::Upsert(name, _) => (name, "this resource"),
-            Change::Remove(_, name) => (name, "removing this resource"),
-        };
-        Rejected {
-            name,
-            reason: format!("{what} would make the configuration invalid:\n{problems}"),
-        }
-    }
-}
-
 /// The update's resources decoded, in order (upserts, then removals), and the ones that
 /// do not decode, refused with why.
-fn decode_all(update: &Update) -> (Vec<Rejected>, Vec<Change>) {
+fn decode_all(update: &Update, snap: &Snapshot) -> (Vec<Rejected>, Vec<Change>) {
     let mut rejected = Vec::new();
     let mut changes = Vec::new();
     for r in &update.upserts {
@@ -226,7 +256,7 @@ fn decode_all(update: &Update) -> (Vec<Rejected>, Vec<Change>) {
             .ok_or_else(|| "the resource has no body".to_string())
             .and_then(|any| decode(&update.type_url, any));
         match decoded {
-            Ok(item) => changes.push(Change::Upsert(r.name.clone(), item)),
+            Ok(item) => changes.push(Change::upsert(&r.name, item)),
             Err(reason) => rejected.push(Rejected {
                 name: r.name.clone(),
                 reason,
@@ -234,7 +264,7 @@ fn decode_all(update: &Update) -> (Vec<Rejected>, Vec<Change>) {
         }
     }
     let removed = update.removed.iter();
-    changes.extend(removed.map(|n| Change::Remove(update.type_url.clone(), n.clone())));
+    changes.extend(removed.map(|n| Change::removal(&update.type_url, n, snap)));
     (rejected, changes)
 }
 

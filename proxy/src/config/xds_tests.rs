@@ -71,7 +71,8 @@ fn a_bad_resource_is_refused_by_name_and_the_rest_applies() {
         "{}",
         rejected[0].reason
     );
-    assert_eq!(next.unwrap().config.workloads.len(), local.workloads.len());
+    let next = next.unwrap().snapshot().to_local_config();
+    assert_eq!(next.workloads.len(), local.workloads.len());
 }
 
 #[test]
@@ -182,7 +183,7 @@ fn a_refused_removal_is_named_and_the_other_removal_applies() {
 fn commit(store: &mut XdsStore, u: &Update) -> (Vec<Rejected>, Option<LocalConfig>) {
     let mut published = None;
     let rejected = store.apply_and_publish(u, |c| {
-        published = Some(c);
+        published = Some(c.to_local_config());
         Ok::<(), String>(())
     });
     (rejected, published)

@@ -7,8 +7,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use crate::config::Config;
+use crate::config::Snapshot;
 use crate::error::ProxyError;
-use crate::runtime::state::{Shared, State};
+use crate::runtime::state::Shared;
 use crate::tls::CertStore;
 
 /// How often the control thread looks at the shutdown flag.
@@ -62,8 +63,7 @@ fn reload_loop(config: &Config, shared: &Shared, mut seen: Fingerprint) {
             (Some(_), None) => CertStore::load(&config.cert_dir, &config.trust_domain)
                 .map(|certs| (None, certs))
                 .map_err(ProxyError::from),
-            // The generation number is assigned by `publish`.
-            _ => State::load(config, 0).map(|s| (Some(s.snapshot), s.certs)),
+            _ => reload_file(config, shared),
         };
         match next {
             Ok((snapshot, certs)) => {
@@ -82,4 +82,18 @@ fn reload_loop(config: &Config, shared: &Shared, mut seen: Fingerprint) {
             }
         }
     }
+}
+
+/// The workload file as a delta against the generation in force (None: the workloads did
+/// not change), and the certificates. In file mode this thread is the only one that
+/// changes the snapshot, so the generation it diffs against is still in force when it
+/// publishes.
+fn reload_file(
+    config: &Config,
+    shared: &Shared,
+) -> Result<(Option<Snapshot>, CertStore), ProxyError> {
+    let base = shared.current().snapshot.clone();
+    let snapshot = base.load_file(&config.config_path)?;
+    let certs = CertStore::load(&config.cert_dir, &config.trust_domain)?;
+    Ok((snapshot, certs))
 }

@@ -146,7 +146,7 @@ fn config_dump(config: &Config, shared: &Shared) -> String {
         Some(x) => format!("xDS {}", x.address),
         None => format!("file {}", config.config_path.display()),
     };
-    let local = serde_yaml::to_string(state.snapshot.local())
+    let local = serde_yaml::to_string(&state.snapshot.to_local_config())
         .unwrap_or_else(|e| format!("(cannot render: {e})\n"));
     format!(
         "generation: {}\nadopted by every core: {}\nsource: {source}\nworkloads: {}\nidentities: {}\nsettings:\n{config}\nconfig:\n{local}",

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::config::{Config, LocalConfig, Snapshot};
+use crate::config::{Config, Snapshot};
 use crate::error::ProxyError;
 use crate::runtime::metrics::{Aggregate, ControlMetrics, CoreMetrics};
 use crate::tls::CertStore;
@@ -20,8 +20,8 @@ pub struct State {
 impl State {
     /// Loads workload config and certificates from the files named in `config`.
     pub fn load(config: &Config, generation: u64) -> Result<State, ProxyError> {
-        let local = LocalConfig::load(&config.config_path)?;
-        let snapshot = Snapshot::new(local, config.node_name.as_deref())?;
+        let empty = Snapshot::empty(config.node_name.as_deref());
+        let snapshot = empty.load_file(&config.config_path)?.unwrap_or(empty);
         let certs = CertStore::load(&config.cert_dir, &config.trust_domain)?;
         Ok(State {
             snapshot,

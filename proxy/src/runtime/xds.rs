@@ -69,7 +69,7 @@ async fn run(config: Arc<Config>, shared: Arc<Shared>) {
     };
     let mut c = Client {
         sub: Subscription::new(node, &TYPES),
-        store: XdsStore::default(),
+        store: XdsStore::new(config.node_name.as_deref()),
         seen: HashSet::new(),
         settings,
         config,
@@ -195,8 +195,9 @@ impl Client {
         Ok(self.sub.answer(&update, &rejected))
     }
 
-    fn publish(&self, local: crate::config::LocalConfig) -> Result<(), ProxyError> {
-        let snapshot = Snapshot::new(local, self.config.node_name.as_deref())?;
+    /// Puts `snapshot` in force: a pointer swap for the cores (it shares what did not
+    /// change with the generation before).
+    fn publish(&self, snapshot: Snapshot) -> Result<(), ProxyError> {
         let generation = match self.config.ca {
             // The CA client owns the certificates: keep the ones in force.
             Some(_) => self

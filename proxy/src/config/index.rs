@@ -1,0 +1,250 @@
+//! The building blocks of a generation's indexes: persistent maps (a new generation shares
+//! every node it did not touch with the one before), resources behind one `Arc` each, the
+//! owners of a key, and a service's endpoints.
+//!
+//! Persistent maps are `rpds`'s hash tries (degree 64): a lookup or a change walks
+//! O(log₆₄ N) nodes, and cloning a map is one reference count. A key has one owner in a
+//! valid generation; [`Owners`] holds more only while an update is being checked, so a
+//! contradictory update is found by looking at the keys it touched.
+
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::local::{Service, Workload};
+use super::policy::Policy;
+
+pub(super) type Map<K, V> = rpds::HashTrieMapSync<K, V>;
+pub(super) type Set<K> = rpds::HashTrieSetSync<K>;
+/// A resource's name in the store: its xDS name, or its key when read from a file.
+pub(super) type Name = Arc<str>;
+
+/// One stored resource: its name, its configuration key (a workload's uid or
+/// `namespace/name`, a service's `namespace/hostname`, a policy's `namespace/name`) and
+/// the resource itself.
+#[derive(Debug, PartialEq)]
+pub(super) struct Rec<T> {
+    pub name: Name,
+    pub key: Box<str>,
+    pub item: T,
+}
+
+pub(super) type W = Arc<Rec<Workload>>;
+pub(super) type S = Arc<Rec<Service>>;
+pub(super) type P = Arc<Rec<Policy>>;
+
+impl Rec<Workload> {
+    pub fn new(name: Name, item: Workload) -> W {
+        Arc::new(Rec {
+            name,
+            key: item.to_string().into(),
+            item,
+        })
+    }
+}
+
+impl Rec<Service> {
+    pub fn new(name: Name, item: Service) -> S {
+        Arc::new(Rec {
+            name,
+            key: item.key().into(),
+            item,
+        })
+    }
+}
+
+impl Rec<Policy> {
+    pub fn new(name: Name, item: Policy) -> P {
+        Arc::new(Rec {
+            name,
+            key: item.key().into(),
+            item,
+        })
+    }
+}
+
+/// The resources that claim one key (an IP, a VIP, a hostname, a key).
+#[derive(Debug, Clone)]
+pub(super) enum Owners<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> Owners<T> {
+    pub fn all(&self) -> &[T] {
+        match self {
+            Owners::One(t) => std::slice::from_ref(t),
+            Owners::Many(v) => v,
+        }
+    }
+
+    pub fn first(&self) -> &T {
+        &self.all()[0]
+    }
+}
+
+/// Something that names the resource it came from.
+pub(super) trait Named {
+    fn name(&self) -> &str;
+}
+
+impl<T> Named for Arc<Rec<T>> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Named for Name {
+    fn name(&self) -> &str {
+        self
+    }
+}
+
+/// Adds `owner` to `key`'s owners.
+pub(super) fn add_owner<K, T>(map: &mut Map<K, Owners<T>>, key: K, owner: T)
+where
+    K: Hash + Eq + Clone,
+    T: Clone,
+{
+    let next = match map.get(&key) {
+        None => Owners::One(owner),
+        Some(o) => {
+            let mut v = o.all().to_vec();
+            v.push(owner);
+            Owners::Many(v)
+        }
+    };
+    map.insert_mut(key, next);
+}
+
+/// Removes the owners named `name` from `key`'s owners (the key goes when none is left).
+pub(super) fn remove_owner<K, Q, T>(map: &mut Map<K, Owners<T>>, key: &Q, name: &str)
+where
+    K: Hash + Eq + Clone + std::borrow::Borrow<Q>,
+    Q: Hash + Eq + ?Sized,
+    T: Clone + Named,
+{
+    let Some((k, o)) = map.get_key_value(key) else {
+        return;
+    };
+    let k = k.clone();
+    let rest: Vec<T> = o
+        .all()
+        .iter()
+        .filter(|t| t.name() != name)
+        .cloned()
+        .collect();
+    let mut rest = rest.into_iter();
+    match (rest.next(), rest.len()) {
+        (None, _) => {
+            map.remove_mut::<K>(&k);
+        }
+        (Some(one), 0) => map.insert_mut(k, Owners::One(one)),
+        (Some(one), _) => {
+            map.insert_mut(k, Owners::Many(std::iter::once(one).chain(rest).collect()))
+        }
+    }
+}
+
+/// A workload that backs a service, with its own port translation for that service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub(super) rec: W,
+    /// The workload's first IP (the one traffic is sent to).
+    pub ip: IpAddr,
+    /// The workload's service port → target port override (often empty).
+    pub ports: Vec<(u16, u16)>,
+}
+
+impl Endpoint {
+    /// The override for `service_port`, if this workload has one.
+    pub fn target_port(&self, service_port: u16) -> Option<u16> {
+        self.ports
+            .iter()
+            .find(|(s, _)| *s == service_port)
+            .map(|(_, t)| *t)
+    }
+
+    /// The workload behind this endpoint.
+    pub fn workload(&self) -> &Workload {
+        &self.rec.item
+    }
+}
+
+/// The workloads that name one service key: those with an IP as a persistent vector the
+/// round robin indexes into (a workload's position is kept, so adding or removing one is
+/// O(log n): the last one takes the removed one's place), and those without an IP by name
+/// (they still count as naming the service).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Endpoints {
+    pub list: rpds::VectorSync<Endpoint>,
+    pos: Map<Name, usize>,
+    ipless: Set<Name>,
+}
+
+impl Endpoints {
+    /// Adds or replaces `w`'s entry, keeping its position when it had one.
+    pub fn put(&mut self, w: &W, ports: Vec<(u16, u16)>) {
+        let Some(ip) = w.item.workload_ips.first().copied() else {
+            self.remove(&w.name);
+            self.ipless.insert_mut(w.name.clone());
+            return;
+        };
+        self.ipless.remove_mut(&w.name);
+        let ep = Endpoint {
+            rec: w.clone(),
+            ip,
+            ports,
+        };
+        match self.pos.get(&w.name) {
+            Some(i) => {
+                self.list.set_mut(*i, ep);
+            }
+            None => {
+                self.pos.insert_mut(w.name.clone(), self.list.len());
+                self.list.push_back_mut(ep);
+            }
+        }
+    }
+
+    /// Removes `name`'s entry; the last endpoint moves into its place.
+    pub fn remove(&mut self, name: &str) {
+        self.ipless.remove_mut(name);
+        let Some(i) = self.pos.get(name).copied() else {
+            return;
+        };
+        self.pos.remove_mut(name);
+        let last = self.list.len() - 1;
+        if i != last {
+            let moved = self.list[last].clone();
+            self.pos.insert_mut(moved.rec.name.clone(), i);
+            self.list.set_mut(i, moved);
+        }
+        self.list.drop_last_mut();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty() && self.ipless.is_empty()
+    }
+
+    /// Names of the workloads naming this service (those with an IP first).
+    pub fn names(&self) -> impl Iterator<Item = &Name> {
+        let listed = self.list.iter().map(|e| &e.rec.name);
+        listed.chain(self.ipless.iter())
+    }
+}
+
+/// Adds `p` to a policy list kept in key order (a scope's bucket: small).
+pub(super) fn with_policy(list: Option<&Arc<[P]>>, p: &P) -> Arc<[P]> {
+    let mut v: Vec<P> = list.map(|l| l.to_vec()).unwrap_or_default();
+    v.retain(|q| q.name != p.name);
+    let at = v.partition_point(|q| (&q.key, &q.name) < (&p.key, &p.name));
+    v.insert(at, p.clone());
+    v.into()
+}
+
+/// `list` without the policy named `name` (None when nothing is left).
+pub(super) fn without_policy(list: &Arc<[P]>, name: &str) -> Option<Arc<[P]>> {
+    let v: Vec<P> = list.iter().filter(|q| &*q.name != name).cloned().collect();
+    (!v.is_empty()).then(|| v.into())
+}
