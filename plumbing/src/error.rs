@@ -78,7 +78,7 @@ pub enum PlumbError {
         op: &'static str,
         /// The set name.
         set: String,
-        /// libipset's message.
+        /// The kernel's answer.
         detail: String,
     },
     /// Writing a sysctl failed.

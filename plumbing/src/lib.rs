@@ -36,10 +36,15 @@
 //! - `sys`: setns/unshare/mount and the CAP_NET_ADMIN probe (nix's safe wrappers).
 //! - `msg`: pure netlink message building/parsing (rule action, fwmark mask, goto traps).
 //! - `nl`: rtnetlink on a current-thread tokio runtime per namespace worker thread.
-//! - `tunnel`: GENEVE/VXLAN links; `ipset`: libipset; `ipt`: iptables-restore payloads.
+//! - `tunnel`: GENEVE/VXLAN links; `ipset`: ipset's netlink protocol (`ipset::wire` pure); `ipt`: iptables-restore payloads.
 //! - `state`: live snapshot; `check`: drift (pure); `apply`: up/down with undo log;
 //!   `remove`: exact `down`; `ops`: the public operations; `input`: inputs and YAML.
 #![forbid(unsafe_code)]
+
+/// Unit tests free only what they allocated (issue 24): see `testsupport::Checked`.
+#[cfg(test)]
+#[global_allocator]
+static CHECKED: testsupport::Checked = testsupport::Checked;
 
 mod apply;
 mod check;

@@ -1,5 +1,5 @@
 //! Reading the live state of everything a [`Desired`] names, through the same interfaces
-//! that apply it: netlink dumps, `iptables-save` / `iptables -C`, libipset, /proc/sys.
+//! that apply it: netlink dumps, `iptables-save` / `iptables -C`, ipset over netlink, /proc/sys.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;

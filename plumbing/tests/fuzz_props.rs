@@ -3,6 +3,10 @@
 //! renderers. 3 s per target under `cargo test`; `ZRING_FUZZ_SECS=600` for a campaign.
 //! Touches no kernel state: only parsing, merging and rendering run.
 
+/// Test binaries free only what they allocated (issue 24): see `testsupport::Checked`.
+#[global_allocator]
+static CHECKED: testsupport::Checked = testsupport::Checked;
+
 use std::io::Write;
 
 use clap::Parser;

@@ -1,6 +1,10 @@
 //! Golden tests (no root): the rendered desired state equals the articles' appendices
 //! (copied verbatim from seeds/000_…txt into tests/golden/) line for line.
 
+/// Test binaries free only what they allocated (issue 24): see `testsupport::Checked`.
+#[global_allocator]
+static CHECKED: testsupport::Checked = testsupport::Checked;
+
 use std::net::Ipv4Addr;
 
 use plumbing::model::Table;

@@ -15,6 +15,11 @@
 //! - [`sys`] — the only `unsafe`: socket options on monoio-owned descriptors.
 #![deny(unsafe_code)]
 
+/// Unit tests free only what they allocated (issue 24): see `testsupport::Checked`.
+#[cfg(test)]
+#[global_allocator]
+static CHECKED: testsupport::Checked = testsupport::Checked;
+
 pub mod access_log;
 pub mod config;
 pub mod error;

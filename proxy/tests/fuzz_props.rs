@@ -3,6 +3,10 @@
 //! runs 3 s under `cargo test`; `ZRING_FUZZ_SECS=600 cargo test -p zring-proxy --release
 //! --test fuzz_props -- --test-threads 1` is the long campaign (results/reliability.md).
 
+/// Test binaries free only what they allocated (issue 24): see `testsupport::Checked`.
+#[global_allocator]
+static CHECKED: testsupport::Checked = testsupport::Checked;
+
 use std::net::SocketAddr;
 
 use proptest::prelude::*;

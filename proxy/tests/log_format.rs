@@ -1,6 +1,10 @@
 //! `LOG_FORMAT` (ztunnel's setting): `json` and `plain` start the binary, anything else
 //! is refused before it does anything, with a message naming the setting and its values.
 
+/// Test binaries free only what they allocated (issue 24): see `testsupport::Checked`.
+#[global_allocator]
+static CHECKED: testsupport::Checked = testsupport::Checked;
+
 use std::process::Command;
 
 fn zring(log_format: &str) -> std::process::Output {

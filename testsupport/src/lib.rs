@@ -7,7 +7,8 @@
 //! - [`h2raw`] — hand-built HTTP/2 frames for misbehaving-client tests.
 //! - [`hbone`] — a tokio-rustls + h2 HBONE client that reports exactly what the server
 //!   answered (status, reset code, TLS alert), for interop and hostile-input tests.
-#![forbid(unsafe_code)]
+//! - [`Checked`] — a global allocator for test binaries that aborts on freeing memory it
+//!   did not allocate (the only `unsafe`, in `sys`).
 
 pub mod certs;
 pub mod echo;
@@ -16,3 +17,6 @@ pub mod h2raw;
 pub mod hbone;
 pub mod prom;
 pub mod require;
+mod sys;
+
+pub use sys::{free_foreign_buffer, Checked};

@@ -1,6 +1,6 @@
 //! Reading a [`Host`] from a live namespace, through the readers `plumb check` uses:
 //! netlink dumps of rules, routes (every table) and tunnel links, `iptables-save` of
-//! mangle and nat, and libipset.
+//! mangle and nat, and ipset over netlink.
 
 use rtnetlink::Handle;
 

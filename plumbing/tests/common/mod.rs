@@ -1,6 +1,10 @@
 //! Shared helpers for the root-only namespace tests: privilege gate and unique names.
 #![allow(dead_code)]
 
+/// Test binaries free only what they allocated (issue 24): see `testsupport::Checked`.
+#[global_allocator]
+static CHECKED: testsupport::Checked = testsupport::Checked;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);

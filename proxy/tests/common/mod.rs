@@ -2,6 +2,10 @@
 //! certificates, a workload config, loopback echo servers and a SOCKS5 client.
 #![allow(dead_code)]
 
+/// Test binaries free only what they allocated (issue 24): see `testsupport::Checked`.
+#[global_allocator]
+static CHECKED: testsupport::Checked = testsupport::Checked;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
