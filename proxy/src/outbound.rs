@@ -9,7 +9,7 @@ use std::time::Instant;
 use monoio::net::TcpStream;
 
 use crate::access_log::Accounting;
-use crate::config::{is_proxy_port, resolve, resolve_hostname, Route};
+use crate::config::{is_proxy_port, resolve_from, resolve_hostname, Route};
 use crate::error::ProxyError;
 use crate::hbone::client;
 use crate::hbone::pool::PoolKey;
@@ -106,9 +106,10 @@ async fn connect(
     target: Target,
     socks: bool,
 ) -> Result<Option<Ready>, ProxyError> {
-    let route = match route(core, &target) {
+    let route = match route(core, peer.ip(), &target) {
         Ok(route) => route,
         Err(e) => {
+            refused_for_waypoint(core, peer, &e);
             reply(&mut client, socks, Reply::HostUnreachable).await;
             return Err(e);
         }
@@ -170,21 +171,34 @@ async fn relay(ready: Ready) {
         .close(ready.accounting, result.map_err(Into::into));
 }
 
-fn route(core: &Core, target: &Target) -> Result<Route, ProxyError> {
+fn route(core: &Core, src: IpAddr, target: &Target) -> Result<Route, ProxyError> {
     let state = core.state();
     let mut rr = core.rr.borrow_mut();
     let hbone_port = core.config.hbone_port;
+    let snap = &state.snapshot;
     let routed = match target {
         Target::Addr(a) if is_proxy_port(a.port()) => return Err(ProxyError::Loop(*a)),
-        Target::Addr(a) => resolve(&state.snapshot, &mut rr, *a, hbone_port),
+        Target::Addr(a) => resolve_from(snap, &mut rr, Some(src), *a, hbone_port),
         Target::Domain(host, port) => {
-            resolve_hostname(&state.snapshot, &mut rr, host, *port, hbone_port)
+            resolve_hostname(snap, &mut rr, Some(src), (host, *port), hbone_port)
         }
     };
     routed.map_err(|source| ProxyError::Route {
         target: format!("{target:?}"),
         source,
     })
+}
+
+/// A connection refused because of its destination's waypoint is logged and counted by
+/// that waypoint: an operator sees which waypoint keeps traffic from flowing.
+fn refused_for_waypoint(core: &Core, peer: SocketAddr, e: &ProxyError) {
+    let ProxyError::Route { target, source } = e else {
+        return;
+    };
+    if let Some(waypoint) = source.waypoint() {
+        core.metrics.waypoint_refused(waypoint);
+        tracing::warn!(core = core.id, %peer, %target, waypoint, error = %source, "outbound connection refused at its waypoint");
+    }
 }
 
 async fn reply(client: &mut TcpStream, socks: bool, reply: Reply) {

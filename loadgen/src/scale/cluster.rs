@@ -78,6 +78,7 @@ fn service(s: usize) -> Service {
             ip: service_vip(s),
         }],
         ports: [SERVICE_PORT].into(),
+        waypoint: None,
     }
 }
 

@@ -220,6 +220,7 @@ fn arb_service() -> impl Strategy<Value = Service> {
             })
             .collect(),
         ports: BTreeMap::from([(80, 8080)]),
+        waypoint: None,
     })
 }
 

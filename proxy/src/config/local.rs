@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::local_yaml::LocalConfigYaml;
 use super::policy::Policy;
 use super::snapshot::Snapshot;
+use super::waypoint::GatewayAddress;
 use super::{ConfigError, ConfigErrors};
 
 /// ztunnel's default when a workload names no trust domain.
@@ -70,6 +71,9 @@ pub struct Workload {
     pub cluster_id: String,
     /// ztunnel's `*_region` / `*_zone` labels.
     pub locality: Locality,
+    /// Traffic addressed to this workload's IP goes through this waypoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waypoint: Option<GatewayAddress>,
 }
 
 /// Where a workload runs (ztunnel's `locality`; like ztunnel, all three keys are required).
@@ -99,6 +103,7 @@ impl Default for Workload {
             canonical_revision: String::new(),
             cluster_id: String::new(),
             locality: Locality::default(),
+            waypoint: None,
         }
     }
 }
@@ -124,6 +129,9 @@ pub struct Service {
     pub vips: Vec<NetworkAddress>,
     /// Service port → target port.
     pub ports: BTreeMap<u16, u16>,
+    /// Traffic addressed to this service goes through this waypoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waypoint: Option<GatewayAddress>,
 }
 
 impl Service {

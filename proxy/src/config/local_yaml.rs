@@ -13,6 +13,7 @@ use super::local::{
     DEFAULT_TRUST_DOMAIN,
 };
 use super::policy::Policy;
+use super::waypoint::GatewayAddress;
 use super::{ConfigError, ConfigErrors};
 
 #[derive(Deserialize)]
@@ -63,8 +64,8 @@ struct WorkloadYaml {
     services: BTreeMap<String, BTreeMap<u16, u16>>,
     #[serde(default)]
     authorization_policies: Vec<String>,
-    #[serde(default, rename = "waypoint")]
-    _waypoint: IgnoredAny,
+    #[serde(default)]
+    waypoint: Option<GatewayAddress>,
     #[serde(default, rename = "networkGateway")]
     _network_gateway: IgnoredAny,
     #[serde(default, rename = "networkMode")]
@@ -121,6 +122,7 @@ impl From<WorkloadYaml> for Workload {
             canonical_revision: w.canonical_revision,
             cluster_id: w.cluster_id,
             locality: w.locality,
+            waypoint: w.waypoint,
         }
     }
 }
@@ -141,8 +143,8 @@ struct ServiceYaml {
     _endpoints: IgnoredAny,
     #[serde(default, rename = "subjectAltNames")]
     _subject_alt_names: IgnoredAny,
-    #[serde(default, rename = "waypoint")]
-    _waypoint: IgnoredAny,
+    #[serde(default)]
+    waypoint: Option<GatewayAddress>,
     #[serde(default, rename = "loadBalancer")]
     _load_balancer: IgnoredAny,
     #[serde(default, rename = "ipFamilies")]
@@ -168,6 +170,7 @@ impl ServiceYaml {
             hostname: self.hostname,
             vips,
             ports: self.ports,
+            waypoint: self.waypoint,
         }
     }
 }

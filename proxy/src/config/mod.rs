@@ -11,6 +11,7 @@
 //! | `delta`, `store`, `index` | a generation built from the previous one and a list of changes (xDS update or file reload), O(delta × log N) |
 //! | `validate` | the rules, per resource and at the keys a delta touched |
 //! | [`resolve`] | original destination → [`Route`] (HBONE tunnel or passthrough), round robin |
+//! | [`waypoint`] | a service's or workload's waypoint (`GatewayAddress`): where it leads, whether a connection comes from it |
 //! | [`settings`] | command-line / environment run settings → typed [`Config`] |
 //!
 //! Errors: every configuration problem is a [`ConfigError`]; checks that can find several
@@ -30,6 +31,7 @@ mod settings_parse;
 pub mod snapshot;
 mod store;
 mod validate;
+pub mod waypoint;
 pub mod xds;
 pub mod xds_env;
 
@@ -48,10 +50,12 @@ pub use policy::{
     Action, ConnInfo, Decision, Match, Policy, Scope, Selector, ServiceAccountMatch, StringMatch,
 };
 pub use resolve::{
-    is_proxy_port, resolve, resolve_hostname, ResolveError, RoundRobin, Route, PROXY_PORTS,
+    is_proxy_port, resolve, resolve_from, resolve_hostname, ResolveError, RoundRobin, Route,
+    PROXY_PORTS,
 };
 pub use settings::{Config, RunArgs};
 pub use snapshot::{Endpoint, Snapshot};
+pub use waypoint::{GatewayAddress, GatewayDestination};
 
 /// One configuration problem, phrased so an operator can fix it.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,9 @@
 //!   target port (the endpoint's own override first, else the service's `ports`);
 //! - a workload IP (directly, or the chosen endpoint): protocol HBONE → tunnel to
 //!   `<pod ip>:<hbone port>` with authority `<pod ip>:<target port>`; TCP → passthrough;
-//! - any other address: passthrough unchanged.
+//! - any other address: passthrough unchanged;
+//! - a service with a `waypoint`, or a workload with one addressed by its own IP (unless
+//!   the connection comes from that waypoint): through the waypoint ([`super::waypoint`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use super::index::S;
 use super::local::{Protocol, Service, Workload};
 use super::snapshot::{Endpoint, Snapshot};
+use super::waypoint::{self, GatewayAddress};
 use crate::identity::Identity;
 
 /// The proxy's own well-known ports; a connection captured towards one of these on the
@@ -56,6 +59,23 @@ pub enum ResolveError {
     UnknownServicePort { service: String, port: u16 },
     #[error("{host:?} is neither an IP address nor a known service hostname")]
     UnknownHostname { host: String },
+    #[error("waypoint {waypoint} names no workload, and no service with endpoints and its port (check the waypoint's deployment and the `waypoint` of the destination)")]
+    UnknownWaypoint { waypoint: String },
+    #[error("service {service} has a waypoint but no VIP to address it by; connect to a VIP")]
+    NoVip { service: String },
+    #[error("the destination must be reached through waypoint {waypoint}, and this zring cannot hand traffic to a waypoint yet: refused rather than delivered around it")]
+    ThroughWaypoint { waypoint: String },
+}
+
+impl ResolveError {
+    /// The waypoint a refusal is about, for its log line and metric.
+    pub fn waypoint(&self) -> Option<&str> {
+        match self {
+            ResolveError::UnknownWaypoint { waypoint }
+            | ResolveError::ThroughWaypoint { waypoint } => Some(waypoint),
+            _ => None,
+        }
+    }
 }
 
 /// Per-core round-robin cursors, one per service (keyed by the address of the service's
@@ -75,7 +95,7 @@ impl RoundRobin {
     }
 
     /// Index of the next endpoint to use among `n` for the service `service` (n > 0).
-    fn pick(&mut self, service: usize, n: usize) -> usize {
+    pub(super) fn pick(&mut self, service: usize, n: usize) -> usize {
         if self.next.len() >= MAX_CURSORS && !self.next.contains_key(&service) {
             self.next.clear();
         }
@@ -86,19 +106,54 @@ impl RoundRobin {
     }
 }
 
-/// Resolves the original destination `dst` of an outbound connection.
+/// Resolves the original destination `dst` of an outbound connection from an unknown
+/// source (see [`resolve_from`]).
 pub fn resolve(
     snap: &Snapshot,
     rr: &mut RoundRobin,
     dst: SocketAddr,
     hbone_port: u16,
 ) -> Result<Route, ResolveError> {
+    resolve_from(snap, rr, None, dst, hbone_port)
+}
+
+/// Resolves the original destination `dst` of an outbound connection from the client
+/// IP `src` (a connection from a workload's own waypoint is not sent back to it).
+pub fn resolve_from(
+    snap: &Snapshot,
+    rr: &mut RoundRobin,
+    src: Option<IpAddr>,
+    dst: SocketAddr,
+    hbone_port: u16,
+) -> Result<Route, ResolveError> {
     if let Some(svc) = snap.service_rec_by_vip(dst.ip()) {
-        return resolve_service(snap, rr, svc, dst.port(), hbone_port);
+        return resolve_service(snap, rr, svc, (Some(dst.ip()), dst.port()), hbone_port);
     }
-    Ok(match snap.workload_by_ip(dst.ip()) {
-        Some(w) => workload_route(snap, w, dst, hbone_port, None),
-        None => Route::Passthrough { addr: dst },
+    let Some(w) = snap.workload_by_ip(dst.ip()) else {
+        return Ok(Route::Passthrough { addr: dst });
+    };
+    match &w.waypoint {
+        Some(gw) if !from_waypoint(snap, gw, src) => via_waypoint(snap, rr, gw, dst, None),
+        _ => Ok(workload_route(snap, w, dst, hbone_port, None)),
+    }
+}
+
+fn from_waypoint(snap: &Snapshot, gw: &GatewayAddress, src: Option<IpAddr>) -> bool {
+    let src = src.and_then(|ip| Some((snap.workload_by_ip(ip)?, ip)));
+    src.is_some_and(|(w, ip)| waypoint::is_from(snap, gw, w, ip))
+}
+
+/// Through the waypoint `gw`: HBONE to it, CONNECT to the address the client asked for.
+fn via_waypoint(
+    snap: &Snapshot,
+    rr: &mut RoundRobin,
+    gw: &GatewayAddress,
+    _target: SocketAddr,
+    _service: Option<&str>,
+) -> Result<Route, ResolveError> {
+    let _hop = waypoint::find(snap, rr, gw)?;
+    Err(ResolveError::ThroughWaypoint {
+        waypoint: gw.to_string(),
     })
 }
 
@@ -106,30 +161,39 @@ pub fn resolve(
 pub fn resolve_hostname(
     snap: &Snapshot,
     rr: &mut RoundRobin,
-    host: &str,
-    port: u16,
+    src: Option<IpAddr>,
+    (host, port): (&str, u16),
     hbone_port: u16,
 ) -> Result<Route, ResolveError> {
     if let Ok(ip) = host.parse::<IpAddr>() {
-        return resolve(snap, rr, SocketAddr::new(ip, port), hbone_port);
+        return resolve_from(snap, rr, src, SocketAddr::new(ip, port), hbone_port);
     }
     let host_trimmed = host.strip_suffix('.').unwrap_or(host);
     match snap.service_rec_by_hostname(host_trimmed) {
-        Some(svc) => resolve_service(snap, rr, svc, port, hbone_port),
+        Some(svc) => resolve_service(snap, rr, svc, (None, port), hbone_port),
         None => Err(ResolveError::UnknownHostname {
             host: host.to_string(),
         }),
     }
 }
 
+/// A service addressed as `(vip, port)` (no VIP: by hostname).
 fn resolve_service(
     snap: &Snapshot,
     rr: &mut RoundRobin,
     rec: &S,
-    port: u16,
+    (vip, port): (Option<IpAddr>, u16),
     hbone_port: u16,
 ) -> Result<Route, ResolveError> {
     let svc = &rec.item;
+    if let Some(gw) = &svc.waypoint {
+        let vip = vip.or_else(|| svc.vips.first().map(|v| v.ip));
+        let vip = vip.ok_or_else(|| ResolveError::NoVip {
+            service: svc.hostname.clone(),
+        })?;
+        let target = SocketAddr::new(vip, port);
+        return via_waypoint(snap, rr, gw, target, Some(&svc.hostname));
+    }
     let Some(endpoints) = snap.endpoints_of(rec).filter(|e| !e.is_empty()) else {
         return Err(ResolveError::NoEndpoints {
             service: svc.hostname.clone(),

@@ -145,7 +145,7 @@ fn round_robin_cursors_are_per_service() {
 fn hostnames_resolve_like_vips() {
     let snap = mesh();
     let mut rr = RoundRobin::new();
-    let by_name = resolve_hostname(&snap, &mut rr, HTTPBIN, 8000, 15008).unwrap();
+    let by_name = resolve_hostname(&snap, &mut rr, None, (HTTPBIN, 8000), 15008).unwrap();
     assert_eq!(
         by_name,
         hbone(
@@ -156,7 +156,7 @@ fn hostnames_resolve_like_vips() {
         )
     );
     let dotted = format!("{HTTPBIN}.");
-    let next = resolve_hostname(&snap, &mut rr, &dotted, 8000, 15008).unwrap();
+    let next = resolve_hostname(&snap, &mut rr, None, (&dotted, 8000), 15008).unwrap();
     assert_eq!(
         next,
         hbone(
@@ -166,14 +166,14 @@ fn hostnames_resolve_like_vips() {
             Some(HTTPBIN)
         )
     );
-    let literal = resolve_hostname(&snap, &mut rr, "10.244.1.20", 22, 15008).unwrap();
+    let literal = resolve_hostname(&snap, &mut rr, None, ("10.244.1.20", 22), 15008).unwrap();
     assert_eq!(
         literal,
         Route::Passthrough {
             addr: sa("10.244.1.20:22")
         }
     );
-    let err = resolve_hostname(&snap, &mut rr, "example.com", 80, 15008).unwrap_err();
+    let err = resolve_hostname(&snap, &mut rr, None, ("example.com", 80), 15008).unwrap_err();
     assert_eq!(
         err,
         ResolveError::UnknownHostname {

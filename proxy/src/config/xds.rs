@@ -366,6 +366,7 @@ fn workload_from(w: pw::Workload) -> Result<Workload, String> {
                 subzone: l.subzone,
             })
             .unwrap_or_default(),
+        waypoint: super::waypoint::from_xds(w.waypoint)?,
     })
 }
 
@@ -386,6 +387,7 @@ fn service_from(s: pw::Service) -> Result<Service, String> {
         namespace: s.namespace,
         hostname: s.hostname,
         vips,
+        waypoint: super::waypoint::from_xds(s.waypoint)?,
     })
 }
 
@@ -473,7 +475,7 @@ fn ports_from(v: &[pw::Port]) -> Result<BTreeMap<u16, u16>, String> {
         .collect()
 }
 
-fn ip_from(b: &[u8]) -> Result<IpAddr, String> {
+pub(super) fn ip_from(b: &[u8]) -> Result<IpAddr, String> {
     match b.len() {
         4 => Ok(IpAddr::from(
             <[u8; 4]>::try_from(b).expect("length checked"),
@@ -586,6 +588,7 @@ fn workload_to(w: &Workload) -> pw::Workload {
             zone: w.locality.zone.clone(),
             subzone: w.locality.subzone.clone(),
         }),
+        waypoint: w.waypoint.as_ref().map(super::waypoint::to_xds),
         ..Default::default()
     }
 }
@@ -604,6 +607,7 @@ fn service_to(s: &Service) -> pw::Service {
             })
             .collect(),
         ports: ports_to(&s.ports),
+        waypoint: s.waypoint.as_ref().map(super::waypoint::to_xds),
     }
 }
 

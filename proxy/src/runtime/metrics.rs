@@ -189,6 +189,9 @@ pub struct Metrics {
     pub unlabeled_failed: Cell<u64>,
     /// TCP connections accepted on the HBONE port (not streams).
     pub hbone_accepted: Cell<u64>,
+    /// Outbound connections refused because of their waypoint, by waypoint (a refusal
+    /// is rare: the map is touched only then).
+    waypoint_refused: RefCell<BTreeMap<String, u64>>,
 }
 
 impl Metrics {
@@ -209,6 +212,15 @@ impl Metrics {
         bump(&self.hbone_accepted, 1);
     }
 
+    /// An outbound connection refused because of the waypoint `waypoint`.
+    pub fn waypoint_refused(&self, waypoint: &str) {
+        let mut map = self.waypoint_refused.borrow_mut();
+        match map.get_mut(waypoint) {
+            Some(n) => *n += 1,
+            None => drop(map.insert(waypoint.to_string(), 1)),
+        }
+    }
+
     /// A copy for the shared block.
     pub fn snapshot(&self) -> CoreMetrics {
         let by_labels = self.by_labels.borrow();
@@ -219,6 +231,7 @@ impl Metrics {
                 .collect(),
             unlabeled_failed: self.unlabeled_failed.get(),
             hbone_accepted: self.hbone_accepted.get(),
+            waypoint_refused: self.waypoint_refused.borrow().clone(),
             gauges: CoreGauges::default(),
         }
     }
@@ -289,6 +302,7 @@ pub struct CoreMetrics {
     pub by_labels: Vec<(Labels, Totals)>,
     pub unlabeled_failed: u64,
     pub hbone_accepted: u64,
+    pub waypoint_refused: BTreeMap<String, u64>,
     pub gauges: CoreGauges,
 }
 
@@ -311,6 +325,8 @@ pub struct Aggregate {
     pub by_labels: BTreeMap<Labels, Totals>,
     pub unlabeled_failed: u64,
     pub hbone_accepted: u64,
+    /// Outbound connections refused because of their waypoint, by waypoint.
+    pub waypoint_refused: BTreeMap<String, u64>,
     /// Per core, in core order: rendered with a `core` label, not summed.
     pub cores: Vec<CoreGauges>,
     /// CA and xDS health (not per core).
@@ -326,6 +342,9 @@ impl Aggregate {
         }
         self.unlabeled_failed += core.unlabeled_failed;
         self.hbone_accepted += core.hbone_accepted;
+        for (waypoint, n) in &core.waypoint_refused {
+            *self.waypoint_refused.entry(waypoint.clone()).or_default() += n;
+        }
     }
 
     /// All label sets summed, early failures and HBONE accepts included.

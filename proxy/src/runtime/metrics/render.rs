@@ -147,6 +147,15 @@ fn own(out: &mut String, agg: &Aggregate) {
         "# HELP {name} Inbound HBONE TCP connections accepted.\n# TYPE {name} counter\n{name} {}",
         agg.hbone_accepted
     );
+    let name = "zring_waypoint_refused_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Outbound connections refused because of the destination's waypoint \
+         (not found, or not reachable), never delivered around it.\n# TYPE {name} counter"
+    );
+    for (waypoint, n) in &agg.waypoint_refused {
+        let _ = writeln!(out, "{name}{{waypoint=\"{}\"}} {n}", escape(waypoint));
+    }
     let name = "istio_build";
     let _ = writeln!(
         out,
@@ -206,4 +215,11 @@ pub fn render(agg: &Aggregate) -> String {
     control::render(&mut out, &agg.control);
     process::render(&mut out, &process::Sample::read());
     out
+}
+
+/// A label value in the exposition format (`\`, `"` and newlines escaped).
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

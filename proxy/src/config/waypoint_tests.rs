@@ -1,0 +1,303 @@
+use std::net::SocketAddr;
+
+use super::*;
+use crate::config::resolve::{resolve_from, resolve_hostname, Route};
+use crate::config::LocalConfig;
+
+/// A namespace with a waypoint (workload `waypoint`, service VIP 10.10.0.2), a service
+/// and a pod using it (the service by hostname, the pod by VIP), one without, and a
+/// service whose waypoint does not exist.
+pub(crate) const WAYPOINTS: &str = r#"
+workloads:
+- uid: k//Pod/default/client
+  name: client
+  namespace: default
+  serviceAccount: client
+  workloadIps: ["10.0.0.1"]
+  protocol: HBONE
+  services: {}
+- uid: k//Pod/default/waypoint
+  name: waypoint
+  namespace: default
+  serviceAccount: waypoint
+  workloadIps: ["10.0.0.3"]
+  protocol: HBONE
+  services:
+    "default/waypoint.default.svc.cluster.local": {}
+- uid: k//Pod/default/server
+  name: server
+  namespace: default
+  serviceAccount: server
+  workloadIps: ["10.0.0.2"]
+  protocol: HBONE
+  waypoint:
+    destination: "/10.10.0.2"
+    hboneMtlsPort: 15008
+  services:
+    "default/server.default.svc.cluster.local": {}
+    "default/ghost.default.svc.cluster.local": {}
+- uid: k//Pod/default/plain
+  name: plain
+  namespace: default
+  serviceAccount: plain
+  workloadIps: ["10.0.0.4"]
+  protocol: HBONE
+  services:
+    "default/plain.default.svc.cluster.local": {}
+services:
+- name: waypoint
+  namespace: default
+  hostname: waypoint.default.svc.cluster.local
+  vips: ["/10.10.0.2"]
+  ports: {15008: 15008}
+- name: server
+  namespace: default
+  hostname: server.default.svc.cluster.local
+  vips: ["/10.10.0.1"]
+  ports: {80: 8080}
+  waypoint:
+    destination: "default/waypoint.default.svc.cluster.local"
+    hboneMtlsPort: 15008
+- name: plain
+  namespace: default
+  hostname: plain.default.svc.cluster.local
+  vips: ["/10.10.0.4"]
+  ports: {80: 8080}
+- name: ghost
+  namespace: default
+  hostname: ghost.default.svc.cluster.local
+  vips: ["/10.10.0.9"]
+  ports: {80: 8080}
+  waypoint:
+    destination: "/10.99.0.9"
+    hboneMtlsPort: 15008
+"#;
+
+fn snap() -> Snapshot {
+    let local = LocalConfig::from_yaml("waypoints.yaml", WAYPOINTS).expect("parses");
+    Snapshot::new(local, None).expect("valid")
+}
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn gw(dest: &str) -> GatewayAddress {
+    GatewayAddress {
+        destination: dest.parse().unwrap(),
+        hbone_mtls_port: 15008,
+    }
+}
+
+#[test]
+fn destinations_parse_as_ztunnel_reads_them() {
+    let by_ip: GatewayDestination = "net1/10.1.2.3".parse().unwrap();
+    assert_eq!(
+        by_ip,
+        GatewayDestination::Address(NetworkAddress {
+            network: "net1".into(),
+            ip: ip("10.1.2.3")
+        })
+    );
+    let by_name: GatewayDestination = "ns/wp.ns.svc.cluster.local".parse().unwrap();
+    assert_eq!(
+        by_name,
+        GatewayDestination::Hostname {
+            namespace: "ns".into(),
+            hostname: "wp.ns.svc.cluster.local".into()
+        }
+    );
+    assert!("10.1.2.3".parse::<GatewayDestination>().is_err());
+    for s in [
+        "/10.1.2.3",
+        "net1/10.1.2.3",
+        "ns/wp.ns.svc.cluster.local",
+        "/::1",
+    ] {
+        assert_eq!(s.parse::<GatewayDestination>().unwrap().to_string(), s);
+    }
+}
+
+#[test]
+fn waypoints_are_read_and_shown_in_the_config_dump_form() {
+    let local = snap().to_local_config();
+    let server = local.workloads.iter().find(|w| w.name == "server").unwrap();
+    assert_eq!(server.waypoint, Some(gw("/10.10.0.2")));
+    let svc = local.services.iter().find(|s| s.name == "server").unwrap();
+    assert_eq!(
+        svc.waypoint,
+        Some(gw("default/waypoint.default.svc.cluster.local"))
+    );
+    let yaml = serde_yaml::to_string(&local).unwrap();
+    assert!(
+        yaml.contains("waypoint:\n    destination: /10.10.0.2\n    hboneMtlsPort: 15008"),
+        "{yaml}"
+    );
+    // The dump reads back as the same configuration (ztunnel's shape both ways).
+    let again = LocalConfig::from_yaml("dump", &yaml).unwrap();
+    assert_eq!(again, local);
+}
+
+#[test]
+fn a_waypoint_with_an_unknown_field_or_no_port_is_refused() {
+    let bad = WAYPOINTS.replace("hboneMtlsPort: 15008\n  services:", "services:");
+    assert!(LocalConfig::from_yaml("x", &bad).is_err());
+    let bad = WAYPOINTS.replacen(
+        "hboneMtlsPort: 15008",
+        "hboneMtlsPort: 15008\n    port: 1",
+        1,
+    );
+    assert!(LocalConfig::from_yaml("x", &bad).is_err());
+}
+
+#[test]
+fn xds_carries_the_waypoint_both_ways() {
+    let local = snap().to_local_config();
+    let res = crate::config::xds::encode(&local).unwrap();
+    use crate::config::xds::{decode_address, Address};
+    for (_, any) in &res.addresses {
+        let (kind, name, wp) = match decode_address(any).unwrap() {
+            Address::Workload(w) => ("workload", w.name.clone(), w.waypoint.clone()),
+            Address::Service(s) => ("service", s.name.clone(), s.waypoint.clone()),
+        };
+        let want = match (kind, name.as_str()) {
+            ("service", "server") => Some(gw("default/waypoint.default.svc.cluster.local")),
+            ("workload", "server") => Some(gw("/10.10.0.2")),
+            ("service", "ghost") => Some(gw("/10.99.0.9")),
+            _ => None,
+        };
+        assert_eq!(wp, want, "{kind} {name}");
+    }
+}
+
+#[test]
+fn an_xds_waypoint_without_destination_refuses_its_resource() {
+    let empty = zring_xds::workload::GatewayAddress {
+        destination: None,
+        hbone_mtls_port: 15008,
+    };
+    assert!(from_xds(Some(empty)).is_err());
+    let mut big = to_xds(&gw("/10.0.0.3"));
+    big.hbone_mtls_port = 70000;
+    assert!(from_xds(Some(big)).is_err());
+    assert_eq!(from_xds(None).unwrap(), None);
+}
+
+#[test]
+fn a_waypoint_is_found_by_vip_workload_ip_or_hostname() {
+    let snap = snap();
+    let mut rr = RoundRobin::new();
+    for dest in [
+        "/10.10.0.2",
+        "/10.0.0.3",
+        "default/waypoint.default.svc.cluster.local",
+    ] {
+        let hop = find(&snap, &mut rr, &gw(dest)).unwrap();
+        assert_eq!(hop.addr, sa("10.0.0.3:15008"), "{dest}");
+        assert_eq!(hop.workload.name, "waypoint");
+    }
+    for missing in ["/10.99.0.9", "other/waypoint.default.svc.cluster.local"] {
+        let err = find(&snap, &mut rr, &gw(missing)).unwrap_err();
+        assert!(matches!(err, ResolveError::UnknownWaypoint { .. }), "{err}");
+    }
+    // A waypoint service that does not expose the HBONE port leads nowhere.
+    let wrong_port = GatewayAddress {
+        hbone_mtls_port: 15009,
+        ..gw("/10.10.0.2")
+    };
+    assert!(find(&snap, &mut rr, &wrong_port).is_err());
+}
+
+#[test]
+fn only_the_waypoints_own_workloads_come_from_it() {
+    let snap = snap();
+    let w = |ip_: &str| snap.workload_by_ip(ip(ip_)).unwrap();
+    for dest in [
+        "/10.10.0.2",
+        "/10.0.0.3",
+        "default/waypoint.default.svc.cluster.local",
+    ] {
+        assert!(is_from(&snap, &gw(dest), w("10.0.0.3"), ip("10.0.0.3")));
+        assert!(!is_from(&snap, &gw(dest), w("10.0.0.1"), ip("10.0.0.1")));
+    }
+    assert!(!is_from(
+        &snap,
+        &gw("/10.99.0.9"),
+        w("10.0.0.3"),
+        ip("10.0.0.3")
+    ));
+}
+
+/// Where each connection of the matrix goes: `Ok(route)` or the refusal's waypoint.
+fn route(snap: &Snapshot, src: &str, dst: &str) -> Result<Route, ResolveError> {
+    resolve_from(snap, &mut RoundRobin::new(), Some(ip(src)), sa(dst), 15008)
+}
+
+#[test]
+fn no_destination_behind_a_waypoint_is_reached_around_it() {
+    let snap = snap();
+    // Service with a waypoint, workload with one (addressed by IP), a waypoint that
+    // does not exist: never a route to the pod.
+    for (src, dst) in [
+        ("10.0.0.1", "10.10.0.1:80"),
+        ("10.0.0.1", "10.0.0.2:8080"),
+        ("10.0.0.1", "10.10.0.9:80"),
+        // The waypoint itself calling the service: ztunnel sends it to the service's
+        // waypoint too (only workload-addressed traffic skips it).
+        ("10.0.0.3", "10.10.0.1:80"),
+    ] {
+        let err = route(&snap, src, dst).unwrap_err();
+        assert!(err.waypoint().is_some(), "{src} -> {dst}: {err}");
+    }
+    let by_name = resolve_hostname(
+        &snap,
+        &mut RoundRobin::new(),
+        Some(ip("10.0.0.1")),
+        ("server.default.svc.cluster.local", 80),
+        15008,
+    );
+    assert!(by_name.unwrap_err().waypoint().is_some());
+}
+
+#[test]
+fn traffic_without_a_waypoint_or_from_it_goes_direct() {
+    let snap = snap();
+    let direct = |src, dst, hbone: &str, authority: &str| {
+        let Route::Hbone {
+            hbone_addr,
+            authority: a,
+            ..
+        } = route(&snap, src, dst).unwrap()
+        else {
+            panic!("{src} -> {dst}: not HBONE");
+        };
+        assert_eq!(
+            (hbone_addr, a),
+            (sa(hbone), sa(authority)),
+            "{src} -> {dst}"
+        );
+    };
+    direct(
+        "10.0.0.1",
+        "10.10.0.4:80",
+        "10.0.0.4:15008",
+        "10.0.0.4:8080",
+    );
+    direct(
+        "10.0.0.1",
+        "10.0.0.4:8080",
+        "10.0.0.4:15008",
+        "10.0.0.4:8080",
+    );
+    // The waypoint's onward connection to the pod it serves.
+    direct(
+        "10.0.0.3",
+        "10.0.0.2:8080",
+        "10.0.0.2:15008",
+        "10.0.0.2:8080",
+    );
+}
