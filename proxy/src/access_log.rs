@@ -73,8 +73,14 @@ impl AccessLog {
             return None;
         }
         let mtls = labels.connection_security_policy == "mutual_tls";
-        // The destination workload is found by the address it was reached at.
-        let dst_wl_addr = hbone_addr.unwrap_or(dst);
+        // The destination workload is found by the address it was reached at: outbound,
+        // the tunnel's (a waypoint's, when it goes through one); inbound, the authority.
+        let outbound = labels.reporter == "source";
+        let dst_wl_addr = if outbound {
+            dst
+        } else {
+            hbone_addr.unwrap_or(dst)
+        };
         let mut dst_side = Side::new(snap, dst_wl_addr, &labels.destination, mtls);
         dst_side.addr = dst;
         Some(Box::new(AccessLog {
@@ -82,7 +88,7 @@ impl AccessLog {
             dst: dst_side,
             hbone_addr,
             service: labels.destination_service.clone(),
-            outbound: labels.reporter == "source",
+            outbound,
             start: Instant::now(),
         }))
     }

@@ -63,16 +63,13 @@ pub enum ResolveError {
     UnknownWaypoint { waypoint: String },
     #[error("service {service} has a waypoint but no VIP to address it by; connect to a VIP")]
     NoVip { service: String },
-    #[error("the destination must be reached through waypoint {waypoint}, and this zring cannot hand traffic to a waypoint yet: refused rather than delivered around it")]
-    ThroughWaypoint { waypoint: String },
 }
 
 impl ResolveError {
     /// The waypoint a refusal is about, for its log line and metric.
     pub fn waypoint(&self) -> Option<&str> {
         match self {
-            ResolveError::UnknownWaypoint { waypoint }
-            | ResolveError::ThroughWaypoint { waypoint } => Some(waypoint),
+            ResolveError::UnknownWaypoint { waypoint } => Some(waypoint),
             _ => None,
         }
     }
@@ -143,17 +140,22 @@ fn from_waypoint(snap: &Snapshot, gw: &GatewayAddress, src: Option<IpAddr>) -> b
     src.is_some_and(|(w, ip)| waypoint::is_from(snap, gw, w, ip))
 }
 
-/// Through the waypoint `gw`: HBONE to it, CONNECT to the address the client asked for.
+/// Through the waypoint `gw`: HBONE to it (whatever the protocol of its workload), its
+/// certificate must carry its workload's identity, and the CONNECT names the address the
+/// client asked for, untranslated (ztunnel's `build_request`).
 fn via_waypoint(
     snap: &Snapshot,
     rr: &mut RoundRobin,
     gw: &GatewayAddress,
-    _target: SocketAddr,
-    _service: Option<&str>,
+    target: SocketAddr,
+    service: Option<&str>,
 ) -> Result<Route, ResolveError> {
-    let _hop = waypoint::find(snap, rr, gw)?;
-    Err(ResolveError::ThroughWaypoint {
-        waypoint: gw.to_string(),
+    let hop = waypoint::find(snap, rr, gw)?;
+    Ok(Route::Hbone {
+        hbone_addr: hop.addr,
+        authority: target,
+        dst_identity: snap.identity(hop.workload),
+        service: service.map(str::to_string),
     })
 }
 

@@ -18,6 +18,7 @@ workloads:
   services: {}
 - uid: k//Pod/default/waypoint
   name: waypoint
+  workloadName: waypoint
   namespace: default
   serviceAccount: waypoint
   workloadIps: ["10.0.0.3"]
@@ -36,6 +37,7 @@ workloads:
   services:
     "default/server.default.svc.cluster.local": {}
     "default/ghost.default.svc.cluster.local": {}
+    "default/bare.default.svc.cluster.local": {}
 - uid: k//Pod/default/plain
   name: plain
   namespace: default
@@ -62,6 +64,11 @@ services:
   namespace: default
   hostname: plain.default.svc.cluster.local
   vips: ["/10.10.0.4"]
+  ports: {80: 8080}
+- name: bare
+  namespace: default
+  hostname: bare.default.svc.cluster.local
+  vips: ["/10.10.0.5"]
   ports: {80: 8080}
 - name: ghost
   namespace: default
@@ -237,48 +244,74 @@ fn route(snap: &Snapshot, src: &str, dst: &str) -> Result<Route, ResolveError> {
     resolve_from(snap, &mut RoundRobin::new(), Some(ip(src)), sa(dst), 15008)
 }
 
-#[test]
-fn no_destination_behind_a_waypoint_is_reached_around_it() {
-    let snap = snap();
-    // Service with a waypoint, workload with one (addressed by IP), a waypoint that
-    // does not exist: never a route to the pod.
-    for (src, dst) in [
-        ("10.0.0.1", "10.10.0.1:80"),
-        ("10.0.0.1", "10.0.0.2:8080"),
-        ("10.0.0.1", "10.10.0.9:80"),
-        // The waypoint itself calling the service: ztunnel sends it to the service's
-        // waypoint too (only workload-addressed traffic skips it).
-        ("10.0.0.3", "10.10.0.1:80"),
-    ] {
-        let err = route(&snap, src, dst).unwrap_err();
-        assert!(err.waypoint().is_some(), "{src} -> {dst}: {err}");
+fn hbone(hbone_addr: &str, authority: &str, sa_name: &str, service: Option<&str>) -> Route {
+    Route::Hbone {
+        hbone_addr: sa(hbone_addr),
+        authority: sa(authority),
+        dst_identity: crate::identity::Identity::new("cluster.local", "default", sa_name),
+        service: service.map(str::to_string),
     }
+}
+
+const SERVER: &str = "server.default.svc.cluster.local";
+
+#[test]
+fn traffic_for_a_waypoint_is_handed_to_it_with_the_address_the_client_asked_for() {
+    let snap = snap();
+    // Service-addressed: the VIP and service port, untranslated; the service named.
+    assert_eq!(
+        route(&snap, "10.0.0.1", "10.10.0.1:80").unwrap(),
+        hbone("10.0.0.3:15008", "10.10.0.1:80", "waypoint", Some(SERVER))
+    );
+    // By hostname (SOCKS5): the service's VIP.
     let by_name = resolve_hostname(
         &snap,
         &mut RoundRobin::new(),
         Some(ip("10.0.0.1")),
-        ("server.default.svc.cluster.local", 80),
+        (SERVER, 80),
         15008,
     );
-    assert!(by_name.unwrap_err().waypoint().is_some());
+    assert_eq!(
+        by_name.unwrap(),
+        hbone("10.0.0.3:15008", "10.10.0.1:80", "waypoint", Some(SERVER))
+    );
+    // Workload-addressed: the pod's own address.
+    assert_eq!(
+        route(&snap, "10.0.0.1", "10.0.0.2:8080").unwrap(),
+        hbone("10.0.0.3:15008", "10.0.0.2:8080", "waypoint", None)
+    );
+    // The waypoint calling the service goes through the service's waypoint again (only
+    // workload-addressed traffic from the waypoint skips it).
+    assert_eq!(
+        route(&snap, "10.0.0.3", "10.10.0.1:80").unwrap(),
+        hbone("10.0.0.3:15008", "10.10.0.1:80", "waypoint", Some(SERVER))
+    );
+}
+
+#[test]
+fn a_waypoint_that_cannot_be_found_refuses_and_names_it() {
+    let snap = snap();
+    let err = route(&snap, "10.0.0.1", "10.10.0.9:80").unwrap_err();
+    assert_eq!(err.waypoint(), Some("/10.99.0.9:15008"), "{err}");
 }
 
 #[test]
 fn traffic_without_a_waypoint_or_from_it_goes_direct() {
     let snap = snap();
-    let direct = |src, dst, hbone: &str, authority: &str| {
+    let direct = |src, dst, hbone_addr: &str, authority: &str, sa_name: &str| {
         let Route::Hbone {
-            hbone_addr,
+            hbone_addr: h,
             authority: a,
+            dst_identity,
             ..
         } = route(&snap, src, dst).unwrap()
         else {
             panic!("{src} -> {dst}: not HBONE");
         };
+        assert_eq!((h, a), (sa(hbone_addr), sa(authority)), "{src} -> {dst}");
         assert_eq!(
-            (hbone_addr, a),
-            (sa(hbone), sa(authority)),
-            "{src} -> {dst}"
+            dst_identity.to_string(),
+            format!("spiffe://cluster.local/ns/default/sa/{sa_name}")
         );
     };
     direct(
@@ -286,12 +319,14 @@ fn traffic_without_a_waypoint_or_from_it_goes_direct() {
         "10.10.0.4:80",
         "10.0.0.4:15008",
         "10.0.0.4:8080",
+        "plain",
     );
     direct(
         "10.0.0.1",
         "10.0.0.4:8080",
         "10.0.0.4:15008",
         "10.0.0.4:8080",
+        "plain",
     );
     // The waypoint's onward connection to the pod it serves.
     direct(
@@ -299,5 +334,30 @@ fn traffic_without_a_waypoint_or_from_it_goes_direct() {
         "10.0.0.2:8080",
         "10.0.0.2:15008",
         "10.0.0.2:8080",
+        "server",
     );
+    // A service without a waypoint reaches its pod directly even when the pod has one
+    // (ztunnel applies a workload's waypoint only to traffic addressed to the pod).
+    direct(
+        "10.0.0.1",
+        "10.10.0.5:80",
+        "10.0.0.2:15008",
+        "10.0.0.2:8080",
+        "server",
+    );
+}
+
+#[test]
+fn metrics_name_the_waypoint_as_destination_and_the_service_asked_for() {
+    use crate::runtime::metrics::Labels;
+    let snap = snap();
+    let route = route(&snap, "10.0.0.1", "10.10.0.1:80").unwrap();
+    let l = Labels::outbound(&snap, ip("10.0.0.1"), &route);
+    assert_eq!(l.destination.workload, "waypoint");
+    assert_eq!(
+        l.destination.principal,
+        "spiffe://cluster.local/ns/default/sa/waypoint"
+    );
+    assert_eq!(l.destination_service, SERVER);
+    assert_eq!(l.connection_security_policy, "mutual_tls");
 }

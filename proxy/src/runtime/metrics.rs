@@ -89,16 +89,20 @@ impl Labels {
         }
     }
 
-    /// The outbound leg of a connection from `src` routed as `route`.
+    /// The outbound leg of a connection from `src` routed as `route`. The destination is
+    /// the workload the tunnel reaches (a waypoint, when the route goes through one), as
+    /// ztunnel labels it; the service is the one the client asked for.
     pub fn outbound(snap: &Snapshot, src: IpAddr, route: &Route) -> Labels {
         let src_id = snap.workload_by_ip(src).map(|w| snap.identity(w));
         match route {
             Route::Hbone {
-                authority, service, ..
+                hbone_addr,
+                service,
+                ..
             } => Labels {
                 destination_service: or_unknown(service.as_deref().unwrap_or_default()),
                 connection_security_policy: "mutual_tls",
-                ..Labels::between("source", snap, src, src_id.as_ref(), authority.ip())
+                ..Labels::between("source", snap, src, src_id.as_ref(), hbone_addr.ip())
             },
             Route::Passthrough { addr } => {
                 Labels::between("source", snap, src, src_id.as_ref(), addr.ip())
