@@ -1,8 +1,8 @@
 //! The xDS demo's live enrolment (`zring-loadgen demo --xds`): node B's plain server is
-//! enrolled into the mesh and withdrawn again while both proxies keep running, as the
-//! articles describe it — the plumbing adds (removes) the pod's ipset entry and route,
-//! the control plane pushes the workload as HBONE (TCP) — and the enrolled client's
-//! requests to it switch from direct delivery to HBONE and back.
+//! enrolled into the mesh and withdrawn again while both proxies keep running — the
+//! control plane pushes the workload as HBONE (TCP), and node B's proxy adds (removes)
+//! the pod's ipset entry and route itself — and the enrolled client's requests to it
+//! switch from direct delivery to HBONE and back.
 //!
 //! Each phase makes [`PHASE_REQUESTS`] requests, one connection each, and reads node
 //! B's proxy's metrics before and after: how many of them it accepted over HBONE and
@@ -95,7 +95,6 @@ pub fn run(plan: &Plan, control: &ControlPlane, proxy_pids: Vec<i32>) -> Result<
     let (client, pod) = plan.passthrough_pair();
     let node = &plan.b;
     let mut config = mesh::local_config(plan);
-    let input = mesh::node_input(node, node.enrolled_ips());
     let pair = (client, pod);
     let mut phases = vec![measure(
         plan,
@@ -104,13 +103,15 @@ pub fn run(plan: &Plan, control: &ControlPlane, proxy_pids: Vec<i32>) -> Result<
         phase_state(&config, node, pod)?,
     )?];
 
-    let to_hbone = |config: &mut LocalConfig| -> Result<(f64, Duration)> {
-        let plumbing = Instant::now();
-        plumbing::pod_add(Some(&node.netns), &input, pod.ip)?;
-        let plumbing = plumbing.elapsed();
-        set_protocol(config, pod.ip, Protocol::Hbone)?;
-        Ok((push_and_wait(plan, control, config)?, plumbing))
+    // The proxy of node B plumbs the pod itself, inside the push: before its cores treat
+    // the pod as HBONE (enrolling), after they stop (withdrawing). The push's window is
+    // the plumbing's.
+    let switch = |config: &mut LocalConfig, to: Protocol| -> Result<(f64, Duration)> {
+        set_protocol(config, pod.ip, to)?;
+        let took = push_and_wait(plan, control, config)?;
+        Ok((took, Duration::from_secs_f64(took / 1000.0)))
     };
+    let to_hbone = |config: &mut LocalConfig| switch(config, Protocol::Hbone);
     phases.push(during(plan, "enrolling", pair, || to_hbone(&mut config))?);
     phases.push(measure(
         plan,
@@ -119,13 +120,7 @@ pub fn run(plan: &Plan, control: &ControlPlane, proxy_pids: Vec<i32>) -> Result<
         phase_state(&config, node, pod)?,
     )?);
 
-    let to_tcp = |config: &mut LocalConfig| -> Result<(f64, Duration)> {
-        set_protocol(config, pod.ip, Protocol::Tcp)?;
-        let took = push_and_wait(plan, control, config)?;
-        let plumbing = Instant::now();
-        plumbing::pod_del(Some(&node.netns), &input, pod.ip)?;
-        Ok((took, plumbing.elapsed()))
-    };
+    let to_tcp = |config: &mut LocalConfig| switch(config, Protocol::Tcp);
     phases.push(during(plan, "withdrawing", pair, || to_tcp(&mut config))?);
     phases.push(measure(
         plan,

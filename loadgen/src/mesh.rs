@@ -153,18 +153,14 @@ pub fn node_input(node: &Node, pod_ips: Vec<std::net::Ipv4Addr>) -> plumbing::No
     }
 }
 
-fn plumb(node: &Node) -> Result<()> {
-    let zt = node.ztunnel();
-    let input = node_input(node, node.enrolled_ips());
-    plumbing::node_up(Some(&node.netns), &input)?;
-    let zinput = plumbing::ZtunnelInput {
-        ztunnel_ip: zt.ip,
-        gateway_ip: node.gateway,
-        eth0: crate::topo::plan::ETH0.to_string(),
-        tunnel: Default::default(),
-    };
-    plumbing::ztunnel_up(Some(&zt.netns), &zinput)?;
-    Ok(())
+/// `zring run`'s arguments that make it plumb `node` from its ztunnel pod: the pod side,
+/// and the node side in the node's namespace (found there by itself: veth, gateway, IP).
+pub fn plumb_args(node: &Node) -> [String; 3] {
+    [
+        "--plumb".into(),
+        "--host-netns".into(),
+        plumbing::netns::path(&node.netns).display().to_string(),
+    ]
 }
 
 /// Where the proxies find their workloads and certificates.
@@ -225,7 +221,6 @@ pub fn start(plan: &Plan, opts: &MeshOptions, state: &mut State) -> Result<Optio
         (file_source(plan, opts, &dir)?, None)
     };
     for node in plan.nodes() {
-        plumb(node)?;
         let zt = node.ztunnel();
         let mut args: Vec<String> = vec!["run".into()];
         args.extend(source.args());
@@ -235,6 +230,8 @@ pub fn start(plan: &Plan, opts: &MeshOptions, state: &mut State) -> Result<Optio
             "--cores".into(),
             opts.cores.to_string(),
         ]);
+        // zring plumbs its pod and its node itself and enrols the node's HBONE pods.
+        args.extend(plumb_args(node));
         let log = dir.join(format!("zring-{}.log", node.name));
         let mut env = source.env();
         env.extend(
@@ -252,7 +249,7 @@ pub fn start(plan: &Plan, opts: &MeshOptions, state: &mut State) -> Result<Optio
 
 /// Waits until the proxy's readiness endpoint answers 200 (in xDS mode: its workloads
 /// and certificates are in force on every core), or the proxy died.
-fn wait_ready(ns: &str, proc: &procs::Proc) -> Result<()> {
+pub fn wait_ready(ns: &str, proc: &procs::Proc) -> Result<()> {
     let ready = SocketAddr::from(([127, 0, 0, 1], READINESS_PORT));
     crate::topo::wait_listening(ns, ready, proc)?;
     let deadline = Instant::now() + READY_TIMEOUT;

@@ -17,7 +17,7 @@ pub enum PlumbError {
         package: &'static str,
     },
     /// A named network namespace does not exist.
-    #[error("network namespace `{0}` not found under /run/netns: create it (`ip netns add {0}`) or fix --netns")]
+    #[error("network namespace `{0}` not found (a name under /run/netns, or a namespace file such as a mount of the host's /proc/1/ns/net): create it (`ip netns add NAME`), mount it, or fix --netns / --host-netns")]
     NetnsMissing(String),
     /// A named network namespace already exists.
     #[error("network namespace `{0}` already exists under /run/netns: delete it (`ip netns del {0}`) or pick another name")]

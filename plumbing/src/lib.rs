@@ -30,6 +30,9 @@
 //! - [`trace`]: `zring plumb trace` — [`trace::read_world`] (live [`trace::Host`]s),
 //!   [`trace::trace`] (pure evaluator: legs, packets, hops), [`trace::diverge`] (drift that
 //!   changes the path), [`trace::render_text`].
+//! - [`agent`]: for a proxy that plumbs its own node: `detect(host_netns, eth0)` (its
+//!   host-side veth, gateway and IP), `pod_on_node(netns, ip)` (why an IP is not a pod of
+//!   this node), `enrolled(netns)` (the set's members now).
 //! - [`PlumbError`]: the one error type, each variant naming the object and the fix.
 //!
 //! # Modules (private)
@@ -46,6 +49,7 @@
 #[global_allocator]
 static CHECKED: testsupport::Checked = testsupport::Checked;
 
+pub mod agent;
 mod apply;
 mod check;
 pub mod cli;

@@ -39,8 +39,12 @@ pub(crate) fn current_label() -> String {
     })
 }
 
-/// The bind-mount path of namespace `name`.
+/// The bind-mount path of namespace `name`; an absolute path names a namespace file
+/// directly (e.g. a mount of the host's `/proc/1/ns/net`).
 pub fn path(name: &str) -> PathBuf {
+    if name.starts_with('/') {
+        return PathBuf::from(name);
+    }
     PathBuf::from(NETNS_DIR).join(name)
 }
 

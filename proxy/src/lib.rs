@@ -10,7 +10,8 @@
 //! - [`socks5`] — SOCKS5 CONNECT parsing (pure) and handshake.
 //! - [`runtime`] — thread per core: listeners, per-core state, reload, admin endpoints.
 //! - [`outbound`], [`inbound`] — the three legs: capture → tunnel → delivery.
-//! - [`plumb`] — `zring run --plumb`: ztunnel-pod plumbing applied at start, removed at exit.
+//! - [`plumb`] — `zring run --plumb`: ztunnel-pod plumbing applied at start, removed at exit;
+//!   with `--host-netns` the node side too, enrolment following the config, reconciled.
 //! - [`relay`] — splice and HTTP/2 byte relays; [`sockets`] — listener/upstream sockets.
 //! - [`sys`] — the only `unsafe`: socket options on monoio-owned descriptors.
 #![deny(unsafe_code)]
@@ -36,4 +37,4 @@ mod sys;
 pub mod tls;
 
 pub use error::ProxyError;
-pub use runtime::{start, BoundAddrs, Proxy};
+pub use runtime::{start, start_with, BoundAddrs, Proxy};

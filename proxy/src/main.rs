@@ -103,12 +103,14 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     reexec_with_tunables();
     let config = args.into_config()?;
     let config_drain = config.drain_timeout;
-    let plumb = zring::plumb::Integrated::up(&config)?;
+    // The node side first: its gateway is the pod side's when none was given.
+    let node = zring::plumb::NodeSide::up(&config)?;
+    let plumb = zring::plumb::Integrated::up(&config, node.as_deref().map(|n| n.gateway()))?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone())?;
     }
-    let proxy = match zring::start(config) {
+    let proxy = match zring::start_with(config, node) {
         Ok(proxy) => proxy,
         Err(e) => {
             plumb.down()?;

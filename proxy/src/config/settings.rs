@@ -35,6 +35,8 @@ pub const ENV_RELOAD_INTERVAL: &str = "ZRING_RELOAD_INTERVAL";
 pub const ENV_PLUMB: &str = "ZRING_PLUMB";
 pub const ENV_PLUMB_ETH0: &str = "ZRING_PLUMB_ETH0";
 pub const ENV_PLUMB_GATEWAY: &str = "ZRING_PLUMB_GATEWAY";
+pub const ENV_HOST_NETNS: &str = "ZRING_HOST_NETNS";
+pub const ENV_PLUMB_HOST_VETH: &str = "ZRING_PLUMB_HOST_VETH";
 pub const ENV_IO_URING_ENTRIES: &str = "ZRING_IO_URING_ENTRIES";
 pub const ENV_PIN: &str = "ZRING_PIN";
 /// ztunnel's (and Kubernetes') name: seconds a terminating pod is given.
@@ -133,9 +135,18 @@ pub struct RunArgs {
     /// The node's uplink interface, for --plumb.
     #[arg(long, env = ENV_PLUMB_ETH0, default_value = "eth0", value_name = "IFNAME")]
     pub plumb_eth0: String,
-    /// The node's gateway IP, for --plumb.
+    /// The node's pod gateway IP, for --plumb (default: the pod's default route).
     #[arg(long, env = ENV_PLUMB_GATEWAY, value_name = "IP")]
     pub plumb_gateway: Option<String>,
+    /// With --plumb: also bring the node side up in this network namespace (a namespace
+    /// file, e.g. a mount of the host's /proc/1/ns/net, or a name under /run/netns) and
+    /// enrol this node's HBONE workloads there.
+    #[arg(long, env = ENV_HOST_NETNS, value_name = "PATH")]
+    pub host_netns: Option<String>,
+    /// The host-side veth of zring's pod, for --host-netns (default: found from the
+    /// pod interface's peer).
+    #[arg(long, env = ENV_PLUMB_HOST_VETH, value_name = "IFNAME")]
+    pub plumb_host_veth: Option<String>,
     /// io_uring submission queue size per core.
     #[arg(long, env = ENV_IO_URING_ENTRIES, default_value = "1024", value_name = "N")]
     pub io_uring_entries: String,
@@ -183,6 +194,9 @@ pub struct Config {
     pub plumb: bool,
     pub plumb_eth0: String,
     pub plumb_gateway: Option<IpAddr>,
+    /// The node's network namespace, when zring plumbs the node side too.
+    pub host_netns: Option<String>,
+    pub plumb_host_veth: Option<String>,
     pub io_uring_entries: u32,
     pub pin: Pin,
     pub drain_timeout: Duration,
@@ -225,6 +239,8 @@ impl Default for Config {
             plumb: false,
             plumb_eth0: "eth0".into(),
             plumb_gateway: None,
+            host_netns: None,
+            plumb_host_veth: None,
             io_uring_entries: 1024,
             pin: Pin::Auto,
             drain_timeout: Duration::from_secs(5),
@@ -259,6 +275,14 @@ impl Config {
                     "must be longer than --ping-interval ({})",
                     format_duration(self.ping_interval)
                 ),
+            ));
+        }
+        if self.host_netns.is_some() && !self.plumb {
+            errs.push(bad(
+                "--host-netns",
+                ENV_HOST_NETNS,
+                self.host_netns.as_deref().unwrap_or_default(),
+                "the node side is plumbed only with --plumb".into(),
             ));
         }
         if self.plumb && !self.transparent {

@@ -253,6 +253,8 @@ impl RunArgs {
                 .plumb_gateway
                 .filter(|g| !g.trim().is_empty())
                 .and_then(|g| c.parsed("--plumb-gateway", ENV_PLUMB_GATEWAY, &g, "an IP address")),
+            host_netns: self.host_netns.filter(|p| !p.trim().is_empty()),
+            plumb_host_veth: self.plumb_host_veth.filter(|v| !v.trim().is_empty()),
             io_uring_entries: c
                 .entries(&self.io_uring_entries)
                 .unwrap_or(d.io_uring_entries),

@@ -9,9 +9,10 @@
 //! | `by_ip` | workload IP → workload | routing, inbound checks, metrics labels; duplicate IPs |
 //! | `by_vip`, `by_hostname` | VIP / hostname → service | routing; duplicate VIPs and hostnames |
 //! | `service_keys`, `endpoints` | `ns/hostname` → service, endpoints | round robin; a workload's `services` must name a service |
-//! | `policy_keys`, `policy_refs` | `ns/name` → policy, the workloads listing it | `authorizationPolicies` must name a policy |
+//! | `policy_keys`, `policy_refs` | `ns/name` → policy, the workloads listing it | `authorizationPolicies` resolve (an unknown name is skipped, as in ztunnel) |
 //! | `global`, `by_namespace`, `by_selector` | scope → policies (key order) | authorization without scanning every policy |
 //! | `local_ids` | identity → local workloads | certificates to request |
+//! | `local` | name → workload on our node | the pods the node side enrols |
 
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
@@ -52,6 +53,8 @@ pub(super) struct Indexes {
     /// Namespace → workload name → the `WorkloadSelector` policies naming it.
     pub by_selector: Map<Box<str>, Buckets>,
     pub local_ids: Map<Identity, u32>,
+    /// The workloads on our node, by name.
+    pub local: Map<Name, W>,
 }
 
 impl Snapshot {
@@ -126,6 +129,12 @@ impl Snapshot {
         let mut ids: Vec<Identity> = self.ix.local_ids.keys().cloned().collect();
         ids.sort();
         ids
+    }
+
+    /// The workloads on our node (every workload when no node is set), in no particular
+    /// order: O(local workloads), whatever the size of the mesh.
+    pub fn local_workloads(&self) -> impl Iterator<Item = &Workload> {
+        self.ix.local.values().map(|w| &w.item)
     }
 
     /// Workloads backing `svc`; empty for a service this snapshot lacks.

@@ -57,6 +57,7 @@ impl Snapshot {
             let id = self.identity(&w.item);
             let n = self.ix.local_ids.get(&id).copied().unwrap_or(0);
             self.ix.local_ids.insert_mut(id, n + 1);
+            self.ix.local.insert_mut(w.name.clone(), w.clone());
         }
         d.workloads.push(w.name.clone());
     }
@@ -85,6 +86,7 @@ impl Snapshot {
             }
         }
         if self.on_our_node(&w.item) {
+            self.ix.local.remove_mut(&w.name);
             let id = self.identity(&w.item);
             match self.ix.local_ids.get(&id).copied() {
                 Some(n) if n > 1 => self.ix.local_ids.insert_mut(id, n - 1),

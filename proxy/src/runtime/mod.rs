@@ -148,6 +148,15 @@ impl Proxy {
 
 /// Loads configuration, binds every listener on every core, and starts the threads.
 pub fn start(config: Config) -> Result<Proxy, ProxyError> {
+    start_with(config, None)
+}
+
+/// [`start`], with the node side plumbed by this process (`--plumb --host-netns`): the
+/// first generation's pods are enrolled before any core runs it.
+pub fn start_with(
+    config: Config,
+    node: Option<Arc<crate::plumb::NodeSide>>,
+) -> Result<Proxy, ProxyError> {
     let seen = control::fingerprint(&config);
     let state = match (&config.xds, &config.ca) {
         (Some(_), Some(ca)) => State {
@@ -160,6 +169,9 @@ pub fn start(config: Config) -> Result<Proxy, ProxyError> {
         }
         _ => State::load(&config, 1)?,
     };
+    if let Some(n) = &node {
+        state::Enrolment::before(n.as_ref(), &state.snapshot);
+    }
     let cores = config.cores;
     let shared = Arc::new(Shared::new(state, cores));
     if config.xds.is_some() {
@@ -174,6 +186,10 @@ pub fn start(config: Config) -> Result<Proxy, ProxyError> {
         shared.clone(),
         seen,
     ));
+    if let Some(n) = &node {
+        let every = config.reload_interval * RECONCILE_EVERY_RELOADS;
+        helpers.push(n.attach(&shared, every, config.xds.is_none()));
+    }
     if config.xds.is_some() {
         helpers.push(xds::spawn(config.clone(), shared.clone())?);
     }
@@ -192,6 +208,9 @@ pub fn start(config: Config) -> Result<Proxy, ProxyError> {
         addrs,
     })
 }
+
+/// The node side is reconciled every this many reload intervals (10 s by default).
+const RECONCILE_EVERY_RELOADS: u32 = 5;
 
 type CoreListeners = Vec<(ListenerKind, StdListener)>;
 

@@ -3,11 +3,11 @@
 //! and swapped on every change; [`Shared::publish`] numbers the generations.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::config::{Config, Snapshot};
 use crate::error::ProxyError;
-use crate::runtime::metrics::{Aggregate, ControlMetrics, CoreMetrics};
+use crate::runtime::metrics::{Aggregate, ControlMetrics, CoreMetrics, PlumbMetrics};
 use crate::tls::CertStore;
 
 /// One loaded generation of configuration.
@@ -45,6 +45,24 @@ impl State {
     }
 }
 
+/// The kernel work around a change of the workloads this node carries (the node side of
+/// `--plumb --host-netns`). [`Shared::publish`] calls `before` while the generation in
+/// force is still the old one and `after` once `next` is in force, so a pod is plumbed
+/// before any core treats it as HBONE and is unplumbed only after none does: the order is
+/// the publish path's, not a caller's.
+pub trait Enrolment: Send + Sync {
+    /// Enrols what `next` adds.
+    fn before(&self, next: &Snapshot);
+    /// Withdraws what `next` no longer has.
+    fn after(&self, next: &Snapshot);
+}
+
+/// The node side as the shared block sees it: its publish hooks and its counters.
+pub struct NodeHooks {
+    pub enrolment: Arc<dyn Enrolment>,
+    pub metrics: Arc<PlumbMetrics>,
+}
+
 /// The control block shared by the control thread and the cores. Cores look at it on a
 /// timer, never per connection.
 pub struct Shared {
@@ -63,6 +81,10 @@ pub struct Shared {
     cores: Mutex<Vec<(CoreMetrics, u64)>>,
     /// CA and xDS health, bumped by the xDS thread.
     pub control: ControlMetrics,
+    /// Set once when zring plumbs the node side.
+    node: OnceLock<NodeHooks>,
+    /// False while the node side is not yet in place (readiness waits for it).
+    plumbed: AtomicBool,
 }
 
 impl Shared {
@@ -77,7 +99,21 @@ impl Shared {
             ready_at: AtomicU64::new(1),
             synced: AtomicBool::new(false),
             control: ControlMetrics::default(),
+            node: OnceLock::new(),
+            plumbed: AtomicBool::new(true),
         }
+    }
+
+    /// Hooks the node side into publishing; readiness then also waits for
+    /// [`Shared::set_plumbed`].
+    pub fn set_node_side(&self, hooks: NodeHooks) {
+        self.plumbed.store(false, Ordering::Release);
+        let _ = self.node.set(hooks);
+    }
+
+    /// The node side and every local pod are in place (its first reconcile finished).
+    pub fn set_plumbed(&self) {
+        self.plumbed.store(true, Ordering::Release);
     }
 
     pub fn generation(&self) -> u64 {
@@ -102,6 +138,10 @@ impl Shared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let (snapshot, certs) = next(&current);
+        let node = self.node.get();
+        if let Some(n) = node {
+            n.enrolment.before(&snapshot);
+        }
         let generation = current.generation + 1;
         *current = Arc::new(State {
             snapshot,
@@ -109,7 +149,20 @@ impl Shared {
             generation,
         });
         self.generation.store(generation, Ordering::Release);
+        if let Some(n) = node {
+            n.enrolment.after(&current.snapshot);
+        }
         generation
+    }
+
+    /// Runs `f` on the generation in force while no other generation can be published
+    /// (for work that must not interleave with [`Shared::publish`]'s hooks).
+    pub fn with_current<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        let current = self
+            .current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&current)
     }
 
     /// Counts a refused reload: the observable event behind the refusal's log line.
@@ -135,6 +188,7 @@ impl Shared {
         let all = self.cores.lock().unwrap_or_else(|p| p.into_inner());
         let mut agg = Aggregate {
             control: self.control.sample(),
+            plumb: self.node.get().map(|n| n.metrics.clone()),
             ..Aggregate::default()
         };
         for (metrics, _) in all.iter() {
@@ -178,10 +232,13 @@ impl Shared {
     }
 
     /// Whether 15021 may report ready (the drain flag aside): the first full state is in
-    /// force on every core. A file-configured proxy starts on generation 1.
+    /// force on every core (a file-configured proxy starts on generation 1), and the node
+    /// side, when zring plumbs it, is in place.
     pub fn ready(&self) -> bool {
         let at = self.ready_at.load(Ordering::Acquire);
-        at != 0 && (at == 1 || self.adopted_generation() >= at)
+        at != 0
+            && (at == 1 || self.adopted_generation() >= at)
+            && self.plumbed.load(Ordering::Acquire)
     }
 
     pub fn stop(&self) {
