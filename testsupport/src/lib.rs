@@ -7,6 +7,8 @@
 //! - [`h2raw`] — hand-built HTTP/2 frames for misbehaving-client tests.
 //! - [`hbone`] — a tokio-rustls + h2 HBONE client that reports exactly what the server
 //!   answered (status, reset code, TLS alert), for interop and hostile-input tests.
+//! - [`waypoint`] — a test waypoint: an HBONE terminator that records each CONNECT's
+//!   authority and client identity, then echoes or forwards over HBONE as a waypoint would.
 //! - [`Checked`] — a global allocator for test binaries that aborts on freeing memory it
 //!   did not allocate (the only `unsafe`, in `sys`).
 
@@ -18,5 +20,6 @@ pub mod hbone;
 pub mod prom;
 pub mod require;
 mod sys;
+pub mod waypoint;
 
 pub use sys::{free_foreign_buffer, Checked};

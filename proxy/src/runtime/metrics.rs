@@ -335,8 +335,6 @@ pub struct Aggregate {
     pub cores: Vec<CoreGauges>,
     /// CA and xDS health (not per core).
     pub control: ControlSample,
-    /// The node side's counters, when zring plumbs it.
-    pub plumb: Option<std::sync::Arc<PlumbMetrics>>,
 }
 
 impl Aggregate {
@@ -370,8 +368,6 @@ impl Aggregate {
 pub(crate) mod control;
 pub(crate) mod process;
 pub use control::{ControlMetrics, ControlSample};
-pub(crate) mod plumb;
-pub use plumb::PlumbMetrics;
 pub(crate) mod render;
 pub use render::render;
 
