@@ -335,6 +335,8 @@ pub struct Aggregate {
     pub cores: Vec<CoreGauges>,
     /// CA and xDS health (not per core).
     pub control: ControlSample,
+    /// The node side's counters, when zring plumbs it.
+    pub plumb: Option<std::sync::Arc<PlumbMetrics>>,
 }
 
 impl Aggregate {
@@ -368,6 +370,8 @@ impl Aggregate {
 pub(crate) mod control;
 pub(crate) mod process;
 pub use control::{ControlMetrics, ControlSample};
+pub(crate) mod plumb;
+pub use plumb::PlumbMetrics;
 pub(crate) mod render;
 pub use render::render;
 

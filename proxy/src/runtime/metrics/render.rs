@@ -213,6 +213,9 @@ pub fn render(agg: &Aggregate) -> String {
     own(&mut out, agg);
     per_core(&mut out, agg);
     control::render(&mut out, &agg.control);
+    if let Some(p) = &agg.plumb {
+        p.render(&mut out);
+    }
     process::render(&mut out, &process::Sample::read());
     out
 }
