@@ -318,7 +318,16 @@ fn zring_metrics_are_a_superset_of_ztunnels() {
         assert!(our_fams.contains_key(name), "zring lacks {name}");
     }
     let documented = readme_metrics();
-    let scraped: std::collections::BTreeSet<String> = our_fams.keys().cloned().collect();
+    let mut scraped: std::collections::BTreeSet<String> = our_fams.keys().cloned().collect();
+    // A labelled zring family with nothing to count yet (`zring_waypoint_refused_total`)
+    // is declared by its `# TYPE` line alone.
+    let declared = ours.lines().filter_map(|l| l.strip_prefix("# TYPE "));
+    let declared = declared.filter_map(|t| t.split(' ').next());
+    scraped.extend(
+        declared
+            .filter(|n| n.starts_with("zring_"))
+            .map(str::to_string),
+    );
     assert_eq!(
         documented, scraped,
         "README's metric table vs zring's /metrics"
