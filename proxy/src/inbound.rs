@@ -12,7 +12,7 @@ use http::{Request, Response, StatusCode};
 use monoio::net::TcpStream;
 
 use crate::access_log::Accounting;
-use crate::config::{ConnInfo, Decision};
+use crate::config::{ConnInfo, Decision, Workload};
 use crate::error::ProxyError;
 use crate::hbone::client::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use crate::hbone::proto::{self, Rejection};
@@ -259,6 +259,7 @@ fn admit(
         dst: target,
         dst_workload: workload,
     };
+    count_unknown_policies(core, snapshot, workload);
     if let Decision::Deny { policy } = snapshot.authorize(&info) {
         return Err(Rejection::Denied(policy));
     }
@@ -322,8 +323,19 @@ fn authorize_plaintext(core: &Core, peer: SocketAddr, dst: SocketAddr) -> Result
         dst,
         dst_workload: workload,
     };
+    count_unknown_policies(core, snapshot, workload);
     match snapshot.authorize(&info) {
         Decision::Allow => Ok(()),
         Decision::Deny { policy } => Err(ProxyError::Denied { dst, policy }),
+    }
+}
+
+/// A policy the destination lists but this generation lacks is skipped, not refused
+/// (ztunnel's rule: it may not have arrived yet, or was just removed): said at debug and
+/// counted in `zring_policies_skipped_total`.
+fn count_unknown_policies(core: &Core, snapshot: &crate::config::Snapshot, w: &Workload) {
+    for key in snapshot.unknown_policies(w) {
+        tracing::debug!(policy = key, workload = %w, "skipping unknown policy");
+        core.metrics.policy_skipped();
     }
 }

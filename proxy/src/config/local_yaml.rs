@@ -149,6 +149,15 @@ struct ServiceYaml {
     _load_balancer: IgnoredAny,
     #[serde(default, rename = "ipFamilies")]
     _ip_families: IgnoredAny,
+    // ztunnel's own examples set these (`canonical: true`); zring does not use them.
+    #[serde(default, rename = "cidrVips")]
+    _cidr_vips: IgnoredAny,
+    #[serde(default, rename = "weightedWaypoints")]
+    _weighted_waypoints: IgnoredAny,
+    #[serde(default, rename = "canonical")]
+    _canonical: IgnoredAny,
+    #[serde(default, rename = "visibility")]
+    _visibility: IgnoredAny,
 }
 
 impl ServiceYaml {

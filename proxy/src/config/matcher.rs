@@ -1,14 +1,12 @@
 //! Policy match predicates: string, service-account, CIDR and port matches, and how one
 //! [`Match`] is evaluated against a connection (ztunnel semantics).
 
-use std::collections::BTreeMap;
-
-use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use super::cidr::Cidr;
 use super::policy::ConnInfo;
 use crate::identity::Identity;
+
 /// One match: every non-empty field must hold.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -39,10 +37,12 @@ pub struct Match {
     pub not_destination_ports: Vec<u16>,
 }
 
-/// A string pattern. YAML: ztunnel's `{Exact: x}` / `{Prefix: x}` / `{Suffix: x}` /
-/// `{Presence: {}}`, or Istio's plain form: `"x"`, `"x*"`, `"*x"`, `"*"`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
-#[serde(from = "StringMatchYaml")]
+/// A string pattern, read and written exactly as ztunnel's LocalConfig does: a YAML tag
+/// naming the kind, `!Exact "x"`, `!Prefix "x"`, `!Suffix "x"` or `!Presence []` (serde's
+/// externally tagged enum under serde_yaml 0.9, ztunnel's own shape). The map form
+/// `{Exact: x}` and plain strings are refused, as ztunnel refuses them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "StringMatchYaml", into = "StringMatchYaml")]
 pub enum StringMatch {
     Exact(String),
     Prefix(String),
@@ -50,9 +50,9 @@ pub enum StringMatch {
     Presence,
 }
 
-/// A source service account. YAML: `{namespace: ns, serviceAccount: sa}` or `"ns/sa"`.
+/// A source service account: `{namespace: ns, serviceAccount: sa}` (ztunnel's shape).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", try_from = "ServiceAccountMatchYaml")]
+#[serde(rename_all = "camelCase")]
 pub struct ServiceAccountMatch {
     pub namespace: String,
     pub service_account: String,
@@ -95,9 +95,11 @@ fn principals_hold(m: &Match, principal: impl FnOnce() -> Option<String>) -> boo
     if m.principals.is_empty() && m.not_principals.is_empty() {
         return true;
     }
+    // As ztunnel: the identity without `spiffe://` against the pattern as written (a
+    // pattern that keeps `spiffe://` never matches); no identity matches nothing.
     let p = principal();
     field(&m.principals, &m.not_principals, |s| {
-        p.as_deref().is_some_and(|p| s.matches_principal(p))
+        p.as_deref().is_some_and(|p| s.matches(p))
     })
 }
 
@@ -115,32 +117,6 @@ impl StringMatch {
             StringMatch::Presence => !s.is_empty(),
         }
     }
-
-    /// Matches a principal written without its scheme (`td/ns/x/sa/y`); patterns may carry
-    /// a `spiffe://` prefix, which is ignored.
-    pub fn matches_principal(&self, principal: &str) -> bool {
-        let strip = |x: &str| x.strip_prefix("spiffe://").unwrap_or(x).to_string();
-        match self {
-            StringMatch::Exact(x) => principal == strip(x),
-            StringMatch::Prefix(x) => principal.starts_with(&strip(x)),
-            other => other.matches(principal),
-        }
-    }
-}
-
-/// Always the tagged form (`{Exact: x}`), which reads back unambiguously.
-impl Serialize for StringMatch {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(Some(1))?;
-        match self {
-            StringMatch::Exact(x) => map.serialize_entry("Exact", x)?,
-            StringMatch::Prefix(x) => map.serialize_entry("Prefix", x)?,
-            StringMatch::Suffix(x) => map.serialize_entry("Suffix", x)?,
-            StringMatch::Presence => map.serialize_entry("Presence", &BTreeMap::<u8, u8>::new())?,
-        }
-        map.end()
-    }
 }
 
 impl ServiceAccountMatch {
@@ -149,70 +125,34 @@ impl ServiceAccountMatch {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// ztunnel's own serde shape of a string match (`Presence()` is a tuple variant with no
+/// fields, hence `!Presence []`).
+#[derive(Clone, Serialize, Deserialize)]
 enum StringMatchYaml {
-    Plain(String),
-    Tagged(TaggedStringMatch),
-}
-
-#[derive(Deserialize)]
-enum TaggedStringMatch {
-    Exact(String),
     Prefix(String),
     Suffix(String),
-    Presence(IgnoredAny),
+    Exact(String),
+    Presence(),
 }
 
 impl From<StringMatchYaml> for StringMatch {
     fn from(y: StringMatchYaml) -> StringMatch {
         match y {
-            StringMatchYaml::Plain(s) if s == "*" => StringMatch::Presence,
-            StringMatchYaml::Plain(s) => match (s.strip_prefix('*'), s.strip_suffix('*')) {
-                (Some(suffix), _) => StringMatch::Suffix(suffix.to_string()),
-                (None, Some(prefix)) => StringMatch::Prefix(prefix.to_string()),
-                (None, None) => StringMatch::Exact(s),
-            },
-            StringMatchYaml::Tagged(TaggedStringMatch::Exact(s)) => StringMatch::Exact(s),
-            StringMatchYaml::Tagged(TaggedStringMatch::Prefix(s)) => StringMatch::Prefix(s),
-            StringMatchYaml::Tagged(TaggedStringMatch::Suffix(s)) => StringMatch::Suffix(s),
-            StringMatchYaml::Tagged(TaggedStringMatch::Presence(_)) => StringMatch::Presence,
+            StringMatchYaml::Exact(s) => StringMatch::Exact(s),
+            StringMatchYaml::Prefix(s) => StringMatch::Prefix(s),
+            StringMatchYaml::Suffix(s) => StringMatch::Suffix(s),
+            StringMatchYaml::Presence() => StringMatch::Presence,
         }
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum ServiceAccountMatchYaml {
-    Plain(String),
-    Map {
-        namespace: String,
-        #[serde(rename = "serviceAccount")]
-        service_account: String,
-    },
-}
-
-impl TryFrom<ServiceAccountMatchYaml> for ServiceAccountMatch {
-    type Error = String;
-
-    fn try_from(y: ServiceAccountMatchYaml) -> Result<Self, String> {
-        let (namespace, service_account) = match y {
-            ServiceAccountMatchYaml::Map {
-                namespace,
-                service_account,
-            } => (namespace, service_account),
-            ServiceAccountMatchYaml::Plain(s) => match s.split_once('/') {
-                Some((ns, sa)) if !ns.is_empty() && !sa.is_empty() => (ns.into(), sa.into()),
-                _ => {
-                    return Err(format!(
-                        "service account {s:?} must be \"<namespace>/<serviceAccount>\""
-                    ))
-                }
-            },
-        };
-        Ok(ServiceAccountMatch {
-            namespace,
-            service_account,
-        })
+impl From<StringMatch> for StringMatchYaml {
+    fn from(m: StringMatch) -> StringMatchYaml {
+        match m {
+            StringMatch::Exact(s) => StringMatchYaml::Exact(s),
+            StringMatch::Prefix(s) => StringMatchYaml::Prefix(s),
+            StringMatch::Suffix(s) => StringMatchYaml::Suffix(s),
+            StringMatch::Presence => StringMatchYaml::Presence(),
+        }
     }
 }

@@ -105,8 +105,6 @@ pub enum ConfigError {
     BadServiceKey { workload: String, key: String },
     #[error("workload {workload}: services entry {key:?} names no service in `services:`; add the service or fix the key (\"<namespace>/<hostname>\")")]
     UnknownService { workload: String, key: String },
-    #[error("workload {workload}: authorizationPolicies entry {key:?} names no policy in `policies:`; add the policy or fix the key (\"<namespace>/<name>\")")]
-    UnknownPolicy { workload: String, key: String },
     #[error("{object}: {field} has port 0; ports must be 1-65535")]
     ZeroPort { object: String, field: String },
     #[error("workload {workload}: {field} {value:?} {reason}; it becomes part of spiffe://<trustDomain>/ns/<namespace>/sa/<serviceAccount>")]

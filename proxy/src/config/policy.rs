@@ -1,9 +1,12 @@
 //! Authorization policies, with ztunnel's evaluation semantics.
 //!
 //! Which policies apply to a destination workload: `Global` ones, `Namespace` ones of the
-//! workload's namespace, and `WorkloadSelector` ones that select it (listed in the
-//! workload's `authorizationPolicies` as `"<ns>/<name>"`, ztunnel's way, or naming it in the
-//! policy's `selector.workloads`, a zring shorthand). Dry-run policies are never enforced.
+//! workload's namespace, `WorkloadSelector` ones naming it in the policy's
+//! `selector.workloads` (a zring shorthand), and every policy the workload lists in its
+//! `authorizationPolicies` as `"<ns>/<name>"`, whatever its scope (ztunnel's way). A listed
+//! policy that is not (yet) known is skipped, as ztunnel skips it: the workload is not
+//! refused, and the policy applies to connections opened after it arrives
+//! ([`Snapshot::unknown_policies`] names the skipped ones). Dry-run policies are never enforced.
 //!
 //! Decision: any matching Deny → deny; no Allow applies → allow; an Allow matches → allow;
 //! else deny. A policy matches when ANY rule matches; a rule when ALL its clauses match
@@ -108,8 +111,18 @@ impl Snapshot {
         }
     }
 
-    /// The enforced policies that apply to `w` (a policy may come twice: listed by the
-    /// workload and naming it in its selector).
+    /// The policies `w` lists in `authorizationPolicies` that this generation does not
+    /// hold: skipped by [`Snapshot::authorize`] (ztunnel skips them too), counted by the
+    /// caller.
+    pub fn unknown_policies<'a>(&'a self, w: &'a Workload) -> impl Iterator<Item = &'a str> + 'a {
+        w.authorization_policies
+            .iter()
+            .map(String::as_str)
+            .filter(|k| !self.ix.policy_keys.contains_key(*k))
+    }
+
+    /// The enforced policies that apply to `w` (a policy may come twice: in its scope's
+    /// list and listed by the workload, which changes no decision).
     fn applicable<'a>(&'a self, w: &'a Workload) -> impl Iterator<Item = &'a Policy> + 'a {
         let global = self.ix.global.iter().flat_map(|l| l.iter());
         let namespace = self.ix.by_namespace.get(w.namespace.as_str());
@@ -120,9 +133,8 @@ impl Snapshot {
             .and_then(|m| m.get(w.name.as_str()));
         let listed = w.authorization_policies.iter().filter_map(|k| {
             let p = &self.ix.policy_keys.get(k.as_str())?.first().item;
-            let selects = p.scope == Scope::WorkloadSelector && !p.dry_run;
             let same = k.split_once('/') == Some((p.namespace.as_str(), p.name.as_str()));
-            (selects && same).then_some(p)
+            (same && !p.dry_run).then_some(p)
         });
         global
             .chain(namespace.into_iter().flat_map(|l| l.iter()))
@@ -165,24 +177,25 @@ impl Policy {
 
     /// Whether this policy applies to connections to `w`.
     pub fn applies_to(&self, w: &Workload) -> bool {
-        match self.scope {
-            Scope::Global => true,
-            Scope::Namespace => self.namespace == w.namespace,
-            Scope::WorkloadSelector => self.selects(w),
-        }
-    }
-
-    fn selects(&self, w: &Workload) -> bool {
         let listed = w.authorization_policies.iter().any(|k| {
             k.split_once('/')
                 .is_some_and(|(ns, name)| ns == self.namespace && name == self.name)
         });
-        let named = self.namespace == w.namespace
+        listed
+            || match self.scope {
+                Scope::Global => true,
+                Scope::Namespace => self.namespace == w.namespace,
+                Scope::WorkloadSelector => self.names(w),
+            }
+    }
+
+    /// Whether the zring shorthand `selector.workloads` names `w`.
+    fn names(&self, w: &Workload) -> bool {
+        self.namespace == w.namespace
             && self
                 .selector
                 .as_ref()
-                .is_some_and(|s| s.workloads.contains(&w.name));
-        listed || named
+                .is_some_and(|s| s.workloads.contains(&w.name))
     }
 
     /// Whether the policy's rules match `conn` (ignoring scope and action).

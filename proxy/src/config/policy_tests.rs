@@ -68,7 +68,7 @@ fn deny_wins_over_allow() {
     let s = snap(
         r#"
 - {name: allow-all, namespace: shop, scope: Namespace, action: Allow, rules: [[[{destinationPorts: [80]}]]]}
-- {name: no-client, namespace: shop, scope: Namespace, action: Deny, rules: [[[{principals: ["cluster.local/ns/front/sa/client"]}]]]}
+- {name: no-client, namespace: shop, scope: Namespace, action: Deny, rules: [[[{principals: [!Exact "cluster.local/ns/front/sa/client"]}]]]}
 "#,
     );
     let d = decide(&s, "10.1.1.1", CLIENT, "10.0.1.1:80");
@@ -132,17 +132,19 @@ fn identity_fields_and_their_not_forms() {
   scope: Namespace
   action: Allow
   rules:
-  - [[{namespaces: ["front"], notServiceAccounts: ["front/banned"]}]]
+  - [[{namespaces: [!Exact "front"], notServiceAccounts: [{namespace: front, serviceAccount: banned}]}]]
   - [[{serviceAccounts: [{namespace: ops, serviceAccount: admin}]}]]
-  - [[{principals: ["spiffe://cluster.local/ns/batch/sa/job"]}]]
-  - [[{principals: [{Prefix: "cluster.local/ns/ci/"}], notPrincipals: ["*/sa/untrusted"]}]]
+  - [[{principals: [!Exact "cluster.local/ns/batch/sa/job"]}]]
+  # ztunnel compares the identity without `spiffe://`: a pattern keeping it never matches
+  - [[{principals: [!Exact "spiffe://cluster.local/ns/dev/sa/job"]}]]
+  - [[{principals: [!Prefix "cluster.local/ns/ci/"], notPrincipals: [!Suffix "/sa/untrusted"]}]]
 "#,
     );
     let ok = |id| allowed(&s, "10.1.1.1", Some(id), "10.0.1.1:80");
     assert!(ok(("front", "client")));
     assert!(!ok(("front", "banned")));
     assert!(ok(("ops", "admin")) && !ok(("ops", "intern")));
-    assert!(ok(("batch", "job")));
+    assert!(ok(("batch", "job")) && !ok(("dev", "job")));
     assert!(ok(("ci", "runner")) && !ok(("ci", "untrusted")));
     assert!(
         !allowed(&s, "10.1.1.1", None, "10.0.1.1:80"),
@@ -180,7 +182,7 @@ fn clauses_and_rules_combine_like_ztunnel() {
   action: Allow
   rules:
   # rule 1: (ns front OR ns ops) AND port 80; the empty clause always holds
-  - - [{namespaces: [front]}, {namespaces: [ops]}]
+  - - [{namespaces: [!Exact front]}, {namespaces: [!Exact ops]}]
     - [{destinationPorts: [80]}]
     - []
   # rule 2: an empty match never holds
@@ -213,16 +215,60 @@ fn empty_rules_never_match_and_dry_run_is_not_enforced() {
 }
 
 #[test]
-fn string_match_forms() {
-    let parse = |y: &str| serde_yaml::from_str::<StringMatch>(y).unwrap();
-    assert_eq!(parse("foo"), StringMatch::Exact("foo".into()));
-    assert_eq!(parse("foo*"), StringMatch::Prefix("foo".into()));
-    assert_eq!(parse("\"*foo\""), StringMatch::Suffix("foo".into()));
-    assert_eq!(parse("\"*\""), StringMatch::Presence);
-    assert_eq!(parse("{Exact: a*}"), StringMatch::Exact("a*".into()));
-    assert_eq!(parse("{Suffix: x}"), StringMatch::Suffix("x".into()));
-    assert_eq!(parse("{Presence: {}}"), StringMatch::Presence);
+fn string_matches_are_read_as_ztunnel_reads_them() {
+    let parse = |y: &str| serde_yaml::from_str::<StringMatch>(y);
+    assert_eq!(
+        parse("!Exact foo*").unwrap(),
+        StringMatch::Exact("foo*".into())
+    );
+    assert_eq!(
+        parse("!Prefix \"a\"").unwrap(),
+        StringMatch::Prefix("a".into())
+    );
+    assert_eq!(parse("!Suffix x").unwrap(), StringMatch::Suffix("x".into()));
+    assert_eq!(parse("!Presence []").unwrap(), StringMatch::Presence);
+    // ztunnel refuses these, so zring does too: a file must not look valid to one only.
+    let refused = [
+        "foo",
+        "\"*\"",
+        "{Exact: a}",
+        "{Presence: {}}",
+        "!Presence {}",
+        "!Exact [a]",
+        "!Other a",
+    ];
+    for refused in refused {
+        assert!(parse(refused).is_err(), "{refused} must be refused");
+    }
+    for m in [StringMatch::Exact("e".into()), StringMatch::Presence] {
+        let yaml = serde_yaml::to_string(&m).unwrap();
+        assert!(yaml.starts_with('!'), "written with a tag: {yaml}");
+        assert_eq!(parse(&yaml).unwrap(), m);
+    }
     assert!(StringMatch::Presence.matches("x") && !StringMatch::Presence.matches(""));
-    let bad = serde_yaml::from_str::<ServiceAccountMatch>("nope");
+    let bad = serde_yaml::from_str::<ServiceAccountMatch>("ns/sa");
     assert!(bad.is_err());
+}
+
+#[test]
+fn a_listed_policy_applies_whatever_its_scope_and_an_unknown_one_is_skipped() {
+    let yaml = r#"
+workloads:
+- {name: web, namespace: shop, workloadIps: [10.0.1.1], protocol: HBONE, authorizationPolicies: ["else/ns-deny", "shop/ghost"]}
+- {name: db, namespace: shop, workloadIps: [10.0.1.2], protocol: HBONE}
+policies:
+- {name: ns-deny, namespace: else, scope: Namespace, action: Deny, rules: [[[{destinationPorts: [7]}]]]}
+"#;
+    let s = Snapshot::new(LocalConfig::from_yaml("p.yaml", yaml).unwrap(), None).unwrap();
+    assert!(
+        !allowed(&s, "10.1.1.1", CLIENT, "10.0.1.1:7"),
+        "listed by web"
+    );
+    assert!(
+        allowed(&s, "10.1.1.1", CLIENT, "10.0.1.2:7"),
+        "db lists nothing"
+    );
+    assert!(allowed(&s, "10.1.1.1", CLIENT, "10.0.1.1:8"));
+    let web = s.workload_by_ip("10.0.1.1".parse().unwrap()).unwrap();
+    assert_eq!(s.unknown_policies(web).collect::<Vec<_>>(), ["shop/ghost"]);
 }

@@ -153,7 +153,7 @@ impl Snapshot {
             return;
         }
         if let Some(o) = &old {
-            self.unindex_policy(o, d);
+            self.unindex_policy(o);
         }
         add_owner(&mut self.ix.policy_keys, p.key.clone(), p.clone());
         d.policy_keys.push(p.key.clone());
@@ -168,7 +168,7 @@ impl Snapshot {
         let Some(old) = self.policies.get(name).cloned() else {
             return;
         };
-        self.unindex_policy(&old, d);
+        self.unindex_policy(&old);
         self.policies.remove_mut(name);
         d.changed = true;
     }
@@ -195,9 +195,8 @@ impl Snapshot {
         }
     }
 
-    fn unindex_policy(&mut self, p: &P, d: &mut Dirty) {
+    fn unindex_policy(&mut self, p: &P) {
         remove_owner(&mut self.ix.policy_keys, &*p.key, &p.name);
-        d.gone_policy_keys.push(p.key.clone());
         let ns = p.item.namespace.as_str();
         self.ix.global = self
             .ix

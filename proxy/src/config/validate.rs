@@ -1,6 +1,6 @@
 //! The rules a configuration must keep, index-based: each resource is checked on its own
 //! when it is put ([`workload`], [`service`], [`policy`]), and the rules between resources
-//! (one owner per IP, VIP, hostname and key; every name a workload uses exists) are checked
+//! (one owner per IP, VIP, hostname and key; every service a workload names exists) are checked
 //! only at the keys an update touched ([`check`], driven by [`Dirty`]). No check scans the
 //! whole configuration or compares pairs of resources.
 
@@ -21,14 +21,14 @@ pub(super) struct Dirty {
     pub changed: bool,
     pub ips: Vec<IpAddr>,
     pub workload_keys: Vec<Box<str>>,
-    /// Workloads put: the services and policies they name must exist.
+    /// Workloads put: the services they name must exist. (The policies they name need not:
+    /// an unknown one is skipped, as ztunnel skips it; see `policy`.)
     pub workloads: Vec<Name>,
     pub vips: Vec<IpAddr>,
     pub hostnames: Vec<Box<str>>,
     /// Keys of services dropped or replaced: no workload may still name them.
     pub gone_service_keys: Vec<Box<str>>,
     pub policy_keys: Vec<Box<str>>,
-    pub gone_policy_keys: Vec<Box<str>>,
 }
 
 /// Problems of one workload on its own.
@@ -88,7 +88,7 @@ pub(super) fn check(s: &Snapshot, d: &Dirty, errs: &mut ConfigErrors) {
     references(s, d, errs);
 }
 
-/// Every service and policy a put workload names exists; nothing names a dropped one.
+/// Every service a put workload names exists; nothing names a dropped one.
 fn references(s: &Snapshot, d: &Dirty, errs: &mut ConfigErrors) {
     for name in dedup(&d.workloads) {
         if let Some(w) = s.workloads.get(name) {
@@ -109,34 +109,12 @@ fn references(s: &Snapshot, d: &Dirty, errs: &mut ConfigErrors) {
             });
         }
     }
-    for key in dedup(&d.gone_policy_keys) {
-        if s.ix.policy_keys.contains_key(key) {
-            continue;
-        }
-        let Some(refs) = s.ix.policy_refs.get(key) else {
-            continue;
-        };
-        for w in referrers(s, refs.iter()) {
-            errs.push(ConfigError::UnknownPolicy {
-                workload: w.to_string(),
-                key: key.to_string(),
-            });
-        }
-    }
 }
 
 fn names_exist(s: &Snapshot, w: &Workload, errs: &mut ConfigErrors) {
     for key in w.services.keys() {
         if key_syntax_ok(key) && !s.ix.service_keys.contains_key(key.as_str()) {
             errs.push(ConfigError::UnknownService {
-                workload: w.to_string(),
-                key: key.clone(),
-            });
-        }
-    }
-    for key in &w.authorization_policies {
-        if !s.ix.policy_keys.contains_key(key.as_str()) {
-            errs.push(ConfigError::UnknownPolicy {
                 workload: w.to_string(),
                 key: key.clone(),
             });

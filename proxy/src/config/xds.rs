@@ -416,7 +416,7 @@ fn policy_from(a: ps::Authorization) -> Result<Policy, String> {
         rules,
         name: a.name,
         namespace: a.namespace,
-        dry_run: false,
+        dry_run: a.dry_run,
         selector: None,
     })
 }
@@ -425,6 +425,8 @@ fn match_from(m: &ps::Match) -> Result<Match, String> {
     Ok(Match {
         namespaces: strings_from(&m.namespaces)?,
         not_namespaces: strings_from(&m.not_namespaces)?,
+        service_accounts: m.service_accounts.iter().map(account_from).collect(),
+        not_service_accounts: m.not_service_accounts.iter().map(account_from).collect(),
         principals: strings_from(&m.principals)?,
         not_principals: strings_from(&m.not_principals)?,
         source_ips: cidrs_from(&m.source_ips)?,
@@ -433,8 +435,14 @@ fn match_from(m: &ps::Match) -> Result<Match, String> {
         not_destination_ips: cidrs_from(&m.not_destination_ips)?,
         destination_ports: port_list(&m.destination_ports)?,
         not_destination_ports: port_list(&m.not_destination_ports)?,
-        ..Match::default()
     })
+}
+
+fn account_from(a: &ps::ServiceAccountMatch) -> ServiceAccountMatch {
+    ServiceAccountMatch {
+        namespace: a.namespace.clone(),
+        service_account: a.service_account.clone(),
+    }
 }
 
 fn strings_from(v: &[ps::StringMatch]) -> Result<Vec<StringMatch>, String> {
@@ -636,6 +644,7 @@ fn policy_to(p: &Policy) -> Result<ps::Authorization, String> {
         scope: scope.into(),
         action: action.into(),
         rules,
+        dry_run: p.dry_run,
     })
 }
 
@@ -644,8 +653,10 @@ fn match_to(m: &Match) -> Result<ps::Match, String> {
     Ok(ps::Match {
         namespaces: strings_to(&m.namespaces),
         not_namespaces: strings_to(&m.not_namespaces),
-        principals: principals_to(&m.principals, &m.service_accounts)?,
-        not_principals: principals_to(&m.not_principals, &m.not_service_accounts)?,
+        service_accounts: m.service_accounts.iter().map(account_to).collect(),
+        not_service_accounts: m.not_service_accounts.iter().map(account_to).collect(),
+        principals: strings_to(&m.principals),
+        not_principals: strings_to(&m.not_principals),
         source_ips: cidrs_to(&m.source_ips),
         not_source_ips: cidrs_to(&m.not_source_ips),
         destination_ips: cidrs_to(&m.destination_ips),
@@ -655,26 +666,11 @@ fn match_to(m: &Match) -> Result<ps::Match, String> {
     })
 }
 
-fn principals_to(
-    principals: &[StringMatch],
-    accounts: &[ServiceAccountMatch],
-) -> Result<Vec<ps::StringMatch>, String> {
-    if accounts.is_empty() {
-        return Ok(strings_to(principals));
+fn account_to(a: &ServiceAccountMatch) -> ps::ServiceAccountMatch {
+    ps::ServiceAccountMatch {
+        namespace: a.namespace.clone(),
+        service_account: a.service_account.clone(),
     }
-    if !principals.is_empty() {
-        return Err(
-            "a match names both principals and service accounts; xDS has no \
-                    service-account field, so write the accounts as principals"
-                .into(),
-        );
-    }
-    let as_suffix = |a: &ServiceAccountMatch| {
-        StringMatch::Suffix(format!("/ns/{}/sa/{}", a.namespace, a.service_account))
-    };
-    Ok(strings_to(
-        &accounts.iter().map(as_suffix).collect::<Vec<_>>(),
-    ))
 }
 
 fn strings_to(v: &[StringMatch]) -> Vec<ps::StringMatch> {

@@ -233,28 +233,29 @@ fn a_failed_publish_leaves_the_store_as_it_was_and_a_resend_applies() {
 }
 
 #[test]
-fn service_accounts_travel_as_principal_suffixes() {
+fn service_accounts_and_dry_run_travel_in_their_own_fields() {
     let sa = ServiceAccountMatch {
         namespace: "default".into(),
         service_account: "sleep".into(),
     };
     let m = Match {
         service_accounts: vec![sa.clone()],
+        not_service_accounts: vec![sa],
+        principals: vec![StringMatch::Presence],
         ..Match::default()
     };
-    let sent = match_to(&m).unwrap();
-    let back = match_from(&sent).unwrap();
-    assert_eq!(
-        back.principals,
-        [StringMatch::Suffix("/ns/default/sa/sleep".into())]
-    );
-    let both = Match {
-        principals: vec![StringMatch::Presence],
-        ..m
+    let back = match_from(&match_to(&m).unwrap()).unwrap();
+    assert_eq!(back, m);
+    let p = Policy {
+        name: "dry".into(),
+        namespace: "default".into(),
+        scope: Scope::WorkloadSelector,
+        action: Action::Deny,
+        rules: vec![vec![vec![m]]],
+        dry_run: true,
+        selector: None,
     };
-    assert!(match_to(&both)
-        .unwrap_err()
-        .contains("both principals and service accounts"));
+    assert_eq!(policy_from(policy_to(&p).unwrap()).unwrap(), p);
 }
 
 #[test]

@@ -193,6 +193,9 @@ pub struct Metrics {
     pub unlabeled_failed: Cell<u64>,
     /// TCP connections accepted on the HBONE port (not streams).
     pub hbone_accepted: Cell<u64>,
+    /// Policies a destination workload lists but the generation does not hold, skipped
+    /// while authorizing a connection (one per policy per connection).
+    pub policies_skipped: Cell<u64>,
     /// Outbound connections refused because of their waypoint, by waypoint (a refusal
     /// is rare: the map is touched only then).
     waypoint_refused: RefCell<BTreeMap<String, u64>>,
@@ -216,6 +219,10 @@ impl Metrics {
         bump(&self.hbone_accepted, 1);
     }
 
+    pub fn policy_skipped(&self) {
+        bump(&self.policies_skipped, 1);
+    }
+
     /// An outbound connection refused because of the waypoint `waypoint`.
     pub fn waypoint_refused(&self, waypoint: &str) {
         let mut map = self.waypoint_refused.borrow_mut();
@@ -235,6 +242,7 @@ impl Metrics {
                 .collect(),
             unlabeled_failed: self.unlabeled_failed.get(),
             hbone_accepted: self.hbone_accepted.get(),
+            policies_skipped: self.policies_skipped.get(),
             waypoint_refused: self.waypoint_refused.borrow().clone(),
             gauges: CoreGauges::default(),
         }
@@ -306,6 +314,7 @@ pub struct CoreMetrics {
     pub by_labels: Vec<(Labels, Totals)>,
     pub unlabeled_failed: u64,
     pub hbone_accepted: u64,
+    pub policies_skipped: u64,
     pub waypoint_refused: BTreeMap<String, u64>,
     pub gauges: CoreGauges,
 }
@@ -329,6 +338,7 @@ pub struct Aggregate {
     pub by_labels: BTreeMap<Labels, Totals>,
     pub unlabeled_failed: u64,
     pub hbone_accepted: u64,
+    pub policies_skipped: u64,
     /// Outbound connections refused because of their waypoint, by waypoint.
     pub waypoint_refused: BTreeMap<String, u64>,
     /// Per core, in core order: rendered with a `core` label, not summed.
@@ -348,6 +358,7 @@ impl Aggregate {
         }
         self.unlabeled_failed += core.unlabeled_failed;
         self.hbone_accepted += core.hbone_accepted;
+        self.policies_skipped += core.policies_skipped;
         for (waypoint, n) in &core.waypoint_refused {
             *self.waypoint_refused.entry(waypoint.clone()).or_default() += n;
         }

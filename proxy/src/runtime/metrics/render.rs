@@ -147,6 +147,13 @@ fn own(out: &mut String, agg: &Aggregate) {
         "# HELP {name} Inbound HBONE TCP connections accepted.\n# TYPE {name} counter\n{name} {}",
         agg.hbone_accepted
     );
+    let name = "zring_policies_skipped_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Policies a destination lists that are not (yet) known, skipped while \
+         authorizing a connection (as ztunnel skips them).\n# TYPE {name} counter\n{name} {}",
+        agg.policies_skipped
+    );
     let name = "zring_waypoint_refused_total";
     let _ = writeln!(
         out,
