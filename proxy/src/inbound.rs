@@ -12,7 +12,7 @@ use http::{Request, Response, StatusCode};
 use monoio::net::TcpStream;
 
 use crate::access_log::Accounting;
-use crate::config::{ConnInfo, Decision, Workload};
+use crate::config::{waypoint, ConnInfo, Decision, Workload};
 use crate::error::ProxyError;
 use crate::hbone::client::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use crate::hbone::proto::{self, Rejection};
@@ -248,7 +248,17 @@ fn admit(
 ) -> Result<(SocketAddr, Option<IpAddr>), Rejection> {
     let state = core.state();
     let snapshot = &state.snapshot;
-    let target = proto::validate(req, Some(conn.local), |ip| snapshot.is_local(ip))?;
+    let target = match proto::validate(req, Some(conn.local), |ip| snapshot.is_local(ip)) {
+        Err(Rejection::NotLocal { authority, local })
+            if waypoint::serves(snapshot, authority, local) && snapshot.is_local(local) =>
+        {
+            // A waypoint pod here, sent its destination's address: the pod gets it, on
+            // the port asked for (ztunnel's waypoint sandwich).
+            let asked = proto::validate(req, None, |_| true)?;
+            SocketAddr::new(local, asked.port())
+        }
+        checked => checked?,
+    };
     let client_ip = client_ip(snapshot, conn.peer, req);
     let workload = snapshot
         .workload_by_ip(target.ip())

@@ -268,3 +268,68 @@ policies:
     let _ = a.shutdown();
     let _ = b.shutdown();
 }
+
+/// ztunnel's waypoint sandwich: zring is the node proxy of a waypoint pod, and a client
+/// tunnels to the pod with its destination's address as the authority (as a node proxy
+/// hands traffic to a waypoint). The pod gets it on the port asked for; an authority whose
+/// destination has no waypoint, or another one, is still refused with 400.
+#[test]
+fn a_waypoint_pod_receives_what_is_sent_to_it_for_its_destinations() {
+    let scratch = Scratch::new("waypoint-sandwich");
+    let ids = [
+        id("cluster.local", "default", "sleep"),
+        id("cluster.local", "default", "waypoint"),
+    ];
+    make_certs(scratch.path(), &ids);
+    let root = testsupport::certs::Root::load(
+        &scratch.path().join(zring::tls::ROOT_CERT_FILE),
+        &scratch.path().join(zring::tls::ROOT_KEY_FILE),
+    )
+    .unwrap();
+    // The waypoint pod's own server (what the proxy delivers to) on the service port.
+    let pod = echo_server("127.0.0.3:0");
+    let port = pod.port();
+    let config_path = scratch.path().join("workloads.yaml");
+    let text = format!(
+        r#"workloads:
+- {{uid: k//Pod/default/sleep, name: sleep, namespace: default, serviceAccount: sleep, workloadIps: ["{CLIENT_IP}"], protocol: HBONE, node: node-a, services: {{}}}}
+- {{uid: k//Pod/default/waypoint, name: waypoint, namespace: default, serviceAccount: waypoint, workloadIps: ["127.0.0.3"], protocol: HBONE, node: node-w, services: {{}}}}
+- {{uid: k//Pod/default/httpbin, name: httpbin, namespace: default, serviceAccount: httpbin, workloadIps: ["{SERVER_IP}"], protocol: HBONE, node: node-b, services: {{"default/httpbin.default.svc.cluster.local": {{}}, "default/direct.default.svc.cluster.local": {{}}}}}}
+services:
+- name: httpbin
+  namespace: default
+  hostname: httpbin.default.svc.cluster.local
+  vips: ["/10.96.0.105"]
+  ports: {{{port}: {port}}}
+  waypoint: {{destination: "/127.0.0.3", hboneMtlsPort: 15008}}
+- {{name: direct, namespace: default, hostname: direct.default.svc.cluster.local, vips: ["/10.96.0.106"], ports: {{{port}: {port}}}}}
+"#
+    );
+    std::fs::write(&config_path, text).unwrap();
+    let w = zring::start(Config {
+        node_name: Some("node-w".into()),
+        inbound_addr: Some("127.0.0.3:0".parse().unwrap()),
+        cores: 1,
+        ..base_config(scratch.path(), config_path)
+    })
+    .expect("start the waypoint's zring");
+    let hbone = w.addrs.inbound.unwrap();
+    let leaf = root
+        .valid_leaf("spiffe://cluster.local/ns/default/sa/sleep")
+        .unwrap();
+    let client = testsupport::hbone::client_config(&root.cert_pem, Some(&leaf)).unwrap();
+    testsupport::hbone::runtime().block_on(async move {
+        let tls = testsupport::hbone::handshake(hbone, client).await.unwrap();
+        let mut conn = testsupport::hbone::h2(tls).await.unwrap();
+        let answer = testsupport::hbone::connect(&mut conn, &format!("10.96.0.105:{port}")).await;
+        let mut tunnel = answer.tunnel().expect("the waypoint pod's own service");
+        assert_eq!(tunnel.echo(b"sandwich").await.unwrap(), b"sandwich");
+        for other in [format!("10.96.0.106:{port}"), format!("{SERVER_IP}:{port}")] {
+            match testsupport::hbone::connect(&mut conn, &other).await {
+                testsupport::hbone::Answer::Status(400, _) => {}
+                a => panic!("{other}: {a:?}"),
+            }
+        }
+    });
+    let _ = w.shutdown();
+}

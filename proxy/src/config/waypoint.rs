@@ -16,7 +16,8 @@
 //!
 //! A connection *comes from* the waypoint when its source workload is one of the
 //! waypoint's workloads (same identity, and its IP is among theirs): the waypoint's own
-//! onward connection is not sent back to it.
+//! onward connection is not sent back to it. Inbound, a CONNECT that reached a waypoint
+//! pod on this node may name the destination the waypoint serves ([`serves`]).
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -172,6 +173,34 @@ pub fn is_from(snap: &Snapshot, gw: &GatewayAddress, src: &Workload, src_ip: IpA
     };
     svc.and_then(|s| snap.endpoints_of(s))
         .is_some_and(|eps| eps.iter().any(|ep| is_waypoint(ep.workload())))
+}
+
+/// ztunnel's waypoint "sandwich" (its inbound `validate_destination`): a CONNECT that
+/// reached the local pod `local` names another destination, `authority`; it is for this
+/// pod when that destination (a workload at the IP, else a service VIP) has this pod as
+/// its waypoint: the waypoint's workload at `local`, or its service with `local`'s
+/// workload among the endpoints.
+pub fn serves(snap: &Snapshot, authority: IpAddr, local: IpAddr) -> bool {
+    let gw = match snap.workload_by_ip(authority) {
+        Some(w) => w.waypoint.as_ref(),
+        None => snap
+            .service_by_vip(authority)
+            .and_then(|s| s.waypoint.as_ref()),
+    };
+    let (Some(gw), Some(here)) = (gw, snap.workload_by_ip(local)) else {
+        return false;
+    };
+    let svc = match &gw.destination {
+        GatewayDestination::Address(a) => {
+            if let Some(w) = snap.workload_by_ip(a.ip) {
+                return w.workload_ips.contains(&local);
+            }
+            snap.service_rec_by_vip(a.ip)
+        }
+        GatewayDestination::Hostname { .. } => service_by_key(snap, &gw.destination),
+    };
+    svc.and_then(|s| snap.endpoints_of(s))
+        .is_some_and(|eps| eps.iter().any(|ep| ep.workload() == here))
 }
 
 /// Decodes an xDS `GatewayAddress` (None: no waypoint). A waypoint without a destination

@@ -361,3 +361,25 @@ fn metrics_name_the_waypoint_as_destination_and_the_service_asked_for() {
     assert_eq!(l.destination_service, SERVER);
     assert_eq!(l.connection_security_policy, "mutual_tls");
 }
+
+#[test]
+fn a_waypoint_pod_serves_the_destinations_that_name_it() {
+    let snap = snap();
+    let at_waypoint = |authority: &str| serves(&snap, ip(authority), ip("10.0.0.3"));
+    // The server pod (its waypoint: the waypoint service's VIP) and the server service
+    // (by hostname).
+    assert!(at_waypoint("10.0.0.2"));
+    assert!(at_waypoint("10.10.0.1"));
+    // No waypoint, a waypoint elsewhere, nothing at all.
+    for other in [
+        "10.0.0.4",
+        "10.10.0.4",
+        "10.10.0.9",
+        "10.10.0.5",
+        "192.0.2.1",
+    ] {
+        assert!(!at_waypoint(other), "{other}");
+    }
+    // Another pod is not the server's waypoint.
+    assert!(!serves(&snap, ip("10.0.0.2"), ip("10.0.0.1")));
+}
