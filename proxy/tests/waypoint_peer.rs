@@ -7,6 +7,11 @@
 //! | `zwp-<pid>-<n>-p` (node P, 10.82.0.1) | the proxy under test (ztunnel, then zring), SOCKS5 on 127.0.0.1:15080; the client 10.82.1.1 and the waypoint's second IP 10.82.1.3 (its source when it calls out) |
 //! | `zwp-<pid>-<n>-r` (node R, 10.82.0.2) | the test waypoint on 10.82.2.3:15008 (records, then forwards over HBONE to the server pod's hop with its own leaf); recording HBONE terminators standing for the pods `server` 10.82.2.2, `plain` 10.82.2.4 and `ghost` 10.82.2.5 (they echo) |
 //!
+//! A second test puts the proxy on the waypoint pod's own node (its IP 10.82.1.3 on P,
+//! an echo server there on :80 and :8080) and sends CONNECTs naming the destinations it is
+//! the waypoint of, its own address, and others: both proxies must admit and deliver, or
+//! refuse, the same ones (ztunnel's inbound `validate_destination`).
+//!
 //! ztunnel runs in dedicated mode: one run per source workload. zring serves both sources
 //! from one process (its SOCKS5 source IP names the workload). Root only; fails under
 //! `CI=true` when it cannot run.
@@ -360,7 +365,7 @@ fn zring(p: &str, dir: &Path, certs: &Path) -> Proc {
             "--transparent",
             "false",
         ])
-        .args(["--outbound-addr", "off", "--inbound-addr", "off"])
+        .args(["--outbound-addr", "off", "--inbound-addr", "0.0.0.0:15008"])
         .args(["--inbound-plaintext-addr", "off", "--socks5-addr", SOCKS])
         .args([
             "--admin-addr",
@@ -501,12 +506,10 @@ fn expected(case: &str) -> Outcome {
     }
 }
 
-#[test]
-fn ztunnel_and_zring_hand_the_same_connections_to_the_same_waypoint() {
-    if !can_run() {
-        return;
-    }
-    let scratch = Scratch::new("waypoint-peer");
+/// The config, and zring's cert dir (ztunnel's test root, leaves for the client and the
+/// waypoint) in a fresh scratch dir; the root, for the hops' leaves.
+fn inputs(tag: &str) -> (Scratch, PathBuf, testsupport::certs::Root) {
+    let scratch = Scratch::new(tag);
     let dir = scratch.path();
     std::fs::write(dir.join("workloads.yaml"), CONFIG).unwrap();
     let d = peers_dir();
@@ -523,6 +526,16 @@ fn ztunnel_and_zring_hand_the_same_connections_to_the_same_waypoint() {
         let id = zring::identity::Identity::new("cluster.local", NS, sa);
         zring::tls::ca::issue(&certs, &id).expect("zring leaf from ztunnel's test root");
     }
+    (scratch, certs, root)
+}
+
+#[test]
+fn ztunnel_and_zring_hand_the_same_connections_to_the_same_waypoint() {
+    if !can_run() {
+        return;
+    }
+    let (scratch, certs, root) = inputs("waypoint-peer");
+    let dir = scratch.path();
     let (p, r) = nodes();
     let hops = Hops::start(r.name(), &root);
 
@@ -556,4 +569,79 @@ fn ztunnel_and_zring_hand_the_same_connections_to_the_same_waypoint() {
         agree,
         "the proxies (or ztunnel's semantics) differ:\n{report}"
     );
+}
+
+/// CONNECTs that reach the waypoint pod's node proxy at the pod's second IP (node P),
+/// as a node proxy hands traffic to a waypoint: (authority, what ztunnel's inbound
+/// `validate_destination` decides).
+const SANDWICH: [(&str, &str); 6] = [
+    ("10.96.1.1:80", "service naming this waypoint by hostname"),
+    ("10.96.1.5:80", "service naming this waypoint by pod IP"),
+    ("10.82.2.2:8080", "pod naming this waypoint's service VIP"),
+    ("10.82.1.3:8080", "the pod's own address"),
+    ("10.96.1.4:80", "service without a waypoint"),
+    ("10.82.2.4:8080", "pod without a waypoint"),
+];
+
+/// Each CONNECT of [`SANDWICH`] from node P to `10.82.1.3:15008` as the client: the
+/// status, and whether an echo came back through the tunnel.
+fn sandwich_answers(p: &str, root: &testsupport::certs::Root) -> Vec<(u16, bool)> {
+    let leaf = root.valid_leaf(&spiffe("client")).unwrap();
+    let config = testsupport::hbone::client_config(&root.cert_pem, Some(&leaf)).unwrap();
+    let hbone: SocketAddr = format!("{WAYPOINT_OUT_IP}:15008").parse().unwrap();
+    let run = move || {
+        testsupport::hbone::runtime().block_on(async move {
+            let mut out = Vec::new();
+            for (authority, _) in SANDWICH {
+                let tls = testsupport::hbone::handshake(hbone, config.clone()).await;
+                let mut conn = testsupport::hbone::h2(tls.expect("TLS")).await.expect("h2");
+                let answer = match testsupport::hbone::connect(&mut conn, authority).await {
+                    testsupport::hbone::Answer::Status(200, Some(mut t)) => (
+                        200,
+                        t.echo(b"sandwich").await.is_ok_and(|b| b == b"sandwich"),
+                    ),
+                    testsupport::hbone::Answer::Status(code, _) => (code, false),
+                    other => panic!("{authority}: {other:?}"),
+                };
+                out.push(answer);
+            }
+            out
+        })
+    };
+    netns::run_in(Some(p), run).expect("enter netns p")
+}
+
+/// The node side of a "sandwiched" waypoint: ztunnel and zring, as the node proxy of the
+/// waypoint pod, admit (and deliver to the pod, on the port asked for) exactly the
+/// CONNECTs naming a destination this pod is the waypoint of, or the pod itself.
+#[test]
+fn ztunnel_and_zring_admit_the_same_connections_for_a_waypoint_pod() {
+    if !can_run() {
+        return;
+    }
+    let (scratch, certs, root) = inputs("waypoint-sandwich");
+    let dir = scratch.path();
+    let (p, _r) = nodes();
+    for port in [80, 8080] {
+        let addr = format!("{WAYPOINT_OUT_IP}:{port}");
+        let l = netns::run_in(Some(p.name()), || std::net::TcpListener::bind(&addr));
+        testsupport::echo::spawn(l.expect("enter netns p").expect("bind the pod's server"));
+    }
+    let proc = ztunnel(p.name(), dir, "waypoint");
+    wait_ready(p.name(), dir, "ztunnel-waypoint.log");
+    let peer = sandwich_answers(p.name(), &root);
+    drop(proc);
+    let proc = zring(p.name(), dir, &certs);
+    wait_ready(p.name(), dir, "zring.log");
+    let ours = sandwich_answers(p.name(), &root);
+    drop(proc);
+    let mut report = String::new();
+    for (((authority, case), z), o) in SANDWICH.iter().zip(&peer).zip(&ours) {
+        let mark = if z == o { "ok  " } else { "DIFF" };
+        report += &format!("{mark} {authority} ({case}): ztunnel {z:?}, zring {o:?}\n");
+    }
+    eprintln!("{report}");
+    assert_eq!(peer, ours, "the proxies differ:\n{report}");
+    let delivered = peer.iter().filter(|(code, echoed)| *code == 200 && *echoed);
+    assert_eq!(delivered.count(), 4, "{report}");
 }
