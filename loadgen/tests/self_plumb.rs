@@ -6,6 +6,8 @@
 //! enrolled client fail (the capture stays: nothing bypasses the mesh); a rule is
 //! deleted by hand; a new zring adopts the node side, repairs the rule (counted in
 //! `zring_plumb_repairs_total`), and the flow works again with every pod still enrolled.
+//! Last, a rolling update: SIGTERM, the pod replaced by one with another IP and veth,
+//! whose zring takes the node side over in place.
 
 mod common;
 
@@ -176,4 +178,61 @@ fn zring_plumbs_bare_nodes_and_survives_kill_9() {
         "the restart changed the enrolled set"
     );
     flow_works(&plan);
+
+    rolling_update(&plan, restarted, &args);
+}
+
+/// A DaemonSet rolling update on node A: SIGTERM (exit 0, node side left in place), the
+/// old pod deleted, a new pod with another IP and veth: its zring takes the node side
+/// over in place, the set is untouched, and the flow works through the new pod.
+fn rolling_update(plan: &Plan, old: procs::Proc, args: &[String]) {
+    let a = &plan.a;
+    let status = Command::new("kill")
+        .args(["-TERM", &old.pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    while procs::is_alive(old.pid) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let want: Vec<String> = a.enrolled_ips().iter().map(|ip| ip.to_string()).collect();
+    assert_eq!(members(&a.netns), want, "SIGTERM changed the enrolled set");
+    plumbing::netns::delete(&old.netns).unwrap();
+    // The new pod: like the topology's pods, but wired after the node link took `eth0`.
+    let new_ns = format!("{}ztunnel-a2", plan.prefix);
+    plumbing::netns::create(&new_ns).unwrap();
+    let (gw, ip) = (a.gateway.to_string(), "10.244.1.9");
+    for cmd in [
+        format!("ip link add vztunnel2 type veth peer name eth0 netns {new_ns}"),
+        format!("ip addr add {gw}/32 dev vztunnel2"),
+        "ip link set vztunnel2 up".into(),
+        format!("ip route add {ip}/32 dev vztunnel2 scope link src {gw}"),
+    ] {
+        sh(&a.netns, &cmd.split(' ').collect::<Vec<_>>());
+    }
+    for cmd in [
+        format!("ip addr add {ip}/32 dev eth0"),
+        "ip link set eth0 up".into(),
+        format!("ip route add {gw}/32 dev eth0 scope link"),
+        format!("ip route add default via {gw} dev eth0"),
+    ] {
+        sh(&new_ns, &cmd.split(' ').collect::<Vec<_>>());
+    }
+    let log = old.log.with_extension("update.log");
+    let updated = procs::spawn_in_env(&new_ns, "zring", (&zring_bin(), args), &[], log).unwrap();
+    mesh::wait_ready(&new_ns, &updated).expect("the new pod's zring ready");
+    let link = sh(&a.netns, &["ip", "-d", "link", "show", "istioin"]);
+    assert!(link.contains("remote 10.244.1.9"), "{link}");
+    let t102 = sh(&a.netns, &["ip", "route", "show", "table", "102"]);
+    assert!(
+        t102.contains("default via 10.244.1.9 dev vztunnel2"),
+        "{t102}"
+    );
+    assert!(!t102.contains(&a.ztunnel().ip.to_string()), "{t102}");
+    assert_eq!(
+        members(&a.netns),
+        want,
+        "the update changed the enrolled set"
+    );
+    flow_works(plan);
 }

@@ -11,6 +11,8 @@
 //! - `node_up(netns, &NodeInput) -> Result<UpReport, PlumbError>`: idempotent; rolls back on failure.
 //! - `node_down(netns, &NodeInput) -> Result<DownReport, PlumbError>`: removes exactly what up creates.
 //! - `node_check(netns, &NodeInput) -> Result<CheckReport, PlumbError>`: drift per object.
+//! - `node_handover(netns, &NodeInput) -> Result<Option<Previous>, PlumbError>`: a node side
+//!   built for another ztunnel pod moved over in place, never leaving pods uncaptured.
 //! - `pod_add(netns, &NodeInput, Ipv4Addr)` / `pod_del(...) -> Result<(), PlumbError>`:
 //!   one ipset entry + one table-100 route.
 //! - `ztunnel_up` / `ztunnel_down` / `ztunnel_check(netns, &ZtunnelInput)`: the pod side
@@ -51,6 +53,7 @@ static CHECKED: testsupport::Checked = testsupport::Checked;
 
 pub mod agent;
 mod apply;
+mod handover;
 mod check;
 pub mod cli;
 mod error;
@@ -71,6 +74,7 @@ pub mod trace;
 mod tunnel;
 
 pub use apply::{DownReport, UpReport};
+pub use handover::{node_handover, Previous};
 pub use check::{Drift, DriftKind};
 pub use error::PlumbError;
 pub use input::{from_yaml_file, NodeInput, ZtunnelInput};

@@ -9,6 +9,7 @@ use futures_util::TryStreamExt;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::RouteMessage;
 use rtnetlink::packet_route::rule::RuleMessage;
+use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, IpVersion, LinkUnspec, RouteMessageBuilder};
 
 use crate::{netns, PlumbError};
@@ -196,6 +197,40 @@ pub(crate) async fn add_route(h: &Handle, msg: RouteMessage, what: &str) -> Resu
         .execute()
         .await
         .map_err(|e| PlumbError::netlink("add route", what, e))
+}
+
+/// Deletes every neighbour entry of link `index` (ARP learns them again).
+pub(crate) async fn flush_neighbours(h: &Handle, index: u32, what: &str) -> Result<(), PlumbError> {
+    let all: Vec<_> = h
+        .neighbours()
+        .get()
+        .set_address_family(AddressFamily::Inet)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| PlumbError::netlink("dump neighbours", what, e))?;
+    for n in all.into_iter().filter(|n| n.header.ifindex == index) {
+        match h.neighbours().del(n).execute().await {
+            Ok(()) => {}
+            Err(e) if errno(&e) == Some(libc::ENOENT) => {}
+            Err(e) => return Err(PlumbError::netlink("delete neighbour", what, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Adds a route message, replacing the route with the same key (one atomic change).
+pub(crate) async fn replace_route(
+    h: &Handle,
+    msg: RouteMessage,
+    what: &str,
+) -> Result<(), PlumbError> {
+    h.route()
+        .add(msg)
+        .replace()
+        .execute()
+        .await
+        .map_err(|e| PlumbError::netlink("replace route", what, e))
 }
 
 /// Deletes a route message (already gone is fine).

@@ -150,6 +150,13 @@ impl NodeSide {
             pod_ips: Vec::new(),
             tunnel: Default::default(),
         };
+        let handed_over = plumbing::node_handover(Some(&host), &base)?;
+        if let Some(prev) = &handed_over {
+            tracing::info!(
+                previous_ip = %prev.ztunnel_ip, previous_veth = ?prev.ztunnel_veth,
+                "node side taken over from the previous ztunnel pod"
+            );
+        }
         let adopted = plumbing::agent::enrolled(Some(&host))?;
         let metrics = Arc::new(PlumbMetrics::default());
         let before = plumbing::node_check(
@@ -159,7 +166,10 @@ impl NodeSide {
                 ..base.clone()
             },
         )?;
-        count_repairs(&before.drift, &metrics, true);
+        // What names the previous pod's veth or IP is rewritten, not repaired.
+        if handed_over.is_none() {
+            count_repairs(&before.drift, &metrics, true);
+        }
         let up = plumbing::node_up(
             Some(&host),
             &NodeInput {

@@ -19,8 +19,8 @@ use plumbing::netns::{self, NetnsGuard};
 
 use crate::common::Scratch;
 
-mod procs;
-mod topo;
+pub mod procs;
+pub mod topo;
 
 use procs::{spawn_zring, spawn_ztunnel, Proc};
 use topo::{namespaces, zring_certs};
@@ -140,7 +140,7 @@ pub fn get_in(ns: &str, addr: &str, path: &str) -> Option<(u16, String)> {
     ))
 }
 
-fn wait_ready(ns: &str, who: &str, log: &Path) {
+pub fn wait_ready(ns: &str, who: &str, log: &Path) {
     let deadline = Instant::now() + READY_TIMEOUT;
     while Instant::now() < deadline {
         if let Some((200, _)) = get_in(ns, "127.0.0.1:15021", "/healthz/ready") {

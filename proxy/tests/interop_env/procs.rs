@@ -20,15 +20,38 @@ fn log_file(dir: &Path, name: &str) -> (Stdio, Stdio) {
     (f.try_clone().unwrap().into(), f.into())
 }
 
+/// How one proxy runs in its node: the node's name (zring) or the workload it acts as
+/// (ztunnel's `PROXY_WORKLOAD_INFO`), zring's SOCKS5 address, the config and log files
+/// in the scratch directory, and `RUST_LOG`.
+pub struct Run<'a> {
+    pub node: &'a str,
+    pub socks: &'a str,
+    pub config: &'a str,
+    pub log: &'a str,
+    pub rust_log: &'a str,
+}
+
 pub fn spawn_zring(ns: &str, dir: &Path, certs: &Path) -> Proc {
-    let (out, err) = log_file(dir, "zring.log");
+    let socks = format!("{Z_WORKLOAD}:15080");
+    let run = Run {
+        node: "node-z",
+        socks: &socks,
+        config: "workloads.yaml",
+        log: "zring.log",
+        rust_log: "info",
+    };
+    spawn_zring_as(ns, dir, certs, &run)
+}
+
+pub fn spawn_zring_as(ns: &str, dir: &Path, certs: &Path, run: &Run) -> Proc {
+    let (out, err) = log_file(dir, run.log);
     let child = Command::new("ip")
         .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_zring"), "run"])
         .arg("--config")
-        .arg(dir.join("workloads.yaml"))
+        .arg(dir.join(run.config))
         .arg("--cert-dir")
         .arg(certs)
-        .args(["--node-name", "node-z", "--cores", "1"])
+        .args(["--node-name", run.node, "--cores", "1"])
         // Not transparent: the HBONE peer (ztunnel's node IP) is not a workload, so
         // zring's inbound leg reaches the server from its own address.
         .args(["--transparent", "false", "--outbound-addr", "off"])
@@ -38,7 +61,7 @@ pub fn spawn_zring(ns: &str, dir: &Path, certs: &Path) -> Proc {
             "--inbound-plaintext-addr",
             "off",
         ])
-        .args(["--socks5-addr", &format!("{Z_WORKLOAD}:15080")])
+        .args(["--socks5-addr", run.socks])
         .args([
             "--admin-addr",
             "127.0.0.1:15000",
@@ -46,7 +69,7 @@ pub fn spawn_zring(ns: &str, dir: &Path, certs: &Path) -> Proc {
             "0.0.0.0:15020",
         ])
         .args(["--readiness-addr", "0.0.0.0:15021"])
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", run.rust_log)
         // One JSON object per line: tests read zring's access log by field.
         .env("LOG_FORMAT", "json")
         .stdout(out)
@@ -57,18 +80,31 @@ pub fn spawn_zring(ns: &str, dir: &Path, certs: &Path) -> Proc {
 }
 
 pub fn spawn_ztunnel(ns: &str, dir: &Path) -> Proc {
-    let (out, err) = log_file(dir, "ztunnel.log");
+    let run = Run {
+        node: "zri/twl/tsa",
+        socks: "127.0.0.1:15080",
+        config: "workloads.yaml",
+        log: "ztunnel.log",
+        rust_log: "info",
+    };
+    spawn_ztunnel_as(ns, dir, &run)
+}
+
+/// ztunnel in dedicated mode acting as the workload `run.node` (`<ns>/<name>/<sa>`);
+/// its SOCKS5 port is always 127.0.0.1:15080.
+pub fn spawn_ztunnel_as(ns: &str, dir: &Path, run: &Run) -> Proc {
+    let (out, err) = log_file(dir, run.log);
     let child = Command::new("ip")
         .args(["netns", "exec", ns])
         .arg(ztunnel_bin())
         .arg("proxy")
         .current_dir(dir)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", run.rust_log)
         .env("FAKE_CA", "true")
         .env("XDS_ADDRESS", "")
-        .env("LOCAL_XDS_PATH", dir.join("workloads.yaml"))
+        .env("LOCAL_XDS_PATH", dir.join(run.config))
         .env("PROXY_MODE", "dedicated")
-        .env("PROXY_WORKLOAD_INFO", "zri/twl/tsa")
+        .env("PROXY_WORKLOAD_INFO", run.node)
         .env("UNSTABLE_ENABLE_SOCKS5", "true")
         .env("ZTUNNEL_WORKER_THREADS", "1")
         .stdout(out)

@@ -77,12 +77,19 @@ pub fn namespaces() -> (NetnsGuard, NetnsGuard) {
 
 /// zring's cert dir: ztunnel's test root as the CA, and a leaf for `zri/zsa`.
 pub fn zring_certs(dir: &Path) -> PathBuf {
+    zring_certs_for(dir, &[("zri", "zsa")])
+}
+
+/// zring's cert dir with a leaf for each `(namespace, service account)` of cluster.local.
+pub fn zring_certs_for(dir: &Path, ids: &[(&str, &str)]) -> PathBuf {
     let certs = dir.join("certs");
     std::fs::create_dir_all(&certs).unwrap();
     let (cert, key) = test_root();
     std::fs::copy(cert, certs.join(zring::tls::ROOT_CERT_FILE)).unwrap();
     std::fs::copy(key, certs.join(zring::tls::ROOT_KEY_FILE)).unwrap();
-    let id = zring::identity::Identity::new("cluster.local", "zri", "zsa");
-    zring::tls::ca::issue(&certs, &id).expect("issue zring's leaf from ztunnel's test root");
+    for (ns, sa) in ids {
+        let id = zring::identity::Identity::new("cluster.local", ns, sa);
+        zring::tls::ca::issue(&certs, &id).expect("issue zring's leaf from ztunnel's test root");
+    }
     certs
 }
