@@ -66,9 +66,8 @@ fn measure(
         dir.join(format!("{}.log", proxy.name())),
     )?;
     let ready = setup::wait_ready_within(netns, &p, o.ready_timeout, READY_POLL)?;
-    let acks = [ADDRESS_TYPE, AUTHORIZATION_TYPE].map(|t| wait_ack(&cp, 0, t, &p, o.ready_timeout));
-    let [address_ack, _] = acks;
-    let address_ack = address_ack?;
+    let address_ack = wait_ack(&cp, 0, ADDRESS_TYPE, &p, o.ready_timeout)?;
+    wait_ack(&cp, 0, AUTHORIZATION_TYPE, &p, o.ready_timeout)?;
     let first =
         first_sent(&cp).ok_or_else(|| Error::Setup("no Address response was sent".into()))?;
     run.ready_s = Some(ready.saturating_duration_since(first).as_secs_f64());
@@ -169,6 +168,9 @@ impl Cpu {
     }
 }
 
+/// A push done: its size, its time to ACK and the CPU reading before it.
+type Done = (usize, f64, Cpu);
+
 /// Every push in turn; a push's CPU runs from its update to the next push's (the last
 /// one's to the end of its settle time), so the windows add up to the whole.
 fn pushes_on(
@@ -180,22 +182,41 @@ fn pushes_on(
 ) -> Result<()> {
     let singles = pushes.singles.iter().map(|u| (u, SETTLE));
     let bulks = [&pushes.bulk_add, &pushes.bulk_remove].map(|u| (u, BULK_SETTLE));
-    let all: Vec<(&Update, Duration)> = singles.chain(bulks).collect();
-    let mut done: Vec<(usize, f64, Cpu)> = Vec::with_capacity(all.len());
-    for (u, settle) in all {
-        let before = Cpu::now(p);
-        let from = cp.event_count();
-        let sent = Instant::now();
-        cp.update(u)?;
-        let ack = wait_ack(cp, from, ADDRESS_TYPE, p, timeout)?;
-        let ack_ms = ack.saturating_duration_since(sent).as_secs_f64() * 1e3;
-        done.push((u.put.workloads.len() + u.remove.len(), ack_ms, before));
+    let mut done: Vec<Done> = Vec::new();
+    let mut failed = None;
+    for (u, settle) in singles.chain(bulks) {
+        match push(cp, p, u, timeout) {
+            Ok(d) => done.push(d),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
         std::thread::sleep(settle);
     }
-    let end = Cpu::now(p);
+    let mut measured = windows(&done, Cpu::now(p));
+    let n = pushes.singles.len();
+    run.bulk_add = (measured.len() > n).then(|| measured.remove(n));
+    run.bulk_remove = (measured.len() > n).then(|| measured.remove(n));
+    run.singles = measured;
+    failed.map_or(Ok(()), Err)
+}
+
+/// One update, timed to its ACK.
+fn push(cp: &ControlPlane, p: &Proc, u: &Update, timeout: Duration) -> Result<Done> {
+    let before = Cpu::now(p);
+    let from = cp.event_count();
+    let sent = Instant::now();
+    cp.update(u)?;
+    let ack = wait_ack(cp, from, ADDRESS_TYPE, p, timeout)?;
+    let ack_ms = ack.saturating_duration_since(sent).as_secs_f64() * 1e3;
+    Ok((u.put.workloads.len() + u.remove.len(), ack_ms, before))
+}
+
+/// Each push's CPU: from its reading to the next push's (the last: to `end`).
+fn windows(done: &[Done], end: Cpu) -> Vec<Push> {
     let ends = done.iter().skip(1).map(|d| d.2).chain([end]);
-    let mut measured: Vec<Push> = done
-        .iter()
+    done.iter()
         .zip(ends)
         .map(|(&(resources, ack_ms, before), after)| Push {
             resources,
@@ -206,9 +227,5 @@ fn pushes_on(
                 .zip(before.1)
                 .map(|(a, b)| a.saturating_sub(b) as f64 / 1e6),
         })
-        .collect();
-    run.bulk_remove = measured.pop();
-    run.bulk_add = measured.pop();
-    run.singles = measured;
-    Ok(())
+        .collect()
 }

@@ -98,6 +98,8 @@ pub fn run(o: &ScaleOptions, command_line: Vec<String>) -> Result<ScaleReport> {
         command_line,
         seed: o.seed,
         machine: crate::report::Machine::detect(),
+        load_before: load_average(),
+        load_after: String::new(),
         settings: settings(o),
         runs: Vec::new(),
     };
@@ -109,7 +111,17 @@ pub fn run(o: &ScaleOptions, command_line: Vec<String>) -> Result<ScaleReport> {
             r.runs.push(run);
         }
     }
+    r.load_after = load_average();
     Ok(r)
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn settings(o: &ScaleOptions) -> ScaleSettings {

@@ -95,6 +95,10 @@ pub struct ScaleReport {
     pub command_line: Vec<String>,
     pub seed: u64,
     pub machine: Machine,
+    /// `/proc/loadavg` before and after the run: other work on the machine slows wall
+    /// times (ready, ACK) more than the proxies' own CPU.
+    pub load_before: String,
+    pub load_after: String,
     pub settings: ScaleSettings,
     pub runs: Vec<ProxyRun>,
 }
@@ -224,7 +228,8 @@ fn rows(runs: &[&ProxyRun]) -> Vec<(String, Vec<String>)> {
 /// The report as Markdown: one table per cluster size, then failures and the check.
 pub fn markdown(r: &ScaleReport) -> String {
     let mut out = format!(
-        "# zring-loadgen scale: {} ({})\n\nCommand: `{}`  \nMachine: {} cores, {}, kernel {}  \n\
+        "# zring-loadgen scale: {} ({})\n\nCommand: `{}`  \nMachine: {} cores, {}, kernel {}; \
+         load average before {}, after {}  \n\
          Seed {}; {} single-workload pushes, then {} at once and their removal; {} cores per proxy.\n",
         r.commit,
         r.started_utc,
@@ -232,6 +237,8 @@ pub fn markdown(r: &ScaleReport) -> String {
         r.machine.cores,
         r.machine.cpu_model,
         r.machine.kernel,
+        r.load_before,
+        r.load_after,
         r.seed,
         r.settings.singles,
         r.settings.bulk,
