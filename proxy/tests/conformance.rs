@@ -22,7 +22,8 @@ mod interop_env;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use conformance_env::shapes::{self, Cell, Rng};
+use conformance_env::random::{self, Rng};
+use conformance_env::shapes::{self, Cell};
 use conformance_env::{Lab, Outcome};
 use zring::config::{LocalConfig, Snapshot};
 
@@ -56,7 +57,7 @@ fn examples() -> Vec<(String, String)> {
 fn first_run_cells(seed: u64) -> Vec<Cell> {
     let mut cells = shapes::named();
     let more = CELLS.saturating_sub(cells.len()).max(10);
-    cells.extend(shapes::random(&mut Rng(seed), more));
+    cells.extend(random::random(&mut Rng(seed), more));
     cells
 }
 
@@ -155,7 +156,7 @@ fn zring_decides_as_ztunnel() {
     let lab = Lab::start();
     let mut rng = Rng(seed ^ 0x26);
     let mut cells = vec![first_run_cells(seed)];
-    cells.extend((0..runs).map(|_| shapes::random(&mut rng, CELLS)));
+    cells.extend((0..runs).map(|_| random::random(&mut rng, CELLS)));
     let plans: Vec<Vec<Cell>> = cells
         .iter()
         .flat_map(|c| {

@@ -11,6 +11,7 @@
 //! connections come from the client's IP and both B proxies see it as the source.
 #![allow(dead_code)]
 
+pub mod random;
 pub mod shapes;
 
 use std::io::{Read, Write};
