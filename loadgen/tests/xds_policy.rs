@@ -3,7 +3,9 @@
 //! the policy is skipped (counted in `zring_policies_skipped_total`) until it arrives. The
 //! control plane pushes the workload, then its WorkloadSelector DENY policy, then removes
 //! the policy: traffic to the workload is allowed, denied, allowed again, each step for
-//! connections opened after the push was adopted. Fails, never skips, under CI.
+//! connections opened after the push was adopted. Then the fields xDS used to drop: an
+//! ALLOW by another service account denies, one by the client's allows even beside a
+//! dry-run DENY of the port. Fails, never skips, under CI.
 
 mod common;
 
@@ -26,19 +28,38 @@ const POLICY: &str = "zxd/deny-api";
 
 /// The api workload listing [`POLICY`], and the policy itself when `with_policy`.
 fn site_config(with_policy: bool) -> LocalConfig {
+    let deny = format!(
+        "- name: deny-api\n  namespace: zxd\n  scope: WorkloadSelector\n  action: Deny\n  \
+         dryRun: false\n  rules:\n  - - - destinationPorts: [{PORT}]\n"
+    );
+    with_policies(if with_policy { &deny } else { "" })
+}
+
+/// The api workload listing [`POLICY`] and `policies` (a YAML list, maybe empty).
+fn with_policies(policies: &str) -> LocalConfig {
     let sleep = workload("sleep", SLEEP, "HBONE", "node-a");
     let api = format!(
         "{}  authorizationPolicies: [\"{POLICY}\"]\n",
         workload("api", API, "HBONE", "node-a")
     );
-    let mut yaml = format!("workloads:\n{sleep}{api}");
-    if with_policy {
-        yaml.push_str(&format!(
-            "policies:\n- name: deny-api\n  namespace: zxd\n  scope: WorkloadSelector\n  \
-             action: Deny\n  dryRun: false\n  rules:\n  - - - destinationPorts: [{PORT}]\n"
+    let yaml = format!("workloads:\n{sleep}{api}policies:\n{policies}");
+    LocalConfig::from_yaml("xds_policy", &yaml).unwrap()
+}
+
+/// `deny-api` as an ALLOW of the service account `zxd/<sa>`, plus a dry-run DENY of the
+/// port when `dry_deny` (never enforced).
+fn by_account(sa: &str, dry_deny: bool) -> LocalConfig {
+    let mut p = format!(
+        "- name: deny-api\n  namespace: zxd\n  scope: WorkloadSelector\n  action: Allow\n  \
+         dryRun: false\n  rules:\n  - - - serviceAccounts: [{{namespace: zxd, serviceAccount: {sa}}}]\n"
+    );
+    if dry_deny {
+        p.push_str(&format!(
+            "- name: dry\n  namespace: zxd\n  scope: Namespace\n  action: Deny\n  \
+             dryRun: true\n  rules:\n  - - - destinationPorts: [{PORT}]\n"
         ));
     }
-    LocalConfig::from_yaml("xds_policy", &yaml).unwrap()
+    with_policies(&p)
 }
 
 /// One SOCKS5 connection through zring to `target` and one echo: true when it came back.
@@ -143,4 +164,22 @@ fn a_policy_pushed_after_its_workload_applies_then_its_removal_lifts_it() {
         || skipped() > counted,
         context,
     );
+
+    // 4. serviceAccounts and dryRun travel: an ALLOW of another account denies the client
+    // (sleep); one of sleep's allows it, beside a dry-run DENY of the port.
+    cp.push(by_account("other", false));
+    wait_for(
+        Duration::from_secs(10),
+        "step 4: an ALLOW of another service account does not deny",
+        || !echoes(ns, target),
+        context,
+    );
+    cp.push(by_account("sleep", true));
+    wait_for(
+        Duration::from_secs(10),
+        "step 4: the client's service account is not allowed (or the dry run is enforced)",
+        || echoes(ns, target),
+        context,
+    );
+    assert!(acked_without_nack(&cp.events(), before), "{}", context());
 }
