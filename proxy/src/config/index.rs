@@ -35,11 +35,12 @@ pub(super) type P = Arc<Rec<Policy>>;
 
 impl Rec<Workload> {
     pub fn new(name: Name, item: Workload) -> W {
-        Arc::new(Rec {
-            name,
-            key: item.to_string().into(),
-            item,
-        })
+        let key = if item.uid.is_empty() {
+            item.to_string().into()
+        } else {
+            item.uid.as_str().into()
+        };
+        Arc::new(Rec { name, key, item })
     }
 }
 

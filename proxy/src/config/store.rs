@@ -47,11 +47,13 @@ impl Snapshot {
             self.edit_endpoints(key, |e| e.put(w, ports));
         }
         for key in &w.item.authorization_policies {
-            let mut refs = self.ix.policy_refs.get(key.as_str()).cloned();
-            let refs = refs.get_or_insert_with(Default::default);
-            refs.insert_mut(w.name.clone());
-            let refs = refs.clone();
-            self.ix.policy_refs.insert_mut(key.as_str().into(), refs);
+            match self.ix.policy_refs.get_mut(key.as_str()) {
+                Some(refs) => refs.insert_mut(w.name.clone()),
+                None => {
+                    let refs = std::iter::once(w.name.clone()).collect();
+                    self.ix.policy_refs.insert_mut(key.as_str().into(), refs);
+                }
+            }
         }
         if self.on_our_node(&w.item) {
             let id = self.identity(&w.item);
@@ -97,13 +99,25 @@ impl Snapshot {
         }
     }
 
+    /// Edits `key`'s endpoints in place (a node this generation does not share with the
+    /// previous one is not copied again: a cold start builds each list once).
     fn edit_endpoints(&mut self, key: &str, edit: impl FnOnce(&mut Endpoints)) {
-        let mut e = self.ix.endpoints.get(key).cloned().unwrap_or_default();
-        edit(&mut e);
-        if e.is_empty() {
+        let empty = match self.ix.endpoints.get_mut(key) {
+            Some(e) => {
+                edit(e);
+                e.is_empty()
+            }
+            None => {
+                let mut e = Endpoints::default();
+                edit(&mut e);
+                if !e.is_empty() {
+                    self.ix.endpoints.insert_mut(key.into(), e);
+                }
+                false
+            }
+        };
+        if empty {
             self.ix.endpoints.remove_mut(key);
-        } else {
-            self.ix.endpoints.insert_mut(key.into(), e);
         }
     }
 

@@ -41,8 +41,11 @@ pub(super) fn workload(w: &Workload, errs: &mut ConfigErrors) {
                 key: key.clone(),
             });
         }
-        let object = format!("workload {w}");
-        port_map(&object, &format!("services[{key:?}]"), ports, errs);
+        // Names are formatted only for a problem: this runs for every workload put.
+        if ports.iter().any(|(s, t)| *s == 0 || *t == 0) {
+            let object = format!("workload {w}");
+            port_map(&object, &format!("services[{key:?}]"), ports, errs);
+        }
     }
 }
 
