@@ -18,6 +18,92 @@ pub fn mesh_yaml(n: usize) -> String {
     yaml
 }
 
+/// A cluster as issue 22 measured it: `n` workloads, `n / 10` services (one port each),
+/// each workload behind one service, half of them on `node-0`; two policies.
+pub fn cluster(n: usize) -> zring::config::LocalConfig {
+    use zring::config::{LocalConfig, Policy, Service};
+    let services = (n / 10).max(1);
+    let workloads = (0..n).map(|i| cluster_workload(i, i % services)).collect();
+    let services = (0..services)
+        .map(|s| Service {
+            name: format!("svc{s}"),
+            namespace: "default".into(),
+            hostname: format!("svc{s}.default.svc.cluster.local"),
+            vips: vec![format!("/10.96.{}.{}", s / 250, s % 250 + 1)
+                .parse()
+                .unwrap()],
+            ports: [(80, 8080)].into(),
+            ..Default::default()
+        })
+        .collect();
+    let policy = |name: &str, scope| Policy {
+        name: name.into(),
+        namespace: "default".into(),
+        scope,
+        action: zring::config::Action::Allow,
+        rules: vec![vec![vec![zring::config::Match {
+            destination_ports: vec![8080],
+            ..Default::default()
+        }]]],
+        dry_run: false,
+        selector: None,
+    };
+    LocalConfig {
+        workloads,
+        services,
+        policies: vec![
+            policy("ns-wide", zring::config::Scope::Namespace),
+            policy("everyone", zring::config::Scope::Global),
+        ],
+    }
+}
+
+/// Workload `i` of [`cluster`], behind service `svc`.
+pub fn cluster_workload(i: usize, svc: usize) -> zring::config::Workload {
+    zring::config::Workload {
+        uid: format!("c//v1/Pod/default/w{i}"),
+        name: format!("w{i}"),
+        namespace: "default".into(),
+        service_account: format!("sa{}", i % 1000),
+        workload_ips: vec![std::net::IpAddr::from([
+            10,
+            128 + (i >> 16) as u8,
+            (i >> 8) as u8,
+            i as u8,
+        ])],
+        protocol: zring::config::Protocol::Hbone,
+        node: format!("node-{}", i % 2),
+        services: [(
+            format!("default/svc{svc}.default.svc.cluster.local"),
+            Default::default(),
+        )]
+        .into(),
+        ..Default::default()
+    }
+}
+
+/// One delta ADS response: `items` upserted, `removed` removed.
+pub fn update(
+    type_url: &str,
+    items: &[(String, zring_xds::prost_types::Any)],
+    removed: &[String],
+) -> zring_xds::delta::Update {
+    zring_xds::delta::Update {
+        type_url: type_url.into(),
+        nonce: "n".into(),
+        upserts: items
+            .iter()
+            .map(|(name, any)| zring_xds::discovery::Resource {
+                name: name.clone(),
+                version: "1".into(),
+                resource: Some(any.clone()),
+                ..Default::default()
+            })
+            .collect(),
+        removed: removed.to_vec(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
