@@ -53,10 +53,10 @@ static CHECKED: testsupport::Checked = testsupport::Checked;
 
 pub mod agent;
 mod apply;
-mod handover;
 mod check;
 pub mod cli;
 mod error;
+mod handover;
 mod input;
 mod ipset;
 mod ipt;
@@ -74,9 +74,9 @@ pub mod trace;
 mod tunnel;
 
 pub use apply::{DownReport, UpReport};
-pub use handover::{node_handover, Previous};
 pub use check::{Drift, DriftKind};
 pub use error::PlumbError;
+pub use handover::{node_handover, Previous};
 pub use input::{from_yaml_file, NodeInput, ZtunnelInput};
 pub use model::{PolicyRule, RouteSpec, RuleTarget, Scope, TunnelKind};
 pub use ops::{
