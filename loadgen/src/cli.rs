@@ -68,6 +68,9 @@ pub enum Cmd {
     /// What a cluster's size costs each proxy: N workloads over the control plane to
     /// ztunnel, then to zring; ready time, RSS, CPU and ACK time per push.
     Scale(ScaleArgs),
+    /// How long new connections fail while node A's zring restarts (SIGTERM, a new zring
+    /// in the same pod): topology up → restarts under load → report → topology down.
+    Restart(RestartArgs),
     /// Many concurrent checksummed connections through the mesh for a bounded time:
     /// topology up → soak → checks → topology down; exits 1 when a check fails.
     Soak(SoakArgs),
@@ -235,6 +238,28 @@ pub struct PeerArgs {
 }
 
 #[derive(Args, Clone)]
+pub struct RestartArgs {
+    #[arg(long, default_value = "zrr-")]
+    pub prefix: String,
+    /// The zring binary (default: `zring` next to this executable).
+    #[arg(long)]
+    pub zring: Option<PathBuf>,
+    /// New connections per second from node A's enrolled client.
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
+    /// An attempt fails without an HTTP answer within this many milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub timeout_ms: u64,
+    /// Seconds of load before each SIGTERM and after each new zring is ready.
+    #[arg(long, default_value_t = 1.0)]
+    pub margin_s: f64,
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+}
+
+#[derive(Args)]
 pub struct ScaleArgs {
     /// The peer proxy binary (istio/ztunnel).
     #[arg(long, default_value = "../shared/peers/ztunnel")]

@@ -37,6 +37,7 @@ pub mod procs;
 pub mod progress;
 pub mod proto;
 pub mod report;
+pub mod restart;
 pub mod run;
 pub mod scale;
 pub mod server;

@@ -3,9 +3,10 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use cli::{CapacityArgs, Cli, Cmd, PeerArgs, ScaleArgs, SoakArgs, TopoCmd, UpArgs};
+use cli::{CapacityArgs, Cli, Cmd, PeerArgs, RestartArgs, ScaleArgs, SoakArgs, TopoCmd, UpArgs};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use zring_loadgen::capture;
 use zring_loadgen::control::ControlPlane;
 use zring_loadgen::enrol;
@@ -352,6 +353,32 @@ fn capacity(a: &CapacityArgs) -> Result<()> {
     Ok(())
 }
 
+fn restart(a: &RestartArgs) -> Result<bool> {
+    let self_exe = std::env::current_exe().context("locating the zring-loadgen executable")?;
+    let opts = zring_loadgen::restart::RestartOptions {
+        prefix: a.prefix.clone(),
+        zring: a
+            .zring
+            .clone()
+            .unwrap_or_else(|| self_exe.with_file_name("zring")),
+        self_exe,
+        rate: a.rate,
+        timeout: Duration::from_millis(a.timeout_ms),
+        margin: Duration::from_secs_f64(a.margin_s),
+        repeats: a.repeats.max(1),
+        out: a.out.clone(),
+        command_line: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let (report, dir) = zring_loadgen::restart::run(&opts)?;
+    println!(
+        "{}
+wrote {}",
+        zring_loadgen::restart::markdown(&report),
+        dir.display()
+    );
+    Ok(true)
+}
+
 fn main() -> Result<()> {
     let ok = match Cli::parse().cmd {
         Cmd::Topology {
@@ -385,6 +412,7 @@ fn main() -> Result<()> {
         )?,
         Cmd::Peer(a) => peer(&a)?,
         Cmd::Scale(a) => scale(&a)?,
+        Cmd::Restart(a) => restart(&a)?,
         Cmd::Soak(a) => soak(&a)?,
         Cmd::SoakEcho { bind, port } => {
             zring_loadgen::soak::serve_echo(SocketAddr::new(bind, port)).map(|()| true)?

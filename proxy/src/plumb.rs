@@ -18,9 +18,14 @@ use crate::error::ProxyError;
 use crate::runtime::metrics::PlumbMetrics;
 use crate::runtime::state::{Enrolment, NodeHooks, Shared};
 
-/// What `--plumb` applied, so shutdown removes exactly that.
+/// What `--plumb` applied, so shutdown removes exactly that — unless zring plumbs the node
+/// too (`--host-netns`): then the pod side stays with the node side for the next zring of
+/// this pod, which adopts both. Recreated tunnels would get new MAC addresses, and the
+/// node would keep sending captured frames to the old ones until its neighbour entries
+/// expire (seconds of dropped connections after each restart, measured).
 pub struct Integrated {
     input: Option<ZtunnelInput>,
+    keep: bool,
 }
 
 impl Integrated {
@@ -28,7 +33,10 @@ impl Integrated {
     /// `found`: the gateway the node side detected, used when `--plumb-gateway` is unset.
     pub fn up(config: &Config, found: Option<Ipv4Addr>) -> Result<Integrated, ProxyError> {
         if !config.plumb {
-            return Ok(Integrated { input: None });
+            return Ok(Integrated {
+                input: None,
+                keep: false,
+            });
         }
         let gateway_ip = match (config.plumb_gateway, found) {
             (Some(IpAddr::V4(g)), _) => g,
@@ -49,11 +57,20 @@ impl Integrated {
         };
         plumbing::ztunnel_up(None, &input)?;
         tracing::info!(ztunnel_ip = %input.ztunnel_ip, gateway = %gateway_ip, "ztunnel pod plumbing applied");
-        Ok(Integrated { input: Some(input) })
+        Ok(Integrated {
+            input: Some(input),
+            keep: config.host_netns.is_some(),
+        })
     }
 
-    /// Removes what [`Integrated::up`] applied.
+    /// Removes what [`Integrated::up`] applied (left in place with `--host-netns`).
     pub fn down(self) -> Result<(), ProxyError> {
+        if self.keep {
+            tracing::info!(
+                "ztunnel pod plumbing left in place with the node side, for the next zring"
+            );
+            return Ok(());
+        }
         if let Some(input) = self.input {
             plumbing::ztunnel_down(None, &input)?;
             tracing::info!("ztunnel pod plumbing removed");
