@@ -80,6 +80,8 @@ pub async fn serve(
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     while let Ok((tcp, _)) = listener.accept().await {
+        // As a proxy: each small write leaves at once (no Nagle wait on a delayed ACK).
+        let _ = tcp.set_nodelay(true);
         let (acceptor, at, next, records) =
             (acceptor.clone(), at.clone(), next.clone(), records.clone());
         tokio::spawn(async move {
@@ -153,6 +155,7 @@ async fn forward(
     client: Arc<rustls::ClientConfig>,
 ) -> Option<(hbone::Conn, hbone::Tunnel)> {
     let tls = hbone::handshake(addr, client).await.ok()?;
+    let _ = tls.get_ref().0.set_nodelay(true);
     let mut conn = hbone::h2(tls).await.ok()?;
     let tunnel = hbone::connect(&mut conn, &authority).await.tunnel().ok()?;
     Some((conn, tunnel))
