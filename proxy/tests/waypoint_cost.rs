@@ -200,6 +200,28 @@ fn zring(ns: &str, dir: &Path, certs: &Path, node: &str) -> Proc {
     spawn(dir, &format!("zring-{node}.log"), &mut cmd)
 }
 
+/// Waits until the proxy ports of `ns` can be bound again: sockets a killed proxy left
+/// (orphans finishing their close) keep them for a moment.
+fn wait_ports_free(ns: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let free = || {
+        let binds = netns::run_in(Some(ns), || {
+            [
+                "0.0.0.0:15008",
+                "127.0.0.1:15080",
+                "0.0.0.0:15021",
+                "0.0.0.0:15020",
+            ]
+            .iter()
+            .all(|a| std::net::TcpListener::bind(a).is_ok())
+        });
+        binds.unwrap_or(false)
+    };
+    while !free() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn inbound(node: &str) -> &'static str {
     if node == "node-r" {
         "0.0.0.0:15008"
@@ -359,7 +381,7 @@ fn the_waypoint_hop_costs_side_by_side() {
             };
             wait_ready(p.name(), dir);
             wait_ready(r.name(), dir);
-            for (path, dst) in PATHS {
+            for (path, dst) in PATHS.iter().copied() {
                 echoes(p.name(), dst, 200);
                 let cpu0 = a.cpu() + b.cpu();
                 let mut t = echoes(p.name(), dst, n);
@@ -371,6 +393,9 @@ fn the_waypoint_hop_costs_side_by_side() {
                     pct(&t, 0.99)
                 );
             }
+            drop((a, b));
+            wait_ports_free(p.name());
+            wait_ports_free(r.name());
         }
     }
 }
