@@ -29,6 +29,8 @@ const ACK_POLL: Duration = Duration::from_millis(2);
 /// generation dropped, a core adopting) still counts to the push.
 const SETTLE: Duration = Duration::from_millis(100);
 const BULK_SETTLE: Duration = Duration::from_millis(500);
+/// How long the idle proxy's CPU is read for.
+const IDLE_WINDOW: Duration = Duration::from_secs(2);
 /// Time after ready before RSS is read (allocator and caches settle).
 const RSS_SETTLE: Duration = Duration::from_millis(500);
 
@@ -75,10 +77,20 @@ fn measure(
     run.cpu_ready_s = Some(procs::cpu_seconds(&[p.pid]));
     std::thread::sleep(RSS_SETTLE);
     (run.rss_ready_mb, run.peak_ready_mb) = memory(&p);
+    run.idle_run_ms_per_s = idle(&p);
     let pushes = cluster::pushes(size, o.singles, o.bulk, o.seed);
     pushes_on(&cp, &p, &pushes, run, o.ack_timeout)?;
     (run.rss_end_mb, run.peak_end_mb) = memory(&p);
     Ok(())
+}
+
+/// The idle proxy's own CPU (schedstat ms per second): its share of each push's window.
+fn idle(p: &Proc) -> Option<f64> {
+    let before = Cpu::now(p);
+    std::thread::sleep(IDLE_WINDOW);
+    let after = Cpu::now(p);
+    let ns = after.1?.saturating_sub(before.1?);
+    Some(ns as f64 / 1e6 / IDLE_WINDOW.as_secs_f64())
 }
 
 fn memory(p: &Proc) -> (Option<f64>, Option<f64>) {

@@ -33,6 +33,9 @@ pub struct ProxyRun {
     /// VmRSS and VmHWM once ready.
     pub rss_ready_mb: Option<f64>,
     pub peak_ready_mb: Option<f64>,
+    /// The idle proxy's CPU (schedstat) in ms per second, read for 2 s once ready: a
+    /// push's window (ACK time + 100 ms settle) carries about a tenth of it.
+    pub idle_run_ms_per_s: Option<f64>,
     /// Single-workload additions, in order.
     pub singles: Vec<Push>,
     pub bulk_add: Option<Push>,
@@ -54,6 +57,7 @@ impl ProxyRun {
             cpu_ready_s: None,
             rss_ready_mb: None,
             peak_ready_mb: None,
+            idle_run_ms_per_s: None,
             singles: Vec::new(),
             bulk_add: None,
             bulk_remove: None,
@@ -176,7 +180,7 @@ fn push_cell(p: &Option<Push>) -> String {
 /// One row per figure, one column per proxy.
 fn rows(runs: &[&ProxyRun]) -> Vec<(String, Vec<String>)> {
     type Cell = fn(&ProxyRun) -> String;
-    let figures: [(&str, Cell); 9] = [
+    let figures: [(&str, Cell); 10] = [
         ("ready after first response", |r| {
             format!("{} s", num(r.ready_s, 2))
         }),
@@ -199,6 +203,9 @@ fn rows(runs: &[&ProxyRun]) -> Vec<(String, Vec<String>)> {
         }),
         ("  … from schedstat, median", |r| {
             format!("{} ms", num(r.median(|p| p.run_ms), 2))
+        }),
+        ("idle CPU (schedstat) per second", |r| {
+            format!("{} ms", num(r.idle_run_ms_per_s, 2))
         }),
         ("push → ACK per single workload: median (max)", |r| {
             let max = r
