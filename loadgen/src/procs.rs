@@ -125,6 +125,18 @@ pub fn spawn_in_env(
     })
 }
 
+/// `/proc/<pid>/cmdline` without the program: the arguments to start it again with.
+pub fn command_line(pid: i32) -> Result<Vec<String>> {
+    let raw = fs::read(format!("/proc/{pid}/cmdline"))
+        .map_err(Error::io(format!("reading the command line of {pid}")))?;
+    Ok(raw
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .skip(1)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect())
+}
+
 /// True if `pid` exists and is not a zombie.
 pub fn is_alive(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -133,7 +133,7 @@ fn restarts(plan: &Plan, state: &procs::State, opts: &RestartOptions) -> Result<
         .find(|p| p.kind == "zring" && p.netns == ns)
         .cloned()
         .ok_or_else(|| Error::Setup("node A's zring is not running".into()))?;
-    let args = command_line(proc.pid)?;
+    let args = procs::command_line(proc.pid)?;
     let mut runs = Vec::new();
     for i in 0..opts.repeats {
         let (run, next) = one(plan, opts, &proc, &args, i)?;
@@ -150,18 +150,6 @@ fn restarts(plan: &Plan, state: &procs::State, opts: &RestartOptions) -> Result<
         proc = next;
     }
     Ok(runs)
-}
-
-/// `/proc/<pid>/cmdline` without the program.
-fn command_line(pid: i32) -> Result<Vec<String>> {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map_err(Error::io(format!("reading the command line of {pid}")))?;
-    Ok(raw
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .skip(1)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect())
 }
 
 fn ms(t0: Instant) -> f64 {

@@ -22,26 +22,11 @@ use zring_loadgen::procs;
 use zring_loadgen::topo::{self, plan::Plan, UpOptions};
 
 fn sh(ns: &str, args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{args:?} in {ns}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    testsupport::kernel::ns_output(ns, args)
 }
 
 fn members(ns: &str) -> Vec<String> {
-    let list = sh(ns, &["ipset", "list", "ztunnel-pods-ips"]);
-    let mut m: Vec<String> = list
-        .split("Members:")
-        .nth(1)
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
-    m.sort();
-    m
+    testsupport::kernel::ipset_members(ns, "ztunnel-pods-ips")
 }
 
 /// `name` samples of node's proxy's /metrics, as `series value` lines.
@@ -121,13 +106,7 @@ fn zring_plumbs_bare_nodes_and_survives_kill_9() {
         .find(|p| p.kind == "zring" && p.netns == a.ztunnel().netns)
         .expect("node A's zring")
         .clone();
-    let cmdline = std::fs::read(format!("/proc/{}/cmdline", zring_a.pid)).unwrap();
-    let args: Vec<String> = cmdline
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .skip(1)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
+    let args = procs::command_line(zring_a.pid).unwrap();
     assert!(Command::new("kill")
         .args(["-KILL", &zring_a.pid.to_string()])
         .status()

@@ -16,6 +16,7 @@ use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use plumbing::netns::{self, NetnsGuard};
+use testsupport::kernel::ns_output as text;
 
 const GW: &str = "10.244.1.1";
 const ZT: &str = "10.244.1.2";
@@ -63,24 +64,9 @@ fn zring(bin: &Path, ns: &str, args: &[&str]) -> String {
     stdout
 }
 
-fn text(ns: &str, args: &[&str]) -> String {
-    let out = exec(ns, args);
-    assert!(out.status.success(), "{args:?} in {ns}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The members of `ztunnel-pods-ips` as `ipset list` (the ipset tool, not zring) prints them.
 fn members(ns: &str) -> Vec<String> {
-    let list = text(ns, &["ipset", "list", "ztunnel-pods-ips"]);
-    let mut m: Vec<String> = list
-        .split("Members:")
-        .nth(1)
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
-    m.sort();
-    m
+    testsupport::kernel::ipset_members(ns, "ztunnel-pods-ips")
 }
 
 fn table_100(ns: &str) -> String {
