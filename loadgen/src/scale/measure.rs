@@ -170,13 +170,17 @@ fn wait_ack(
     }
 }
 
-/// CPU readings at one moment: /proc ticks (s) and schedstat (ns).
+/// CPU readings at one moment: /proc ticks (s), schedstat (ns), and when.
 #[derive(Clone, Copy)]
-struct Cpu(f64, Option<u64>);
+struct Cpu(f64, Option<u64>, Instant);
 
 impl Cpu {
     fn now(p: &Proc) -> Cpu {
-        Cpu(procs::cpu_seconds(&[p.pid]), procs::run_ns(p.pid))
+        Cpu(
+            procs::cpu_seconds(&[p.pid]),
+            procs::run_ns(p.pid),
+            Instant::now(),
+        )
     }
 }
 
@@ -238,6 +242,7 @@ fn windows(done: &[Done], end: Cpu) -> Vec<Push> {
                 .1
                 .zip(before.1)
                 .map(|(a, b)| a.saturating_sub(b) as f64 / 1e6),
+            window_ms: after.2.saturating_duration_since(before.2).as_secs_f64() * 1e3,
         })
         .collect()
 }

@@ -17,6 +17,9 @@ pub struct Push {
     pub cpu_ms: f64,
     /// The same from /proc/<pid>/task/*/schedstat (ns; live threads only).
     pub run_ms: Option<f64>,
+    /// The window both were read over (this push to the next).
+    #[serde(default)]
+    pub window_ms: f64,
 }
 
 /// One proxy on one cluster size.
@@ -180,7 +183,7 @@ fn push_cell(p: &Option<Push>) -> String {
 /// One row per figure, one column per proxy.
 fn rows(runs: &[&ProxyRun]) -> Vec<(String, Vec<String>)> {
     type Cell = fn(&ProxyRun) -> String;
-    let figures: [(&str, Cell); 10] = [
+    let figures: [(&str, Cell); 11] = [
         ("ready after first response", |r| {
             format!("{} s", num(r.ready_s, 2))
         }),
@@ -207,6 +210,14 @@ fn rows(runs: &[&ProxyRun]) -> Vec<(String, Vec<String>)> {
         ("idle CPU (schedstat) per second", |r| {
             format!("{} ms", num(r.idle_run_ms_per_s, 2))
         }),
+        (
+            "  … per push less the idle share of its window, median",
+            |r| {
+                let idle = r.idle_run_ms_per_s;
+                let net = |p: &Push| Some(p.run_ms? - idle? * p.window_ms / 1e3);
+                format!("{} ms", num(r.median(net), 2))
+            },
+        ),
         ("push → ACK per single workload: median (max)", |r| {
             let max = r
                 .singles

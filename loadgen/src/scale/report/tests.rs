@@ -9,12 +9,14 @@ fn run(proxy: &str, workloads: usize, per_push_ms: f64) -> ProxyRun {
         },
     );
     r.ready_s = Some(1.5);
+    r.idle_run_ms_per_s = Some(5.0);
     r.singles = (0..20)
         .map(|_| Push {
             resources: 1,
             ack_ms: 2.0,
             cpu_ms: per_push_ms,
             run_ms: Some(per_push_ms),
+            window_ms: 100.0,
         })
         .collect();
     r
@@ -71,6 +73,11 @@ fn markdown_has_a_column_per_proxy_and_the_check() {
         "{md}"
     );
     assert!(md.contains("- holds: ztunnel"), "{md}");
+    // 30 ms per push less 5 ms/s over a 100 ms window.
+    assert!(
+        md.contains("idle share of its window, median | 0.50 ms | 29.50 ms |"),
+        "{md}"
+    );
     assert!(md.contains("- **grows**: zring"), "{md}");
     let back: ScaleReport = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
     assert_eq!(back.runs.len(), 4);
