@@ -7,6 +7,7 @@ fn main() {
         "proto/workload.proto",
         "proto/authorization.proto",
         "proto/ca.proto",
+        "proto/zds.proto",
     ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

@@ -10,6 +10,7 @@
 //! - [`socks5`] — SOCKS5 CONNECT parsing (pure) and handshake.
 //! - [`runtime`] — thread per core: listeners, per-core state, reload, admin endpoints.
 //! - [`outbound`], [`inbound`] — the three legs: capture → tunnel → delivery.
+//! - [`inpod`] — in-pod mode: the ZDS client (istio-cni hands over pod namespaces).
 //! - [`plumb`] — `zring run --plumb`: ztunnel-pod plumbing applied at start, removed at exit;
 //!   with `--host-netns` the node side too, enrolment following the config, reconciled.
 //! - [`relay`] — splice and HTTP/2 byte relays; [`sockets`] — listener/upstream sockets.
@@ -27,6 +28,7 @@ pub mod error;
 pub mod hbone;
 pub mod identity;
 pub mod inbound;
+pub mod inpod;
 pub mod outbound;
 pub mod plumb;
 pub mod relay;

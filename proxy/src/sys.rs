@@ -217,3 +217,66 @@ pub fn thread_cpu_time() -> Duration {
     }
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
+
+/// One received SOCK_SEQPACKET packet (in-pod mode's ZDS socket).
+pub struct Packet {
+    /// Bytes written into the caller's buffer; 0 with no descriptors is end of stream.
+    pub len: usize,
+    /// The SCM_RIGHTS descriptors that came with it, owned (closed when dropped).
+    pub fds: Vec<OwnedFd>,
+    /// The kernel cut the data or the control part (MSG_TRUNC / MSG_CTRUNC).
+    pub truncated: bool,
+}
+
+/// Descriptors one packet may carry before the control part counts as truncated (ZDS
+/// sends one; a few more are received so they can be closed and refused by number).
+const MAX_PACKET_FDS: usize = 8;
+
+/// Receives one packet and takes ownership of every descriptor that came with it
+/// (`MSG_CMSG_CLOEXEC`), so none leaks whatever the caller decides.
+pub fn recv_packet(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Packet> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut cmsg = nix::cmsg_space!([RawFd; MAX_PACKET_FDS]);
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(
+        fd.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(io::Error::from)?;
+    let truncated = msg
+        .flags
+        .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
+    let mut fds = Vec::new();
+    // With MSG_CTRUNC nix refuses to walk the control part (it may be cut mid-header).
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            if let ControlMessageOwned::ScmRights(raw) = c {
+                // SAFETY: SCM_RIGHTS descriptors are new ones the kernel installed in this
+                // process for this message; nothing else owns or closes them.
+                fds.extend(raw.into_iter().map(|r| unsafe { OwnedFd::from_raw_fd(r) }));
+            }
+        }
+    }
+    Ok(Packet {
+        len: msg.bytes,
+        fds,
+        truncated,
+    })
+}
+
+/// `NS_GET_NSTYPE` (`_IO(0xb7, 0x3)`, linux/nsfs.h): the namespace type of an nsfs fd.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
+/// The `CLONE_NEW*` type of a namespace descriptor (`NS_GET_NSTYPE`, Linux ≥ 4.11);
+/// `ENOTTY`/`EINVAL` for a descriptor that is not a namespace.
+pub fn namespace_type(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
+    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the descriptor, which `fd`
+    // keeps open for the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc)
+}
