@@ -1,7 +1,11 @@
-//! The fake istio-cni's ZDS side: a SOCK_SEQPACKET listener at the path the proxy dials
+//! The fake istio-cni: pod namespaces ([`pods`]), istio-cni's in-pod rules ([`rules`]) and,
+//! here, its ZDS side: a SOCK_SEQPACKET listener at the path the proxy dials
 //! (`INPOD_UDS`), one blocking connection at a time. As istio-cni's node agent does
 //! (istio/istio `cni/pkg/nodeagent/ztunnelserver.go`): read the proxy's `ZdsHello`, send
 //! the snapshot one request at a time, waiting for each Ack, then `SnapshotSent`.
+
+pub mod pods;
+pub mod rules;
 
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, BorrowedFd};
