@@ -175,25 +175,17 @@ impl NodeSide {
             );
         }
         let adopted = plumbing::agent::enrolled(Some(&host))?;
+        let with_adopted = NodeInput {
+            pod_ips: adopted.clone(),
+            ..base.clone()
+        };
         let metrics = Arc::new(PlumbMetrics::default());
-        let before = plumbing::node_check(
-            Some(&host),
-            &NodeInput {
-                pod_ips: adopted.clone(),
-                ..base.clone()
-            },
-        )?;
+        let before = plumbing::node_check(Some(&host), &with_adopted)?;
         // What names the previous pod's veth or IP is rewritten, not repaired.
         if handed_over.is_none() {
             count_repairs(&before.drift, &metrics, true);
         }
-        let up = plumbing::node_up(
-            Some(&host),
-            &NodeInput {
-                pod_ips: adopted.clone(),
-                ..base.clone()
-            },
-        )?;
+        let up = plumbing::node_up(Some(&host), &with_adopted)?;
         tracing::info!(
             host_netns = %host, gateway = %base.gateway_ip, ztunnel_ip = %base.ztunnel_ip,
             veth = %base.ztunnel_veth, created = up.created.len(), adopted = adopted.len(),
