@@ -68,7 +68,15 @@ pub async fn connect(dst: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpS
 /// a spoofed socket takes its port at connect time (IP_BIND_ADDRESS_NO_PORT: bind(ip, 0)
 /// would reserve a port per source IP and never reuse one in TIME_WAIT).
 pub fn bound(dst: SocketAddr, source: Option<IpAddr>, port_now: bool) -> io::Result<Socket> {
-    let socket = new_tcp(&dst)?;
+    let socket = match crate::inpod::pods::netns_for(source, dst) {
+        // In-pod mode: made in the pod's namespace, marked so its rules let it through.
+        Some(ns) => {
+            let s = crate::inpod::pods::in_netns(ns.fd(), || new_tcp(&dst))?;
+            crate::inpod::pods::mark(&s)?;
+            s
+        }
+        None => new_tcp(&dst)?,
+    };
     socket.set_nonblocking(true)?;
     socket.set_tcp_nodelay(true)?;
     match source {

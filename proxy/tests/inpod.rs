@@ -60,9 +60,14 @@ fn can_run(test: &str) -> bool {
 
 /// The real ztunnel in shared (in-pod) mode in the node namespace, dialling `uds`.
 fn spawn_ztunnel(node: &str, dir: &Path, uds: &Path) -> Proc {
+    spawn_ztunnel_on(node, dir, uds, "node")
+}
+
+/// The real ztunnel in shared (in-pod) mode in namespace `ns`, as node `node_name`.
+fn spawn_ztunnel_on(ns: &str, dir: &Path, uds: &Path, node_name: &str) -> Proc {
     let log = std::fs::File::create(dir.join("ztunnel.log")).unwrap();
     let child = Command::new("ip")
-        .args(["netns", "exec", node])
+        .args(["netns", "exec", ns])
         .arg(interop_env::ztunnel_bin())
         .arg("proxy")
         .current_dir(dir)
@@ -72,7 +77,7 @@ fn spawn_ztunnel(node: &str, dir: &Path, uds: &Path) -> Proc {
         .env("LOCAL_XDS_PATH", dir.join("workloads.yaml"))
         .env("PROXY_MODE", "shared")
         .env("INPOD_UDS", uds)
-        .env("NODE_NAME", "node")
+        .env("NODE_NAME", node_name)
         .env("ZTUNNEL_WORKER_THREADS", "1")
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -182,9 +187,204 @@ fn fake_cni_carries_real_ztunnel_in_pod() {
         log(dir)
     );
 
-    // Deleted from the proxy (istio-cni removes the rules first): plain again.
     assert_eq!(conn.del("uid-pb").unwrap(), "");
     drop(conn);
+}
+
+/// Pods a and b are zring's (node-z), c is ztunnel's (node-t); the proxies run in their own
+/// namespaces and reach the pods only through the namespaces ZDS handed them.
+const MIXED: &str = r#"workloads:
+- uid: uid-pa
+  name: pa
+  namespace: zin
+  serviceAccount: sa-a
+  workloadIps: ["10.82.0.2"]
+  trustDomain: cluster.local
+  protocol: HBONE
+  node: node-z
+  services: {}
+- uid: uid-pb
+  name: pb
+  namespace: zin
+  serviceAccount: sa-b
+  workloadIps: ["10.82.0.3"]
+  trustDomain: cluster.local
+  protocol: HBONE
+  node: node-z
+  services: {}
+- uid: uid-pc
+  name: pc
+  namespace: zin
+  serviceAccount: sa-c
+  workloadIps: ["10.82.0.4"]
+  trustDomain: cluster.local
+  protocol: HBONE
+  node: node-t
+  services: {}
+"#;
+
+fn spawn_zring(ns: &str, dir: &Path, certs: &Path, uds: &Path) -> Proc {
+    let log = std::fs::File::create(dir.join("zring.log")).unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_zring"), "run"])
+        .arg("--config")
+        .arg(dir.join("workloads.yaml"))
+        .arg("--cert-dir")
+        .arg(certs)
+        .args(["--node-name", "node-z", "--cores", "2", "--inpod", "true"])
+        .arg("--inpod-uds")
+        .arg(uds)
+        .env("RUST_LOG", "info")
+        // Pod to pod on this node is HBONE here, as ztunnel carries it.
+        .env("ZRING_SAME_NODE_FAST_PATH", "false")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start zring");
+    Proc(child)
+}
+
+/// Retries `echo_from` for a few seconds (a new pod's listeners start on the next tick).
+fn flows(from: &Pod, to: &Pod) -> std::io::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = echo_from(from, to);
+        if r.is_ok() || Instant::now() > deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn logs(dir: &Path) -> String {
+    let z = std::fs::read_to_string(dir.join("zring.log")).unwrap_or_default();
+    format!("zring:\n{z}\nztunnel:\n{}", log(dir))
+}
+
+#[test]
+fn zring_in_pod_beside_ztunnel_in_pod() {
+    if !can_run("zring_in_pod_beside_ztunnel_in_pod") {
+        return;
+    }
+    let scratch = Scratch::new("inpod-mixed");
+    let dir = scratch.path();
+    std::fs::write(dir.join("workloads.yaml"), MIXED).unwrap();
+    let certs = interop_env::topo::zring_certs_for(dir, &[("zin", "sa-a"), ("zin", "sa-b")]);
+    let prefix = format!("zim-{}", std::process::id());
+    let mut node = Node::new(&prefix, GATEWAY).unwrap();
+    let pods: Vec<Pod> = [("a", "10.82.0.2"), ("b", "10.82.0.3"), ("c", "10.82.0.4")]
+        .iter()
+        .map(|(n, ip)| node.pod(n, ip, GATEWAY).unwrap())
+        .collect();
+    let (a, b, c) = (&pods[0], &pods[1], &pods[2]);
+    pods.iter().for_each(serve_echo);
+    let zr = testsupport::cni::pods::Ns::new(&format!("{prefix}-zr")).unwrap();
+    let zt = testsupport::cni::pods::Ns::new(&format!("{prefix}-zt")).unwrap();
+
+    let (zr_uds, zt_uds) = (dir.join("zring.sock"), dir.join("ztunnel.sock"));
+    let (zr_cni, zt_cni) = (
+        ZdsServer::bind(&zr_uds).unwrap(),
+        ZdsServer::bind(&zt_uds).unwrap(),
+    );
+    let _zring = spawn_zring(zr.name(), dir, &certs, &zr_uds);
+    let _ztunnel = {
+        let yaml = MIXED;
+        std::fs::write(dir.join("workloads.yaml"), yaml).unwrap();
+        spawn_ztunnel_on(zt.name(), dir, &zt_uds, "node-t")
+    };
+    let zc = zr_cni
+        .accept(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}; {}", logs(dir)));
+    let tc = zt_cni
+        .accept(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}; {}", logs(dir)));
+    let add = |conn: &testsupport::cni::ZdsConn, pod: &Pod, name: &str, sa: &str| {
+        let fd = pod.ns.open().unwrap();
+        conn.add(&format!("uid-{name}"), info(name, sa), Some(fd.as_fd()))
+            .unwrap()
+    };
+    assert_eq!(add(&zc, a, "pa", "sa-a"), "");
+    assert_eq!(add(&zc, b, "pb", "sa-b"), "");
+    assert_eq!(zc.snapshot_sent().unwrap(), "");
+    assert_eq!(add(&tc, c, "pc", "sa-c"), "");
+    assert_eq!(tc.snapshot_sent().unwrap(), "");
+    pods.iter().for_each(|p| p.enrol().unwrap());
+
+    // Every direction: zring → zring, zring → ztunnel, ztunnel → zring.
+    for (from, to) in [(a, b), (b, a), (a, c), (c, a), (c, b)] {
+        flows(from, to).unwrap_or_else(|e| panic!("{} → {}: {e}; {}", from.ip, to.ip, logs(dir)));
+    }
+    // Counters reach the scrape on the cores' next tick.
+    let counts = || {
+        [
+            zring_opened(zr.name(), "source"),
+            zring_opened(zr.name(), "destination"),
+            ztunnel_opened(zt.name(), "source"),
+            ztunnel_opened(zt.name(), "destination"),
+        ]
+    };
+    // From zring: a→b, b→a, a→c; into it: a→b, b→a, c→a, c→b; from ztunnel: c→a, c→b;
+    // into it: a→c.
+    let want = [3, 4, 2, 1];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut got = counts();
+    while got.iter().zip(want).any(|(g, w)| *g < w) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        got = counts();
+    }
+    eprintln!(
+        "mTLS connections opened [zring source, destination, ztunnel source, destination]: {got:?}"
+    );
+    assert!(
+        got.iter().zip(want).all(|(g, w)| *g >= w),
+        "{got:?} < {want:?}"
+    );
+    // Bad input: refused with a reason, the pods keep flowing.
+    assert!(!zc.request(&[0xff, 0xff], &[]).unwrap().is_empty());
+    assert!(
+        !add(
+            &zc,
+            &Pod {
+                ns: testsupport::cni::pods::Ns::new(&format!("{prefix}-x")).unwrap(),
+                ip: "10.82.0.9".into()
+            },
+            "px",
+            "sa-x"
+        )
+        .is_empty(),
+        "a pod without an address"
+    );
+    flows(a, c).unwrap();
+
+    // Delete: b's listeners close (its rules still redirect, so b's traffic is refused).
+    assert_eq!(zc.del("uid-pb").unwrap(), "");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        echo_from(b, a).is_err(),
+        "b still captured after DelWorkload"
+    );
+    flows(a, c).unwrap();
+
+    // b back, then the CNI restarts and its snapshot holds only a: b is released again.
+    assert_eq!(add(&zc, b, "pb", "sa-b"), "");
+    flows(b, a).unwrap();
+    drop(zc);
+    let zc = zr_cni.accept(Duration::from_secs(10)).unwrap();
+    flows(b, a).expect("a dropped ZDS socket keeps the pods");
+    assert_eq!(add(&zc, a, "pa", "sa-a"), "");
+    assert_eq!(zc.snapshot_sent().unwrap(), "");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        echo_from(b, a).is_err(),
+        "b kept after a snapshot without it"
+    );
+    flows(a, c).unwrap();
+    flows(c, a).unwrap();
+}
+
+/// zring's `istio_tcp_connections_opened_total` over mTLS series of a reporter.
+fn zring_opened(ns: &str, reporter: &str) -> u64 {
+    ztunnel_opened(ns, reporter)
 }
 
 fn log(dir: &Path) -> String {

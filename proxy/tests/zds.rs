@@ -70,7 +70,9 @@ fn zds_client_against_the_fake_cni() {
         std::thread::spawn(move || {
             let mut registry = Registry::default();
             let mut sink = log;
-            client::run(&path, &mut registry, &mut sink, &stop);
+            client::run(&path, &mut registry, &mut sink, &|| {
+                stop.load(std::sync::atomic::Ordering::Relaxed)
+            });
             registry.stop_all(&mut sink);
         })
     };

@@ -36,6 +36,10 @@ pub const ENV_PLUMB: &str = "ZRING_PLUMB";
 pub const ENV_PLUMB_ETH0: &str = "ZRING_PLUMB_ETH0";
 pub const ENV_PLUMB_GATEWAY: &str = "ZRING_PLUMB_GATEWAY";
 pub const ENV_HOST_NETNS: &str = "ZRING_HOST_NETNS";
+/// In-pod mode (istio-cni hands pods over ZDS), off by default.
+pub const ENV_INPOD: &str = "ZRING_INPOD";
+/// The CNI's ZDS socket, ztunnel's variable.
+pub const ENV_INPOD_UDS: &str = crate::inpod::INPOD_UDS_ENV;
 pub const ENV_PLUMB_HOST_VETH: &str = "ZRING_PLUMB_HOST_VETH";
 pub const ENV_IO_URING_ENTRIES: &str = "ZRING_IO_URING_ENTRIES";
 pub const ENV_PIN: &str = "ZRING_PIN";
@@ -147,6 +151,13 @@ pub struct RunArgs {
     /// pod interface's peer).
     #[arg(long, env = ENV_PLUMB_HOST_VETH, value_name = "IFNAME")]
     pub plumb_host_veth: Option<String>,
+    /// In-pod mode: take pods' network namespaces from istio-cni over ZDS and listen on
+    /// 15001/15006/15008 inside each (no --plumb).
+    #[arg(long, env = ENV_INPOD, default_value = "false", value_name = "true|false")]
+    pub inpod: String,
+    /// The CNI's ZDS socket, for --inpod.
+    #[arg(long, env = ENV_INPOD_UDS, default_value = crate::inpod::DEFAULT_INPOD_UDS, value_name = "PATH")]
+    pub inpod_uds: PathBuf,
     /// io_uring submission queue size per core.
     #[arg(long, env = ENV_IO_URING_ENTRIES, default_value = "1024", value_name = "N")]
     pub io_uring_entries: String,
@@ -197,6 +208,8 @@ pub struct Config {
     /// The node's network namespace, when zring plumbs the node side too.
     pub host_netns: Option<String>,
     pub plumb_host_veth: Option<String>,
+    /// Set: in-pod mode, with the CNI's ZDS socket.
+    pub inpod: Option<PathBuf>,
     pub io_uring_entries: u32,
     pub pin: Pin,
     pub drain_timeout: Duration,
@@ -241,6 +254,7 @@ impl Default for Config {
             plumb_gateway: None,
             host_netns: None,
             plumb_host_veth: None,
+            inpod: None,
             io_uring_entries: 1024,
             pin: Pin::Auto,
             drain_timeout: Duration::from_secs(5),

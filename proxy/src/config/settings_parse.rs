@@ -255,6 +255,9 @@ impl RunArgs {
                 .and_then(|g| c.parsed("--plumb-gateway", ENV_PLUMB_GATEWAY, &g, "an IP address")),
             host_netns: self.host_netns.filter(|p| !p.trim().is_empty()),
             plumb_host_veth: self.plumb_host_veth.filter(|v| !v.trim().is_empty()),
+            inpod: c
+                .bool("--inpod", ENV_INPOD, &self.inpod)
+                .then_some(self.inpod_uds),
             io_uring_entries: c
                 .entries(&self.io_uring_entries)
                 .unwrap_or(d.io_uring_entries),

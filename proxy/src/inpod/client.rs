@@ -8,7 +8,6 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -55,15 +54,15 @@ impl Default for Backoff {
     }
 }
 
-/// Connects to `uds` until `stop` is set, serving each connection in turn.
+/// Connects to `uds` until `stop()` says so, serving each connection in turn.
 pub fn run<S: PodSink<Netns = Netns>>(
     uds: &Path,
     registry: &mut Registry<S>,
     sink: &mut S,
-    stop: &AtomicBool,
+    stop: &dyn Fn() -> bool,
 ) {
     let mut backoff = Backoff::new();
-    while !stop.load(Ordering::Relaxed) {
+    while !stop() {
         let sock = match connect(uds) {
             Ok(s) => s,
             Err(e) => {
@@ -96,11 +95,11 @@ fn serve<S: PodSink<Netns = Netns>>(
     sock: &Socket,
     registry: &mut Registry<S>,
     sink: &mut S,
-    stop: &AtomicBool,
+    stop: &dyn Fn() -> bool,
 ) -> io::Result<()> {
     send(sock, &zds::hello())?;
     let mut buf = vec![0u8; zds::MAX_PACKET];
-    while !stop.load(Ordering::Relaxed) {
+    while !stop() {
         let p = match sys::recv_packet(sock.as_fd(), &mut buf) {
             Ok(p) => p,
             Err(e)
@@ -150,9 +149,9 @@ fn send(sock: &Socket, packet: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-fn sleep_unless(stop: &AtomicBool, total: Duration) {
+fn sleep_unless(stop: &dyn Fn() -> bool, total: Duration) {
     let mut left = total;
-    while !left.is_zero() && !stop.load(Ordering::Relaxed) {
+    while !left.is_zero() && !stop() {
         let step = left.min(POLL);
         std::thread::sleep(step);
         left -= step;

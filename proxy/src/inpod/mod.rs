@@ -6,11 +6,14 @@
 //! - [`registry`] — the captured pods and what each request does to them (pure, ztunnel's
 //!   snapshot semantics), over a [`registry::PodSink`] that starts and stops listeners.
 //! - [`netns`] — a received namespace descriptor, checked to be a network namespace.
+//! - [`pods`] — every core's listeners inside each pod's namespace, and upstream sockets
+//!   opened in the pod's namespace with istio-cni's mark.
 //! - [`client`] — the connection to the CNI on its own thread: hello, one Ack per request,
 //!   reconnect with backoff (a dropped socket keeps the pods).
 
 pub mod client;
 pub mod netns;
+pub mod pods;
 pub mod registry;
 pub mod zds;
 

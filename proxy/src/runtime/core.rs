@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,6 +17,8 @@ use crate::error::ProxyError;
 use crate::hbone::client::Timing;
 use crate::hbone::pool::Pool;
 use crate::identity::Identity;
+use crate::inpod::pods::PodCommand;
+use crate::inpod::PodUid;
 use crate::runtime::drain::Drain;
 use crate::runtime::handoff::{BulkView, Handed, Handoff, Inbox};
 use crate::runtime::metrics::Metrics;
@@ -54,6 +56,10 @@ pub struct Core {
     pub bulk: RefCell<BulkView>,
     /// Same-node HBONE tunnels this core's outbound side has open.
     pub same_node_open: Cell<usize>,
+    /// In-pod mode: pods to listen in or to release, from the ZDS thread.
+    pod_inbox: RefCell<Option<mpsc::Receiver<PodCommand>>>,
+    /// In-pod mode: each captured pod's accept loops on this core.
+    pod_accepts: RefCell<HashMap<PodUid, Vec<AbortHandle>>>,
 }
 
 impl Core {
@@ -75,6 +81,8 @@ impl Core {
             handoff,
             bulk: RefCell::default(),
             same_node_open: Cell::new(0),
+            pod_inbox: RefCell::default(),
+            pod_accepts: RefCell::default(),
         }
     }
 
@@ -122,6 +130,11 @@ impl Core {
         Ok(config)
     }
 
+    /// In-pod mode: where this core learns of captured pods.
+    pub fn set_pod_inbox(&self, inbox: mpsc::Receiver<PodCommand>) {
+        *self.pod_inbox.borrow_mut() = Some(inbox);
+    }
+
     /// Starts draining once the process asked for it: closes the listeners (their accept
     /// loops end) and raises the drain signal.
     fn drain_if_asked(&self) {
@@ -130,6 +143,9 @@ impl Core {
         }
         for accept in self.accepts.borrow_mut().drain(..) {
             accept.abort();
+        }
+        for (_, accepts) in self.pod_accepts.borrow_mut().drain() {
+            accepts.iter().for_each(AbortHandle::abort);
         }
         self.drain.raise();
         tracing::info!(
@@ -164,15 +180,14 @@ pub async fn run(
 ) -> Result<(), ProxyError> {
     monoio::spawn(serve_handed(core.clone(), inbox));
     for (kind, std_listener) in listeners {
-        let listener = TcpListener::from_std(std_listener)?;
-        let (accepting, handle) = abortable(accept_loop(core.clone(), kind, listener));
+        let handle = spawn_accept(&core, kind, std_listener)?;
         core.accepts.borrow_mut().push(handle);
-        monoio::spawn(accepting);
     }
     let mut last_evict = Instant::now();
     while !core.shared.stopping() {
         monoio::time::sleep(CONTROL_TICK).await;
         core.refresh();
+        pod_commands(&core);
         core.drain_if_asked();
         let published = core
             .metrics
@@ -186,6 +201,48 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+fn spawn_accept(
+    core: &Rc<Core>,
+    kind: ListenerKind,
+    l: StdListener,
+) -> Result<AbortHandle, ProxyError> {
+    let listener = TcpListener::from_std(l)?;
+    let (accepting, handle) = abortable(accept_loop(core.clone(), kind, listener));
+    monoio::spawn(accepting);
+    Ok(handle)
+}
+
+/// In-pod mode: starts or stops accepting in pods as the ZDS thread says (on the control
+/// tick: a new pod's SYNs wait in its listeners' backlog until then).
+fn pod_commands(core: &Rc<Core>) {
+    let Some(inbox) = &*core.pod_inbox.borrow() else {
+        return;
+    };
+    while let Ok(cmd) = inbox.try_recv() {
+        match cmd {
+            PodCommand::Add { uid, listeners } => {
+                let mut handles = Vec::new();
+                for (kind, l) in listeners {
+                    match spawn_accept(core, kind, l) {
+                        Ok(h) => handles.push(h),
+                        Err(e) => {
+                            tracing::warn!(core = core.id, uid = uid.0, error = %e, "pod listener failed")
+                        }
+                    }
+                }
+                if let Some(old) = core.pod_accepts.borrow_mut().insert(uid, handles) {
+                    old.iter().for_each(AbortHandle::abort);
+                }
+            }
+            PodCommand::Del { uid } => {
+                if let Some(old) = core.pod_accepts.borrow_mut().remove(&uid) {
+                    old.iter().for_each(AbortHandle::abort);
+                }
+            }
+        }
+    }
 }
 
 async fn accept_loop(core: Rc<Core>, kind: ListenerKind, listener: TcpListener) {

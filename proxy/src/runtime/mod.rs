@@ -194,12 +194,21 @@ pub fn start_with(
         helpers.push(xds::spawn(config.clone(), shared.clone())?);
     }
     let (handoff, inboxes) = handoff::Handoff::new(cores);
+    let (pod_txs, pod_rxs) = pod_channels(&config);
     let core_threads = spawn_cores(
         &config,
         &shared,
         &handoff,
-        per_core.into_iter().zip(inboxes),
+        per_core.into_iter().zip(inboxes).zip(pod_rxs),
     )?;
+    if let Some(uds) = &config.inpod {
+        helpers.push(spawn_zds(
+            uds.clone(),
+            pod_txs,
+            config.transparent,
+            shared.clone(),
+        )?);
+    }
     Ok(Proxy {
         shared,
         handoff,
@@ -261,12 +270,12 @@ fn spawn_cores(
     config: &Arc<Config>,
     shared: &Arc<Shared>,
     handoff: &Arc<handoff::Handoff>,
-    per_core: impl Iterator<Item = (CoreListeners, handoff::Inbox)>,
+    per_core: impl Iterator<Item = ((CoreListeners, handoff::Inbox), Option<PodInbox>)>,
 ) -> Result<Vec<JoinHandle<Result<(), ProxyError>>>, ProxyError> {
     let core_ids = pin_targets(config);
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut threads = Vec::new();
-    for (id, (listeners, inbox)) in per_core.enumerate() {
+    for (id, ((listeners, inbox), pods)) in per_core.enumerate() {
         let (config, shared, ready) = (config.clone(), shared.clone(), ready_tx.clone());
         let handoff = handoff.clone();
         let pin = core_ids.get(id % core_ids.len().max(1)).copied();
@@ -274,6 +283,9 @@ fn spawn_cores(
             .name(format!("zring-core-{id}"))
             .spawn(move || {
                 let core = core::Core::new(id, config, shared, handoff);
+                if let Some(pods) = pods {
+                    core.set_pod_inbox(pods);
+                }
                 core_main(core, pin, listeners, inbox, ready)
             })
             .map_err(|source| ProxyError::Runtime { core: id, source })?;
@@ -291,6 +303,46 @@ fn spawn_cores(
         }
     }
     Ok(threads)
+}
+
+type PodInbox = mpsc::Receiver<crate::inpod::pods::PodCommand>;
+
+/// In-pod mode: a channel per core from the ZDS thread; node mode: none.
+fn pod_channels(
+    config: &Config,
+) -> (
+    Vec<mpsc::Sender<crate::inpod::pods::PodCommand>>,
+    Vec<Option<PodInbox>>,
+) {
+    if config.inpod.is_none() {
+        return (Vec::new(), (0..config.cores).map(|_| None).collect());
+    }
+    (0..config.cores)
+        .map(|_| mpsc::channel())
+        .map(|(tx, rx)| (tx, Some(rx)))
+        .unzip()
+}
+
+/// In-pod mode: the ZDS client's thread; at shutdown it releases every pod.
+fn spawn_zds(
+    uds: std::path::PathBuf,
+    cores: Vec<mpsc::Sender<crate::inpod::pods::PodCommand>>,
+    transparent: bool,
+    shared: Arc<Shared>,
+) -> Result<JoinHandle<()>, ProxyError> {
+    use crate::inpod::{client, pods::CoreSink, registry::Registry};
+    std::thread::Builder::new()
+        .name("zring-zds".into())
+        .spawn(move || {
+            let mut sink = CoreSink { cores, transparent };
+            let mut registry = Registry::default();
+            client::run(&uds, &mut registry, &mut sink, &|| shared.stopping());
+            registry.stop_all(&mut sink);
+        })
+        .map_err(|source| ProxyError::Runtime {
+            core: usize::MAX,
+            source,
+        })
 }
 
 /// The CPUs the cores are pinned to, in order; empty when they are not pinned.

@@ -1,0 +1,211 @@
+//! Captured pods on the data path: every core's listeners inside each pod's network
+//! namespace, and upstream sockets opened in the namespace of the pod they leave from or
+//! deliver to, with the mark istio-cni's in-pod rules expect.
+//!
+//! | socket | namespace | options | why |
+//! |---|---|---|---|
+//! | 15001, 15006, 15008 listeners, one per core | the pod's | SO_REUSEPORT, IP_TRANSPARENT, mark 0x539 | the pod's REDIRECT rules send its traffic there; the kernel spreads accepts over the cores |
+//! | upstream (HBONE dial, passthrough, delivery to the pod) | the source pod's, else the destination pod's | mark 0x539, spoofed source as in node mode | marked packets skip the pod's REDIRECT rules; their replies get connmark 0x111 and are routed back to our transparent socket (`testsupport::cni::rules`) |
+//!
+//! The pod of a socket is found by IP (a pod's addresses are read from its namespace at
+//! AddWorkload): the legs need no change, and node mode pays one atomic load per upstream
+//! socket (`netns_for` returns at once when in-pod mode is off).
+
+use std::cell::OnceCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use nix::sched::{setns, CloneFlags};
+use socket2::SockRef;
+
+use super::netns::Netns;
+use super::registry::PodSink;
+use super::{PodInfo, PodUid};
+use crate::runtime::ListenerKind;
+use crate::sockets;
+
+/// ztunnel's in-pod `PACKET_MARK` (1337): istio-cni's rules skip packets carrying it.
+pub const INPOD_MARK: u32 = 0x539;
+
+/// The ports a pod's REDIRECT rules send to.
+const POD_LISTENERS: [(ListenerKind, u16); 3] = [
+    (ListenerKind::Outbound, 15001),
+    (ListenerKind::InboundPlaintext, 15006),
+    (ListenerKind::Inbound, HBONE_PORT),
+];
+
+/// Pod IP → its namespace; set only in in-pod mode.
+static PODS: OnceLock<RwLock<HashMap<IpAddr, Arc<Netns>>>> = OnceLock::new();
+
+fn pods() -> &'static RwLock<HashMap<IpAddr, Arc<Netns>>> {
+    PODS.get_or_init(RwLock::default)
+}
+
+/// The namespace an upstream socket from `source` to `dst` belongs in; `None` for
+/// node-level sockets. An HBONE dial (to port 15008) leaves from the source pod; anything
+/// else to a captured pod is a delivery, made inside the destination pod (the spoofed
+/// source may be a pod of this node too); else it leaves from the source pod.
+pub fn netns_for(source: Option<IpAddr>, dst: SocketAddr) -> Option<Arc<Netns>> {
+    let map = PODS.get()?.read().ok()?;
+    let from = || source.and_then(|s| map.get(&s));
+    let hit = if dst.port() == HBONE_PORT {
+        from()
+    } else {
+        map.get(&dst.ip()).or_else(from)
+    };
+    hit.cloned()
+}
+
+/// Where in-pod HBONE is dialled and listened for.
+const HBONE_PORT: u16 = 15008;
+
+thread_local! {
+    /// The namespace this thread started in, to come back to.
+    static HOME: OnceCell<Option<OwnedFd>> = const { OnceCell::new() };
+}
+
+/// Runs `f` with this thread inside `ns` (sockets keep the namespace they were made in).
+pub fn in_netns<T>(ns: BorrowedFd<'_>, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    HOME.with(|home| {
+        let home = home
+            .get_or_init(|| {
+                std::fs::File::open("/proc/thread-self/ns/net")
+                    .ok()
+                    .map(Into::into)
+            })
+            .as_ref()
+            .ok_or_else(|| io::Error::other("cannot open /proc/thread-self/ns/net"))?;
+        setns(ns, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+        let result = f();
+        // A thread left in a pod's namespace would open every later socket there.
+        if let Err(e) = setns(home.as_fd(), CloneFlags::CLONE_NEWNET) {
+            panic!("cannot return to this thread's own network namespace: {e}");
+        }
+        result
+    })
+}
+
+/// Marks an in-pod socket so the pod's rules let it through.
+pub fn mark(socket: &impl AsFd) -> io::Result<()> {
+    SockRef::from(socket).set_mark(INPOD_MARK)
+}
+
+/// What a core is told about pods.
+pub enum PodCommand {
+    /// Accept on these listeners (this core's share of the pod's).
+    Add {
+        uid: PodUid,
+        listeners: Vec<(ListenerKind, TcpListener)>,
+    },
+    /// Close the pod's listeners; its connections finish on their own.
+    Del { uid: PodUid },
+}
+
+/// Starts and stops pods on every core ([`PodSink`] of the ZDS client).
+pub struct CoreSink {
+    pub cores: Vec<Sender<PodCommand>>,
+    pub transparent: bool,
+}
+
+/// A started pod: its addresses and namespace.
+pub struct Started {
+    ips: Vec<IpAddr>,
+    netns: Arc<Netns>,
+}
+
+impl PodSink for CoreSink {
+    type Netns = Netns;
+    type Pod = Started;
+
+    fn start(&mut self, uid: &PodUid, info: &PodInfo, netns: Netns) -> Result<Started, String> {
+        let ips = in_netns(netns.fd(), pod_addresses)
+            .map_err(|e| format!("reading the pod's addresses: {e}"))?;
+        if ips.is_empty() {
+            return Err("the pod's network namespace has no address".into());
+        }
+        let mut per_core = Vec::with_capacity(self.cores.len());
+        for _ in &self.cores {
+            per_core.push(
+                self.listeners(&netns)
+                    .map_err(|e| format!("listening in the pod: {e}"))?,
+            );
+        }
+        let netns = Arc::new(netns);
+        if let Ok(mut map) = pods().write() {
+            for ip in &ips {
+                map.insert(*ip, netns.clone());
+            }
+        }
+        for (tx, listeners) in self.cores.iter().zip(per_core) {
+            let _ = tx.send(PodCommand::Add {
+                uid: uid.clone(),
+                listeners,
+            });
+        }
+        tracing::info!(
+            uid = uid.0,
+            name = info.name,
+            namespace = info.namespace,
+            ?ips,
+            "pod captured (in-pod)"
+        );
+        Ok(Started { ips, netns })
+    }
+
+    fn stop(&mut self, uid: &PodUid, pod: Started) {
+        for tx in &self.cores {
+            let _ = tx.send(PodCommand::Del { uid: uid.clone() });
+        }
+        if let Ok(mut map) = pods().write() {
+            for ip in &pod.ips {
+                if map.get(ip).is_some_and(|n| Arc::ptr_eq(n, &pod.netns)) {
+                    map.remove(ip);
+                }
+            }
+        }
+        tracing::info!(uid = uid.0, "pod released (in-pod)");
+    }
+}
+
+impl CoreSink {
+    fn listeners(&self, netns: &Netns) -> io::Result<Vec<(ListenerKind, TcpListener)>> {
+        let mut out = Vec::with_capacity(POD_LISTENERS.len());
+        for (kind, port) in POD_LISTENERS {
+            let addr = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port);
+            let l = in_netns(netns.fd(), || {
+                sockets::reuseport_listener(addr, self.transparent)
+            })?;
+            mark(&l)?;
+            out.push((kind, l));
+        }
+        Ok(out)
+    }
+}
+
+/// The addresses of this thread's namespace, loopback left out.
+fn pod_addresses() -> io::Result<Vec<IpAddr>> {
+    let mut ips = Vec::new();
+    for a in nix::ifaddrs::getifaddrs().map_err(io::Error::from)? {
+        let Some(addr) = a.address else { continue };
+        let ip: Option<IpAddr> = if let Some(v4) = addr.as_sockaddr_in() {
+            Some(v4.ip().into())
+        } else {
+            addr.as_sockaddr_in6().map(|v6| v6.ip().into())
+        };
+        if let Some(ip) = ip.filter(|ip| !ip.is_loopback() && !is_link_local(ip)) {
+            ips.push(ip);
+        }
+    }
+    Ok(ips)
+}
+
+fn is_link_local(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
