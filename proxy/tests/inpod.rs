@@ -390,3 +390,120 @@ fn zring_opened(ns: &str, reporter: &str) -> u64 {
 fn log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("ztunnel.log")).unwrap_or_default()
 }
+
+/// RSS (KB) and open descriptors of a process.
+fn rss_fds(pid: u32) -> (u64, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    (rss, fds)
+}
+
+/// The proxy's own pid: the child of `ip netns exec` is the proxy itself (exec).
+fn pid(p: &Proc) -> u32 {
+    p.0.id()
+}
+
+/// Cost per pod, side by side (a measurement, not a check: `--ignored`): `ZRING_INPOD_PODS`
+/// pods (default 100) with one address each are handed to zring (2 cores) and to ztunnel
+/// (2 worker threads) on the same fake CNI; RSS and descriptors before and after, and the
+/// time from AddWorkload to a first echo through the proxy for one real pod.
+#[test]
+#[ignore]
+fn inpod_cost_per_pod() {
+    if !can_run("inpod_cost_per_pod") {
+        return;
+    }
+    let n: usize = std::env::var("ZRING_INPOD_PODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let scratch = Scratch::new("inpod-cost");
+    let dir = scratch.path();
+    std::fs::write(dir.join("workloads.yaml"), MIXED).unwrap();
+    let certs = interop_env::topo::zring_certs_for(dir, &[("zin", "sa-a"), ("zin", "sa-b")]);
+    let prefix = format!("zic-{}", std::process::id());
+    let mut node = Node::new(&prefix, GATEWAY).unwrap();
+    let a = node.pod("a", "10.82.0.2", GATEWAY).unwrap();
+    let b = node.pod("b", "10.82.0.3", GATEWAY).unwrap();
+    serve_echo(&b);
+    b.enrol().unwrap();
+    a.enrol().unwrap();
+    let many: Vec<testsupport::cni::pods::Ns> = (0..n)
+        .map(|i| {
+            let ns = testsupport::cni::pods::Ns::new(&format!("{prefix}-p{i}")).unwrap();
+            let ip = format!("10.83.{}.{}/32", i / 250, i % 250 + 1);
+            testsupport::cni::pods::sh(
+                ns.name(),
+                &[
+                    "ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1",
+                ],
+            )
+            .unwrap();
+            testsupport::cni::pods::sh(ns.name(), &["ip", "addr", "add", &ip, "dev", "d0"])
+                .unwrap();
+            testsupport::cni::pods::sh(ns.name(), &["ip", "link", "set", "d0", "up"]).unwrap();
+            testsupport::cni::pods::sh(ns.name(), &["ip", "link", "set", "d1", "up"]).unwrap();
+            ns
+        })
+        .collect();
+    let mut report = Vec::new();
+    for proxy in ["zring", "ztunnel"] {
+        let home = testsupport::cni::pods::Ns::new(&format!("{prefix}-{proxy}")).unwrap();
+        let uds = dir.join(format!("{proxy}.sock"));
+        let cni = ZdsServer::bind(&uds).unwrap();
+        let p = if proxy == "zring" {
+            spawn_zring(home.name(), dir, &certs, &uds)
+        } else {
+            spawn_ztunnel_on(home.name(), dir, &uds, "node-z")
+        };
+        let conn = cni.accept(Duration::from_secs(30)).unwrap();
+        assert_eq!(conn.snapshot_sent().unwrap(), "");
+        std::thread::sleep(Duration::from_secs(2));
+        let before = rss_fds(pid(&p));
+        let t = Instant::now();
+        for (i, ns) in many.iter().enumerate() {
+            let fd = ns.open().unwrap();
+            let e = conn
+                .add(&format!("uid-p{i}"), info("px", "sa-x"), Some(fd.as_fd()))
+                .unwrap();
+            assert_eq!(e, "", "{proxy} pod {i}");
+        }
+        let add_each = t.elapsed() / n as u32;
+        std::thread::sleep(Duration::from_secs(2));
+        let after = rss_fds(pid(&p));
+        // One real pod: AddWorkload → Ack → first echo through the proxy (client and server
+        // pods both handed over; the server's first so only the client's add is timed).
+        let fd = b.ns.open().unwrap();
+        assert_eq!(
+            conn.add("uid-pb", info("pb", "sa-b"), Some(fd.as_fd()))
+                .unwrap(),
+            ""
+        );
+        let fd = a.ns.open().unwrap();
+        let t = Instant::now();
+        assert_eq!(
+            conn.add("uid-pa", info("pa", "sa-a"), Some(fd.as_fd()))
+                .unwrap(),
+            ""
+        );
+        let acked = t.elapsed();
+        flows(&a, &b).unwrap_or_else(|e| panic!("{proxy}: {e}; {}", logs(dir)));
+        let first = t.elapsed();
+        let per_pod_kb = (after.0 as f64 - before.0 as f64) / n as f64;
+        let per_pod_fds = (after.1 as f64 - before.1 as f64) / n as f64;
+        report.push(format!(
+            "{proxy}: {n} pods: RSS {} → {} KB ({per_pod_kb:.1} KB/pod), fds {} → {} ({per_pod_fds:.1}/pod), AddWorkload→Ack {add_each:?}/pod; one pod: Ack {acked:?}, first echo through the proxy {first:?}",
+            before.0, after.0, before.1, after.1
+        ));
+        drop(conn);
+        drop(p);
+    }
+    for line in &report {
+        eprintln!("{line}");
+    }
+}

@@ -16,7 +16,6 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use nix::sched::{setns, CloneFlags};
@@ -94,6 +93,10 @@ pub fn mark(socket: &impl AsFd) -> io::Result<()> {
     SockRef::from(socket).set_mark(INPOD_MARK)
 }
 
+/// A core's end of the ZDS thread's channel (tokio's: it wakes a monoio task across threads).
+pub type PodInbox = tokio::sync::mpsc::UnboundedReceiver<PodCommand>;
+pub type PodOutbox = tokio::sync::mpsc::UnboundedSender<PodCommand>;
+
 /// What a core is told about pods.
 pub enum PodCommand {
     /// Accept on these listeners (this core's share of the pod's).
@@ -107,7 +110,7 @@ pub enum PodCommand {
 
 /// Starts and stops pods on every core ([`PodSink`] of the ZDS client).
 pub struct CoreSink {
-    pub cores: Vec<Sender<PodCommand>>,
+    pub cores: Vec<PodOutbox>,
     pub transparent: bool,
 }
 

@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::rc::Rc;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,7 +17,7 @@ use crate::error::ProxyError;
 use crate::hbone::client::Timing;
 use crate::hbone::pool::Pool;
 use crate::identity::Identity;
-use crate::inpod::pods::PodCommand;
+use crate::inpod::pods::{PodCommand, PodInbox};
 use crate::inpod::PodUid;
 use crate::runtime::drain::Drain;
 use crate::runtime::handoff::{BulkView, Handed, Handoff, Inbox};
@@ -56,8 +56,6 @@ pub struct Core {
     pub bulk: RefCell<BulkView>,
     /// Same-node HBONE tunnels this core's outbound side has open.
     pub same_node_open: Cell<usize>,
-    /// In-pod mode: pods to listen in or to release, from the ZDS thread.
-    pod_inbox: RefCell<Option<mpsc::Receiver<PodCommand>>>,
     /// In-pod mode: each captured pod's accept loops on this core.
     pod_accepts: RefCell<HashMap<PodUid, Vec<AbortHandle>>>,
 }
@@ -81,7 +79,6 @@ impl Core {
             handoff,
             bulk: RefCell::default(),
             same_node_open: Cell::new(0),
-            pod_inbox: RefCell::default(),
             pod_accepts: RefCell::default(),
         }
     }
@@ -130,11 +127,6 @@ impl Core {
         Ok(config)
     }
 
-    /// In-pod mode: where this core learns of captured pods.
-    pub fn set_pod_inbox(&self, inbox: mpsc::Receiver<PodCommand>) {
-        *self.pod_inbox.borrow_mut() = Some(inbox);
-    }
-
     /// Starts draining once the process asked for it: closes the listeners (their accept
     /// loops end) and raises the drain signal.
     fn drain_if_asked(&self) {
@@ -177,8 +169,12 @@ pub async fn run(
     core: Rc<Core>,
     listeners: Vec<(ListenerKind, StdListener)>,
     inbox: Inbox,
+    pods: Option<PodInbox>,
 ) -> Result<(), ProxyError> {
     monoio::spawn(serve_handed(core.clone(), inbox));
+    if let Some(pods) = pods {
+        monoio::spawn(serve_pods(core.clone(), pods));
+    }
     for (kind, std_listener) in listeners {
         let handle = spawn_accept(&core, kind, std_listener)?;
         core.accepts.borrow_mut().push(handle);
@@ -187,7 +183,6 @@ pub async fn run(
     while !core.shared.stopping() {
         monoio::time::sleep(CONTROL_TICK).await;
         core.refresh();
-        pod_commands(&core);
         core.drain_if_asked();
         let published = core
             .metrics
@@ -214,18 +209,16 @@ fn spawn_accept(
     Ok(handle)
 }
 
-/// In-pod mode: starts or stops accepting in pods as the ZDS thread says (on the control
-/// tick: a new pod's SYNs wait in its listeners' backlog until then).
-fn pod_commands(core: &Rc<Core>) {
-    let Some(inbox) = &*core.pod_inbox.borrow() else {
-        return;
-    };
-    while let Ok(cmd) = inbox.try_recv() {
+/// In-pod mode: starts or stops accepting in pods as the ZDS thread says, as soon as it
+/// says so (the AddWorkload's Ack was sent once the listeners existed: SYNs wait in their
+/// backlog until this core takes them).
+async fn serve_pods(core: Rc<Core>, mut inbox: PodInbox) {
+    while let Some(cmd) = inbox.recv().await {
         match cmd {
             PodCommand::Add { uid, listeners } => {
                 let mut handles = Vec::new();
                 for (kind, l) in listeners {
-                    match spawn_accept(core, kind, l) {
+                    match spawn_accept(&core, kind, l) {
                         Ok(h) => handles.push(h),
                         Err(e) => {
                             tracing::warn!(core = core.id, uid = uid.0, error = %e, "pod listener failed")

@@ -29,6 +29,7 @@ use std::thread::JoinHandle;
 
 use crate::config::{Config, Snapshot};
 use crate::error::ProxyError;
+use crate::inpod::pods::{PodInbox, PodOutbox};
 use crate::sockets;
 use state::{Shared, State};
 
@@ -283,10 +284,7 @@ fn spawn_cores(
             .name(format!("zring-core-{id}"))
             .spawn(move || {
                 let core = core::Core::new(id, config, shared, handoff);
-                if let Some(pods) = pods {
-                    core.set_pod_inbox(pods);
-                }
-                core_main(core, pin, listeners, inbox, ready)
+                core_main(core, pin, (listeners, inbox, pods), ready)
             })
             .map_err(|source| ProxyError::Runtime { core: id, source })?;
         threads.push(thread);
@@ -305,20 +303,13 @@ fn spawn_cores(
     Ok(threads)
 }
 
-type PodInbox = mpsc::Receiver<crate::inpod::pods::PodCommand>;
-
 /// In-pod mode: a channel per core from the ZDS thread; node mode: none.
-fn pod_channels(
-    config: &Config,
-) -> (
-    Vec<mpsc::Sender<crate::inpod::pods::PodCommand>>,
-    Vec<Option<PodInbox>>,
-) {
+fn pod_channels(config: &Config) -> (Vec<PodOutbox>, Vec<Option<PodInbox>>) {
     if config.inpod.is_none() {
         return (Vec::new(), (0..config.cores).map(|_| None).collect());
     }
     (0..config.cores)
-        .map(|_| mpsc::channel())
+        .map(|_| tokio::sync::mpsc::unbounded_channel())
         .map(|(tx, rx)| (tx, Some(rx)))
         .unzip()
 }
@@ -326,7 +317,7 @@ fn pod_channels(
 /// In-pod mode: the ZDS client's thread; at shutdown it releases every pod.
 fn spawn_zds(
     uds: std::path::PathBuf,
-    cores: Vec<mpsc::Sender<crate::inpod::pods::PodCommand>>,
+    cores: Vec<PodOutbox>,
     transparent: bool,
     shared: Arc<Shared>,
 ) -> Result<JoinHandle<()>, ProxyError> {
@@ -389,8 +380,7 @@ fn build_runtime(entries: u32, tuned: bool) -> std::io::Result<CoreRuntime> {
 fn core_main(
     core: core::Core,
     pin: Option<core_affinity::CoreId>,
-    listeners: CoreListeners,
-    inbox: handoff::Inbox,
+    (listeners, inbox, pods): (CoreListeners, handoff::Inbox, Option<PodInbox>),
     ready: mpsc::Sender<Result<(), ProxyError>>,
 ) -> Result<(), ProxyError> {
     if let Some(pin) = pin {
@@ -411,6 +401,6 @@ fn core_main(
     let core = Rc::new(core);
     runtime.block_on(async move {
         let _ = ready.send(Ok(()));
-        core::run(core, listeners, inbox).await
+        core::run(core, listeners, inbox, pods).await
     })
 }
