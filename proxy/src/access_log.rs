@@ -56,6 +56,8 @@ pub struct AccessLog {
     hbone_addr: Option<SocketAddr>,
     service: String,
     outbound: bool,
+    /// Carried by the same-node fast path (`fast_path=true`; absent on HBONE lines).
+    fast_path: bool,
     start: Instant,
 }
 
@@ -89,6 +91,7 @@ impl AccessLog {
             hbone_addr,
             service: labels.destination_service.clone(),
             outbound,
+            fast_path: false,
             start: Instant::now(),
         }))
     }
@@ -129,6 +132,7 @@ impl AccessLog {
                     bytes_recv,
                     duration = duration.as_str(),
                     error = error.as_deref(),
+                    fast_path = self.fast_path.then_some(true),
                     "connection complete"
                 )
             };
@@ -162,6 +166,14 @@ impl Accounting {
         let counters = metrics.handle(labels);
         counters.opened();
         Accounting { counters, log }
+    }
+
+    /// Marks the connection as carried by the same-node fast path in its access-log line.
+    pub fn fast_path(mut self) -> Accounting {
+        if let Some(log) = &mut self.log {
+            log.fast_path = true;
+        }
+        self
     }
 
     /// Counts the connection's end and writes its access-log line.

@@ -269,8 +269,7 @@ fn admit(
         dst: target,
         dst_workload: workload,
     };
-    count_unknown_policies(core, snapshot, workload);
-    if let Decision::Deny { policy } = snapshot.authorize(&info) {
+    if let Decision::Deny { policy } = authorize(core, snapshot, &info) {
         return Err(Rejection::Denied(policy));
     }
     Ok((target, core.config.transparent.then_some(client_ip)))
@@ -333,11 +332,17 @@ fn authorize_plaintext(core: &Core, peer: SocketAddr, dst: SocketAddr) -> Result
         dst,
         dst_workload: workload,
     };
-    count_unknown_policies(core, snapshot, workload);
-    match snapshot.authorize(&info) {
+    match authorize(core, snapshot, &info) {
         Decision::Allow => Ok(()),
         Decision::Deny { policy } => Err(ProxyError::Denied { dst, policy }),
     }
+}
+
+/// The destination's policies applied to `info`: the one evaluation every path into a
+/// local workload uses (HBONE, captured plaintext, and the same-node fast path).
+pub fn authorize(core: &Core, snapshot: &crate::config::Snapshot, info: &ConnInfo) -> Decision {
+    count_unknown_policies(core, snapshot, info.dst_workload);
+    snapshot.authorize(info)
 }
 
 /// A policy the destination lists but this generation lacks is skipped, not refused

@@ -11,6 +11,7 @@ use monoio::net::TcpStream;
 use crate::access_log::Accounting;
 use crate::config::{is_proxy_port, resolve_from, resolve_hostname, Route};
 use crate::error::ProxyError;
+use crate::fast_path;
 use crate::hbone::client;
 use crate::hbone::pool::PoolKey;
 use crate::relay;
@@ -127,6 +128,19 @@ async fn connect(
         };
         Accounting::open(&state.snapshot, &core.metrics, labels, (peer, dst), hbone)
     };
+    let direct = match core.config.same_node_fast_path {
+        true => fast_path::eligible(
+            &core.state().snapshot,
+            peer.ip(),
+            &route,
+            core.config.hbone_port,
+        ),
+        false => None,
+    };
+    let accounting = match direct {
+        Some(_) => accounting.fast_path(),
+        None => accounting,
+    };
     // Leave with the client pod's IP when transparent; a SOCKS5 client is local, not a pod.
     let spoof = (core.config.transparent && !socks).then_some(peer.ip());
     let ends = Ends {
@@ -134,7 +148,7 @@ async fn connect(
         peer,
         target,
     };
-    match establish(core, &mut client, peer, route, spoof, socks).await {
+    match establish(core, &mut client, peer, (route, direct), spoof, socks).await {
         Ok(leg) => Ok(Some(Ready {
             client,
             leg,
@@ -152,6 +166,16 @@ async fn connect(
 async fn relay(ready: Ready) {
     let result = match ready.leg {
         Leg::Plain(upstream) => relay::splice_bidi(ready.client, upstream).await,
+        Leg::Direct { upstream, inbound } => {
+            let result = relay::splice_bidi(ready.client, upstream).await;
+            // The inbound side's own copy of the outcome (an io::Error is not Clone).
+            let copy = match &result {
+                Ok(moved) => Ok(*moved),
+                Err(e) => Err(std::io::Error::new(e.kind(), e.to_string()).into()),
+            };
+            inbound.close(copy);
+            result
+        }
         // The lease holds the pooled connection's stream slot until the relay ends.
         Leg::Tunnel {
             tx,
@@ -210,6 +234,11 @@ async fn reply(client: &mut TcpStream, socks: bool, reply: Reply) {
 /// The far side of an outbound connection, ready to relay.
 enum Leg {
     Plain(TcpStream),
+    /// The same-node fast path: the destination pod itself, its inbound side counted.
+    Direct {
+        upstream: TcpStream,
+        inbound: fast_path::Inbound,
+    },
     Tunnel {
         tx: h2::SendStream<bytes::Bytes>,
         rx: h2::RecvStream,
@@ -259,19 +288,31 @@ async fn establish(
     core: &Rc<Core>,
     client: &mut TcpStream,
     peer: SocketAddr,
-    route: Route,
+    (route, direct): (Route, Option<fast_path::Direct>),
     spoof: Option<IpAddr>,
     socks: bool,
 ) -> Result<Leg, ProxyError> {
     let plain = matches!(route, Route::Passthrough { .. });
-    let leg = match route {
-        Route::Passthrough { addr } => connect_upstream(core, addr, spoof).await.map(Leg::Plain),
-        Route::Hbone {
-            hbone_addr,
-            authority,
-            dst_identity,
-            ..
-        } => {
+    let leg = match (route, direct) {
+        (Route::Passthrough { addr }, _) => {
+            connect_upstream(core, addr, spoof).await.map(Leg::Plain)
+        }
+        (Route::Hbone { .. }, Some(direct)) => {
+            // The inbound side leaves with the client's IP when transparent, SOCKS5 too.
+            let source = core.config.transparent.then_some(peer.ip());
+            fast_path::connect(core, &direct, peer, source)
+                .await
+                .map(|(upstream, inbound)| Leg::Direct { upstream, inbound })
+        }
+        (
+            Route::Hbone {
+                hbone_addr,
+                authority,
+                dst_identity,
+                ..
+            },
+            None,
+        ) => {
             let tunnel = Tunnel {
                 hbone_addr,
                 authority,

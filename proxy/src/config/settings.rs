@@ -26,6 +26,7 @@ pub const ENV_STATS_ADDR: &str = "ZRING_STATS_ADDR";
 pub const ENV_READINESS_ADDR: &str = "ZRING_READINESS_ADDR";
 pub const ENV_HBONE_PORT: &str = "ZRING_HBONE_PORT";
 pub const ENV_TRANSPARENT: &str = "ZRING_TRANSPARENT";
+pub const ENV_SAME_NODE_FAST_PATH: &str = "ZRING_SAME_NODE_FAST_PATH";
 pub const ENV_POOL_MAX_STREAMS: &str = "POOL_MAX_STREAMS_PER_CONNECTION";
 pub const ENV_POOL_IDLE_TIMEOUT: &str = "POOL_UNUSED_RELEASE_TIMEOUT";
 pub const ENV_PING_INTERVAL: &str = "ZRING_PING_INTERVAL";
@@ -117,6 +118,10 @@ pub struct RunArgs {
     /// IP_TRANSPARENT listeners and source-IP spoofing.
     #[arg(long, env = ENV_TRANSPARENT, default_value = "true", value_name = "true|false")]
     pub transparent: String,
+    /// Join a connection between two workloads on this node directly (no HBONE to
+    /// ourselves); the destination's policy is still applied with the source identity.
+    #[arg(long, env = ENV_SAME_NODE_FAST_PATH, default_value = "true", value_name = "true|false")]
+    pub same_node_fast_path: String,
     /// Concurrent CONNECT streams per pooled HBONE connection.
     #[arg(long, env = ENV_POOL_MAX_STREAMS, default_value = "100", value_name = "N")]
     pub pool_max_streams: String,
@@ -191,6 +196,7 @@ pub struct Config {
     pub readiness_addr: Option<SocketAddr>,
     pub hbone_port: u16,
     pub transparent: bool,
+    pub same_node_fast_path: bool,
     pub pool_max_streams: u32,
     #[serde(serialize_with = "ser_duration")]
     pub pool_idle_timeout: Duration,
@@ -243,6 +249,7 @@ impl Default for Config {
             readiness_addr: addr("0.0.0.0:15021"),
             hbone_port: 15008,
             transparent: true,
+            same_node_fast_path: true,
             pool_max_streams: 100,
             pool_idle_timeout: Duration::from_secs(300),
             ping_interval: Duration::from_secs(10),

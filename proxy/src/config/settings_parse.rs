@@ -227,6 +227,11 @@ impl RunArgs {
             ),
             hbone_port: c.port(&self.hbone_port).unwrap_or(d.hbone_port),
             transparent: c.bool("--transparent", ENV_TRANSPARENT, &self.transparent),
+            same_node_fast_path: c.bool(
+                "--same-node-fast-path",
+                ENV_SAME_NODE_FAST_PATH,
+                &self.same_node_fast_path,
+            ),
             pool_max_streams: c
                 .streams(&self.pool_max_streams)
                 .unwrap_or(d.pool_max_streams),

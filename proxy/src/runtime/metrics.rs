@@ -196,6 +196,9 @@ pub struct Metrics {
     /// Policies a destination workload lists but the generation does not hold, skipped
     /// while authorizing a connection (one per policy per connection).
     pub policies_skipped: Cell<u64>,
+    /// Connections between two workloads on this node joined directly, without HBONE
+    /// (the same-node fast path; each is also counted under both its label sets).
+    pub fast_path: Cell<u64>,
     /// Outbound connections refused because of their waypoint, by waypoint (a refusal
     /// is rare: the map is touched only then).
     waypoint_refused: RefCell<BTreeMap<String, u64>>,
@@ -223,6 +226,10 @@ impl Metrics {
         bump(&self.policies_skipped, 1);
     }
 
+    pub fn fast_path(&self) {
+        bump(&self.fast_path, 1);
+    }
+
     /// An outbound connection refused because of the waypoint `waypoint`.
     pub fn waypoint_refused(&self, waypoint: &str) {
         let mut map = self.waypoint_refused.borrow_mut();
@@ -243,6 +250,7 @@ impl Metrics {
             unlabeled_failed: self.unlabeled_failed.get(),
             hbone_accepted: self.hbone_accepted.get(),
             policies_skipped: self.policies_skipped.get(),
+            fast_path: self.fast_path.get(),
             waypoint_refused: self.waypoint_refused.borrow().clone(),
             gauges: CoreGauges::default(),
         }
@@ -315,6 +323,7 @@ pub struct CoreMetrics {
     pub unlabeled_failed: u64,
     pub hbone_accepted: u64,
     pub policies_skipped: u64,
+    pub fast_path: u64,
     pub waypoint_refused: BTreeMap<String, u64>,
     pub gauges: CoreGauges,
 }
@@ -339,6 +348,7 @@ pub struct Aggregate {
     pub unlabeled_failed: u64,
     pub hbone_accepted: u64,
     pub policies_skipped: u64,
+    pub fast_path: u64,
     /// Outbound connections refused because of their waypoint, by waypoint.
     pub waypoint_refused: BTreeMap<String, u64>,
     /// Per core, in core order: rendered with a `core` label, not summed.
@@ -359,6 +369,7 @@ impl Aggregate {
         self.unlabeled_failed += core.unlabeled_failed;
         self.hbone_accepted += core.hbone_accepted;
         self.policies_skipped += core.policies_skipped;
+        self.fast_path += core.fast_path;
         for (waypoint, n) in &core.waypoint_refused {
             *self.waypoint_refused.entry(waypoint.clone()).or_default() += n;
         }

@@ -94,6 +94,9 @@ pub fn base_config(dir: &Path, config_path: PathBuf) -> Config {
         config_path,
         cert_dir: dir.to_path_buf(),
         transparent: false,
+        // The tests built on this config are about the tunnel: a same-node pair keeps it
+        // (the fast path's own tests turn it on).
+        same_node_fast_path: false,
         outbound_addr: None,
         inbound_addr: None,
         inbound_plaintext_addr: None,

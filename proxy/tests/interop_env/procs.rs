@@ -72,6 +72,8 @@ pub fn spawn_zring_as(ns: &str, dir: &Path, certs: &Path, run: &Run) -> Proc {
         .env("RUST_LOG", run.rust_log)
         // One JSON object per line: tests read zring's access log by field.
         .env("LOG_FORMAT", "json")
+        // These tests are about HBONE itself: a same-node pair keeps its tunnel.
+        .env("ZRING_SAME_NODE_FAST_PATH", "false")
         .stdout(out)
         .stderr(err)
         .spawn()

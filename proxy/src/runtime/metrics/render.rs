@@ -154,6 +154,14 @@ fn own(out: &mut String, agg: &Aggregate) {
          authorizing a connection (as ztunnel skips them).\n# TYPE {name} counter\n{name} {}",
         agg.policies_skipped
     );
+    let name = "zring_fast_path_connections_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Connections between two workloads on this node joined directly \
+         (no HBONE to itself), after the destination's policy allowed the source identity.\n\
+         # TYPE {name} counter\n{name} {}",
+        agg.fast_path
+    );
     let name = "zring_waypoint_refused_total";
     let _ = writeln!(
         out,
