@@ -224,6 +224,11 @@ const MIXED: &str = r#"workloads:
 "#;
 
 fn spawn_zring(ns: &str, dir: &Path, certs: &Path, uds: &Path) -> Proc {
+    spawn_zring_with(ns, dir, certs, uds, false)
+}
+
+/// zring in in-pod mode; `fast_path`: same-node pod to pod spliced directly (its default).
+fn spawn_zring_with(ns: &str, dir: &Path, certs: &Path, uds: &Path, fast_path: bool) -> Proc {
     let log = std::fs::File::create(dir.join("zring.log")).unwrap();
     let child = Command::new("ip")
         .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_zring"), "run"])
@@ -235,8 +240,8 @@ fn spawn_zring(ns: &str, dir: &Path, certs: &Path, uds: &Path) -> Proc {
         .arg("--inpod-uds")
         .arg(uds)
         .env("RUST_LOG", "info")
-        // Pod to pod on this node is HBONE here, as ztunnel carries it.
-        .env("ZRING_SAME_NODE_FAST_PATH", "false")
+        // Off: pod to pod on this node is HBONE, as ztunnel carries it.
+        .env("ZRING_SAME_NODE_FAST_PATH", fast_path.to_string())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
@@ -380,6 +385,60 @@ fn zring_in_pod_beside_ztunnel_in_pod() {
     );
     flows(a, c).unwrap();
     flows(c, a).unwrap();
+}
+
+/// With the same-node fast path (zring's default) a pod-to-pod connection on this node is
+/// made inside the destination pod, marked, with the client's address: it echoes.
+#[test]
+fn zring_in_pod_same_node_fast_path() {
+    if !can_run("zring_in_pod_same_node_fast_path") {
+        return;
+    }
+    let scratch = Scratch::new("inpod-fast");
+    let dir = scratch.path();
+    std::fs::write(dir.join("workloads.yaml"), MIXED).unwrap();
+    let certs = interop_env::topo::zring_certs_for(dir, &[("zin", "sa-a"), ("zin", "sa-b")]);
+    let prefix = format!("zif-{}", std::process::id());
+    let mut node = Node::new(&prefix, GATEWAY).unwrap();
+    let a = node.pod("a", "10.82.0.2", GATEWAY).unwrap();
+    let b = node.pod("b", "10.82.0.3", GATEWAY).unwrap();
+    serve_echo(&a);
+    serve_echo(&b);
+    let zr = testsupport::cni::pods::Ns::new(&format!("{prefix}-zr")).unwrap();
+    let uds = dir.join("zring.sock");
+    let cni = ZdsServer::bind(&uds).unwrap();
+    let _zring = spawn_zring_with(zr.name(), dir, &certs, &uds, true);
+    let conn = cni.accept(Duration::from_secs(30)).unwrap();
+    for (pod, name, sa) in [(&a, "pa", "sa-a"), (&b, "pb", "sa-b")] {
+        let fd = pod.ns.open().unwrap();
+        assert_eq!(
+            conn.add(&format!("uid-{name}"), info(name, sa), Some(fd.as_fd()))
+                .unwrap(),
+            ""
+        );
+        pod.enrol().unwrap();
+    }
+    assert_eq!(conn.snapshot_sent().unwrap(), "");
+    for (from, to) in [(&a, &b), (&b, &a)] {
+        flows(from, to).unwrap_or_else(|e| panic!("{} → {}: {e}; {}", from.ip, to.ip, logs(dir)));
+    }
+    // Counters reach the scrape on the cores' next tick.
+    let fast = || {
+        let (_, body) = interop_env::get_in(zr.name(), "127.0.0.1:15020", "/metrics")?;
+        let line = body
+            .lines()
+            .find(|l| l.starts_with("zring_fast_path_connections_total "))?;
+        line.rsplit(' ').next()?.parse::<u64>().ok()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fast().unwrap_or(0) < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        fast().unwrap_or(0) >= 2,
+        "fast path not taken: {:?}",
+        fast()
+    );
 }
 
 /// zring's `istio_tcp_connections_opened_total` over mTLS series of a reporter.
