@@ -61,7 +61,7 @@ pub fn workload(i: usize, s: usize) -> Workload {
         workload_ips: vec![workload_ip(i)],
         protocol: Protocol::Hbone,
         node: format!("node-{}", i / PODS_PER_NODE),
-        services,
+        services: services.into(),
         workload_name: format!("svc-{s}"),
         canonical_name: format!("svc-{s}"),
         ..Workload::default()

@@ -68,7 +68,7 @@ impl Rec<Policy> {
 #[derive(Debug, Clone)]
 pub(super) enum Owners<T> {
     One(T),
-    Many(Vec<T>),
+    Many(Box<[T]>),
 }
 
 impl<T> Owners<T> {
@@ -112,7 +112,7 @@ where
         Some(o) => {
             let mut v = o.all().to_vec();
             v.push(owner);
-            Owners::Many(v)
+            Owners::Many(v.into())
         }
     };
     map.insert_mut(key, next);
@@ -154,7 +154,7 @@ pub struct Endpoint {
     /// The workload's first IP (the one traffic is sent to).
     pub ip: IpAddr,
     /// The workload's service port → target port override (often empty).
-    pub ports: Vec<(u16, u16)>,
+    pub ports: Box<[(u16, u16)]>,
 }
 
 impl Endpoint {
@@ -185,7 +185,7 @@ pub(super) struct Endpoints {
 
 impl Endpoints {
     /// Adds or replaces `w`'s entry, keeping its position when it had one.
-    pub fn put(&mut self, w: &W, ports: Vec<(u16, u16)>) {
+    pub fn put(&mut self, w: &W, ports: Box<[(u16, u16)]>) {
         let Some(ip) = w.item.workload_ips.first().copied() else {
             self.remove(&w.name);
             self.ipless.insert_mut(w.name.clone());

@@ -16,6 +16,7 @@ use super::local_yaml::LocalConfigYaml;
 use super::policy::Policy;
 use super::snapshot::Snapshot;
 use super::waypoint::GatewayAddress;
+use super::workload_services::WorkloadServices;
 use super::{ConfigError, ConfigErrors};
 
 /// ztunnel's default when a workload names no trust domain.
@@ -58,7 +59,7 @@ pub struct Workload {
     /// Kubernetes node running the workload; empty when unknown.
     pub node: String,
     /// `"<namespace>/<hostname>"` → (service port → target port override; may be empty).
-    pub services: BTreeMap<String, BTreeMap<u16, u16>>,
+    pub services: WorkloadServices,
     /// `"<namespace>/<name>"` of WorkloadSelector policies that select this workload.
     pub authorization_policies: Vec<String>,
     /// The owning workload (Deployment, ...): ztunnel's `*_workload` metric label.
@@ -96,7 +97,7 @@ impl Default for Workload {
             workload_ips: Vec::new(),
             protocol: Protocol::default(),
             node: String::new(),
-            services: BTreeMap::new(),
+            services: WorkloadServices::default(),
             authorization_policies: Vec::new(),
             workload_name: String::new(),
             canonical_name: String::new(),

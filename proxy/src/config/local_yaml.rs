@@ -115,7 +115,7 @@ impl From<WorkloadYaml> for Workload {
             workload_ips: w.workload_ips,
             protocol: w.protocol,
             node: w.node,
-            services: w.services,
+            services: w.services.into(),
             authorization_policies: w.authorization_policies,
             workload_name: w.workload_name,
             canonical_name: w.canonical_name,

@@ -32,6 +32,7 @@ pub mod snapshot;
 mod store;
 mod validate;
 pub mod waypoint;
+pub mod workload_services;
 pub mod xds;
 pub mod xds_env;
 
@@ -56,6 +57,7 @@ pub use resolve::{
 pub use settings::{Config, RunArgs};
 pub use snapshot::{Endpoint, Snapshot};
 pub use waypoint::{GatewayAddress, GatewayDestination};
+pub use workload_services::WorkloadServices;
 
 /// One configuration problem, phrased so an operator can fix it.
 #[derive(Debug, thiserror::Error)]

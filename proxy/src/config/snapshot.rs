@@ -9,7 +9,7 @@
 //! | `by_ip` | workload IP → workload | routing, inbound checks, metrics labels; duplicate IPs |
 //! | `by_vip`, `by_hostname` | VIP / hostname → service | routing; duplicate VIPs and hostnames |
 //! | `service_keys`, `endpoints` | `ns/hostname` → service, endpoints | round robin; a workload's `services` must name a service |
-//! | `policy_keys`, `policy_refs` | `ns/name` → policy, the workloads listing it | `authorizationPolicies` resolve (an unknown name is skipped, as in ztunnel) |
+//! | `policy_keys` | `ns/name` → policy | `authorizationPolicies` resolve (an unknown name is skipped, as in ztunnel) |
 //! | `global`, `by_namespace`, `by_selector` | scope → policies (key order) | authorization without scanning every policy |
 //! | `local_ids` | identity → local workloads | certificates to request |
 //! | `local` | name → workload on our node | the pods the node side enrols |
@@ -17,7 +17,7 @@
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
-use super::index::{Endpoints, Map, Name, Owners, Rec, Set, P, S, W};
+use super::index::{Endpoints, Map, Name, Owners, Rec, P, S, W};
 use super::local::{LocalConfig, Service, Workload};
 use super::{ConfigError, ConfigErrors};
 use crate::identity::Identity;
@@ -41,13 +41,15 @@ pub(super) type Buckets = Map<Box<str>, Arc<[P]>>;
 #[derive(Debug, Clone, Default)]
 pub(super) struct Indexes {
     pub by_ip: Map<IpAddr, Owners<W>>,
+    /// Key → names of the workloads whose name is not their key (a workload named by its
+    /// key, as every file workload and every xDS one with a uid is, is found in
+    /// `workloads` under it: this index then holds nothing for it).
     pub workload_keys: Map<Box<str>, Owners<Name>>,
     pub by_vip: Map<IpAddr, Owners<S>>,
     pub by_hostname: Map<Box<str>, Owners<S>>,
     pub service_keys: Map<Box<str>, Owners<S>>,
     pub endpoints: Map<Box<str>, Endpoints>,
     pub policy_keys: Map<Box<str>, Owners<P>>,
-    pub policy_refs: Map<Box<str>, Set<Name>>,
     pub global: Option<Arc<[P]>>,
     pub by_namespace: Buckets,
     /// Namespace → workload name → the `WorkloadSelector` policies naming it.

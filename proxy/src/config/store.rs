@@ -40,20 +40,13 @@ impl Snapshot {
             add_owner(&mut self.ix.by_ip, *ip, w.clone());
             d.ips.push(*ip);
         }
-        add_owner(&mut self.ix.workload_keys, w.key.clone(), w.name.clone());
+        if *w.key != *w.name {
+            add_owner(&mut self.ix.workload_keys, w.key.clone(), w.name.clone());
+        }
         d.workload_keys.push(w.key.clone());
         for (key, ports) in &w.item.services {
             let ports = ports.iter().map(|(s, t)| (*s, *t)).collect();
             self.edit_endpoints(key, |e| e.put(w, ports));
-        }
-        for key in &w.item.authorization_policies {
-            match self.ix.policy_refs.get_mut(key.as_str()) {
-                Some(refs) => refs.insert_mut(w.name.clone()),
-                None => {
-                    let refs = std::iter::once(w.name.clone()).collect();
-                    self.ix.policy_refs.insert_mut(key.as_str().into(), refs);
-                }
-            }
         }
         if self.on_our_node(&w.item) {
             let id = self.identity(&w.item);
@@ -70,21 +63,12 @@ impl Snapshot {
         for ip in &w.item.workload_ips {
             remove_owner(&mut self.ix.by_ip, ip, &w.name);
         }
-        remove_owner(&mut self.ix.workload_keys, &*w.key, &w.name);
+        if *w.key != *w.name {
+            remove_owner(&mut self.ix.workload_keys, &*w.key, &w.name);
+        }
         for key in w.item.services.keys() {
             if next.is_none_or(|n| !n.services.contains_key(key)) {
                 self.edit_endpoints(key, |e| e.remove(&w.name));
-            }
-        }
-        for key in &w.item.authorization_policies {
-            let Some(refs) = self.ix.policy_refs.get(key.as_str()) else {
-                continue;
-            };
-            let refs = refs.remove(&w.name);
-            if refs.is_empty() {
-                self.ix.policy_refs.remove_mut(key.as_str());
-            } else {
-                self.ix.policy_refs.insert_mut(key.as_str().into(), refs);
             }
         }
         if self.on_our_node(&w.item) {

@@ -65,7 +65,10 @@ pub(super) fn check(s: &Snapshot, d: &Dirty, errs: &mut ConfigErrors) {
         }
     }
     for k in dedup(&d.workload_keys) {
-        if let Some(Owners::Many(_)) = s.ix.workload_keys.get(k) {
+        // The workload named by its own key is not in `workload_keys` (see there).
+        let named = s.workloads.get(&**k).is_some_and(|w| w.key == *k);
+        let others = s.ix.workload_keys.get(k).map_or(0, |o| o.all().len());
+        if usize::from(named) + others > 1 {
             duplicate("workload", k, errs);
         }
     }

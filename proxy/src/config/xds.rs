@@ -23,7 +23,7 @@ use super::index::{Name, Rec};
 use super::local::{Locality, DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN};
 use super::{
     Action, Cidr, ConfigErrors, LocalConfig, Match, NetworkAddress, Policy, Protocol, Scope,
-    Service, ServiceAccountMatch, Snapshot, StringMatch, Workload,
+    Service, ServiceAccountMatch, Snapshot, StringMatch, Workload, WorkloadServices,
 };
 
 /// One `istio.workload.Address`.
@@ -336,7 +336,7 @@ fn workload_from(w: pw::Workload) -> Result<Workload, String> {
         .iter()
         .map(|b| ip_from(b))
         .collect::<Result<_, _>>()?;
-    let mut services = BTreeMap::new();
+    let mut services = WorkloadServices::default();
     for (key, list) in &w.services {
         services.insert(key.clone(), ports_from(&list.ports)?);
     }
