@@ -409,6 +409,9 @@ fn zring_in_pod_same_node_fast_path() {
     let cni = ZdsServer::bind(&uds).unwrap();
     let _zring = spawn_zring_with(zr.name(), dir, &certs, &uds, true);
     let conn = cni.accept(Duration::from_secs(30)).unwrap();
+    // Ready only once the CNI's snapshot is reconciled, as ztunnel.
+    let ready = || interop_env::get_in(zr.name(), "127.0.0.1:15021", "/healthz/ready").map(|r| r.0);
+    assert_eq!(ready(), Some(503), "ready before the ZDS snapshot");
     for (pod, name, sa) in [(&a, "pa", "sa-a"), (&b, "pb", "sa-b")] {
         let fd = pod.ns.open().unwrap();
         assert_eq!(
@@ -419,6 +422,7 @@ fn zring_in_pod_same_node_fast_path() {
         pod.enrol().unwrap();
     }
     assert_eq!(conn.snapshot_sent().unwrap(), "");
+    assert_eq!(ready(), Some(200), "not ready after the ZDS snapshot");
     for (from, to) in [(&a, &b), (&b, &a)] {
         flows(from, to).unwrap_or_else(|e| panic!("{} → {}: {e}; {}", from.ip, to.ip, logs(dir)));
     }

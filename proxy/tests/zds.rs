@@ -70,9 +70,11 @@ fn zds_client_against_the_fake_cni() {
         std::thread::spawn(move || {
             let mut registry = Registry::default();
             let mut sink = log;
-            client::run(&path, &mut registry, &mut sink, &|| {
-                stop.load(std::sync::atomic::Ordering::Relaxed)
-            });
+            let hooks = client::Hooks {
+                stop: &|| stop.load(std::sync::atomic::Ordering::Relaxed),
+                synced: &|_| {},
+            };
+            client::run(&path, &mut registry, &mut sink, &hooks);
             registry.stop_all(&mut sink);
         })
     };

@@ -54,13 +54,23 @@ impl Default for Backoff {
     }
 }
 
-/// Connects to `uds` until `stop()` says so, serving each connection in turn.
+/// What the connection tells its owner and asks it.
+pub struct Hooks<'a> {
+    /// True when the client should end.
+    pub stop: &'a dyn Fn() -> bool,
+    /// Whether the current connection's snapshot is reconciled (readiness, as ztunnel:
+    /// false until SnapshotSent and while disconnected).
+    pub synced: &'a dyn Fn(bool),
+}
+
+/// Connects to `uds` until `hooks.stop()` says so, serving each connection in turn.
 pub fn run<S: PodSink<Netns = Netns>>(
     uds: &Path,
     registry: &mut Registry<S>,
     sink: &mut S,
-    stop: &dyn Fn() -> bool,
+    hooks: &Hooks<'_>,
 ) {
+    let stop = hooks.stop;
     let mut backoff = Backoff::new();
     while !stop() {
         let sock = match connect(uds) {
@@ -76,7 +86,9 @@ pub fn run<S: PodSink<Netns = Netns>>(
         backoff.reset();
         registry.connected();
         info!(uds = %uds.display(), pods = registry.len(), "connected to the CNI (ZDS)");
-        match serve(&sock, registry, sink, stop) {
+        let served = serve(&sock, registry, sink, hooks);
+        (hooks.synced)(false);
+        match served {
             Ok(()) => info!("the CNI closed the ZDS connection; pods kept"),
             Err(e) => warn!(error = %e, "ZDS connection failed; pods kept, reconnecting"),
         }
@@ -95,8 +107,9 @@ fn serve<S: PodSink<Netns = Netns>>(
     sock: &Socket,
     registry: &mut Registry<S>,
     sink: &mut S,
-    stop: &dyn Fn() -> bool,
+    hooks: &Hooks<'_>,
 ) -> io::Result<()> {
+    let stop = hooks.stop;
     send(sock, &zds::hello())?;
     let mut buf = vec![0u8; zds::MAX_PACKET];
     while !stop() {
@@ -124,6 +137,7 @@ fn serve<S: PodSink<Netns = Netns>>(
         if let Err(e) = &result {
             warn!(error = %e, "ZDS request refused; nothing changed");
         }
+        (hooks.synced)(registry.synced());
         send(sock, &zds::ack(&result))?;
     }
     Ok(())

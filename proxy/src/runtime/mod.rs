@@ -203,6 +203,7 @@ pub fn start_with(
         per_core.into_iter().zip(inboxes).zip(pod_rxs),
     )?;
     if let Some(uds) = &config.inpod {
+        shared.set_zds_synced(false);
         helpers.push(spawn_zds(
             uds.clone(),
             pod_txs,
@@ -327,7 +328,11 @@ fn spawn_zds(
         .spawn(move || {
             let mut sink = CoreSink { cores, transparent };
             let mut registry = Registry::default();
-            client::run(&uds, &mut registry, &mut sink, &|| shared.stopping());
+            let hooks = client::Hooks {
+                stop: &|| shared.stopping(),
+                synced: &|s| shared.set_zds_synced(s),
+            };
+            client::run(&uds, &mut registry, &mut sink, &hooks);
             registry.stop_all(&mut sink);
         })
         .map_err(|source| ProxyError::Runtime {

@@ -85,6 +85,9 @@ pub struct Shared {
     node: OnceLock<NodeHooks>,
     /// False while the node side is not yet in place (readiness waits for it).
     plumbed: AtomicBool,
+    /// In-pod mode: false until the CNI's snapshot was reconciled, and again while the ZDS
+    /// connection is down (ztunnel's readiness).
+    zds_synced: AtomicBool,
 }
 
 impl Shared {
@@ -101,6 +104,7 @@ impl Shared {
             control: ControlMetrics::default(),
             node: OnceLock::new(),
             plumbed: AtomicBool::new(true),
+            zds_synced: AtomicBool::new(true),
         }
     }
 
@@ -114,6 +118,11 @@ impl Shared {
     /// The node side and every local pod are in place (its first reconcile finished).
     pub fn set_plumbed(&self) {
         self.plumbed.store(true, Ordering::Release);
+    }
+
+    /// In-pod mode: whether the ZDS snapshot is reconciled on a live connection.
+    pub fn set_zds_synced(&self, synced: bool) {
+        self.zds_synced.store(synced, Ordering::Release);
     }
 
     pub fn generation(&self) -> u64 {
@@ -232,13 +241,14 @@ impl Shared {
     }
 
     /// Whether 15021 may report ready (the drain flag aside): the first full state is in
-    /// force on every core (a file-configured proxy starts on generation 1), and the node
-    /// side, when zring plumbs it, is in place.
+    /// force on every core (a file-configured proxy starts on generation 1), the node
+    /// side, when zring plumbs it, is in place, and in in-pod mode the CNI's snapshot.
     pub fn ready(&self) -> bool {
         let at = self.ready_at.load(Ordering::Acquire);
         at != 0
             && (at == 1 || self.adopted_generation() >= at)
             && self.plumbed.load(Ordering::Acquire)
+            && self.zds_synced.load(Ordering::Acquire)
     }
 
     pub fn stop(&self) {
