@@ -314,6 +314,22 @@ impl Config {
                 "the capture rules it installs need --transparent true".into(),
             ));
         }
+        if self.inpod.is_some() && self.plumb {
+            errs.push(bad(
+                "--inpod",
+                ENV_INPOD,
+                "true",
+                "in-pod mode captures with istio-cni's rules inside each pod: drop --plumb".into(),
+            ));
+        }
+        if self.inpod.is_some() && !self.transparent {
+            errs.push(bad(
+                "--inpod",
+                ENV_INPOD,
+                "true",
+                "delivery to a pod keeps the client's address: needs --transparent true".into(),
+            ));
+        }
         errs.into_result(())
     }
 }

@@ -287,3 +287,24 @@ fn drain_timeout_takes_kubernetes_seconds_or_a_duration() {
     let errs = drain("soon").unwrap_err();
     assert!(messages(&errs)[0].contains("--drain-timeout"), "{errs:?}");
 }
+
+#[test]
+fn inpod_needs_transparency_and_no_plumbing() {
+    let inpod = Some(PathBuf::from(crate::inpod::DEFAULT_INPOD_UDS));
+    let cfg = Config {
+        inpod: inpod.clone(),
+        plumb: true,
+        transparent: false,
+        ..Config::default()
+    };
+    let msgs = messages(&cfg.check().unwrap_err());
+    let inpod_msgs: Vec<_> = msgs.iter().filter(|m| m.starts_with("--inpod")).collect();
+    assert_eq!(inpod_msgs.len(), 2, "{msgs:#?}");
+    assert!(msgs.iter().any(|m| m.contains("drop --plumb")), "{msgs:#?}");
+    assert!(Config {
+        inpod,
+        ..Config::default()
+    }
+    .check()
+    .is_ok());
+}
