@@ -14,11 +14,12 @@
 //! | `zwc-<pid>-r` (10.83.0.2) | proxy B (15008), the server 10.83.2.2:9000, the test waypoint 10.83.2.3:15018 |
 
 mod common;
+mod waypoint_env;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,7 @@ use plumbing::netns::{self, NetnsGuard};
 use testsupport::waypoint::{self, Next, Records};
 
 use common::Scratch;
+use waypoint_env::{logged, peers_dir, ready_within, sh, Proc};
 
 const CONFIG: &str = r#"workloads:
 - {uid: k//Pod/zwc/client, name: client, namespace: zwc, serviceAccount: client, trustDomain: cluster.local, workloadIps: ["10.83.1.1"], protocol: HBONE, node: node-p, services: {}}
@@ -42,19 +44,6 @@ services:
 "#;
 
 const PATHS: [(&str, &str); 2] = [("direct", "10.96.2.4:80"), ("waypoint", "10.96.2.1:80")];
-
-fn peers_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers")
-}
-
-fn sh(ns: &str, args: &[&str]) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .output()
-        .expect("run `ip netns exec`");
-    assert!(out.status.success(), "{args:?} in {ns}: {out:?}");
-}
 
 fn nodes() -> (NetnsGuard, NetnsGuard) {
     let prefix = format!("zwc-{}", std::process::id());
@@ -115,55 +104,8 @@ fn nodes() -> (NetnsGuard, NetnsGuard) {
     (p, r)
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    /// user + system CPU seconds so far.
-    fn cpu(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0.id())).unwrap();
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .collect();
-        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-        ticks / 100.0
-    }
-}
-
-fn spawn(dir: &Path, log: &str, cmd: &mut Command) -> Proc {
-    let f = std::fs::File::create(dir.join(log)).unwrap();
-    let child = cmd
-        .stdout(Stdio::from(f.try_clone().unwrap()))
-        .stderr(Stdio::from(f))
-        .spawn()
-        .expect("start proxy");
-    Proc(child)
-}
-
 fn ztunnel(ns: &str, dir: &Path, workload: &str) -> Proc {
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", ns])
-        .arg(peers_dir().join("ztunnel"))
-        .arg("proxy")
-        .current_dir(dir)
-        .env("RUST_LOG", "warn")
-        .env("FAKE_CA", "true")
-        .env("XDS_ADDRESS", "")
-        .env("LOCAL_XDS_PATH", dir.join("workloads.yaml"))
-        .env("PROXY_MODE", "dedicated")
-        .env("PROXY_WORKLOAD_INFO", format!("zwc/{workload}/{workload}"))
-        .env("UNSTABLE_ENABLE_SOCKS5", "true")
-        .env("ZTUNNEL_WORKER_THREADS", "1");
-    spawn(dir, &format!("ztunnel-{workload}.log"), &mut cmd)
+    waypoint_env::ztunnel(ns, dir, "zwc", workload, "warn")
 }
 
 fn zring(ns: &str, dir: &Path, certs: &Path, node: &str) -> Proc {
@@ -197,7 +139,7 @@ fn zring(ns: &str, dir: &Path, certs: &Path, node: &str) -> Proc {
         ])
         .args(["--readiness-addr", "0.0.0.0:15021"])
         .env("RUST_LOG", "warn");
-    spawn(dir, &format!("zring-{node}.log"), &mut cmd)
+    logged(dir, &format!("zring-{node}.log"), &mut cmd)
 }
 
 /// Waits until the proxy ports of `ns` can be bound again: sockets a killed proxy left
@@ -231,20 +173,8 @@ fn inbound(node: &str) -> &'static str {
 }
 
 fn wait_ready(ns: &str, dir: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let ok = netns::run_in(Some(ns), || {
-            let mut s = TcpStream::connect("127.0.0.1:15021").ok()?;
-            s.write_all(b"GET /healthz/ready HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-                .ok()?;
-            let mut text = String::new();
-            s.read_to_string(&mut text).ok()?;
-            Some(text.starts_with("HTTP/1.1 200"))
-        });
-        if ok.ok().flatten() == Some(true) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    if ready_within(ns, Duration::from_secs(30)) {
+        return;
     }
     let mut logs = String::new();
     for e in std::fs::read_dir(dir).unwrap().flatten() {

@@ -17,19 +17,21 @@
 //! `CI=true` when it cannot run.
 
 mod common;
+mod waypoint_env;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use plumbing::netns::{self, NetnsGuard};
 use testsupport::waypoint::{self, Next, Record, Records};
 
 use common::Scratch;
+use waypoint_env::{logged, peers_dir, ready_within, sh, Proc};
 
 const NS: &str = "zwp";
 const CLIENT_IP: &str = "10.82.1.1";
@@ -167,23 +169,6 @@ fn spiffe(sa: &str) -> String {
     format!("spiffe://cluster.local/ns/{NS}/sa/{sa}")
 }
 
-fn peers_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers")
-}
-
-fn sh(ns: &str, args: &[&str]) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .output()
-        .expect("run `ip netns exec`");
-    assert!(
-        out.status.success(),
-        "{args:?} in {ns}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 /// Nodes P and R joined by a veth, each pod address on its node.
@@ -314,40 +299,8 @@ impl Drop for Hops {
 }
 
 /// A child process killed and reaped on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn logged(dir: &Path, name: &str, cmd: &mut Command) -> Proc {
-    let f = std::fs::File::create(dir.join(name)).unwrap();
-    let child = cmd
-        .stdout(Stdio::from(f.try_clone().unwrap()))
-        .stderr(Stdio::from(f))
-        .spawn()
-        .expect("start proxy");
-    Proc(child)
-}
-
 fn ztunnel(p: &str, dir: &Path, source: &str) -> Proc {
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", p])
-        .arg(peers_dir().join("ztunnel"))
-        .arg("proxy")
-        .current_dir(dir)
-        .env("RUST_LOG", "info")
-        .env("FAKE_CA", "true")
-        .env("XDS_ADDRESS", "")
-        .env("LOCAL_XDS_PATH", dir.join("workloads.yaml"))
-        .env("PROXY_MODE", "dedicated")
-        .env("PROXY_WORKLOAD_INFO", format!("{NS}/{source}/{source}"))
-        .env("UNSTABLE_ENABLE_SOCKS5", "true")
-        .env("ZTUNNEL_WORKER_THREADS", "1");
-    logged(dir, &format!("ztunnel-{source}.log"), &mut cmd)
+    waypoint_env::ztunnel(p, dir, NS, source, "info")
 }
 
 fn zring(p: &str, dir: &Path, certs: &Path) -> Proc {
@@ -379,23 +332,10 @@ fn zring(p: &str, dir: &Path, certs: &Path) -> Proc {
 }
 
 fn wait_ready(p: &str, dir: &Path, log: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let ok = netns::run_in(Some(p), || {
-            let mut s = TcpStream::connect("127.0.0.1:15021").ok()?;
-            s.write_all(b"GET /healthz/ready HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-                .ok()?;
-            let mut text = String::new();
-            s.read_to_string(&mut text).ok()?;
-            Some(text.starts_with("HTTP/1.1 200"))
-        });
-        if ok.ok().flatten() == Some(true) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    if !ready_within(p, Duration::from_secs(30)) {
+        let text = std::fs::read_to_string(dir.join(log)).unwrap_or_default();
+        panic!("{log}: not ready on 15021 within 30 s:\n{text}");
     }
-    let text = std::fs::read_to_string(dir.join(log)).unwrap_or_default();
-    panic!("{log}: not ready on 15021 within 30 s:\n{text}");
 }
 
 /// SOCKS5 CONNECT from `src` (a pod IP on node P) to `dst`, then an echo through it.
