@@ -147,10 +147,13 @@ impl AccessLog {
 
 /// What a connection reports from open to close: its metric series and its access-log
 /// fields (boxed: most of the time the access log is off, and every open connection's
-/// task holds this for its whole life).
+/// task holds this for its whole life). A connection whose task is dropped before it
+/// closed (an in-pod drain that timed out, a core stopping) is counted closed, as failed,
+/// when this is dropped: opened and closed stay equal once nothing is open.
 pub struct Accounting {
     counters: Rc<ConnCounters>,
     log: Option<Box<AccessLog>>,
+    closed: bool,
 }
 
 impl Accounting {
@@ -165,7 +168,11 @@ impl Accounting {
         let log = AccessLog::open(snap, &labels, src, dst, hbone_addr);
         let counters = metrics.handle(labels);
         counters.opened();
-        Accounting { counters, log }
+        Accounting {
+            counters,
+            log,
+            closed: false,
+        }
     }
 
     /// Marks the connection as carried by the same-node fast path in its access-log line.
@@ -177,10 +184,27 @@ impl Accounting {
     }
 
     /// Counts the connection's end and writes its access-log line.
-    pub fn close(self, result: &Result<Transferred, ProxyError>) {
+    pub fn close(mut self, result: &Result<Transferred, ProxyError>) {
+        self.finish(result);
+    }
+
+    fn finish(&mut self, result: &Result<Transferred, ProxyError>) {
+        self.closed = true;
         self.counters.closed(result);
-        if let Some(log) = self.log {
+        if let Some(log) = self.log.take() {
             log.close(result);
+        }
+    }
+}
+
+impl Drop for Accounting {
+    fn drop(&mut self) {
+        if !self.closed {
+            let aborted = std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "closed before it finished (drain timeout or shutdown)",
+            );
+            self.finish(&Err(ProxyError::Io(aborted)));
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::identity::Identity;
 use crate::outbound::connect_upstream;
 use crate::relay::{self, Transferred};
 use crate::runtime::core::Core;
-use crate::runtime::drain::DrainWait;
+use crate::runtime::drain::{Drain, DrainWait};
 use crate::runtime::metrics::Labels;
 use crate::tls::TlsStream;
 
@@ -32,6 +32,7 @@ pub async fn serve_hbone(
     core: &Rc<Core>,
     stream: TcpStream,
     peer: SocketAddr,
+    drain: &Drain,
 ) -> Result<(), ProxyError> {
     core.metrics.hbone_accepted();
     let local = stream.local_addr()?;
@@ -64,7 +65,7 @@ pub async fn serve_hbone(
     });
     let mut goaway_sent = false;
     // One drain waiter for the connection's life, polled beside every accept.
-    let mut drain = std::pin::pin!(core.drain.wait());
+    let mut drain = std::pin::pin!(drain.wait());
     loop {
         let next = match next_stream(&mut conn, drain.as_mut(), goaway_sent).await {
             Next::Stream(next) => next,

@@ -229,6 +229,18 @@ fn spawn_zring(ns: &str, dir: &Path, certs: &Path, uds: &Path) -> Proc {
 
 /// zring in in-pod mode; `fast_path`: same-node pod to pod spliced directly (its default).
 fn spawn_zring_with(ns: &str, dir: &Path, certs: &Path, uds: &Path, fast_path: bool) -> Proc {
+    spawn_zring_args(ns, dir, certs, uds, fast_path, &[])
+}
+
+/// [`spawn_zring_with`] with more arguments.
+fn spawn_zring_args(
+    ns: &str,
+    dir: &Path,
+    certs: &Path,
+    uds: &Path,
+    fast_path: bool,
+    extra: &[&str],
+) -> Proc {
     let log = std::fs::File::create(dir.join("zring.log")).unwrap();
     let child = Command::new("ip")
         .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_zring"), "run"])
@@ -239,6 +251,7 @@ fn spawn_zring_with(ns: &str, dir: &Path, certs: &Path, uds: &Path, fast_path: b
         .args(["--node-name", "node-z", "--cores", "2", "--inpod", "true"])
         .arg("--inpod-uds")
         .arg(uds)
+        .args(extra)
         .env("RUST_LOG", "info")
         // Off: pod to pod on this node is HBONE, as ztunnel carries it.
         .env("ZRING_SAME_NODE_FAST_PATH", fast_path.to_string())
@@ -443,6 +456,186 @@ fn zring_in_pod_same_node_fast_path() {
         "fast path not taken: {:?}",
         fast()
     );
+}
+
+/// DelWorkload drains the pod (root; both drivers in scripts/test-all): its listeners close
+/// at once (a new connection from it is refused), a connection it had open keeps working
+/// until the drain timeout and is closed after it, and then nothing of the pod is left:
+/// the descriptors are back to their count before its AddWorkload and every connection
+/// counted opened is counted closed. Pod to pod is HBONE here (fast path off): the pod's
+/// pooled HBONE connection must go too.
+#[test]
+fn zring_in_pod_del_workload_drains() {
+    if !can_run("zring_in_pod_del_workload_drains") {
+        return;
+    }
+    const DRAIN: Duration = Duration::from_secs(3);
+    let scratch = Scratch::new("inpod-drain");
+    let dir = scratch.path();
+    std::fs::write(dir.join("workloads.yaml"), MIXED).unwrap();
+    let certs = interop_env::topo::zring_certs_for(dir, &[("zin", "sa-a"), ("zin", "sa-b")]);
+    let prefix = format!("zid-{}", std::process::id());
+    let mut node = Node::new(&prefix, GATEWAY).unwrap();
+    let a = node.pod("a", "10.82.0.2", GATEWAY).unwrap();
+    let b = node.pod("b", "10.82.0.3", GATEWAY).unwrap();
+    serve_echo(&b);
+    let zr = testsupport::cni::pods::Ns::new(&format!("{prefix}-zr")).unwrap();
+    let uds = dir.join("zring.sock");
+    let cni = ZdsServer::bind(&uds).unwrap();
+    let zring = spawn_zring_args(
+        zr.name(),
+        dir,
+        &certs,
+        &uds,
+        false,
+        &["--drain-timeout", "3s"],
+    );
+    let conn = cni
+        .accept(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}; {}", logs(dir)));
+    let add = |pod: &Pod, name: &str, sa: &str| {
+        let fd = pod.ns.open().unwrap();
+        conn.add(&format!("uid-{name}"), info(name, sa), Some(fd.as_fd()))
+            .unwrap()
+    };
+    assert_eq!(add(&b, "pb", "sa-b"), "");
+    assert_eq!(conn.snapshot_sent().unwrap(), "");
+    a.enrol().unwrap();
+    b.enrol().unwrap();
+
+    // Once through add, flow and delete: threads open what they keep for good (their
+    // own namespace's descriptor) the first time they work in a pod.
+    assert_eq!(add(&a, "pa", "sa-a"), "");
+    flows(&a, &b).unwrap_or_else(|e| panic!("{e}; {}", logs(dir)));
+    assert_eq!(conn.del("uid-pa").unwrap(), "");
+    std::thread::sleep(DRAIN + Duration::from_secs(1));
+    let before = settled_fds(pid(&zring));
+    let before_list = fd_list(pid(&zring));
+
+    assert_eq!(add(&a, "pa", "sa-a"), "");
+    flows(&a, &b).unwrap_or_else(|e| panic!("{e}; {}", logs(dir)));
+    let mut held = held_echo(&a, &b).unwrap_or_else(|e| panic!("{e}; {}", logs(dir)));
+    assert_eq!(conn.del("uid-pa").unwrap(), "");
+    let deleted = Instant::now();
+    // A new connection from the pod is refused as soon as its listeners are gone.
+    let refused = (0..20).any(|_| {
+        let r = connect_from(&a, &b);
+        let gone = matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused);
+        if !gone {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        gone
+    });
+    assert!(
+        refused,
+        "a new connection from the pod was not refused after DelWorkload"
+    );
+    // The open connection still carries bytes while the drain lasts.
+    echo_line(&mut held, "during the drain").unwrap_or_else(|e| panic!("{e}; {}", logs(dir)));
+    assert!(
+        deleted.elapsed() < DRAIN,
+        "the checks took longer than the drain timeout: they prove nothing"
+    );
+    std::thread::sleep(DRAIN.saturating_sub(deleted.elapsed()) + Duration::from_millis(1500));
+    assert!(
+        echo_line(&mut held, "after the drain").is_err(),
+        "the pod's connection outlived its drain timeout"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut after = settled_fds(pid(&zring));
+    while after != before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        after = settled_fds(pid(&zring));
+    }
+    assert_eq!(
+        after,
+        before,
+        "descriptors after the drain: {:?}, before AddWorkload: {before_list:?}; {}",
+        fd_list(pid(&zring)),
+        logs(dir)
+    );
+    // Every connection counted opened is counted closed, the drained one too (scrapes
+    // follow the cores' ticks).
+    let series = |name: &str| zring_sum(zr.name(), name);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let (mut opened, mut closed) = (0, 0);
+    while Instant::now() < deadline {
+        opened = series("istio_tcp_connections_opened_total");
+        closed = series("istio_tcp_connections_closed_total");
+        if opened > 0 && opened == closed {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        opened > 0 && opened == closed,
+        "opened {opened}, closed {closed}"
+    );
+}
+
+/// Connects from inside `from` to `to:PORT`.
+fn connect_from(from: &Pod, to: &Pod) -> std::io::Result<TcpStream> {
+    let addr: SocketAddr = format!("{}:{PORT}", to.ip).parse().unwrap();
+    plumbing::netns::run_in(Some(from.ns.name()), || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+    })
+    .unwrap()
+}
+
+/// A connection from `from` to `to`'s echo server, proven to echo once, kept open.
+fn held_echo(from: &Pod, to: &Pod) -> std::io::Result<TcpStream> {
+    let mut s = connect_from(from, to)?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    echo_line(&mut s, "held")?;
+    Ok(s)
+}
+
+fn echo_line(s: &mut TcpStream, line: &str) -> std::io::Result<()> {
+    let msg = format!("{line}\n");
+    s.write_all(msg.as_bytes())?;
+    let mut back = vec![0u8; msg.len()];
+    s.read_exact(&mut back)?;
+    assert_eq!(back, msg.as_bytes());
+    Ok(())
+}
+
+/// A process's descriptor count once it holds still for 300 ms.
+fn settled_fds(pid: u32) -> usize {
+    let mut last = rss_fds(pid).1;
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = rss_fds(pid).1;
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    last
+}
+
+/// What a process's descriptors point to, sorted (for failure messages).
+fn fd_list(pid: u32) -> Vec<String> {
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .map(|l| l.display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.sort();
+    fds
+}
+
+/// A counter of zring's summed over all its series.
+fn zring_sum(ns: &str, name: &str) -> u64 {
+    let Some((200, body)) = interop_env::get_in(ns, "127.0.0.1:15020", "/metrics") else {
+        return 0;
+    };
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// zring's `istio_tcp_connections_opened_total` over mTLS series of a reporter.

@@ -201,6 +201,20 @@ impl<S: 'static, E: 'static> Pool<S, E> {
         evicted
     }
 
+    /// Drops every connection whose key `gone` matches, busy or not (in-pod mode: the
+    /// connections a released pod dialled from its own namespace). Returns how many.
+    pub fn evict_keys(&self, gone: impl Fn(&PoolKey) -> bool) -> usize {
+        let mut evicted = 0;
+        self.conns.borrow_mut().retain(|key, list| {
+            let drop_all = gone(key);
+            if drop_all {
+                evicted += list.len();
+            }
+            !drop_all
+        });
+        evicted
+    }
+
     /// Number of pooled connections (all keys).
     pub fn len(&self) -> usize {
         self.conns.borrow().values().map(Vec::len).sum()

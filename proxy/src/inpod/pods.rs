@@ -11,7 +11,6 @@
 //! AddWorkload): the legs need no change, and node mode pays one atomic load per upstream
 //! socket (`netns_for` returns at once when in-pod mode is off).
 
-use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
@@ -62,30 +61,37 @@ pub fn netns_for(source: Option<IpAddr>, dst: SocketAddr) -> Option<Arc<Netns>> 
 /// Where in-pod HBONE is dialled and listened for.
 const HBONE_PORT: u16 = 15008;
 
-thread_local! {
-    /// The namespace this thread started in, to come back to.
-    static HOME: OnceCell<Option<OwnedFd>> = const { OnceCell::new() };
+/// The namespace every thread of the process starts in and comes back to: one descriptor
+/// for the process (one per thread would add a descriptor the first time each thread works
+/// in a pod). Only [`in_netns`] enters other namespaces, and it always comes back.
+static HOME: OnceLock<Option<OwnedFd>> = OnceLock::new();
+
+/// Opens the home namespace now (in-pod mode's start, on a thread that never left it).
+pub fn open_home() -> io::Result<()> {
+    home().map(|_| ())
+}
+
+fn home() -> io::Result<BorrowedFd<'static>> {
+    HOME.get_or_init(|| {
+        std::fs::File::open("/proc/thread-self/ns/net")
+            .ok()
+            .map(Into::into)
+    })
+    .as_ref()
+    .map(AsFd::as_fd)
+    .ok_or_else(|| io::Error::other("cannot open /proc/thread-self/ns/net"))
 }
 
 /// Runs `f` with this thread inside `ns` (sockets keep the namespace they were made in).
 pub fn in_netns<T>(ns: BorrowedFd<'_>, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-    HOME.with(|home| {
-        let home = home
-            .get_or_init(|| {
-                std::fs::File::open("/proc/thread-self/ns/net")
-                    .ok()
-                    .map(Into::into)
-            })
-            .as_ref()
-            .ok_or_else(|| io::Error::other("cannot open /proc/thread-self/ns/net"))?;
-        setns(ns, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
-        let result = f();
-        // A thread left in a pod's namespace would open every later socket there.
-        if let Err(e) = setns(home.as_fd(), CloneFlags::CLONE_NEWNET) {
-            panic!("cannot return to this thread's own network namespace: {e}");
-        }
-        result
-    })
+    let home = home()?;
+    setns(ns, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+    let result = f();
+    // A thread left in a pod's namespace would open every later socket there.
+    if let Err(e) = setns(home, CloneFlags::CLONE_NEWNET) {
+        panic!("cannot return to the process's own network namespace: {e}");
+    }
+    result
 }
 
 /// Marks an in-pod socket so the pod's rules let it through.
@@ -104,8 +110,9 @@ pub enum PodCommand {
         uid: PodUid,
         listeners: Vec<(ListenerKind, TcpListener)>,
     },
-    /// Close the pod's listeners; its connections finish on their own.
-    Del { uid: PodUid },
+    /// Close the pod's listeners at once; its connections finish up to the drain timeout,
+    /// then are closed, and pooled HBONE connections from its addresses `ips` dropped.
+    Del { uid: PodUid, ips: Vec<IpAddr> },
 }
 
 /// Starts and stops pods on every core ([`PodSink`] of the ZDS client).
@@ -161,7 +168,10 @@ impl PodSink for CoreSink {
 
     fn stop(&mut self, uid: &PodUid, pod: Started) {
         for tx in &self.cores {
-            let _ = tx.send(PodCommand::Del { uid: uid.clone() });
+            let _ = tx.send(PodCommand::Del {
+                uid: uid.clone(),
+                ips: pod.ips.clone(),
+            });
         }
         if let Ok(mut map) = pods().write() {
             for ip in &pod.ips {

@@ -19,7 +19,7 @@ use crate::hbone::pool::Pool;
 use crate::identity::Identity;
 use crate::inpod::pods::{PodCommand, PodInbox};
 use crate::inpod::PodUid;
-use crate::runtime::drain::Drain;
+use crate::runtime::drain::{Conns, Drain};
 use crate::runtime::handoff::{BulkView, Handed, Handoff, Inbox};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::state::{Shared, State};
@@ -56,8 +56,34 @@ pub struct Core {
     pub bulk: RefCell<BulkView>,
     /// Same-node HBONE tunnels this core's outbound side has open.
     pub same_node_open: Cell<usize>,
-    /// In-pod mode: each captured pod's accept loops on this core.
-    pod_accepts: RefCell<HashMap<PodUid, Vec<AbortHandle>>>,
+    /// In-pod mode: each captured pod's accept loops and connections on this core.
+    pods: RefCell<HashMap<PodUid, Rc<PodLive>>>,
+}
+
+/// A captured pod on one core: its accept loops, its drain signal (GOAWAY on its inbound
+/// HBONE connections) and its connections, closed when its drain times out.
+pub struct PodLive {
+    uid: PodUid,
+    accepts: RefCell<Vec<AbortHandle>>,
+    pub drain: Drain,
+    conns: Rc<Conns>,
+}
+
+impl PodLive {
+    fn new(uid: PodUid) -> Self {
+        PodLive {
+            uid,
+            accepts: RefCell::default(),
+            drain: Drain::default(),
+            conns: Rc::default(),
+        }
+    }
+
+    /// Closes the pod's listeners (their accept loops end) and raises its drain signal.
+    fn stop_accepting(&self) {
+        self.accepts.borrow_mut().drain(..).for_each(|a| a.abort());
+        self.drain.raise();
+    }
 }
 
 impl Core {
@@ -79,7 +105,7 @@ impl Core {
             handoff,
             bulk: RefCell::default(),
             same_node_open: Cell::new(0),
-            pod_accepts: RefCell::default(),
+            pods: RefCell::default(),
         }
     }
 
@@ -136,8 +162,8 @@ impl Core {
         for accept in self.accepts.borrow_mut().drain(..) {
             accept.abort();
         }
-        for (_, accepts) in self.pod_accepts.borrow_mut().drain() {
-            accepts.iter().for_each(AbortHandle::abort);
+        for pod in self.pods.borrow().values() {
+            pod.stop_accepting();
         }
         self.drain.raise();
         tracing::info!(
@@ -176,7 +202,7 @@ pub async fn run(
         monoio::spawn(serve_pods(core.clone(), pods));
     }
     for (kind, std_listener) in listeners {
-        let handle = spawn_accept(&core, kind, std_listener)?;
+        let handle = spawn_accept(&core, kind, std_listener, None)?;
         core.accepts.borrow_mut().push(handle);
     }
     let mut last_evict = Instant::now();
@@ -198,13 +224,15 @@ pub async fn run(
     Ok(())
 }
 
+/// Accepts on `l`; `pod`: the captured pod it listens in, whose connections it joins.
 fn spawn_accept(
     core: &Rc<Core>,
     kind: ListenerKind,
     l: StdListener,
+    pod: Option<Rc<PodLive>>,
 ) -> Result<AbortHandle, ProxyError> {
     let listener = TcpListener::from_std(l)?;
-    let (accepting, handle) = abortable(accept_loop(core.clone(), kind, listener));
+    let (accepting, handle) = abortable(accept_loop(core.clone(), kind, listener, pod));
     monoio::spawn(accepting);
     Ok(handle)
 }
@@ -216,34 +244,68 @@ async fn serve_pods(core: Rc<Core>, mut inbox: PodInbox) {
     while let Some(cmd) = inbox.recv().await {
         match cmd {
             PodCommand::Add { uid, listeners } => {
-                let mut handles = Vec::new();
+                let pod = Rc::new(PodLive::new(uid.clone()));
                 for (kind, l) in listeners {
-                    match spawn_accept(&core, kind, l) {
-                        Ok(h) => handles.push(h),
+                    match spawn_accept(&core, kind, l, Some(pod.clone())) {
+                        Ok(h) => pod.accepts.borrow_mut().push(h),
                         Err(e) => {
                             tracing::warn!(core = core.id, uid = uid.0, error = %e, "pod listener failed")
                         }
                     }
                 }
-                if let Some(old) = core.pod_accepts.borrow_mut().insert(uid, handles) {
-                    old.iter().for_each(AbortHandle::abort);
+                if let Some(old) = core.pods.borrow_mut().insert(uid.clone(), pod) {
+                    // The pod's sandbox came back with a new namespace: the old one drains.
+                    monoio::spawn(drain_pod(core.clone(), uid, old, Vec::new()));
                 }
             }
-            PodCommand::Del { uid } => {
-                if let Some(old) = core.pod_accepts.borrow_mut().remove(&uid) {
-                    old.iter().for_each(AbortHandle::abort);
+            PodCommand::Del { uid, ips } => {
+                if let Some(pod) = core.pods.borrow_mut().remove(&uid) {
+                    monoio::spawn(drain_pod(core.clone(), uid, pod, ips));
                 }
             }
         }
     }
 }
 
-async fn accept_loop(core: Rc<Core>, kind: ListenerKind, listener: TcpListener) {
+/// DelWorkload on this core: the pod's listeners close at once (a new connection to it
+/// is refused), its inbound HBONE connections get GOAWAY, its open connections finish for
+/// up to the drain timeout and are then closed; last, pooled HBONE connections that left
+/// from its addresses are dropped. Nothing of the pod is left on the core after this.
+async fn drain_pod(core: Rc<Core>, uid: PodUid, pod: Rc<PodLive>, ips: Vec<std::net::IpAddr>) {
+    pod.stop_accepting();
+    let deadline = Instant::now() + core.config.drain_timeout;
+    while !pod.conns.is_empty() && !core.shared.stopping() {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        monoio::time::sleep(left.min(CONTROL_TICK)).await;
+    }
+    let closed = pod.conns.close_all();
+    if closed > 0 {
+        tracing::info!(
+            core = core.id,
+            uid = uid.0,
+            closed,
+            "pod drain timed out; its connections closed"
+        );
+    }
+    let pooled = core
+        .pool
+        .evict_keys(|k| k.src_ip.is_some_and(|ip| ips.contains(&ip)));
+    tracing::debug!(core = core.id, uid = uid.0, pooled, "pod drained");
+}
+
+async fn accept_loop(
+    core: Rc<Core>,
+    kind: ListenerKind,
+    listener: TcpListener,
+    pod: Option<Rc<PodLive>>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                spawn_handler(core.clone(), kind, stream, peer);
+                spawn_handler(core.clone(), kind, stream, peer, pod.clone());
             }
             Err(e) => {
                 tracing::warn!(core = core.id, ?kind, error = %e, "accept failed");
@@ -256,37 +318,65 @@ async fn accept_loop(core: Rc<Core>, kind: ListenerKind, listener: TcpListener) 
 /// Spawns the task serving one accepted connection. One task type per listener kind, so
 /// each task is the size of its own future: a task per outbound connection must not be
 /// as large as the inbound HBONE connection's (TLS and HTTP/2 handshakes) future.
-fn spawn_handler(core: Rc<Core>, kind: ListenerKind, stream: TcpStream, peer: SocketAddr) {
+fn spawn_handler(
+    core: Rc<Core>,
+    kind: ListenerKind,
+    stream: TcpStream,
+    peer: SocketAddr,
+    pod: Option<Rc<PodLive>>,
+) {
     use crate::{inbound, outbound};
     match kind {
-        ListenerKind::Outbound => monoio::spawn(async move {
+        ListenerKind::Outbound => spawn_in(pod.as_ref(), async move {
             let result = outbound::serve_captured(&core, stream, peer).await;
             finished(&core, kind, peer, result)
         }),
-        ListenerKind::Socks5 => monoio::spawn(async move {
+        ListenerKind::Socks5 => spawn_in(pod.as_ref(), async move {
             let result = outbound::serve_socks5(&core, stream, peer).await;
             finished(&core, kind, peer, result)
         }),
-        ListenerKind::Inbound => monoio::spawn(async move {
-            if let Some(stream) = keep_or_hand_off(&core, stream, peer) {
-                serve_inbound(core, stream, peer).await;
+        ListenerKind::Inbound => spawn_in(pod.clone().as_ref(), async move {
+            if let Some(stream) = keep_or_hand_off(&core, stream, peer, pod.as_ref()) {
+                serve_inbound(core, stream, peer, pod).await;
             }
         }),
-        ListenerKind::InboundPlaintext => monoio::spawn(async move {
+        ListenerKind::InboundPlaintext => spawn_in(pod.as_ref(), async move {
             let result = inbound::serve_plaintext(&core, stream, peer).await;
             finished(&core, kind, peer, result)
         }),
     };
 }
 
-async fn serve_inbound(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
-    let result = crate::inbound::serve_hbone(&core, stream, peer).await;
+/// Spawns a connection's task; a captured pod's joins the pod's connections (closed when
+/// the pod's drain times out).
+fn spawn_in<F: std::future::Future<Output = ()> + 'static>(pod: Option<&Rc<PodLive>>, task: F) {
+    match pod {
+        Some(pod) => drop(monoio::spawn(pod.conns.track(task))),
+        None => drop(monoio::spawn(task)),
+    }
+}
+
+/// `pod`: the captured pod whose 15008 accepted it (GOAWAY on its drain, not only the
+/// node's).
+async fn serve_inbound(
+    core: Rc<Core>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    pod: Option<Rc<PodLive>>,
+) {
+    let drain = pod.as_ref().map_or(&core.drain, |p| &p.drain);
+    let result = crate::inbound::serve_hbone(&core, stream, peer, drain).await;
     finished(&core, ListenerKind::Inbound, peer, result)
 }
 
 /// `stream` back when this core serves it; `None` once another core has it: the
 /// connection is a same-node client end's that its placement puts there ([`Handoff`]).
-fn keep_or_hand_off(core: &Core, stream: TcpStream, peer: SocketAddr) -> Option<TcpStream> {
+fn keep_or_hand_off(
+    core: &Core,
+    stream: TcpStream,
+    peer: SocketAddr,
+    pod: Option<&Rc<PodLive>>,
+) -> Option<TcpStream> {
     if core.config.cores < 2 {
         return Some(stream);
     }
@@ -297,6 +387,7 @@ fn keep_or_hand_off(core: &Core, stream: TcpStream, peer: SocketAddr) -> Option<
     let handed = Handed {
         fd: sys::into_owned_fd(stream),
         peer,
+        pod: pod.map(|p| p.uid.clone()),
     };
     match core.handoff.send(target, handed) {
         Ok(()) => None,
@@ -307,9 +398,15 @@ fn keep_or_hand_off(core: &Core, stream: TcpStream, peer: SocketAddr) -> Option<
 
 /// Serves the inbound HBONE sockets other cores hand to this one.
 async fn serve_handed(core: Rc<Core>, mut inbox: Inbox) {
-    while let Some(Handed { fd, peer }) = inbox.recv().await {
+    while let Some(Handed { fd, peer, pod }) = inbox.recv().await {
+        // A pod's connection joins that pod's on this core (it may have been released
+        // meanwhile: then it is served as a node-level one).
+        let pod = pod.and_then(|uid| core.pods.borrow().get(&uid).cloned());
         match TcpStream::from_std(fd.into()) {
-            Ok(stream) => drop(monoio::spawn(serve_inbound(core.clone(), stream, peer))),
+            Ok(stream) => spawn_in(
+                pod.as_ref(),
+                serve_inbound(core.clone(), stream, peer, pod.clone()),
+            ),
             Err(e) => {
                 tracing::warn!(core = core.id, %peer, error = %e, "taking a handed HBONE socket failed")
             }

@@ -1,11 +1,16 @@
 //! Graceful drain, per core: a one-shot signal the core raises when the process is asked
 //! to stop, which inbound HBONE connections await next to their `accept` (they answer it
-//! with GOAWAY and keep serving the streams they have).
+//! with GOAWAY and keep serving the streams they have). In-pod mode drains one pod the
+//! same way on DelWorkload: its own [`Drain`] (GOAWAY), and its connections' tasks held in
+//! [`Conns`], closed all at once when the drain timeout passes.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+
+use futures_util::future::{abortable, AbortHandle};
 
 /// Raised once; every waiter wakes.
 #[derive(Default)]
@@ -88,6 +93,76 @@ impl Drop for DrainWait<'_> {
     }
 }
 
+/// The connection tasks of one group (a pod's, on one core), each abortable: the group can
+/// be closed at once when its drain times out. A task leaves the group when it ends.
+#[derive(Default)]
+pub struct Conns {
+    /// One slot per live task; freed slots are `None` and reused.
+    slots: RefCell<Vec<Option<AbortHandle>>>,
+    open: Cell<usize>,
+}
+
+impl Conns {
+    /// `task` as a member of the group: it runs as it would, unless [`Conns::close_all`]
+    /// drops it first (its sockets close, its accounting counts it closed).
+    pub fn track<F: Future<Output = ()>>(self: &Rc<Self>, task: F) -> impl Future<Output = ()> {
+        let (task, handle) = abortable(task);
+        let slot = self.insert(handle);
+        let member = Member {
+            conns: self.clone(),
+            slot,
+        };
+        async move {
+            let _member = member;
+            let _ = task.await;
+        }
+    }
+
+    /// Tasks still running.
+    pub fn len(&self) -> usize {
+        self.open.get()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Aborts every task; each is dropped on its next poll. Returns how many there were.
+    pub fn close_all(&self) -> usize {
+        let slots = self.slots.borrow();
+        slots.iter().flatten().for_each(AbortHandle::abort);
+        self.open.get()
+    }
+
+    fn insert(&self, handle: AbortHandle) -> usize {
+        let mut slots = self.slots.borrow_mut();
+        self.open.set(self.open.get() + 1);
+        match slots.iter().position(Option::is_none) {
+            Some(i) => {
+                slots[i] = Some(handle);
+                i
+            }
+            None => {
+                slots.push(Some(handle));
+                slots.len() - 1
+            }
+        }
+    }
+}
+
+/// A tracked task's place in its group, freed when the task ends or is dropped.
+struct Member {
+    conns: Rc<Conns>,
+    slot: usize,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.conns.slots.borrow_mut()[self.slot] = None;
+        self.conns.open.set(self.conns.open.get() - 1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +203,40 @@ mod tests {
         assert_eq!(count.0.load(Ordering::Relaxed), 2);
         assert!(fut.as_mut().poll(&mut cx).is_ready());
         assert!(drain.raised());
+    }
+
+    /// Sets its flag when dropped (a connection's socket closing).
+    struct Closes(Rc<Cell<bool>>);
+    impl Drop for Closes {
+        fn drop(&mut self) {
+            self.0.set(true);
+        }
+    }
+
+    #[test]
+    fn tracked_tasks_leave_when_done_and_are_dropped_by_close_all() {
+        let conns = Rc::new(Conns::default());
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        // A task that finishes on its own frees its slot.
+        let mut done = pin!(conns.track(async {}));
+        assert_eq!(conns.len(), 1);
+        assert!(done.as_mut().poll(&mut cx).is_ready());
+        assert!(conns.is_empty());
+        // A task that never finishes is dropped on its first poll after close_all.
+        let closed = Rc::new(Cell::new(false));
+        let held = Closes(closed.clone());
+        let mut stuck = pin!(conns.track(async move {
+            let _held = held;
+            std::future::pending::<()>().await
+        }));
+        assert!(stuck.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(conns.len(), 1);
+        assert_eq!(conns.slots.borrow().len(), 1, "the freed slot is reused");
+        assert_eq!(conns.close_all(), 1);
+        assert!(stuck.as_mut().poll(&mut cx).is_ready());
+        assert!(closed.get(), "the aborted task's state was dropped");
+        assert!(conns.is_empty());
     }
 }

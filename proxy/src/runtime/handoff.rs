@@ -28,6 +28,8 @@ use super::placement::{is_heavy, Learner};
 pub struct Handed {
     pub fd: OwnedFd,
     pub peer: SocketAddr,
+    /// In-pod mode: the captured pod whose 15008 accepted it (its drain covers it).
+    pub pod: Option<crate::inpod::PodUid>,
 }
 
 /// A core's receiving end of handed sockets.
@@ -252,6 +254,7 @@ mod tests {
         let handed = Handed {
             fd: OwnedFd::from(sock),
             peer,
+            pod: None,
         };
         assert!(h.send(1, handed).is_ok());
         assert_eq!(inboxes[1].try_recv().unwrap().peer, peer);
@@ -261,6 +264,7 @@ mod tests {
         let again = Handed {
             fd: OwnedFd::from(std::net::TcpListener::bind("127.0.0.1:0").unwrap()),
             peer,
+            pod: None,
         };
         assert!(
             h.send(0, again).is_err(),

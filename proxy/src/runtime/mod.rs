@@ -323,6 +323,11 @@ fn spawn_zds(
     shared: Arc<Shared>,
 ) -> Result<JoinHandle<()>, ProxyError> {
     use crate::inpod::{client, pods::CoreSink, registry::Registry};
+    // Before any thread enters a pod: the namespace they all come back to.
+    crate::inpod::pods::open_home().map_err(|source| ProxyError::Runtime {
+        core: usize::MAX,
+        source,
+    })?;
     std::thread::Builder::new()
         .name("zring-zds".into())
         .spawn(move || {
