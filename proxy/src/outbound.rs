@@ -362,11 +362,13 @@ struct Tunnel {
 impl Tunnel {
     async fn open(&self, core: &Rc<Core>, peer: SocketAddr) -> Result<Leg, ProxyError> {
         let state = core.state();
-        let src = state
-            .snapshot
-            .workload_by_ip(peer.ip())
-            .ok_or(ProxyError::UnknownSource(peer.ip()))?;
-        let src_identity = state.snapshot.identity(src);
+        let src_identity = match state.snapshot.workload_by_ip(peer.ip()) {
+            Some(src) => state.snapshot.identity(src),
+            // In-pod mode, as ztunnel: a captured pod the workload config does not know
+            // yet speaks with the identity AddWorkload gave it.
+            None => crate::inpod::pods::identity_for(peer.ip(), &core.config.trust_domain)
+                .ok_or(ProxyError::UnknownSource(peer.ip()))?,
+        };
         let same_node = state.snapshot.is_local(self.hbone_addr.ip()) && core.config.cores > 1;
         let opened = Instant::now();
         // `Some` exactly for a tunnel to this node's own 15008.

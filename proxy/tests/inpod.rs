@@ -573,6 +573,66 @@ fn zring_in_pod_del_workload_drains() {
     );
 }
 
+/// A pod the workload config does not know (yet) speaks with the identity AddWorkload gave
+/// it, as in ztunnel: pod d (10.82.0.5, not in the config) handed over as service account
+/// `sa-d` reaches b through HBONE, and b's side counts it with d's principal.
+#[test]
+fn zring_in_pod_identity_from_add_workload() {
+    if !can_run("zring_in_pod_identity_from_add_workload") {
+        return;
+    }
+    let scratch = Scratch::new("inpod-info");
+    let dir = scratch.path();
+    std::fs::write(dir.join("workloads.yaml"), MIXED).unwrap();
+    let certs = interop_env::topo::zring_certs_for(
+        dir,
+        &[("zin", "sa-a"), ("zin", "sa-b"), ("zin", "sa-d")],
+    );
+    let prefix = format!("zii-{}", std::process::id());
+    let mut node = Node::new(&prefix, GATEWAY).unwrap();
+    let b = node.pod("b", "10.82.0.3", GATEWAY).unwrap();
+    let d = node.pod("d", "10.82.0.5", GATEWAY).unwrap();
+    serve_echo(&b);
+    let zr = testsupport::cni::pods::Ns::new(&format!("{prefix}-zr")).unwrap();
+    let uds = dir.join("zring.sock");
+    let cni = ZdsServer::bind(&uds).unwrap();
+    let _zring = spawn_zring(zr.name(), dir, &certs, &uds);
+    let conn = cni
+        .accept(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}; {}", logs(dir)));
+    for (pod, name, sa) in [(&b, "pb", "sa-b"), (&d, "pd", "sa-d")] {
+        let fd = pod.ns.open().unwrap();
+        let e = conn
+            .add(&format!("uid-{name}"), info(name, sa), Some(fd.as_fd()))
+            .unwrap();
+        assert_eq!(e, "", "{name}");
+        pod.enrol().unwrap();
+    }
+    assert_eq!(conn.snapshot_sent().unwrap(), "");
+    flows(&d, &b).unwrap_or_else(|e| panic!("d → b: {e}; {}", logs(dir)));
+    let from_d = || {
+        let Some((200, body)) = interop_env::get_in(zr.name(), "127.0.0.1:15020", "/metrics")
+        else {
+            return 0;
+        };
+        body.lines()
+            .filter(|l| l.starts_with("istio_tcp_connections_opened_total{"))
+            .filter(|l| l.contains("reporter=\"destination\""))
+            .filter(|l| l.contains("source_principal=\"spiffe://cluster.local/ns/zin/sa/sa-d\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while from_d() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        from_d() > 0,
+        "no connection counted from sa-d; {}",
+        logs(dir)
+    );
+}
+
 /// Connects from inside `from` to `to:PORT`.
 fn connect_from(from: &Pod, to: &Pod) -> std::io::Result<TcpStream> {
     let addr: SocketAddr = format!("{}:{PORT}", to.ip).parse().unwrap();

@@ -23,6 +23,7 @@ use socket2::SockRef;
 use super::netns::Netns;
 use super::registry::PodSink;
 use super::{PodInfo, PodUid};
+use crate::identity::Identity;
 use crate::runtime::ListenerKind;
 use crate::sockets;
 
@@ -36,18 +37,42 @@ const POD_LISTENERS: [(ListenerKind, u16); 3] = [
     (ListenerKind::Inbound, HBONE_PORT),
 ];
 
-/// Pod IP → its namespace; set only in in-pod mode.
-static PODS: OnceLock<RwLock<HashMap<IpAddr, Arc<Netns>>>> = OnceLock::new();
+/// Pod IP → the captured pod; set only in in-pod mode.
+static PODS: OnceLock<RwLock<HashMap<IpAddr, Arc<Captured>>>> = OnceLock::new();
 
-fn pods() -> &'static RwLock<HashMap<IpAddr, Arc<Netns>>> {
+fn pods() -> &'static RwLock<HashMap<IpAddr, Arc<Captured>>> {
     PODS.get_or_init(RwLock::default)
+}
+
+/// A captured pod as the data path sees it: its namespace and what AddWorkload said.
+pub struct Captured {
+    netns: Netns,
+    info: PodInfo,
+}
+
+impl Captured {
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.netns.fd()
+    }
+}
+
+/// The identity AddWorkload gave the captured pod at `ip`: ztunnel's fallback for a pod
+/// the workload config does not know (yet). `None` for any other address.
+pub fn identity_for(ip: IpAddr, trust_domain: &str) -> Option<Identity> {
+    let map = PODS.get()?.read().ok()?;
+    let info = &map.get(&ip)?.info;
+    Some(Identity::new(
+        trust_domain,
+        &info.namespace,
+        &info.service_account,
+    ))
 }
 
 /// The namespace an upstream socket from `source` to `dst` belongs in; `None` for
 /// node-level sockets. An HBONE dial (to port 15008) leaves from the source pod; anything
 /// else to a captured pod is a delivery, made inside the destination pod (the spoofed
 /// source may be a pod of this node too); else it leaves from the source pod.
-pub fn netns_for(source: Option<IpAddr>, dst: SocketAddr) -> Option<Arc<Netns>> {
+pub fn netns_for(source: Option<IpAddr>, dst: SocketAddr) -> Option<Arc<Captured>> {
     let map = PODS.get()?.read().ok()?;
     let from = || source.and_then(|s| map.get(&s));
     let hit = if dst.port() == HBONE_PORT {
@@ -124,7 +149,7 @@ pub struct CoreSink {
 /// A started pod: its addresses and namespace.
 pub struct Started {
     ips: Vec<IpAddr>,
-    netns: Arc<Netns>,
+    pod: Arc<Captured>,
 }
 
 impl PodSink for CoreSink {
@@ -144,10 +169,13 @@ impl PodSink for CoreSink {
                     .map_err(|e| format!("listening in the pod: {e}"))?,
             );
         }
-        let netns = Arc::new(netns);
+        let pod = Arc::new(Captured {
+            netns,
+            info: info.clone(),
+        });
         if let Ok(mut map) = pods().write() {
             for ip in &ips {
-                map.insert(*ip, netns.clone());
+                map.insert(*ip, pod.clone());
             }
         }
         for (tx, listeners) in self.cores.iter().zip(per_core) {
@@ -163,7 +191,7 @@ impl PodSink for CoreSink {
             ?ips,
             "pod captured (in-pod)"
         );
-        Ok(Started { ips, netns })
+        Ok(Started { ips, pod })
     }
 
     fn stop(&mut self, uid: &PodUid, pod: Started) {
@@ -175,7 +203,7 @@ impl PodSink for CoreSink {
         }
         if let Ok(mut map) = pods().write() {
             for ip in &pod.ips {
-                if map.get(ip).is_some_and(|n| Arc::ptr_eq(n, &pod.netns)) {
+                if map.get(ip).is_some_and(|n| Arc::ptr_eq(n, &pod.pod)) {
                     map.remove(ip);
                 }
             }
