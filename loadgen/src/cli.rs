@@ -228,13 +228,18 @@ pub struct PeerArgs {
     /// Seed of the payloads.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Name prefix of the namespaces (`<prefix>ztunnel`, `<prefix>zring`).
+    /// Name prefix of the namespaces (`<prefix>ztunnel`, `<prefix>zring`; across nodes
+    /// `<prefix>x-<proxy>-a`, `…-b`).
     #[arg(long, default_value = "zrp-")]
     pub prefix: String,
     /// Measure only these figures (comma-separated report keys, e.g. `held,churn16`);
     /// goals whose figures are missing read "not measured".
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Where the two ends are: `cross` (client on node A, server on node B, a proxy on
+    /// each), `same` (one proxy carries both ends) or `both` (cross node first).
+    #[arg(long, default_value = "both", value_parser = ["cross", "same", "both"])]
+    pub shape: String,
 }
 
 #[derive(Args, Clone)]

@@ -274,6 +274,11 @@ fn peer(a: &PeerArgs) -> Result<bool> {
         direct: a.direct || !a.no_direct,
         seed: a.seed,
         only: figure_keys(&a.only)?,
+        shapes: match a.shape.as_str() {
+            "cross" => vec![peer::model::Shape::Cross],
+            "same" => vec![peer::model::Shape::Same],
+            _ => peer::model::Shape::ALL.to_vec(),
+        },
     };
     let r = peer::run(&opts, std::env::args().collect())?;
     let (dir, files) = peer::write(&r, &a.out)?;

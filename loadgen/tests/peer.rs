@@ -1,6 +1,8 @@
 //! Root test: `zring-loadgen peer --quick` against istio/ztunnel (`../shared/peers/ztunnel`
-//! beside the repository, as in CI's clone). Every figure must have numbers for both
-//! proxies, every checksum must hold, and both proxies must have had zero failures.
+//! beside the repository, as in CI's clone), in both shapes (cross node first, then same
+//! node). Every figure must have numbers for both proxies, every checksum must hold, both
+//! proxies must have had zero failures, and across nodes node B's proxy must have worked
+//! (the traffic crossed the veth through both proxies).
 //! Needs `cargo build -p zring-proxy` first (the zring binary next to zring-loadgen).
 
 mod common;
@@ -8,7 +10,7 @@ mod common;
 use common::{can_run, loadgen_bin, zring_bin};
 use std::path::PathBuf;
 use std::process::Command;
-use zring_loadgen::peer::model::PeerReport;
+use zring_loadgen::peer::model::{PeerReport, Shape};
 use zring_loadgen::peer::setup::Labs;
 
 fn peer_bin() -> PathBuf {
@@ -40,9 +42,22 @@ fn run_peer(prefix: &str, out: &std::path::Path) -> PeerReport {
         .find_map(|l| l.strip_prefix("report directory: "))
         .unwrap_or_else(|| panic!("no report directory printed (exit {:?})", res.status));
     let dir = PathBuf::from(dir);
-    for f in ["report.json", "report.md", "ratios.svg", "latency.svg"] {
+    let files = [
+        "report.json",
+        "report.md",
+        "ratios.svg",
+        "latency-cross.svg",
+        "latency-same.svg",
+    ];
+    for f in files {
         assert!(dir.join(f).is_file(), "{f} missing in {}", dir.display());
     }
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    let at = |h: &str| {
+        md.find(h)
+            .unwrap_or_else(|| panic!("no {h:?} in report.md"))
+    };
+    assert!(at("## Cross node") < at("## Same node"), "cross node first");
     serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
 }
 
@@ -73,7 +88,28 @@ fn peer_quick_measures_both_proxies_on_every_figure() {
         plumbing::netns::list(&prefix).unwrap().is_empty(),
         "peer leaves no namespace"
     );
-    assert_eq!(r.figures.len(), 9, "every figure measured");
+    let keys = |s: Shape| -> Vec<&str> {
+        let of = r.figures.iter().filter(|f| f.shape == s);
+        of.map(|f| f.key.as_str()).collect()
+    };
+    assert_eq!(
+        keys(Shape::Cross),
+        [
+            "bulk1",
+            "bulk4",
+            "echo_closed",
+            "open_5k",
+            "churn1",
+            "churn16",
+            "held"
+        ]
+    );
+    assert_eq!(
+        keys(Shape::Same).len(),
+        9,
+        "every same-node figure measured"
+    );
+    assert_eq!(r.figures[0].shape, Shape::Cross, "cross node first");
     for f in &r.figures {
         for proxy in ["ztunnel", "zring"] {
             let s = f
@@ -102,12 +138,20 @@ fn peer_quick_measures_both_proxies_on_every_figure() {
             );
         }
     }
-    let bulk = r.figure("bulk1").unwrap();
-    for t in ["direct", "ztunnel", "zring"] {
-        assert!(
-            bulk.stat(t, "gbps").is_some_and(|s| s.median > 0.0),
-            "{t} bulk Gb/s"
-        );
+    for shape in Shape::ALL {
+        let bulk = r.figure_in(shape, "bulk1").unwrap();
+        for t in ["direct", "ztunnel", "zring"] {
+            assert!(
+                bulk.stat(t, "gbps").is_some_and(|s| s.median > 0.0),
+                "{shape:?} {t} bulk Gb/s"
+            );
+        }
+    }
+    // 128 MiB from A to B cost node B's proxy CPU time: it carried them.
+    let bulk = r.figure_in(Shape::Cross, "bulk1").unwrap();
+    for proxy in ["ztunnel", "zring"] {
+        let b: f64 = bulk.samples[proxy].iter().map(|s| s.remote_cpu_s).sum();
+        assert!(b > 0.0, "{proxy} B worked no CPU time on cross-node bulk");
     }
     assert!(r.failures.is_empty(), "report failures: {:?}", r.failures);
     let _ = std::fs::remove_dir_all(&out);

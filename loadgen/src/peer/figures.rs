@@ -49,19 +49,26 @@ impl Target<'_> {
         }
     }
 
-    fn pid(&self) -> Option<i32> {
-        (!self.direct).then_some(self.lab.proc.pid)
+    /// The proxy processes whose CPU counts (none for direct).
+    fn pids(&self) -> Vec<i32> {
+        match self.direct {
+            true => Vec::new(),
+            false => self.lab.pids(),
+        }
     }
 }
 
 /// Runs `f`, filling the sample's proxy CPU seconds and host busy % over it.
 pub(crate) fn measured<T>(t: Target, f: impl FnOnce() -> T) -> (T, Sample) {
-    let pids: Vec<i32> = t.pid().into_iter().collect();
-    let (cpu0, host0) = (procs::cpu_seconds(&pids), procs::host_busy());
+    let pids = t.pids();
+    let remote: Vec<i32> = pids.iter().skip(1).copied().collect();
+    let cpu = || (procs::cpu_seconds(&pids), procs::cpu_seconds(&remote));
+    let (cpu0, host0) = (cpu(), procs::host_busy());
     let out = f();
-    let (cpu1, host1) = (procs::cpu_seconds(&pids), procs::host_busy());
+    let (cpu1, host1) = (cpu(), procs::host_busy());
     let mut s = Sample::new();
-    s.proxy_cpu_s = cpu1 - cpu0;
+    s.proxy_cpu_s = cpu1.0 - cpu0.0;
+    s.remote_cpu_s = cpu1.1 - cpu0.1;
     s.host_busy_pct = busy_pct(host0, host1);
     (out, s)
 }
@@ -88,7 +95,7 @@ pub fn bulk(t: Target, streams: usize, bytes: u64, seed: u64) -> Sample {
     match r {
         Ok(r) => {
             s.values.insert("gbps".into(), r.gbps);
-            if t.pid().is_some() && r.bytes > 0 {
+            if !t.direct && r.bytes > 0 {
                 s.values
                     .insert("cpu_s_per_gb".into(), s.proxy_cpu_s * 1e9 / r.bytes as f64);
             }
@@ -129,7 +136,7 @@ pub fn rr(t: Target, p: &RrPhase) -> (Sample, Option<RrResult>) {
         s.values.insert(k.into(), v as f64);
     }
     s.values.insert("rps".into(), r.achieved_rps);
-    if t.pid().is_some() && r.completed > 0 {
+    if !t.direct && r.completed > 0 {
         let per_1k = s.proxy_cpu_s * 1000.0 / r.completed as f64;
         s.values.insert("cpu_s_per_1k".into(), per_1k);
     }

@@ -1,4 +1,4 @@
-//! A small peer report for the rendering, goal and capacity tests.
+//! Small peer reports (same node, cross node) for the rendering, goal and capacity tests.
 
 use super::model::*;
 use std::collections::BTreeMap;
@@ -25,6 +25,7 @@ pub(crate) fn fixture() -> PeerReport {
             key: key.into(),
             title: format!("title of {key}"),
             samples,
+            ..Figure::default()
         }
     };
     let bulk = |zt, zr| {
@@ -131,4 +132,18 @@ pub(crate) fn fixture() -> PeerReport {
         ],
         ..PeerReport::default()
     }
+}
+
+/// The fixture's figures as a cross-node report (the 10k/s figure becomes 5k/s; no sweep).
+pub(crate) fn cross_fixture() -> PeerReport {
+    let mut r = fixture();
+    r.figures
+        .retain(|f| !matches!(f.key.as_str(), "open_2k" | "sweep"));
+    for f in &mut r.figures {
+        f.shape = Shape::Cross;
+        if f.key == "open_10k" {
+            f.key = "open_5k".into();
+        }
+    }
+    r
 }

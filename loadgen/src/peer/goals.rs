@@ -1,5 +1,5 @@
-//! The goals of issue 8 (zring vs ztunnel in the same run), each evaluated from a
-//! report as met, not met or not measured (pure).
+//! The goals of issue 8 (zring vs ztunnel in the same run, same node), each evaluated
+//! from a report as met, not met or not measured (pure).
 
 use super::model::{Figure, PeerReport};
 use super::render::num;
@@ -15,7 +15,8 @@ pub struct Goal {
     pub met: Option<bool>,
 }
 
-fn x(v: Option<f64>) -> String {
+/// A ratio as `1.23×`, or `-`.
+pub(super) fn x(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.2}×"))
 }
 
@@ -163,19 +164,26 @@ pub fn goals(r: &PeerReport) -> Vec<Goal> {
     ]
 }
 
+/// A goal's status cell.
+pub fn status(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "**not met**",
+        None => "not measured",
+    }
+}
+
 /// The goals as a Markdown table.
 pub fn table(r: &PeerReport) -> String {
     let mut o = String::from("| figure | goal | zring vs ztunnel | status |\n|---|---|---|---|\n");
     for g in goals(r) {
-        let status = match g.met {
-            Some(true) => "met",
-            Some(false) => "**not met**",
-            None => "not measured",
-        };
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {status} |",
-            g.figure, g.goal, g.measured
+            "| {} | {} | {} | {} |",
+            g.figure,
+            g.goal,
+            g.measured,
+            status(g.met)
         );
     }
     o

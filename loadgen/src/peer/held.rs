@@ -1,6 +1,7 @@
 //! Held connections: open many idle connections through a proxy, hold them, echo once
 //! on each, close them all, and read the proxy's RSS at each step: RSS per held
-//! connection and how much memory the proxy keeps once they are gone.
+//! connection and how much memory the proxy keeps once they are gone. Across nodes the
+//! RSS is that of both proxies: each held connection costs memory on both nodes.
 
 use super::figures::Target;
 use super::model::Sample;
@@ -49,11 +50,12 @@ pub fn values(r: Rss, conns: usize) -> Vec<(&'static str, f64)> {
 
 /// Runs the held-connections figure through `t`'s proxy.
 pub fn held(t: Target, plan: HeldPlan) -> Sample {
-    let (lab, pid) = (t.lab, t.lab.proc.pid);
+    let (lab, pids) = (t.lab, t.lab.pids());
     let via = lab.via();
     let (run, mut s) = super::figures::measured(t, || {
-        crate::cores::run_per_core(1, Some(&lab.netns), move |_| async move {
-            Ok(hold_all(via, pid, plan).await)
+        crate::cores::run_per_core(1, Some(&lab.netns), move |_| {
+            let pids = pids.clone();
+            async move { Ok(hold_all(via, &pids, plan).await) }
         })
     });
     match run.map(|mut v| v.remove(0)) {
@@ -87,10 +89,19 @@ impl Tally {
     }
 }
 
-async fn hold_all(via: crate::client::Via, pid: i32, plan: HeldPlan) -> (Rss, u64, Vec<String>) {
+/// The RSS of every proxy of the lab (cross node: both nodes' proxies), summed.
+fn rss_of(pids: &[i32]) -> u64 {
+    pids.iter().map(|p| procs::rss_bytes(*p)).sum()
+}
+
+async fn hold_all(
+    via: crate::client::Via,
+    pids: &[i32],
+    plan: HeldPlan,
+) -> (Rss, u64, Vec<String>) {
     let target = SocketAddr::new(SERVER_IP, HTTP_PORT);
     let mut rss = Rss {
-        start: procs::rss_bytes(pid),
+        start: rss_of(pids),
         ..Rss::default()
     };
     let (mut conns, mut t) = (Vec::new(), Tally::default());
@@ -107,7 +118,7 @@ async fn hold_all(via: crate::client::Via, pid: i32, plan: HeldPlan) -> (Rss, u6
         }
     }
     monoio::time::sleep(plan.hold).await;
-    rss.held = procs::rss_bytes(pid);
+    rss.held = rss_of(pids);
     for s in conns.iter_mut() {
         if let Err(e) = echo_once(s, target).await {
             t.note(e);
@@ -115,7 +126,7 @@ async fn hold_all(via: crate::client::Via, pid: i32, plan: HeldPlan) -> (Rss, u6
     }
     drop(conns);
     monoio::time::sleep(plan.after_close).await;
-    rss.after_close = procs::rss_bytes(pid);
+    rss.after_close = rss_of(pids);
     (rss, t.failures, t.reasons)
 }
 

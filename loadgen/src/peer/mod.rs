@@ -1,13 +1,17 @@
-//! `zring-loadgen peer`: zring and a peer proxy (istio/ztunnel) side by side. Each
-//! proxy runs in its own network namespace ([`setup`], [`launch`]) with the same
-//! LocalConfig, cores, servers and client; every figure ([`figures`], [`held`]) is
-//! measured in repeats with the order alternated, into a [`model::PeerReport`] that
-//! [`render`] and [`plot`] turn into Markdown and SVG.
+//! `zring-loadgen peer`: zring and a peer proxy (istio/ztunnel) side by side, in two
+//! shapes. Cross node ([`cross`]): each proxy on two nodes (network namespaces joined by
+//! a veth), client on A, server on B. Same node ([`setup`], [`launch`]): each proxy in one
+//! namespace carrying both ends. Both proxies get the same LocalConfig, cores, servers and
+//! client; every figure ([`figures`], [`held`]) is measured in repeats with the order
+//! alternated, into a [`model::PeerReport`] that [`render`] and [`plot`] turn into
+//! Markdown and SVG.
 
+pub mod cross;
 pub mod figures;
 #[cfg(test)]
 pub(crate) mod fixture;
 pub mod goals;
+pub mod goals23;
 pub mod held;
 pub mod launch;
 pub mod model;
@@ -19,7 +23,7 @@ pub mod setup;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use figures::Target;
-use model::{Figure, PeerReport, PeerSettings, Sample};
+use model::{Figure, PeerReport, PeerSettings, Sample, Shape};
 use plan::Plan;
 use setup::Lab;
 use std::net::{IpAddr, Ipv4Addr};
@@ -30,6 +34,8 @@ use std::path::PathBuf;
 pub const CLIENT_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 250, 0, 1));
 /// The server workload's IP (the HBONE destination; local to each lab).
 pub const SERVER_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 250, 0, 2));
+/// Cores of each proxy in the cross-node shape: one worker on each node.
+pub const CROSS_CORES: usize = 1;
 
 /// The proxies compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +68,8 @@ pub struct PeerOptions {
     pub seed: u64,
     /// The figures to measure (empty: all).
     pub only: Vec<plan::FigureKind>,
+    /// The shapes to measure, in report order.
+    pub shapes: Vec<Shape>,
 }
 
 /// Fails with an operator-actionable message when `p` is not an executable file.
@@ -90,16 +98,27 @@ pub fn run(o: &PeerOptions, command_line: Vec<String>) -> Result<PeerReport> {
     let dir = crate::procs::state_dir(&format!("{}peer", o.prefix));
     let root = (o.root.0.as_path(), o.root.1.as_path());
     setup::write_inputs(&dir, &o.zring, root)?;
+    cross::write_config(&dir)?;
     let bins = launch::Bins {
         zring: o.zring.clone(),
         peer: o.peer.clone(),
         dir,
     };
-    let zt = launch::start_lab(Proxy::Ztunnel, &o.prefix, &bins, o.cores)?;
-    let zr = launch::start_lab(Proxy::Zring, &o.prefix, &bins, o.cores)?;
     let mut plan = Plan::new(o.quick, o.seed);
     plan.only = o.only.clone();
-    let figures = measure_all(&plan, &zt, &zr, o.direct);
+    let shapes: Vec<Shape> = Shape::ALL
+        .into_iter()
+        .filter(|s| o.shapes.contains(s) && !plan.figures(*s).is_empty())
+        .collect();
+    let progress = Progress::start(plan.estimate(o.direct, &shapes));
+    let mut figures = Vec::new();
+    for &shape in &shapes {
+        let (zt, zr) = start_shape(shape, o, &bins)?;
+        figures.extend(measure_all(&plan, shape, (&zt, &zr), o.direct, &progress));
+        // The next shape's proxies run alone.
+        crate::procs::terminate(&[zt.pids(), zr.pids()].concat());
+    }
+    drop(progress);
     drop(labs);
     let (date, time) = crate::report::utc(unix_now());
     let failures = check(&figures);
@@ -118,10 +137,21 @@ pub fn run(o: &PeerOptions, command_line: Vec<String>) -> Result<PeerReport> {
             held_conns: plan.held.conns,
             churn_ops: plan.churn_ops,
             bulk_bytes: plan.bulk_bytes,
+            shapes,
+            cross_cores: CROSS_CORES,
         },
         figures,
         failures,
     })
+}
+
+/// Both proxies' labs of `shape`: ztunnel's, then zring's.
+fn start_shape(shape: Shape, o: &PeerOptions, bins: &launch::Bins) -> Result<(Lab, Lab)> {
+    let start = |p| match shape {
+        Shape::Cross => cross::start_pair(p, &o.prefix, bins, CROSS_CORES),
+        Shape::Same => launch::start_lab(p, &o.prefix, bins, o.cores),
+    };
+    Ok((start(Proxy::Ztunnel)?, start(Proxy::Zring)?))
 }
 
 fn unix_now() -> u64 {
@@ -142,32 +172,36 @@ pub fn order(r: usize, direct: bool) -> Vec<(Proxy, bool)> {
     v
 }
 
-fn measure_all(plan: &Plan, zt: &Lab, zr: &Lab, direct: bool) -> Vec<Figure> {
-    let progress = Progress::start(plan.estimate(direct));
-    let figs = plan
-        .figures()
+fn measure_all(
+    plan: &Plan,
+    shape: Shape,
+    (zt, zr): (&Lab, &Lab),
+    direct: bool,
+    progress: &Progress,
+) -> Vec<Figure> {
+    plan.figures(shape)
         .into_iter()
         .map(|kind| {
             let mut fig = Figure {
+                shape,
                 key: kind.key().into(),
                 title: kind.title(),
                 ..Figure::default()
             };
+            let title = format!("{} {}", shape.key(), fig.title);
             for r in 0..plan.repeats {
                 for (proxy, d) in order(r, direct && kind.has_direct()) {
                     let lab = if proxy == Proxy::Zring { zr } else { zt };
                     let t = Target { lab, direct: d };
-                    progress.set(format!("{} {} (repeat {})", fig.title, t.name(), r + 1));
+                    progress.set(format!("{title} {} (repeat {})", t.name(), r + 1));
                     let s = plan.measure(kind, t);
-                    progress.note(&summary(&fig.title, t.name(), &s));
+                    progress.note(&summary(&title, t.name(), &s));
                     fig.samples.entry(t.name().into()).or_default().push(s);
                 }
             }
             fig
         })
-        .collect();
-    drop(progress);
-    figs
+        .collect()
 }
 
 fn summary(title: &str, target: &str, s: &Sample) -> String {
@@ -181,7 +215,7 @@ fn summary(title: &str, target: &str, s: &Sample) -> String {
     .iter()
     .find_map(|k| s.values.get(*k).map(|v| format!("{k} {v:.2}")))
     .unwrap_or_default();
-    format!("{title:<36} {target:<8} {main:<28} failures {}", s.failures)
+    format!("{title:<42} {target:<8} {main:<28} failures {}", s.failures)
 }
 
 /// Report-level failures: checksums that did not hold, figures without a number.
@@ -191,14 +225,16 @@ pub fn check(figures: &[Figure]) -> Vec<String> {
         for (target, samples) in &f.samples {
             if samples.iter().any(|s| !s.checksum_ok) {
                 out.push(format!(
-                    "{} via {target}: checksum or byte count mismatch",
+                    "{} {} via {target}: checksum or byte count mismatch",
+                    f.shape.key(),
                     f.key
                 ));
             }
             if samples.iter().all(|s| s.values.is_empty()) {
                 let why = samples.iter().flat_map(|s| s.reasons.first()).next();
                 out.push(format!(
-                    "{} via {target}: no measurement ({})",
+                    "{} {} via {target}: no measurement ({})",
+                    f.shape.key(),
                     f.key,
                     why.map_or("no reason recorded", |w| w.as_str())
                 ));
@@ -208,20 +244,24 @@ pub fn check(figures: &[Figure]) -> Vec<String> {
     out
 }
 
-/// Writes report.json, report.md and the plots into `results/<date>-<commit>-peer/`.
+/// Writes report.json, report.md and the plots (ratios.svg, latency-<shape>.svg) into
+/// `results/<date>-<commit>-peer/`.
 pub fn write(r: &PeerReport, out: &std::path::Path) -> Result<(PathBuf, Vec<PathBuf>)> {
     let commit = format!("{}-peer", r.commit);
     let dir = crate::report::run_dir(out, &r.started_utc[..10], &commit);
     std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
-    let files = [
+    let mut files = vec![
         (
-            "report.json",
+            "report.json".to_string(),
             serde_json::to_string_pretty(r).expect("report serialises"),
         ),
-        ("report.md", render::markdown(r)),
-        ("ratios.svg", plot::ratio_svg(r)),
-        ("latency.svg", plot::latency_svg(r)),
+        ("report.md".into(), render::markdown(r)),
+        ("ratios.svg".into(), plot::ratio_svg(r)),
     ];
+    for s in r.shapes() {
+        let name = format!("latency-{}.svg", s.key());
+        files.push((name, plot::latency_svg(r, s)));
+    }
     let written = files
         .into_iter()
         .map(|(name, text)| {
@@ -259,10 +299,12 @@ mod tests {
             key: "bulk1".into(),
             title: "t".into(),
             samples: [("zring".into(), vec![bad]), ("ztunnel".into(), vec![empty])].into(),
+            ..Figure::default()
         };
         let c = check(&[f]);
         assert_eq!(c.len(), 2, "{c:?}");
         assert!(c[1].contains("refused"));
+        assert!(c[0].starts_with("same bulk1 via zring"), "{c:?}");
         assert!(
             check_executable("x", std::path::Path::new("/nonexistent"), "hint")
                 .unwrap_err()

@@ -1,6 +1,6 @@
-//! What a peer run measured: per figure, per target (direct, ztunnel, zring), one
-//! [`Sample`] per repeat; and the statistics over repeats (median, min, max) and the
-//! zring/ztunnel ratio the report prints (pure).
+//! What a peer run measured: per shape (cross node, same node), per figure, per target
+//! (direct, ztunnel, zring), one [`Sample`] per repeat; and the statistics over repeats
+//! (median, min, max) and the zring/ztunnel ratio the report prints (pure).
 
 use crate::report::Machine;
 use serde::{Deserialize, Serialize};
@@ -22,8 +22,13 @@ pub struct Sample {
     pub checksum_ok: bool,
     /// Host-wide CPU busy % over the measured phase (contention is visible).
     pub host_busy_pct: f64,
-    /// The proxy's CPU seconds over the measured phase (0 for direct).
+    /// The proxy's CPU seconds over the measured phase (0 for direct); across nodes
+    /// both proxies' (A + B).
     pub proxy_cpu_s: f64,
+    /// Of `proxy_cpu_s`, node B's proxy's (cross node; 0 otherwise): traffic that
+    /// crossed the nodes cost B something.
+    #[serde(default)]
+    pub remote_cpu_s: f64,
 }
 
 impl Sample {
@@ -44,9 +49,45 @@ impl Sample {
     }
 }
 
+/// Where the two ends of the measured connections are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Shape {
+    /// Client on node A, server on node B: proxy A → HBONE over a veth → proxy B.
+    Cross,
+    /// One proxy carries both ends (SOCKS5 → its own 15008 → server). Reports written
+    /// before the cross-node shape existed hold only this one.
+    #[default]
+    Same,
+}
+
+impl Shape {
+    /// Report order: cross node first (where nearly all cluster traffic goes).
+    pub const ALL: [Shape; 2] = [Shape::Cross, Shape::Same];
+
+    /// `cross` or `same` (as in `--shape` and report.json).
+    pub fn key(self) -> &'static str {
+        match self {
+            Shape::Cross => "cross",
+            Shape::Same => "same",
+        }
+    }
+
+    /// The section heading.
+    pub fn title(self) -> &'static str {
+        match self {
+            Shape::Cross => "Cross node",
+            Shape::Same => "Same node",
+        }
+    }
+}
+
 /// One figure: its samples per target.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Figure {
+    /// The shape it was measured in (absent in older reports: same node).
+    #[serde(default)]
+    pub shape: Shape,
     pub key: String,
     pub title: String,
     pub samples: BTreeMap<String, Vec<Sample>>,
@@ -123,6 +164,12 @@ pub struct PeerSettings {
     pub held_conns: usize,
     pub churn_ops: u64,
     pub bulk_bytes: u64,
+    /// The shapes measured, in report order (absent in older reports: same node only).
+    #[serde(default)]
+    pub shapes: Vec<Shape>,
+    /// Cores of each proxy in the cross-node shape (`cores` is the same-node one's).
+    #[serde(default)]
+    pub cross_cores: usize,
 }
 
 /// Everything `zring-loadgen peer` measured.
@@ -140,9 +187,22 @@ pub struct PeerReport {
 }
 
 impl PeerReport {
-    /// The figure named `key`.
+    /// The same-node figure named `key` (what `capacity` and the issue 8 goals read).
     pub fn figure(&self, key: &str) -> Option<&Figure> {
-        self.figures.iter().find(|f| f.key == key)
+        self.figure_in(Shape::Same, key)
+    }
+
+    /// The figure named `key` measured in `shape`.
+    pub fn figure_in(&self, shape: Shape, key: &str) -> Option<&Figure> {
+        self.figures
+            .iter()
+            .find(|f| f.shape == shape && f.key == key)
+    }
+
+    /// The shapes that have figures, in report order.
+    pub fn shapes(&self) -> Vec<Shape> {
+        let has = |s| self.figures.iter().any(|f| f.shape == s);
+        Shape::ALL.into_iter().filter(|s| has(*s)).collect()
     }
 }
 
@@ -164,7 +224,26 @@ mod tests {
             key: "bulk1".into(),
             title: "t".into(),
             samples: [("ztunnel".into(), mk(zt)), ("zring".into(), mk(zr))].into(),
+            ..Figure::default()
         }
+    }
+
+    #[test]
+    fn figures_are_found_per_shape_and_old_reports_read_as_same_node() {
+        let mut cross = fig(&[1.0], &[2.0]);
+        cross.shape = Shape::Cross;
+        let r = PeerReport {
+            figures: vec![cross, fig(&[1.0], &[4.0])],
+            ..PeerReport::default()
+        };
+        assert_eq!(r.figure("bulk1").unwrap().ratio("gbps"), Some(4.0));
+        let c = r.figure_in(Shape::Cross, "bulk1").unwrap();
+        assert_eq!(c.ratio("gbps"), Some(2.0));
+        assert_eq!(r.shapes(), vec![Shape::Cross, Shape::Same]);
+        let old: Figure = serde_json::from_str(r#"{"key":"k","title":"t","samples":{}}"#).unwrap();
+        assert_eq!(old.shape, Shape::Same);
+        let json = serde_json::to_string(&r.figures[0]).unwrap();
+        assert!(json.contains(r#""shape":"cross""#), "{json}");
     }
 
     #[test]

@@ -1,9 +1,9 @@
-//! The figures of a peer run and their sizes (full or `--quick`), and which measurement
-//! each one is.
+//! The figures of a peer run and their sizes (full or `--quick`), which of them each
+//! shape measures, and which measurement each one is.
 
 use super::figures::{self, Target};
 use super::held::{self, HeldPlan};
-use super::model::Sample;
+use super::model::{Sample, Shape};
 use std::time::Duration;
 
 /// One figure of the comparison.
@@ -13,6 +13,7 @@ pub enum FigureKind {
     Bulk4,
     EchoClosed,
     Open2k,
+    Open5k,
     Open10k,
     Sweep,
     Churn1,
@@ -22,11 +23,12 @@ pub enum FigureKind {
 
 impl FigureKind {
     /// Every figure, in report order.
-    pub const ALL: [FigureKind; 9] = [
+    pub const ALL: [FigureKind; 10] = [
         FigureKind::Bulk1,
         FigureKind::Bulk4,
         FigureKind::EchoClosed,
         FigureKind::Open2k,
+        FigureKind::Open5k,
         FigureKind::Open10k,
         FigureKind::Sweep,
         FigureKind::Churn1,
@@ -41,6 +43,7 @@ impl FigureKind {
             FigureKind::Bulk4 => "bulk4",
             FigureKind::EchoClosed => "echo_closed",
             FigureKind::Open2k => "open_2k",
+            FigureKind::Open5k => "open_5k",
             FigureKind::Open10k => "open_10k",
             FigureKind::Sweep => "sweep",
             FigureKind::Churn1 => "churn1",
@@ -61,6 +64,7 @@ impl FigureKind {
             FigureKind::Bulk4 => "bulk, 4 streams",
             FigureKind::EchoClosed => "1 KiB echo, closed loop, 1 conn",
             FigureKind::Open2k => "1 KiB echo, open loop 2k/s, 8 conns",
+            FigureKind::Open5k => "1 KiB echo, open loop 5k/s, 8 conns",
             FigureKind::Open10k => "1 KiB echo, open loop 10k/s, 8 conns",
             FigureKind::Sweep => "1 KiB echo, rate sweep, 8 conns",
             FigureKind::Churn1 => "connection churn, concurrency 1",
@@ -73,6 +77,17 @@ impl FigureKind {
     /// Whether a direct (no proxy) column makes sense (not for proxy memory).
     pub fn has_direct(self) -> bool {
         self != FigureKind::Held
+    }
+
+    /// Whether `shape` measures this figure. Cross node has one open-loop rate (5k/s:
+    /// a 1-core proxy pair's share of the 10k/s that two cores carry on one node) and no
+    /// sweep; same node keeps the figures of its earlier reports.
+    pub fn in_shape(self, shape: Shape) -> bool {
+        use FigureKind::*;
+        match shape {
+            Shape::Cross => !matches!(self, Open2k | Open10k | Sweep),
+            Shape::Same => self != Open5k,
+        }
     }
 }
 
@@ -131,23 +146,33 @@ impl Plan {
         }
     }
 
-    /// The figures measured, in report order.
-    pub fn figures(&self) -> Vec<FigureKind> {
-        let all = FigureKind::ALL.into_iter();
+    /// The figures `shape` measures, in report order.
+    pub fn figures(&self, shape: Shape) -> Vec<FigureKind> {
+        let all = FigureKind::ALL.into_iter().filter(|k| k.in_shape(shape));
         all.filter(|k| self.only.is_empty() || self.only.contains(k))
             .collect()
     }
 
-    /// A rough duration of the whole run (for the progress bar).
-    pub fn estimate(&self, direct: bool) -> Duration {
+    /// A rough duration of `shapes` (for the progress bar).
+    pub fn estimate(&self, direct: bool, shapes: &[Shape]) -> Duration {
         let targets = if direct { 3.0 } else { 2.0 };
-        let rr = self.rr_secs.as_secs_f64() * 1.3 * 3.0;
-        let sweep = self.sweep_secs.as_secs_f64() * 1.3 * self.sweep_rates.len() as f64;
-        let bulk = self.bulk_bytes as f64 * 2.0 / 0.8e9;
-        let churn = self.churn_ops as f64 * 2.0 / 2000.0;
-        let h = &self.held;
-        let held = (h.hold + h.after_close).as_secs_f64() + h.conns as f64 / 3000.0;
-        let per = (rr + sweep + bulk + churn) * targets + held * 2.0;
+        let secs = |kind: FigureKind| {
+            let h = &self.held;
+            let once = match kind {
+                FigureKind::Bulk1 | FigureKind::Bulk4 => self.bulk_bytes as f64 / 0.8e9,
+                FigureKind::Sweep => {
+                    self.sweep_secs.as_secs_f64() * 1.3 * self.sweep_rates.len() as f64
+                }
+                FigureKind::Churn1 | FigureKind::Churn16 => self.churn_ops as f64 / 2000.0,
+                FigureKind::Held => {
+                    (h.hold + h.after_close).as_secs_f64() + h.conns as f64 / 3000.0
+                }
+                _ => self.rr_secs.as_secs_f64() * 1.3,
+            };
+            let n = if kind.has_direct() { targets } else { 2.0 };
+            once * n
+        };
+        let per: f64 = shapes.iter().flat_map(|s| self.figures(*s)).map(secs).sum();
         Duration::from_secs_f64(per * self.repeats as f64)
     }
 
@@ -160,6 +185,7 @@ impl Plan {
             FigureKind::Bulk4 => figures::bulk(t, 4, self.bulk_bytes, seed),
             FigureKind::EchoClosed => figures::rr(t, &figures::closed_loop(self.rr_secs, seed)).0,
             FigureKind::Open2k => open(2000.0),
+            FigureKind::Open5k => open(5000.0),
             FigureKind::Open10k => open(10_000.0),
             FigureKind::Sweep => figures::sweep(t, &self.sweep_rates, self.sweep_secs, seed),
             FigureKind::Churn1 => self.churn(t, 1),
@@ -190,22 +216,20 @@ mod tests {
         assert!(p.bulk_bytes >= 2 << 30);
         assert!(p.churn_ops >= 5000 && p.held.conns >= 5000);
         assert_eq!(p.held.after_close, Duration::from_secs(15));
-        assert!(
-            p.estimate(true) < Duration::from_secs(15 * 60),
-            "{:?}",
-            p.estimate(true)
-        );
+        let est = p.estimate(true, &Shape::ALL);
+        assert!(est < Duration::from_secs(25 * 60), "{est:?}");
+        assert!(p.estimate(true, &[Shape::Same]) < est);
     }
 
     #[test]
     fn quick_plan_is_about_a_minute() {
         let p = Plan::new(true, 1);
-        assert!(
-            p.estimate(true) < Duration::from_secs(90),
-            "{:?}",
-            p.estimate(true)
-        );
-        assert_eq!(FigureKind::ALL.len(), p.figures().len());
+        let est = p.estimate(true, &Shape::ALL);
+        assert!(est < Duration::from_secs(120), "{est:?}");
+        assert_eq!(p.figures(Shape::Same).len(), 9);
+        let cross = p.figures(Shape::Cross);
+        assert_eq!(cross.len(), 7, "{cross:?}");
+        assert!(cross.contains(&FigureKind::Open5k) && !cross.contains(&FigureKind::Sweep));
         assert!(!FigureKind::Held.has_direct());
     }
 
@@ -217,7 +241,13 @@ mod tests {
             .iter()
             .map(|k| FigureKind::from_key(k).unwrap())
             .collect();
-        assert_eq!(p.figures(), vec![FigureKind::Bulk1, FigureKind::Held]);
+        assert_eq!(
+            p.figures(Shape::Cross),
+            vec![FigureKind::Bulk1, FigureKind::Held]
+        );
+        p.only = vec![FigureKind::Open5k, FigureKind::Open10k];
+        assert_eq!(p.figures(Shape::Cross), vec![FigureKind::Open5k]);
+        assert_eq!(p.figures(Shape::Same), vec![FigureKind::Open10k]);
         assert_eq!(FigureKind::from_key("nope"), None);
     }
 }

@@ -2,7 +2,7 @@
 //! behind zring is (log scale, 1× in the middle), and latency percentile curves of
 //! every target on log axes.
 
-use super::model::{PeerReport, TARGETS};
+use super::model::{PeerReport, Shape, TARGETS};
 use super::render::{Better, METRICS};
 use plotters::coord::combinators::IntoLogRange;
 use plotters::coord::ranged1d::{IntoSegmentedCoord, SegmentValue};
@@ -22,21 +22,33 @@ const COLORS: [RGBColor; 3] = [
 ];
 
 /// `(label, advantage)`: >1 means zring is better by that factor, whatever the direction.
+/// With both shapes in the report, labels start with `cross: ` or `same: `.
 pub fn advantages(r: &PeerReport) -> Vec<(String, f64)> {
-    METRICS
-        .iter()
-        .filter(|(_, m, _, _)| !m.starts_with("p90") && *m != "failures")
-        .filter_map(|(fig, m, label, dir)| {
-            let ratio = r
-                .figure(fig)?
-                .ratio(m)
-                .filter(|v| *v > 0.0 && v.is_finite())?;
-            let adv = if *dir == Better::Higher {
-                ratio
+    let shapes = r.shapes();
+    let named = shapes.len() > 1;
+    shapes
+        .into_iter()
+        .flat_map(|shape| {
+            let prefix = if named {
+                format!("{}: ", shape.key())
             } else {
-                1.0 / ratio
+                String::new()
             };
-            Some((format!("{fig}: {label}"), adv))
+            METRICS
+                .iter()
+                .filter(|(_, m, _, _)| !m.starts_with("p90") && *m != "failures")
+                .filter_map(move |(fig, m, label, dir)| {
+                    let ratio = r
+                        .figure_in(shape, fig)?
+                        .ratio(m)
+                        .filter(|v| *v > 0.0 && v.is_finite())?;
+                    let adv = if *dir == Better::Higher {
+                        ratio
+                    } else {
+                        1.0 / ratio
+                    };
+                    Some((format!("{prefix}{fig}: {label}"), adv))
+                })
         })
         .collect()
 }
@@ -115,9 +127,10 @@ pub fn nines(p: f64) -> f64 {
     -(1.0 - p).log10()
 }
 
-/// Percentile points `(nines, µs)` of `target` in figure `fig` (medians over repeats).
-pub fn curve(r: &PeerReport, fig: &str, target: &str) -> Vec<(f64, f64)> {
-    let Some(f) = r.figure(fig) else {
+/// Percentile points `(nines, µs)` of `target` in `shape`'s figure `fig` (medians over
+/// repeats).
+pub fn curve(r: &PeerReport, shape: Shape, fig: &str, target: &str) -> Vec<(f64, f64)> {
+    let Some(f) = r.figure_in(shape, fig) else {
         return Vec::new();
     };
     [
@@ -132,16 +145,21 @@ pub fn curve(r: &PeerReport, fig: &str, target: &str) -> Vec<(f64, f64)> {
     .collect()
 }
 
-/// Latency percentile curves: closed loop (thin) and 10k/s open loop (thick).
-pub fn latency_svg(r: &PeerReport) -> String {
-    let figs = [("echo_closed", "closed loop", 1), ("open_10k", "10k/s", 3)];
+/// `shape`'s latency percentile curves: closed loop (thin) and its open loop (thick:
+/// 5k/s across nodes, 10k/s on one node).
+pub fn latency_svg(r: &PeerReport, shape: Shape) -> String {
+    let open = match shape {
+        Shape::Cross => ("open_5k", "5k/s", 3),
+        Shape::Same => ("open_10k", "10k/s", 3),
+    };
+    let figs = [("echo_closed", "closed loop", 1), open];
     let series: Vec<Curve> = figs
         .iter()
         .flat_map(|(fig, name, w)| {
-            TARGETS
-                .iter()
-                .enumerate()
-                .map(move |(i, t)| (format!("{t}, {name}"), COLORS[i], *w, curve(r, fig, t)))
+            TARGETS.iter().enumerate().map(move |(i, t)| {
+                let pts = curve(r, shape, fig, t);
+                (format!("{t}, {name}"), COLORS[i], *w, pts)
+            })
         })
         .filter(|s| !s.3.is_empty())
         .collect();
@@ -156,7 +174,10 @@ pub fn latency_svg(r: &PeerReport) -> String {
         let _ = root.fill(&WHITE);
         let chart = ChartBuilder::on(&root)
             .caption(
-                "1 KiB echo latency by percentile (log axes; last point = max)",
+                format!(
+                    "{}: 1 KiB echo latency by percentile (log axes; last point = max)",
+                    shape.title()
+                ),
                 ("sans-serif", 18),
             )
             .margin(15)
@@ -218,6 +239,13 @@ mod tests {
         assert!((get("bulk1: Gb/s") - 9.5 / 7.7).abs() < 1e-9);
         assert!((get("bulk1: proxy CPU s/GB") - 1.3).abs() < 1e-9);
         assert!(!a.iter().any(|(l, _)| l.contains("failures")));
+        let mut both = crate::peer::fixture::cross_fixture();
+        both.figures.extend(fixture().figures);
+        let a = advantages(&both);
+        assert!(a[0].0.starts_with("cross: bulk1"), "{a:?}");
+        assert!(a
+            .iter()
+            .any(|(l, _)| l == "same: sweep: highest rate with p99 < 1 ms, req/s"));
     }
 
     #[test]
@@ -230,7 +258,7 @@ mod tests {
 
     #[test]
     fn latency_plot_has_a_labelled_curve_per_target_and_load() {
-        let svg = latency_svg(&fixture());
+        let svg = latency_svg(&fixture(), Shape::Same);
         for l in [
             "direct, closed loop",
             "ztunnel, 10k/s",
@@ -243,7 +271,9 @@ mod tests {
         assert_eq!(round_factor(&0.5), "0.5×");
         assert_eq!(round_factor(&20.0), "20×");
         assert_eq!(round_factor(&3.0), "");
-        assert_eq!(curve(&fixture(), "open_10k", "zring").len(), 5);
+        assert_eq!(curve(&fixture(), Shape::Same, "open_10k", "zring").len(), 5);
+        let cross = latency_svg(&crate::peer::fixture::cross_fixture(), Shape::Cross);
+        assert!(cross.contains("zring, 5k/s") && cross.contains("Cross node"));
         assert!(ratio_svg(&PeerReport::default()).contains("<svg"));
     }
 }

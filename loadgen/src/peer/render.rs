@@ -1,7 +1,7 @@
-//! The peer report as Markdown: one table per figure (direct | ztunnel | zring |
-//! zring/ztunnel), the goals of the next issue marked met or not, failures (pure).
+//! The peer report as Markdown: the goals marked met or not, then per shape (cross node
+//! first) one table per figure (direct | ztunnel | zring | zring/ztunnel), failures (pure).
 
-use super::model::{Figure, PeerReport, Stat, TARGETS};
+use super::model::{Figure, PeerReport, Shape, Stat, TARGETS};
 use std::fmt::Write as _;
 
 /// Whether a larger value is better.
@@ -34,6 +34,12 @@ pub const METRICS: &[MetricDef] = &[
     ("open_2k", "p999_us", "p99.9 µs", L),
     ("open_2k", "max_us", "max µs", L),
     ("open_2k", "cpu_s_per_1k", "proxy CPU s/1000 req", L),
+    ("open_5k", "p50_us", "p50 µs", L),
+    ("open_5k", "p90_us", "p90 µs", L),
+    ("open_5k", "p99_us", "p99 µs", L),
+    ("open_5k", "p999_us", "p99.9 µs", L),
+    ("open_5k", "max_us", "max µs", L),
+    ("open_5k", "cpu_s_per_1k", "proxy CPU s/1000 req", L),
     ("open_10k", "p50_us", "p50 µs", L),
     ("open_10k", "p90_us", "p90 µs", L),
     ("open_10k", "p99_us", "p99 µs", L),
@@ -156,7 +162,8 @@ fn failures(o: &mut String, r: &PeerReport) {
                 let sums = if sums { "" } else { ", CHECKSUM MISMATCH" };
                 let _ = writeln!(
                     o,
-                    "- {} via {t}: {n} failed{sums}: {}",
+                    "- {} {} via {t}: {n} failed{sums}: {}",
+                    f.shape.key(),
                     f.key,
                     why.join("; ")
                 );
@@ -169,6 +176,28 @@ fn failures(o: &mut String, r: &PeerReport) {
     }
     if !any {
         let _ = writeln!(o, "none: every operation succeeded and every checksum held");
+    }
+}
+
+/// What each shape's figures went through.
+fn shape_intro(r: &PeerReport, shape: Shape) -> String {
+    let s = &r.settings;
+    match shape {
+        Shape::Cross => format!(
+            "Each proxy on two nodes: network namespaces A and B joined by a veth \
+             (10.9.0.1 / 10.9.0.2), one proxy process on each, {} core(s) each; client \
+             (10.250.0.1, on A) → SOCKS5 → proxy A → HBONE (mTLS + HTTP/2 CONNECT) over the \
+             veth → proxy B → server (10.250.0.2, on B). Proxy CPU and RSS are A + B. The \
+             direct column is the client straight to the server over the same veth.",
+            s.cross_cores.max(1)
+        ),
+        Shape::Same => format!(
+            "Each proxy in its own network namespace, {} core(s), carrying both ends: \
+             client → SOCKS5 → the proxy → server, both workloads on its node (zring joins \
+             them directly unless its same-node fast path is off; ztunnel opens HBONE to \
+             its own 15008).",
+            s.cores
+        ),
     }
 }
 
@@ -190,21 +219,33 @@ pub fn markdown(r: &PeerReport) -> String {
     );
     let _ = writeln!(
         o,
-        "Each proxy in its own network namespace, {} core(s) each, the same LocalConfig, \
-         server and client; client → SOCKS5 → HBONE (mTLS + HTTP/2 CONNECT) → the same \
-         proxy's inbound → server. {} repeats per figure, order alternated; cells are \
-         median (min–max). Bulk {} MiB per figure, churn {} connections, {} held \
-         connections{}.\n",
-        s.cores,
+        "Both proxies get the same LocalConfig, servers and client. {} repeats per figure, \
+         order alternated; cells are median (min–max). Bulk {} MiB per figure, churn {} \
+         connections, {} held connections{}.\n",
         s.repeats,
         s.bulk_bytes >> 20,
         s.churn_ops,
         s.held_conns,
         if s.quick { " (--quick)" } else { "" }
     );
-    let _ = writeln!(o, "## Goals (issue 8)\n\n{}", super::goals::table(r));
-    let _ = writeln!(o, "## Figures");
-    r.figures.iter().for_each(|f| figure_table(&mut o, f));
+    let shapes = r.shapes();
+    for &shape in &shapes {
+        let _ = writeln!(o, "- **{}**: {}", shape.title(), shape_intro(r, shape));
+    }
+    let _ = writeln!(o, "\n## Goals (issue 23)\n\n{}", super::goals23::table(r));
+    for shape in shapes {
+        let _ = writeln!(o, "## {}", shape.title());
+        let figs = r.figures.iter().filter(|f| f.shape == shape);
+        figs.for_each(|f| figure_table(&mut o, f));
+        o.push('\n');
+    }
+    if r.figures.iter().any(|f| f.shape == Shape::Same) {
+        let _ = writeln!(
+            o,
+            "## Goals of issue 8 (same node)\n\n{}",
+            super::goals::table(r)
+        );
+    }
     failures(&mut o, r);
     o
 }

@@ -21,16 +21,23 @@ use zring::config::{LocalConfig, Protocol, Workload};
 pub const SERVICE_ACCOUNT: &str = "zrp-app";
 pub const HTTP_PORT: u16 = 8080;
 pub const SINK_PORT: u16 = 8081;
-const SOCKS_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 15080);
+/// Both proxies' default SOCKS5 listener.
+pub const SOCKS_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 15080);
 const READY_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 15021);
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A running proxy in its namespace.
+/// A running proxy in its namespace (same node), or a pair of them on two nodes.
 #[derive(Debug, Clone)]
 pub struct Lab {
     pub proxy: Proxy,
+    /// Where the client runs (the only namespace of a same-node lab; node A of a pair).
     pub netns: String,
+    /// The client's proxy.
     pub proc: Proc,
+    /// Node B's proxy, in front of the server (cross node only).
+    pub remote: Option<Proc>,
+    /// The proxy's SOCKS5 listener, as the client dials it.
+    pub socks: SocketAddr,
     /// The source IP the server reports through this proxy (learnt by the probe).
     pub seen_ip: IpAddr,
     /// The source IP the server reports for a direct connection in this namespace.
@@ -41,9 +48,16 @@ impl Lab {
     /// The SOCKS5 route into this lab's proxy, from the client workload's IP.
     pub fn via(&self) -> Via {
         Via {
-            socks: SocketAddr::from(SOCKS_ADDR),
+            socks: self.socks,
             bind: Some(CLIENT_IP),
         }
+    }
+
+    /// Every proxy process of the lab, the client's first (then node B's): CPU and RSS
+    /// figures count all of them.
+    pub fn pids(&self) -> Vec<i32> {
+        let b = self.remote.as_ref().map(|p| p.pid);
+        std::iter::once(self.proc.pid).chain(b).collect()
     }
 }
 
@@ -120,10 +134,15 @@ impl Drop for Labs {
 
 /// Creates the namespace with both workload IPs on `lo`.
 pub fn make_netns(name: &str) -> Result<()> {
+    make_netns_with(name, &[CLIENT_IP, SERVER_IP])
+}
+
+/// Creates the namespace with `ips` on `lo`.
+pub fn make_netns_with(name: &str, ips: &[IpAddr]) -> Result<()> {
     plumbing::netns::create(name)?;
     let ns = Some(name);
     plumbing::netns::set_link_up(ns, "lo")?;
-    for ip in [CLIENT_IP, SERVER_IP] {
+    for &ip in ips {
         let IpAddr::V4(v4) = ip else { unreachable!() };
         plumbing::netns::add_address(ns, "lo", v4, 32)?;
     }

@@ -80,7 +80,7 @@ fn failures_section_lists_reasons() {
         .reason("SOCKS5 CONNECT refused: connection refused (code 5)");
     let md = markdown(&r);
     assert!(
-        md.contains("- churn16 via zring: 9 failed: SOCKS5 CONNECT refused"),
+        md.contains("- same churn16 via zring: 9 failed: SOCKS5 CONNECT refused"),
         "{md}"
     );
     let mut ok = fixture();
