@@ -94,6 +94,8 @@ pub fn run(o: &PeerOptions, command_line: Vec<String>) -> Result<PeerReport> {
         "build it (cargo build --release -p zring-proxy) or pass --zring PATH",
     )?;
     crate::sys::raise_nofile(65_536).map_err(Error::io("raising RLIMIT_NOFILE"))?;
+    // The commit at the start: a shared checkout may move on during a long run.
+    let (commit, start) = (crate::report::short_commit(), unix_now());
     let labs = setup::Labs::new(&o.prefix)?;
     let dir = crate::procs::state_dir(&format!("{}peer", o.prefix));
     let root = (o.root.0.as_path(), o.root.1.as_path());
@@ -120,11 +122,11 @@ pub fn run(o: &PeerOptions, command_line: Vec<String>) -> Result<PeerReport> {
     }
     drop(progress);
     drop(labs);
-    let (date, time) = crate::report::utc(unix_now());
+    let (date, time) = crate::report::utc(start);
     let failures = check(&figures);
     Ok(PeerReport {
         started_utc: format!("{date}T{time}Z"),
-        commit: crate::report::short_commit(),
+        commit,
         command_line,
         seed: o.seed,
         machine: crate::report::Machine::detect(),
