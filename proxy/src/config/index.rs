@@ -14,8 +14,11 @@ use std::sync::Arc;
 use super::local::{Service, Workload};
 use super::policy::Policy;
 
-pub(super) type Map<K, V> = rpds::HashTrieMapSync<K, V>;
-pub(super) type Set<K> = rpds::HashTrieSetSync<K>;
+pub(super) type Map<K, V> = rpds::HashTrieMapSync<K, V, Hasher>;
+pub(super) type Set<K> = rpds::HashTrieSetSync<K, Hasher>;
+/// The maps' hasher: foldhash, seeded per map. Keys come from the control plane or the
+/// operator's file, and SipHash (the default) made hashing a fifth of a cold start.
+pub(super) type Hasher = foldhash::fast::RandomState;
 /// A resource's name in the store: its xDS name, or its key when read from a file.
 pub(super) type Name = Arc<str>;
 

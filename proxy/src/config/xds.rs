@@ -15,6 +15,7 @@ use std::net::IpAddr;
 
 use prost::Message;
 use zring_xds::delta::{Rejected, Update};
+use zring_xds::discovery::Resource;
 use zring_xds::prost_types::Any;
 use zring_xds::{security as ps, workload as pw, ADDRESS_TYPE, AUTHORIZATION_TYPE};
 
@@ -245,27 +246,75 @@ enum Item {
 }
 
 /// The update's resources decoded, in order (upserts, then removals), and the ones that
-/// do not decode, refused with why.
+/// do not decode, refused with why. A large update (a cold start) is decoded on every
+/// core the process may use ([`par_map`]): decoding is a fifth of a cold start.
 fn decode_all(update: &Update, snap: &Snapshot) -> (Vec<Rejected>, Vec<Change>) {
     let mut rejected = Vec::new();
     let mut changes = Vec::new();
-    for r in &update.upserts {
-        let decoded = r
-            .resource
-            .as_ref()
-            .ok_or_else(|| "the resource has no body".to_string())
-            .and_then(|any| decode(&update.type_url, any));
+    for decoded in par_map(&update.upserts, |r| decode_upsert(&update.type_url, r)) {
         match decoded {
-            Ok(item) => changes.push(Change::upsert(&r.name, item)),
-            Err(reason) => rejected.push(Rejected {
-                name: r.name.clone(),
-                reason,
-            }),
+            Ok(change) => changes.push(change),
+            Err(r) => rejected.push(r),
         }
     }
     let removed = update.removed.iter();
     changes.extend(removed.map(|n| Change::removal(&update.type_url, n, snap)));
     (rejected, changes)
+}
+
+fn decode_upsert(type_url: &str, r: &Resource) -> Result<Change, Rejected> {
+    let decoded = r
+        .resource
+        .as_ref()
+        .ok_or_else(|| "the resource has no body".to_string())
+        .and_then(|any| decode(type_url, any));
+    match decoded {
+        Ok(item) => Ok(Change::upsert(&r.name, item)),
+        Err(reason) => Err(Rejected {
+            name: r.name.clone(),
+            reason,
+        }),
+    }
+}
+
+/// Items per decoding thread below which an update is decoded on the calling thread.
+const PAR_CHUNK: usize = 4096;
+
+/// `items.iter().map(f)`, in order, split over up to `available_parallelism` scoped
+/// threads when there are enough items. A thread that cannot be started leaves its
+/// share to the calling thread.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if items.len() < 2 * PAR_CHUNK {
+        return items.iter().map(f).collect();
+    }
+    // Reads cgroup files: only for large updates.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.min(items.len() / PAR_CHUNK).max(1);
+    if threads == 1 {
+        return items.iter().map(f).collect();
+    }
+    let per = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let mut parts = items.chunks(per);
+        let own = parts.next().unwrap_or_default();
+        let spawned: Vec<_> = parts
+            .map(|part| {
+                let work = move || part.iter().map(f).collect::<Vec<R>>();
+                let thread = std::thread::Builder::new().name("zring-xds-decode".into());
+                (part, thread.spawn_scoped(scope, work).ok())
+            })
+            .collect();
+        let mut out: Vec<R> = own.iter().map(f).collect();
+        for (part, handle) in spawned {
+            match handle.map(|h| h.join()) {
+                Some(Ok(decoded)) => out.extend(decoded),
+                Some(Err(panic)) => std::panic::resume_unwind(panic),
+                None => out.extend(part.iter().map(f)),
+            }
+        }
+        out
+    })
 }
 
 fn decode(type_url: &str, any: &Any) -> Result<Item, String> {

@@ -301,3 +301,47 @@ fn a_large_update_with_one_bad_resource_applies_the_rest() {
         local.workloads.len() + 2000
     );
 }
+
+#[test]
+fn par_map_keeps_order_across_threads() {
+    let items: Vec<usize> = (0..5 * PAR_CHUNK + 7).collect();
+    let threads = std::sync::Mutex::new(std::collections::HashSet::new());
+    let out = par_map(&items, |i| {
+        threads.lock().unwrap().insert(std::thread::current().id());
+        i * 2
+    });
+    assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+        assert!(threads.lock().unwrap().len() > 1, "one thread decoded all");
+    }
+    let few: Vec<usize> = (0..10).collect();
+    assert_eq!(par_map(&few, |i| i + 1), (1..11).collect::<Vec<_>>());
+}
+
+#[test]
+/// Beyond `PAR_CHUNK` resources decoding is split over threads: a bad resource in the
+/// second half is still refused by name, in order with the rest.
+fn a_bad_resource_in_a_split_update_is_refused_by_name() {
+    let (mut store, local) = served(MESH);
+    let mut items: Vec<(String, Any)> = (0..3 * PAR_CHUNK as u32)
+        .map(|i| {
+            let ip = format!("10.{}.{}.{}", 100 + i / 62500, i / 250 % 250, i % 250 + 1);
+            let w = workload_on(&local, &format!("bulk-{i}"), &ip);
+            address(
+                &format!("bulk-{i}"),
+                pw::address::Type::Workload(workload_to(&w)),
+            )
+        })
+        .collect();
+    let at = items.len() - 10;
+    items[at].1.value = vec![0xff, 0xff];
+    let (rejected, config) = commit(&mut store, &update(ADDRESS_TYPE, &items, &[]));
+    let names: Vec<&str> = rejected.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, [items[at].0.as_str()]);
+    assert!(
+        rejected[0].reason.contains("not an Address"),
+        "{rejected:?}"
+    );
+    let n = config.unwrap().workloads.len();
+    assert_eq!(n, local.workloads.len() + items.len() - 1);
+}
