@@ -65,6 +65,10 @@ pub enum Cmd {
     },
     /// zring and a peer proxy (istio/ztunnel) side by side, each in its own namespace.
     Peer(PeerArgs),
+    /// In-pod mode side by side: zring and ztunnel each on the project's fake istio-cni
+    /// with a client pod and a server pod; memory and descriptors per pod, AddWorkload →
+    /// first captured connection, bulk, closed-loop echo and churn.
+    Inpod(InpodArgs),
     /// What a cluster's size costs each proxy: N workloads over the control plane to
     /// ztunnel, then to zring; ready time, RSS, CPU and ACK time per push.
     Scale(ScaleArgs),
@@ -240,6 +244,45 @@ pub struct PeerArgs {
     /// each), `same` (one proxy carries both ends) or `both` (cross node first).
     #[arg(long, default_value = "both", value_parser = ["cross", "same", "both"])]
     pub shape: String,
+}
+
+#[derive(Args, Clone)]
+pub struct InpodArgs {
+    /// The peer proxy binary (istio/ztunnel); its test root must lie beside it.
+    #[arg(long, default_value = "../shared/peers/ztunnel")]
+    pub peer: PathBuf,
+    /// The zring binary (default: `zring` next to this executable).
+    #[arg(long)]
+    pub zring: Option<PathBuf>,
+    /// The report directory (created).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Cores of each proxy (`zring run --cores N`, `ZTUNNEL_WORKER_THREADS=N`).
+    #[arg(long, default_value_t = 1)]
+    pub cores: usize,
+    /// Pods handed over for the memory and descriptors per pod.
+    #[arg(long, default_value_t = 100)]
+    pub pods: usize,
+    /// Repeats (proxies in alternating order); figures are their medians.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Bytes of the one-stream bulk figure.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub bulk_bytes: u64,
+    /// Seconds of the closed-loop echo figure.
+    #[arg(long, default_value_t = 5.0)]
+    pub echo_secs: f64,
+    /// Connections of each churn figure (concurrency 1 and 16).
+    #[arg(long, default_value_t = 3000)]
+    pub churn_ops: u64,
+    /// Also measure zring with its same-node fast path off (pod to pod as HBONE).
+    #[arg(long)]
+    pub tunnel: bool,
+    /// Name prefix of the namespaces.
+    #[arg(long, default_value = "zri")]
+    pub prefix: String,
 }
 
 #[derive(Args, Clone)]

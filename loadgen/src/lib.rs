@@ -16,6 +16,8 @@
 //!   SVG; [`progress`]: the stderr progress bar; [`capture`]: tcpdump on the node link.
 //! - [`scale`]: a cluster of N workloads over the control plane to ztunnel and zring:
 //!   ready time, RSS, CPU and ACK time per push.
+//! - [`inpod`]: in-pod mode side by side on the fake istio-cni (`testsupport::cni`):
+//!   memory and descriptors per pod, AddWorkload → first connection, bulk, echo, churn.
 //! - [`error`]: the crate's error type.
 //! - `sys`: the only unsafe code (setns, pre_exec, kill, sysconf).
 #![deny(unsafe_code)]
@@ -29,6 +31,7 @@ pub mod cores;
 pub mod enrol;
 pub mod error;
 pub mod hist;
+pub mod inpod;
 pub mod mesh;
 pub mod pacer;
 pub mod peer;

@@ -290,6 +290,59 @@ fn peer(a: &PeerArgs) -> Result<bool> {
     Ok(r.failures.is_empty())
 }
 
+fn inpod(a: &cli::InpodArgs) -> Result<bool> {
+    use zring_loadgen::inpod;
+    let self_exe = std::env::current_exe().context("locating the zring-loadgen executable")?;
+    let beside = |name: &str| a.peer.with_file_name(name);
+    let o = inpod::InpodOptions {
+        zring: a
+            .zring
+            .clone()
+            .unwrap_or_else(|| self_exe.with_file_name("zring")),
+        peer: a.peer.clone(),
+        root: (
+            beside("ztunnel-test-root-cert.pem"),
+            beside("ztunnel-test-root-key.pem"),
+        ),
+        prefix: a.prefix.clone(),
+        cores: a.cores,
+        pods: a.pods,
+        repeats: a.repeats,
+        seed: a.seed,
+        bulk_bytes: a.bulk_bytes,
+        echo_secs: a.echo_secs,
+        churn_ops: a.churn_ops,
+        tunnel: a.tunnel,
+        dir: std::env::temp_dir().join(format!("{}-inpod", a.prefix)),
+    };
+    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let samples = inpod::run(&o)?;
+    let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let m = report::Machine::detect();
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let header = format!(
+        "# In-pod mode side by side: zring vs ztunnel on the fake istio-cni\n\n- commit {commit}; machine: {} cores, kernel {}, {}\n- command: `{}`\n- seed {}; {} repeats, proxies alternating; proxy cores {}; {} cost pods\n- /proc/loadavg before: {}- /proc/loadavg after: {}",
+        m.cores,
+        m.kernel,
+        m.cpu_model,
+        std::env::args().collect::<Vec<_>>().join(" "),
+        a.seed,
+        a.repeats,
+        a.cores,
+        a.pods,
+        load_before,
+        load_after,
+    );
+    inpod::write(&a.out, &samples, &header)?;
+    let failed = samples.iter().map(|s| s.failures.len()).sum::<usize>();
+    println!("{}", std::fs::read_to_string(a.out.join("README.md")).unwrap_or_default());
+    Ok(failed == 0)
+}
+
 fn scale(a: &ScaleArgs) -> Result<bool> {
     let self_exe = std::env::current_exe().context("locating the zring-loadgen executable")?;
     let zring = a
@@ -416,6 +469,7 @@ fn main() -> Result<()> {
             (&out, pcap.as_deref()),
         )?,
         Cmd::Peer(a) => peer(&a)?,
+        Cmd::Inpod(a) => inpod(&a)?,
         Cmd::Scale(a) => scale(&a)?,
         Cmd::Restart(a) => restart(&a)?,
         Cmd::Soak(a) => soak(&a)?,
