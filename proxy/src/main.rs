@@ -1,9 +1,6 @@
 //! The `zring` binary: `zring run`, `zring ca init|issue`, `zring plumb …`.
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use zring::config::RunArgs;
@@ -106,9 +103,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // The node side first: its gateway is the pod side's when none was given.
     let node = zring::plumb::NodeSide::up(&config)?;
     let plumb = zring::plumb::Integrated::up(&config, node.as_deref().map(|n| n.gateway()))?;
-    let stop = Arc::new(AtomicBool::new(false));
+    // SIGINT or SIGTERM writes a byte into this pair; the main thread sleeps reading it.
+    let (mut signalled, on_signal) = std::os::unix::net::UnixStream::pair()?;
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone())?;
+        signal_hook::low_level::pipe::register(signal, on_signal.try_clone()?)?;
     }
     let proxy = match zring::start_with(config, node) {
         Ok(proxy) => proxy,
@@ -118,8 +116,11 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     tracing::info!(addrs = ?proxy.addrs, "zring running");
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
+    let mut byte = [0u8];
+    while let Err(e) = std::io::Read::read(&mut signalled, &mut byte) {
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e.into());
+        }
     }
     if !config_drain.is_zero() {
         tracing::info!(timeout = ?config_drain, "draining");

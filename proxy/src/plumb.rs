@@ -389,7 +389,7 @@ impl NodeSide {
                     }
                 }
             }
-            std::thread::sleep(Duration::from_millis(50));
+            shared.wait_stop(next.saturating_duration_since(Instant::now()));
         }
     }
 }

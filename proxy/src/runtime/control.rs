@@ -4,16 +4,13 @@
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::config::Config;
 use crate::config::Snapshot;
 use crate::error::ProxyError;
 use crate::runtime::state::Shared;
 use crate::tls::CertStore;
-
-/// How often the control thread looks at the shutdown flag.
-const POLL: Duration = Duration::from_millis(50);
 
 /// What the reload loop compares: the workload config file's (size, mtime, inode) and the
 /// cert dir's fingerprint (the files `CertStore::load` reads). `None` where unreadable;
@@ -42,14 +39,7 @@ pub fn spawn_reloader(
 }
 
 fn reload_loop(config: &Config, shared: &Shared, mut seen: Fingerprint) {
-    let mut waited = Duration::ZERO;
-    while !shared.stopping() {
-        std::thread::sleep(POLL);
-        waited += POLL;
-        if waited < config.reload_interval {
-            continue;
-        }
-        waited = Duration::ZERO;
+    while !shared.wait_stop(config.reload_interval) {
         let now = fingerprint(config);
         if now == seen {
             continue;

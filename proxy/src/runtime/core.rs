@@ -22,12 +22,16 @@ use crate::inpod::PodUid;
 use crate::runtime::drain::{Conns, Drain};
 use crate::runtime::handoff::{BulkView, Handed, Handoff, Inbox};
 use crate::runtime::metrics::Metrics;
-use crate::runtime::state::{Shared, State};
+use crate::runtime::state::{CoreSlot, Shared, State};
 use crate::runtime::ListenerKind;
 use crate::sys;
 
-/// How often a core looks for a new config generation or a shutdown request.
-pub(crate) const CONTROL_TICK: Duration = Duration::from_millis(100);
+/// How often a core looks for a new config generation or a shutdown request when no one
+/// rings the bell ([`Shared::ring`]: publishing, draining, stopping and a metrics scrape
+/// do); also its pool's idle eviction period.
+pub(crate) const CONTROL_TICK: Duration = Duration::from_secs(1);
+/// How often a draining pod's open connections are counted.
+const POD_DRAIN_POLL: Duration = Duration::from_millis(100);
 
 pub type HbonePool = Pool<h2::client::SendRequest<Bytes>, ProxyError>;
 
@@ -206,22 +210,37 @@ pub async fn run(
         core.accepts.borrow_mut().push(handle);
     }
     let mut last_evict = Instant::now();
+    let mut bell = core.shared.bell();
     while !core.shared.stopping() {
-        monoio::time::sleep(CONTROL_TICK).await;
+        let heard = *bell.borrow_and_update();
         core.refresh();
         core.drain_if_asked();
-        let published = core
+        let metrics = core
             .metrics
             .sample(core.pool.len(), crate::sys::thread_cpu_time());
-        core.shared
-            .store_core(core.id, published, core.generation.get());
-        if last_evict.elapsed() >= Duration::from_secs(1) {
+        let generation = core.generation.get();
+        let slot = CoreSlot {
+            metrics,
+            generation,
+            heard,
+        };
+        core.shared.store_core(core.id, slot);
+        if last_evict.elapsed() >= CONTROL_TICK {
             core.pool
                 .evict_idle(Instant::now(), core.config.pool_idle_timeout);
             last_evict = Instant::now();
         }
+        listen(&mut bell).await;
     }
     Ok(())
+}
+
+/// Until the bell rings or [`CONTROL_TICK`] passes.
+async fn listen(bell: &mut tokio::sync::watch::Receiver<u64>) {
+    // The sender lives in `Shared`: an error is not expected, but must not spin.
+    if let Ok(Err(_)) = monoio::time::timeout(CONTROL_TICK, bell.changed()).await {
+        monoio::time::sleep(CONTROL_TICK).await;
+    }
 }
 
 /// Accepts on `l`; `pod`: the captured pod it listens in, whose connections it joins.
@@ -278,7 +297,7 @@ async fn drain_pod(core: Rc<Core>, uid: PodUid, pod: Rc<PodLive>, ips: Vec<std::
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {
             break;
         };
-        monoio::time::sleep(left.min(CONTROL_TICK)).await;
+        monoio::time::sleep(left.min(POD_DRAIN_POLL)).await;
     }
     let closed = pod.conns.close_all();
     if closed > 0 {

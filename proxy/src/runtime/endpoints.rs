@@ -18,8 +18,8 @@ use crate::runtime::metrics;
 use crate::runtime::state::Shared;
 use crate::runtime::BoundAddrs;
 
-/// How often the HTTP threads look at the shutdown flag while idle.
-const POLL: Duration = Duration::from_millis(50);
+/// How long an HTTP thread waits after a failed accept.
+const RETRY: Duration = Duration::from_millis(50);
 /// A client that has not sent its request line by then is dropped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -86,8 +86,12 @@ pub fn start(
         let flag = endpoint.flag();
         let err = |source| ProxyError::Listen { flag, addr, source };
         let listener = TcpListener::bind(addr).map_err(err)?;
-        listener.set_nonblocking(true).map_err(err)?;
         *slot = Some(listener.local_addr().map_err(err)?);
+        // The thread blocks in accept; a stop shuts the listener down, which wakes it.
+        let waker = listener.try_clone().map_err(err)?;
+        shared.on_stop(Box::new(move || {
+            let _ = socket2::SockRef::from(&waker).shutdown(std::net::Shutdown::Read);
+        }));
         let (config, shared) = (config.clone(), shared.clone());
         let thread = std::thread::Builder::new()
             .name(format!("zring-{flag}"))
@@ -104,7 +108,10 @@ fn serve(endpoint: Endpoint, listener: TcpListener, config: &Config, shared: &Sh
             Ok((stream, _)) => {
                 let _ = answer(endpoint, stream, config, shared);
             }
-            Err(_) => std::thread::sleep(POLL),
+            // Out of descriptors, say: do not spin (a stop still ends the wait).
+            Err(_) => {
+                shared.wait_stop(RETRY);
+            }
         }
     }
 }
@@ -128,7 +135,7 @@ fn answer(
             "no configuration from istiod yet\n".into(),
         ),
         Page::Ready => ("200 OK", "ready\n".into()),
-        Page::Metrics => ("200 OK", metrics::render(&shared.aggregate())),
+        Page::Metrics => ("200 OK", metrics::render(&shared.fresh_aggregate())),
         Page::ConfigDump => ("200 OK", config_dump(config, shared)),
         Page::NotFound => ("404 Not Found", "not found\n".into()),
     };

@@ -83,9 +83,9 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Counters summed over cores as of their last tick (~100 ms old at most).
+    /// Counters summed over cores, each core counting when asked.
     pub fn totals(&self) -> metrics::Totals {
-        self.shared.aggregate().totals()
+        self.shared.fresh_aggregate().totals()
     }
 
     /// The configuration generation every core has adopted (1 at start, +1 per
@@ -95,22 +95,21 @@ impl Proxy {
     }
 
     /// Graceful drain: every core stops accepting and sends GOAWAY on its inbound HBONE
-    /// connections; returns once no connection is open (as of the cores' last tick) or
-    /// after `timeout`. True when everything finished in time.
+    /// connections; returns once no connection is open (each core counting after it
+    /// raised its drain) or after `timeout`. True when everything finished in time.
     pub fn drain(&self, timeout: std::time::Duration) -> bool {
         let start = std::time::Instant::now();
         self.shared.drain();
         loop {
-            // Counters are published on each core's tick: wait for ticks after the raise.
-            let settled = start.elapsed() >= 3 * core::CONTROL_TICK;
+            // A core answers the bell after draining, so these counts follow the raise.
             let t = self.totals();
-            if settled && t.opened == t.closed {
+            if t.opened == t.closed {
                 return true;
             }
             if start.elapsed() >= timeout {
                 return false;
             }
-            std::thread::sleep(core::CONTROL_TICK / 2);
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
 

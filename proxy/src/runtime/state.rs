@@ -3,7 +3,10 @@
 //! and swapped on every change; [`Shared::publish`] numbers the generations.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
 
 use crate::config::{Config, Snapshot};
 use crate::error::ProxyError;
@@ -63,8 +66,11 @@ pub struct NodeHooks {
     pub metrics: Arc<PlumbMetrics>,
 }
 
-/// The control block shared by the control thread and the cores. Cores look at it on a
-/// timer, never per connection.
+/// How long [`Shared::fresh_aggregate`] waits for busy cores to answer.
+const SAMPLE_WAIT: Duration = Duration::from_millis(250);
+
+/// The control block shared by the control thread and the cores. Cores look at it when
+/// its bell rings (and on a slow housekeeping tick), never per connection.
 pub struct Shared {
     current: Mutex<Arc<State>>,
     generation: AtomicU64,
@@ -77,8 +83,16 @@ pub struct Shared {
     ready_at: AtomicU64,
     /// Set by the xDS client once the first full state is applied.
     synced: AtomicBool,
-    /// Per core: counters and the generation it has adopted, as of its last tick.
-    cores: Mutex<Vec<(CoreMetrics, u64)>>,
+    /// Per core: counters, the generation it has adopted and the last ring of the bell it
+    /// answered, as of its last look.
+    cores: Mutex<Vec<CoreSlot>>,
+    /// Rung on every event a core, the CA loop or the xDS thread acts on (a generation
+    /// published, a drain, a stop, a request for fresh counters), so none of them polls.
+    bell: watch::Sender<u64>,
+    /// The plain threads' (control, reconcile, main) side of a stop.
+    stopped: (Mutex<bool>, Condvar),
+    /// Run once by [`Shared::stop`]: wake threads blocked in the kernel (an accept).
+    on_stop: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
     /// CA and xDS health, bumped by the xDS thread.
     pub control: ControlMetrics,
     /// Set once when zring plumbs the node side.
@@ -93,7 +107,10 @@ pub struct Shared {
 impl Shared {
     pub fn new(state: State, cores: usize) -> Shared {
         Shared {
-            cores: Mutex::new(vec![(CoreMetrics::default(), 0); cores]),
+            cores: Mutex::new(vec![CoreSlot::default(); cores]),
+            bell: watch::Sender::new(0),
+            stopped: (Mutex::new(false), Condvar::new()),
+            on_stop: Mutex::new(Vec::new()),
             generation: AtomicU64::new(state.generation),
             current: Mutex::new(Arc::new(state)),
             refused: AtomicU64::new(0),
@@ -161,6 +178,8 @@ impl Shared {
         if let Some(n) = node {
             n.enrolment.after(&current.snapshot);
         }
+        drop(current);
+        self.ring();
         generation
     }
 
@@ -184,15 +203,47 @@ impl Shared {
         self.refused.load(Ordering::Acquire)
     }
 
-    /// Stores one core's counters and adopted generation (called on its control tick).
-    pub fn store_core(&self, core: usize, metrics: CoreMetrics, generation: u64) {
+    /// Stores one core's counters, adopted generation and the ring it answers.
+    pub fn store_core(&self, core: usize, slot: CoreSlot) {
         let mut all = self.cores.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(slot) = all.get_mut(core) {
-            *slot = (metrics, generation);
+        if let Some(s) = all.get_mut(core) {
+            *s = slot;
         }
     }
 
-    /// All cores' metrics summed per label set, as of their last control tick.
+    /// Rings the bell; returns the ring's number.
+    pub fn ring(&self) -> u64 {
+        let mut rung = 0;
+        self.bell.send_modify(|n| {
+            *n += 1;
+            rung = *n;
+        });
+        rung
+    }
+
+    /// A listener for the bell (its value is the number of the last ring).
+    pub fn bell(&self) -> watch::Receiver<u64> {
+        self.bell.subscribe()
+    }
+
+    /// [`Shared::aggregate`] once every core has counted up to now: rings the bell and
+    /// waits (at most [`SAMPLE_WAIT`], for a core busy with a long task) for each core to
+    /// answer.
+    pub fn fresh_aggregate(&self) -> Aggregate {
+        let asked = self.ring();
+        let deadline = Instant::now() + SAMPLE_WAIT;
+        while self.answered() < asked && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.aggregate()
+    }
+
+    fn answered(&self) -> u64 {
+        let all = self.cores.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter().map(|s| s.heard).min().unwrap_or(u64::MAX)
+    }
+
+    /// All cores' metrics summed per label set, as of their last look.
     pub fn aggregate(&self) -> Aggregate {
         let all = self.cores.lock().unwrap_or_else(|p| p.into_inner());
         let mut agg = Aggregate {
@@ -200,21 +251,22 @@ impl Shared {
             plumb: self.node.get().map(|n| n.metrics.clone()),
             ..Aggregate::default()
         };
-        for (metrics, _) in all.iter() {
-            agg.add(metrics);
+        for slot in all.iter() {
+            agg.add(&slot.metrics);
         }
         agg
     }
 
-    /// The oldest generation any core still runs (0 before every core's first tick).
+    /// The oldest generation any core still runs (0 before every core's first look).
     pub fn adopted_generation(&self) -> u64 {
         let all = self.cores.lock().unwrap_or_else(|p| p.into_inner());
-        all.iter().map(|(_, g)| *g).min().unwrap_or(0)
+        all.iter().map(|s| s.generation).min().unwrap_or(0)
     }
 
     /// Asks every core to drain (stop accepting, GOAWAY inbound HBONE connections).
     pub fn drain(&self) {
         self.draining.store(true, Ordering::Release);
+        self.ring();
     }
 
     pub fn draining(&self) -> bool {
@@ -253,11 +305,50 @@ impl Shared {
 
     pub fn stop(&self) {
         self.shutdown.store(true, Ordering::Release);
+        let (flag, cv) = &self.stopped;
+        *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+        self.ring();
+        let hooks = std::mem::take(&mut *self.on_stop.lock().unwrap_or_else(|p| p.into_inner()));
+        for hook in hooks {
+            hook();
+        }
+    }
+
+    /// Runs `hook` when the process stops (at once if it already has).
+    pub fn on_stop(&self, hook: Box<dyn FnOnce() + Send>) {
+        let mut hooks = self.on_stop.lock().unwrap_or_else(|p| p.into_inner());
+        if self.stopping() {
+            drop(hooks);
+            hook();
+        } else {
+            hooks.push(hook);
+        }
+    }
+
+    /// Blocks a plain thread for `timeout` or until the process stops; true when it stops.
+    pub fn wait_stop(&self, timeout: Duration) -> bool {
+        let (flag, cv) = &self.stopped;
+        let guard = flag.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) = cv
+            .wait_timeout_while(guard, timeout, |stopped| !*stopped)
+            .unwrap_or_else(|p| p.into_inner());
+        *guard
     }
 
     pub fn stopping(&self) -> bool {
         self.shutdown.load(Ordering::Acquire)
     }
+}
+
+/// What a core last told [`Shared`].
+#[derive(Debug, Clone, Default)]
+pub struct CoreSlot {
+    pub metrics: CoreMetrics,
+    /// The generation it runs.
+    pub generation: u64,
+    /// The last ring of the bell it had heard when it counted `metrics`.
+    pub heard: u64,
 }
 
 #[cfg(test)]

@@ -29,7 +29,6 @@ use crate::tls::CertStore;
 const TYPES: [&str; 2] = [ADDRESS_TYPE, AUTHORIZATION_TYPE];
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
-const STOP_POLL: Duration = Duration::from_millis(50);
 
 pub fn spawn(config: Arc<Config>, shared: Arc<Shared>) -> Result<JoinHandle<()>, ProxyError> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -105,8 +104,11 @@ async fn run(config: Arc<Config>, shared: Arc<Shared>) {
 }
 
 async fn stopped(shared: &Shared) {
+    let mut bell = shared.bell();
     while !shared.stopping() {
-        tokio::time::sleep(STOP_POLL).await;
+        if bell.changed().await.is_err() {
+            return;
+        }
     }
 }
 
