@@ -28,7 +28,8 @@ pub(super) type Name = Arc<str>;
 #[derive(Debug, PartialEq)]
 pub(super) struct Rec<T> {
     pub name: Name,
-    pub key: Box<str>,
+    /// Shares `name`'s allocation when they are equal (a workload named by its uid).
+    pub key: Name,
     pub item: T,
 }
 
@@ -40,6 +41,8 @@ impl Rec<Workload> {
     pub fn new(name: Name, item: Workload) -> W {
         let key = if item.uid.is_empty() {
             item.to_string().into()
+        } else if item.uid == *name {
+            name.clone()
         } else {
             item.uid.as_str().into()
         };
@@ -179,12 +182,20 @@ impl Endpoint {
 /// round robin indexes into (a workload's position is kept, so adding or removing one is
 /// O(log n): the last one takes the removed one's place), and those without an IP by name
 /// (they still count as naming the service).
+///
+/// A workload's position is found by scanning a list of up to [`SCAN_MAX`] endpoints (most
+/// services have a few) and from a name → position index in longer ones: the index cost
+/// ~130 bytes per workload, a third of a small service's share of the store.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Endpoints {
     pub list: rpds::VectorSync<Endpoint>,
-    pos: Map<Name, usize>,
+    pos: Option<Map<Name, usize>>,
     ipless: Set<Name>,
 }
+
+/// The longest endpoint list searched without an index (it is built beyond this length
+/// and dropped below half of it).
+pub(super) const SCAN_MAX: usize = 32;
 
 impl Endpoints {
     /// Adds or replaces `w`'s entry, keeping its position when it had one.
@@ -200,13 +211,18 @@ impl Endpoints {
             ip,
             ports,
         };
-        match self.pos.get(&w.name) {
+        match self.position(&w.name) {
             Some(i) => {
-                self.list.set_mut(*i, ep);
+                self.list.set_mut(i, ep);
             }
             None => {
-                self.pos.insert_mut(w.name.clone(), self.list.len());
+                if let Some(pos) = &mut self.pos {
+                    pos.insert_mut(w.name.clone(), self.list.len());
+                }
                 self.list.push_back_mut(ep);
+                if self.pos.is_none() && self.list.len() > SCAN_MAX {
+                    self.pos = Some(self.index());
+                }
             }
         }
     }
@@ -214,17 +230,41 @@ impl Endpoints {
     /// Removes `name`'s entry; the last endpoint moves into its place.
     pub fn remove(&mut self, name: &str) {
         self.ipless.remove_mut(name);
-        let Some(i) = self.pos.get(name).copied() else {
+        let Some(i) = self.position(name) else {
             return;
         };
-        self.pos.remove_mut(name);
         let last = self.list.len() - 1;
         if i != last {
             let moved = self.list[last].clone();
-            self.pos.insert_mut(moved.rec.name.clone(), i);
+            if let Some(pos) = &mut self.pos {
+                pos.insert_mut(moved.rec.name.clone(), i);
+            }
             self.list.set_mut(i, moved);
         }
         self.list.drop_last_mut();
+        if let Some(pos) = &mut self.pos {
+            pos.remove_mut(name);
+        }
+        if self.list.len() < SCAN_MAX / 2 {
+            self.pos = None;
+        }
+    }
+
+    /// Where `name`'s endpoint is in `list`.
+    fn position(&self, name: &str) -> Option<usize> {
+        match &self.pos {
+            Some(pos) => pos.get(name).copied(),
+            None => self.list.iter().position(|e| &*e.rec.name == name),
+        }
+    }
+
+    /// The name → position index of `list`.
+    fn index(&self) -> Map<Name, usize> {
+        let mut pos = Map::default();
+        for (i, e) in self.list.iter().enumerate() {
+            pos.insert_mut(e.rec.name.clone(), i);
+        }
+        pos
     }
 
     pub fn is_empty(&self) -> bool {
@@ -251,4 +291,52 @@ pub(super) fn with_policy(list: Option<&Arc<[P]>>, p: &P) -> Arc<[P]> {
 pub(super) fn without_policy(list: &Arc<[P]>, name: &str) -> Option<Arc<[P]>> {
     let v: Vec<P> = list.iter().filter(|q| &*q.name != name).cloned().collect();
     (!v.is_empty()).then(|| v.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rec(n: u8) -> W {
+        let w = Workload {
+            name: format!("w{n}"),
+            workload_ips: vec![IpAddr::from([10, 0, 0, n])],
+            ..Workload::default()
+        };
+        Rec::<Workload>::new(Name::from(format!("w{n}")), w)
+    }
+
+    proptest! {
+        /// Puts and removes across the index threshold keep the list as a swap-remove
+        /// vector would, with every name found where it is.
+        #[test]
+        fn endpoints_match_a_swap_remove_vector(
+            ops in proptest::collection::vec((any::<bool>(), 0u8..3 * SCAN_MAX as u8), 1..400)
+        ) {
+            let mut e = Endpoints::default();
+            let mut model: Vec<String> = Vec::new();
+            for (put, n) in ops {
+                let name = format!("w{n}");
+                if put {
+                    e.put(&rec(n), Box::new([]));
+                    if !model.contains(&name) {
+                        model.push(name);
+                    }
+                } else {
+                    e.remove(&name);
+                    if let Some(i) = model.iter().position(|m| *m == name) {
+                        model.swap_remove(i);
+                    }
+                }
+                let names: Vec<String> = e.names().map(|n| n.to_string()).collect();
+                prop_assert_eq!(&names, &model);
+                prop_assert!(e.pos.is_none() || model.len() >= SCAN_MAX / 2);
+                prop_assert!(e.pos.is_some() || model.len() <= SCAN_MAX);
+                for (i, m) in model.iter().enumerate() {
+                    prop_assert_eq!(e.position(m), Some(i));
+                }
+            }
+        }
+    }
 }

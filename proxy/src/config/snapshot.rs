@@ -44,12 +44,12 @@ pub(super) struct Indexes {
     /// Key → names of the workloads whose name is not their key (a workload named by its
     /// key, as every file workload and every xDS one with a uid is, is found in
     /// `workloads` under it: this index then holds nothing for it).
-    pub workload_keys: Map<Box<str>, Owners<Name>>,
+    pub workload_keys: Map<Name, Owners<Name>>,
     pub by_vip: Map<IpAddr, Owners<S>>,
     pub by_hostname: Map<Box<str>, Owners<S>>,
-    pub service_keys: Map<Box<str>, Owners<S>>,
-    pub endpoints: Map<Box<str>, Endpoints>,
-    pub policy_keys: Map<Box<str>, Owners<P>>,
+    pub service_keys: Map<Name, Owners<S>>,
+    pub endpoints: Map<Name, Endpoints>,
+    pub policy_keys: Map<Name, Owners<P>>,
     pub global: Option<Arc<[P]>>,
     pub by_namespace: Buckets,
     /// Namespace → workload name → the `WorkloadSelector` policies naming it.

@@ -20,15 +20,15 @@ const NAMED_REFERRERS: usize = 5;
 pub(super) struct Dirty {
     pub changed: bool,
     pub ips: Vec<IpAddr>,
-    pub workload_keys: Vec<Box<str>>,
+    pub workload_keys: Vec<Name>,
     /// Workloads put: the services they name must exist. (The policies they name need not:
     /// an unknown one is skipped, as ztunnel skips it; see `policy`.)
     pub workloads: Vec<Name>,
     pub vips: Vec<IpAddr>,
     pub hostnames: Vec<Box<str>>,
     /// Keys of services dropped or replaced: no workload may still name them.
-    pub gone_service_keys: Vec<Box<str>>,
-    pub policy_keys: Vec<Box<str>>,
+    pub gone_service_keys: Vec<Name>,
+    pub policy_keys: Vec<Name>,
 }
 
 /// Problems of one workload on its own.
