@@ -62,6 +62,11 @@ pub enum Cmd {
         /// then enrol and withdraw node B's plain server live (`enrolment.md` in the report).
         #[arg(long)]
         xds: bool,
+        /// In-pod capture on both nodes: each zring runs with `--inpod` and the project's
+        /// fake istio-cni installs istio-cni's in-pod rules in the enrolled pods and hands
+        /// them over ZDS (no node plumbing).
+        #[arg(long)]
+        inpod: bool,
     },
     /// zring and a peer proxy (istio/ztunnel) side by side, each in its own namespace.
     Peer(PeerArgs),

@@ -47,6 +47,7 @@ fn up_options_with(
             cores: a.proxy_cores,
             pool_idle,
             xds,
+            inpod: false,
         })
     };
     Ok(UpOptions {
@@ -54,6 +55,14 @@ fn up_options_with(
         self_exe,
         mesh,
     })
+}
+
+/// `demo --inpod`: the proxies capture in-pod beside the fake istio-cni.
+fn with_inpod(mut o: UpOptions, inpod: bool) -> UpOptions {
+    if let Some(m) = &mut o.mesh {
+        m.inpod = inpod;
+    }
+    o
 }
 
 fn topology_up(prefix: &str, a: &UpArgs) -> Result<()> {
@@ -462,9 +471,10 @@ fn main() -> Result<()> {
             out,
             pcap,
             xds,
+            inpod,
         } => demo(
             &prefix,
-            &up_options_with(&up, None, xds)?,
+            &with_inpod(up_options_with(&up, None, xds)?, inpod),
             &load.options(quick),
             (&out, pcap.as_deref()),
         )?,

@@ -10,6 +10,7 @@
 use crate::control::proxies::{self, Endpoint};
 use crate::control::ControlPlane;
 use crate::error::{Error, Result};
+use crate::inpod::demo::Cni;
 use crate::procs::{self, State};
 use crate::topo::plan::{Node, Plan, Role};
 use std::net::{IpAddr, SocketAddr};
@@ -50,6 +51,9 @@ pub struct MeshOptions {
     /// Serve the workloads and certificates from a control plane over xDS instead of a
     /// config file and a certificate directory.
     pub xds: bool,
+    /// In-pod capture (`demo --inpod`): each zring runs with `--inpod` beside the fake
+    /// istio-cni ([`crate::inpod::demo`]) instead of plumbing its node.
+    pub inpod: bool,
 }
 
 /// The SPIFFE identity of a workload named `name`.
@@ -211,8 +215,13 @@ fn xds_source(plan: &Plan, dir: &Path) -> Result<(Source, ControlPlane)> {
 }
 
 /// Plumbs both nodes and starts a zring in each ztunnel pod; records the processes.
-/// In xDS mode returns the control plane, which must outlive the proxies' use of it.
-pub fn start(plan: &Plan, opts: &MeshOptions, state: &mut State) -> Result<Option<ControlPlane>> {
+/// In xDS mode returns the control plane, which must outlive the proxies' use of it; in
+/// in-pod mode the fake CNI that handed the pods over.
+pub fn start(
+    plan: &Plan,
+    opts: &MeshOptions,
+    state: &mut State,
+) -> Result<(Option<ControlPlane>, Option<Cni>)> {
     let dir = procs::state_dir(&plan.prefix);
     let (source, control) = if opts.xds {
         let (s, c) = xds_source(plan, &dir)?;
@@ -220,6 +229,7 @@ pub fn start(plan: &Plan, opts: &MeshOptions, state: &mut State) -> Result<Optio
     } else {
         (file_source(plan, opts, &dir)?, None)
     };
+    let mut cni = None;
     for node in plan.nodes() {
         let zt = node.ztunnel();
         let mut args: Vec<String> = vec!["run".into()];
@@ -230,8 +240,16 @@ pub fn start(plan: &Plan, opts: &MeshOptions, state: &mut State) -> Result<Optio
             "--cores".into(),
             opts.cores.to_string(),
         ]);
-        // zring plumbs its pod and its node itself and enrols the node's HBONE pods.
-        args.extend(plumb_args(node));
+        // zring plumbs its pod and its node itself and enrols the node's HBONE pods; in
+        // in-pod mode the CNI hands it the pods instead.
+        let zds = match opts.inpod {
+            true => Some(crate::inpod::demo::listen(&dir, node)?),
+            false => None,
+        };
+        match &zds {
+            Some((_, uds)) => args.extend(crate::inpod::demo::args(uds)),
+            None => args.extend(plumb_args(node)),
+        }
         let log = dir.join(format!("zring-{}.log", node.name));
         let mut env = source.env();
         env.extend(
@@ -242,9 +260,13 @@ pub fn start(plan: &Plan, opts: &MeshOptions, state: &mut State) -> Result<Optio
         let p = procs::spawn_in_env(&zt.netns, "zring", (&opts.zring, &args), &env, log)?;
         state.procs.push(p.clone());
         state.save()?;
+        if let Some((server, _)) = zds {
+            cni.get_or_insert_with(Cni::default)
+                .hand_over(server, node)?;
+        }
         wait_ready(&zt.netns, &p)?;
     }
-    Ok(control)
+    Ok((control, cni))
 }
 
 /// Waits until the proxy's readiness endpoint answers 200 (in xDS mode: its workloads

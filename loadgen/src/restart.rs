@@ -103,6 +103,7 @@ pub fn run(opts: &RestartOptions) -> Result<(RestartReport, PathBuf)> {
             cores: 1,
             pool_idle: None,
             xds: false,
+            inpod: false,
         }),
     };
     let state = topo::up(&plan, &up)?.state;

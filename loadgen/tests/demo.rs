@@ -3,7 +3,8 @@
 //! files exist, mesh requests succeeded with the client pod's source IP, the passthrough
 //! path worked, and between the nodes the mesh flow used only port 15008 (no plaintext
 //! 8080), reading the capture independently of the report.
-//! The second test runs `demo --quick --xds` (workloads and certificates from the
+//! The same again with `--inpod` (in-pod capture beside the fake istio-cni, no node
+//! plumbing). The xDS test runs `demo --quick --xds` (workloads and certificates from the
 //! control plane, then live enrol and withdraw).
 //! Needs `cargo build --workspace` first (the zring binary next to zring-loadgen).
 
@@ -86,16 +87,33 @@ fn demo_through_the_mesh_keeps_source_ip_and_only_hbone_between_nodes() {
     if !demo_can_run(&["ip", "tcpdump", "iptables-restore", "ipset"]) {
         return;
     }
-    let pfx = prefix("d");
+    demo_keeps_source_ip_and_only_hbone_between_nodes("d", &[]);
+}
+
+/// `demo --inpod`: no node plumbing; each node's zring runs with `--inpod` and the fake
+/// istio-cni hands it the enrolled pods over ZDS. The same checks as the node-level demo:
+/// with nothing captured at the node, HBONE on the node link proves in-pod capture.
+#[test]
+fn demo_inpod_keeps_source_ip_and_only_hbone_between_nodes() {
+    if !demo_can_run(&["ip", "tcpdump", "iptables-restore"]) {
+        return;
+    }
+    demo_keeps_source_ip_and_only_hbone_between_nodes("i", &["--inpod"]);
+}
+
+fn demo_keeps_source_ip_and_only_hbone_between_nodes(tag: &str, extra: &[&str]) {
+    let pfx = prefix(tag);
     let _guard = Teardown(pfx.clone());
     let plan = Plan::new(&pfx);
     let out = std::env::temp_dir().join(format!("{pfx}results"));
     let _ = std::fs::remove_dir_all(&out);
     let pcap = std::env::temp_dir().join(format!("{pfx}eth0.pcap"));
     let (out_s, pcap_s) = (out.display().to_string(), pcap.display().to_string());
-    loadgen(&[
+    let mut args = vec![
         "demo", "--quick", "--prefix", &pfx, "--out", &out_s, "--pcap", &pcap_s, "--conns", "4",
-    ]);
+    ];
+    args.extend(extra);
+    loadgen(&args);
     assert!(
         plumbing::netns::list(&pfx).unwrap().is_empty(),
         "demo leaves no namespace"

@@ -86,6 +86,7 @@ fn zring_plumbs_bare_nodes_and_survives_kill_9() {
             cores: 1,
             pool_idle: None,
             xds: false,
+            inpod: false,
         }),
     };
     let state = topo::up(&plan, &opts).expect("topology up").state;

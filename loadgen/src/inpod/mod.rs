@@ -4,8 +4,9 @@
 //! AddWorkload → Ack, AddWorkload → the pod's first captured connection, then bulk (one
 //! stream), closed-loop echo and churn from the client pod to the server pod through
 //! in-pod capture, proxy CPU from /proc. Medians over repeats and zring/ztunnel ratios
-//! ([`report`]).
+//! ([`report`]). [`demo`] is `demo --inpod`'s fake CNI for the demo topology.
 
+pub mod demo;
 pub mod lab;
 pub mod report;
 

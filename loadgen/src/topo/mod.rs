@@ -44,6 +44,8 @@ pub struct UpOptions {
 pub struct Up {
     pub state: State,
     pub control: Option<ControlPlane>,
+    /// `demo --inpod`: the fake istio-cni's ZDS connections to the proxies.
+    pub cni: Option<crate::inpod::demo::Cni>,
 }
 
 /// Builds the topology and starts its processes; on failure, removes what it built.
@@ -91,12 +93,16 @@ fn build(plan: &Plan, opts: &UpOptions) -> Result<Up> {
             state.save()?;
         }
     }
-    let control = match &opts.mesh {
+    let (control, cni) = match &opts.mesh {
         Some(m) => mesh::start(plan, m, &mut state)?,
-        None => None,
+        None => (None, None),
     };
     state.save()?;
-    Ok(Up { state, control })
+    Ok(Up {
+        state,
+        control,
+        cni,
+    })
 }
 
 fn wire_pod(node: &Node, pod: &Pod) -> Result<()> {

@@ -138,15 +138,27 @@ impl Node {
 impl Pod {
     /// Installs istio-cni's in-pod redirection ([`super::rules`]).
     pub fn enrol(&self) -> anyhow::Result<()> {
-        let n = self.ns.name();
-        sh_input(
-            n,
-            &["iptables-restore", "--wait", "10", "--noflush"],
-            Some(super::rules::IPTABLES),
-        )?;
-        for cmd in super::rules::IP {
-            sh(n, cmd)?;
-        }
-        Ok(())
+        enrol_netns(self.ns.name())
     }
+}
+
+/// Installs istio-cni's in-pod redirection ([`super::rules`]) in the named namespace `n`
+/// (a pod this module did not make, e.g. the demo topology's).
+pub fn enrol_netns(n: &str) -> anyhow::Result<()> {
+    sh_input(
+        n,
+        &["iptables-restore", "--wait", "10", "--noflush"],
+        Some(super::rules::IPTABLES),
+    )?;
+    for cmd in super::rules::IP {
+        sh(n, cmd)?;
+    }
+    Ok(())
+}
+
+/// A descriptor of the named namespace, as istio-cni sends it in AddWorkload.
+pub fn open_netns(n: &str) -> anyhow::Result<OwnedFd> {
+    let p = format!("/run/netns/{n}");
+    let f = std::fs::File::open(&p).with_context(|| format!("open {p}"))?;
+    Ok(f.into())
 }
