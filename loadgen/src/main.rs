@@ -348,7 +348,10 @@ fn inpod(a: &cli::InpodArgs) -> Result<bool> {
     );
     inpod::write(&a.out, &samples, &header)?;
     let failed = samples.iter().map(|s| s.failures.len()).sum::<usize>();
-    println!("{}", std::fs::read_to_string(a.out.join("README.md")).unwrap_or_default());
+    println!(
+        "{}",
+        std::fs::read_to_string(a.out.join("README.md")).unwrap_or_default()
+    );
     Ok(failed == 0)
 }
 
