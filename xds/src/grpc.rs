@@ -20,6 +20,9 @@ pub fn encode<M: Message>(m: &M) -> Bytes {
     out.freeze()
 }
 
+/// The most buffer space a [`Decoder`] keeps once it holds no partial message.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
 /// Collects bytes from the stream and yields whole messages.
 #[derive(Debug)]
 pub struct Decoder {
@@ -62,7 +65,13 @@ impl Decoder {
             return Ok(None);
         }
         self.buf.advance(5);
-        Ok(Some(self.buf.split_to(len).freeze()))
+        let frame = self.buf.split_to(len).freeze();
+        if self.buf.is_empty() && self.buf.capacity() > KEEP_CAPACITY {
+            // Let the buffer of a large message (a cold start's) go with the message,
+            // instead of holding its pages for the small ones that follow.
+            self.buf = BytesMut::new();
+        }
+        Ok(Some(frame))
     }
 
     /// The next whole message decoded as `M`.
@@ -115,6 +124,19 @@ mod tests {
             assert_eq!(got, ["a", "bb"], "cut at {cut}");
             d.finish().unwrap();
         }
+    }
+
+    #[test]
+    fn a_large_message_does_not_leave_its_buffer_behind() {
+        let big = node(&"x".repeat(4 * KEEP_CAPACITY));
+        let mut d = Decoder::default();
+        d.push(&encode(&big));
+        assert!(d.buf.capacity() > KEEP_CAPACITY);
+        assert_eq!(d.next_message::<Node>("node").unwrap(), Some(big));
+        assert!(d.buf.capacity() <= KEEP_CAPACITY, "{}", d.buf.capacity());
+        d.push(&encode(&node("small")));
+        let small = d.next_message::<Node>("node").unwrap();
+        assert_eq!(small.map(|n| n.id).as_deref(), Some("small"));
     }
 
     #[test]
