@@ -17,11 +17,12 @@ use crate::error::ProxyError;
 use crate::hbone::client::Timing;
 use crate::hbone::pool::Pool;
 use crate::identity::Identity;
-use crate::inpod::pods::{PodCommand, PodInbox};
+use crate::inpod::pods::PodInbox;
 use crate::inpod::PodUid;
-use crate::runtime::drain::{Conns, Drain};
+use crate::runtime::drain::Drain;
 use crate::runtime::handoff::{BulkView, Handed, Handoff, Inbox};
 use crate::runtime::metrics::Metrics;
+use crate::runtime::pods::{serve_pods, PodLive};
 use crate::runtime::state::{CoreSlot, Shared, State};
 use crate::runtime::ListenerKind;
 use crate::sys;
@@ -30,8 +31,6 @@ use crate::sys;
 /// rings the bell ([`Shared::ring`]: publishing, draining, stopping and a metrics scrape
 /// do); also its pool's idle eviction period.
 pub(crate) const CONTROL_TICK: Duration = Duration::from_secs(1);
-/// How often a draining pod's open connections are counted.
-const POD_DRAIN_POLL: Duration = Duration::from_millis(100);
 
 pub type HbonePool = Pool<h2::client::SendRequest<Bytes>, ProxyError>;
 
@@ -39,7 +38,7 @@ pub type HbonePool = Pool<h2::client::SendRequest<Bytes>, ProxyError>;
 pub struct Core {
     pub id: usize,
     pub config: Arc<Config>,
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     /// Rc around the shared Arc so a connection's clone is a plain increment, not an
     /// atomic one (no atomics on the per-connection path).
     #[allow(clippy::redundant_allocation)]
@@ -61,33 +60,7 @@ pub struct Core {
     /// Same-node HBONE tunnels this core's outbound side has open.
     pub same_node_open: Cell<usize>,
     /// In-pod mode: each captured pod's accept loops and connections on this core.
-    pods: RefCell<HashMap<PodUid, Rc<PodLive>>>,
-}
-
-/// A captured pod on one core: its accept loops, its drain signal (GOAWAY on its inbound
-/// HBONE connections) and its connections, closed when its drain times out.
-pub struct PodLive {
-    uid: PodUid,
-    accepts: RefCell<Vec<AbortHandle>>,
-    pub drain: Drain,
-    conns: Rc<Conns>,
-}
-
-impl PodLive {
-    fn new(uid: PodUid) -> Self {
-        PodLive {
-            uid,
-            accepts: RefCell::default(),
-            drain: Drain::default(),
-            conns: Rc::default(),
-        }
-    }
-
-    /// Closes the pod's listeners (their accept loops end) and raises its drain signal.
-    fn stop_accepting(&self) {
-        self.accepts.borrow_mut().drain(..).for_each(|a| a.abort());
-        self.drain.raise();
-    }
+    pub(super) pods: RefCell<HashMap<PodUid, Rc<PodLive>>>,
 }
 
 impl Core {
@@ -244,7 +217,7 @@ async fn listen(bell: &mut tokio::sync::watch::Receiver<u64>) {
 }
 
 /// Accepts on `l`; `pod`: the captured pod it listens in, whose connections it joins.
-fn spawn_accept(
+pub(super) fn spawn_accept(
     core: &Rc<Core>,
     kind: ListenerKind,
     l: StdListener,
@@ -254,64 +227,6 @@ fn spawn_accept(
     let (accepting, handle) = abortable(accept_loop(core.clone(), kind, listener, pod));
     monoio::spawn(accepting);
     Ok(handle)
-}
-
-/// In-pod mode: starts or stops accepting in pods as the ZDS thread says, as soon as it
-/// says so (the AddWorkload's Ack was sent once the listeners existed: SYNs wait in their
-/// backlog until this core takes them).
-async fn serve_pods(core: Rc<Core>, mut inbox: PodInbox) {
-    while let Some(cmd) = inbox.recv().await {
-        match cmd {
-            PodCommand::Add { uid, listeners } => {
-                let pod = Rc::new(PodLive::new(uid.clone()));
-                for (kind, l) in listeners {
-                    match spawn_accept(&core, kind, l, Some(pod.clone())) {
-                        Ok(h) => pod.accepts.borrow_mut().push(h),
-                        Err(e) => {
-                            tracing::warn!(core = core.id, uid = uid.0, error = %e, "pod listener failed")
-                        }
-                    }
-                }
-                if let Some(old) = core.pods.borrow_mut().insert(uid.clone(), pod) {
-                    // The pod's sandbox came back with a new namespace: the old one drains.
-                    monoio::spawn(drain_pod(core.clone(), uid, old, Vec::new()));
-                }
-            }
-            PodCommand::Del { uid, ips } => {
-                if let Some(pod) = core.pods.borrow_mut().remove(&uid) {
-                    monoio::spawn(drain_pod(core.clone(), uid, pod, ips));
-                }
-            }
-        }
-    }
-}
-
-/// DelWorkload on this core: the pod's listeners close at once (a new connection to it
-/// is refused), its inbound HBONE connections get GOAWAY, its open connections finish for
-/// up to the drain timeout and are then closed; last, pooled HBONE connections that left
-/// from its addresses are dropped. Nothing of the pod is left on the core after this.
-async fn drain_pod(core: Rc<Core>, uid: PodUid, pod: Rc<PodLive>, ips: Vec<std::net::IpAddr>) {
-    pod.stop_accepting();
-    let deadline = Instant::now() + core.config.drain_timeout;
-    while !pod.conns.is_empty() && !core.shared.stopping() {
-        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-            break;
-        };
-        monoio::time::sleep(left.min(POD_DRAIN_POLL)).await;
-    }
-    let closed = pod.conns.close_all();
-    if closed > 0 {
-        tracing::info!(
-            core = core.id,
-            uid = uid.0,
-            closed,
-            "pod drain timed out; its connections closed"
-        );
-    }
-    let pooled = core
-        .pool
-        .evict_keys(|k| k.src_ip.is_some_and(|ip| ips.contains(&ip)));
-    tracing::debug!(core = core.id, uid = uid.0, pooled, "pod drained");
 }
 
 async fn accept_loop(
@@ -368,7 +283,10 @@ fn spawn_handler(
 
 /// Spawns a connection's task; a captured pod's joins the pod's connections (closed when
 /// the pod's drain times out).
-fn spawn_in<F: std::future::Future<Output = ()> + 'static>(pod: Option<&Rc<PodLive>>, task: F) {
+pub(super) fn spawn_in<F: std::future::Future<Output = ()> + 'static>(
+    pod: Option<&Rc<PodLive>>,
+    task: F,
+) {
     match pod {
         Some(pod) => drop(monoio::spawn(pod.conns.track(task))),
         None => drop(monoio::spawn(task)),

@@ -13,6 +13,7 @@ mod ca;
 pub mod control;
 pub mod core;
 pub mod drain;
+mod pods;
 pub mod endpoints;
 mod grpc;
 pub mod handoff;
