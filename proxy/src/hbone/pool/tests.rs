@@ -85,6 +85,31 @@ fn released_slots_are_reused_and_idle_connections_evicted() {
 }
 
 #[test]
+fn a_key_keeps_one_idle_connection_after_a_burst() {
+    let pool: Pool<u32, String> = Pool::new(2);
+    let k = key(None, "127.0.0.2:15008");
+    let opened = Cell::new(0u32);
+    let connect = || {
+        opened.set(opened.get() + 1);
+        std::future::ready(Ok(conn(opened.get())))
+    };
+    let leases = block_on(join_all((0..6).map(|_| pool.checkout(&k, connect))));
+    let mut leases: Vec<_> = leases.into_iter().map(Result::unwrap).collect();
+    assert_eq!(pool.len(), 3);
+    // One connection still carries a stream: it stays, and so does one idle one.
+    leases.retain(|l| *l.handle() == 3);
+    assert_eq!(leases.len(), 2);
+    leases.pop();
+    let idle = Duration::from_secs(300);
+    assert_eq!(pool.evict_idle(Instant::now(), idle), 1);
+    assert_eq!(pool.len(), 2);
+    drop(leases);
+    assert_eq!(pool.evict_idle(Instant::now(), idle), 1);
+    assert_eq!(pool.len(), 1);
+    assert_eq!(pool.evict_idle(Instant::now(), idle), 0);
+}
+
+#[test]
 fn dead_connections_are_replaced_and_errors_shared() {
     let pool: Pool<u32, String> = Pool::new(10);
     let k = key(None, "127.0.0.2:15008");
