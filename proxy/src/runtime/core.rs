@@ -26,6 +26,7 @@ use crate::runtime::pods::{serve_pods, PodLive};
 use crate::runtime::state::{CoreSlot, Shared, State};
 use crate::runtime::ListenerKind;
 use crate::sys;
+use crate::tls::CertStore;
 
 /// How often a core looks for a new config generation or a shutdown request when no one
 /// rings the bell ([`Shared::ring`]: publishing, draining, stopping and a metrics scrape
@@ -155,16 +156,33 @@ impl Core {
         if published == self.generation.get() {
             return;
         }
-        *self.state.borrow_mut() = Rc::new(self.shared.current());
+        let next = self.shared.current();
+        // A workload push keeps the certificates: the TLS configs built from them (and
+        // the client configs' resumption caches) stay valid.
+        if !same_certs(&self.state.borrow().certs, &next.certs) {
+            self.server_tls.borrow_mut().clear();
+            self.client_tls.borrow_mut().clear();
+        }
+        *self.state.borrow_mut() = Rc::new(next);
         self.generation.set(published);
-        self.server_tls.borrow_mut().clear();
-        self.client_tls.borrow_mut().clear();
         tracing::info!(
             core = self.id,
             generation = published,
             "core adopted new configuration"
         );
     }
+}
+
+/// Whether two generations hold the very same trust bundle and certificates (the same
+/// allocations: a generation that did not reload them shares them with the last one).
+fn same_certs(a: &CertStore, b: &CertStore) -> bool {
+    let same_key = |id| match (a.certified_key(id), b.certified_key(id)) {
+        (Ok(x), Ok(y)) => Arc::ptr_eq(x, y),
+        _ => false,
+    };
+    Arc::ptr_eq(a.roots(), b.roots())
+        && a.identities().eq(b.identities())
+        && a.identities().all(same_key)
 }
 
 /// Runs one core until shutdown: accept loops for each listener plus housekeeping.
