@@ -196,7 +196,10 @@ fn measure_all(
                     let lab = if proxy == Proxy::Zring { zr } else { zt };
                     let t = Target { lab, direct: d };
                     progress.set(format!("{title} {} (repeat {})", t.name(), r + 1));
-                    let s = plan.measure(kind, t);
+                    let mut s = plan.measure(kind, t);
+                    if !d {
+                        lab.exited().into_iter().for_each(|why| fail(&mut s, why));
+                    }
                     progress.note(&summary(&title, t.name(), &s));
                     fig.samples.entry(t.name().into()).or_default().push(s);
                 }
@@ -204,6 +207,12 @@ fn measure_all(
             fig
         })
         .collect()
+}
+
+/// A proxy gone after a figure is a failure of that figure (and of every later one).
+fn fail(s: &mut Sample, why: String) {
+    s.failures += 1;
+    s.reason(why);
 }
 
 fn summary(title: &str, target: &str, s: &Sample) -> String {

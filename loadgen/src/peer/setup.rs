@@ -59,6 +59,19 @@ impl Lab {
         let b = self.remote.as_ref().map(|p| p.pid);
         std::iter::once(self.proc.pid).chain(b).collect()
     }
+
+    /// One line per proxy of the lab that is no longer running (a figure measured after
+    /// it exited would read its RSS as 0 and its CPU as nothing).
+    pub fn exited(&self) -> Vec<String> {
+        let procs = std::iter::once(&self.proc).chain(self.remote.as_ref());
+        procs
+            .filter(|p| !procs::is_alive(p.pid))
+            .map(|p| {
+                let (kind, pid, ns, log) = (&p.kind, p.pid, &p.netns, p.log.display());
+                format!("{kind} (pid {pid}) in {ns} exited; its log is {log}")
+            })
+            .collect()
+    }
 }
 
 /// The LocalConfig both proxies read (built from zring's own config types).
@@ -250,5 +263,36 @@ async fn probe_once(target: SocketAddr, via: Option<Via>) -> Result<IpAddr> {
         if res.map_err(Error::io(format!("probing {target}")))? == 0 {
             return Err(Error::ClosedEarly { server: target });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exited_names_the_proxies_that_are_gone() {
+        let proc = |pid: i32, kind: &str| Proc {
+            kind: kind.into(),
+            netns: "ns".into(),
+            pid,
+            log: PathBuf::from("/tmp/x.log"),
+        };
+        let mut lab = Lab {
+            proxy: Proxy::Zring,
+            netns: "ns".into(),
+            proc: proc(std::process::id() as i32, "zring"),
+            remote: None,
+            socks: SocketAddr::from(SOCKS_ADDR),
+            seen_ip: SERVER_IP,
+            direct_ip: SERVER_IP,
+        };
+        assert!(lab.exited().is_empty());
+        // Beyond the kernel's pid_max: never a live process.
+        lab.remote = Some(proc(i32::MAX, "zring-b"));
+        let gone = lab.exited();
+        assert_eq!(gone.len(), 1, "{gone:?}");
+        assert!(gone[0].starts_with("zring-b (pid 2147483647) in ns exited"));
+        assert_eq!(lab.pids(), vec![std::process::id() as i32, i32::MAX]);
     }
 }
