@@ -13,10 +13,10 @@ use monoio::net::TcpStream;
 
 use crate::access_log::Accounting;
 use crate::config::{ConnInfo, Decision, Route, Snapshot};
+use crate::context::Common;
 use crate::error::ProxyError;
 use crate::hbone::proto::Rejection;
 use crate::identity::Identity;
-use crate::runtime::core::Core;
 use crate::runtime::metrics::Labels;
 
 /// A connection the fast path may carry: what its inbound side needs.
@@ -90,13 +90,13 @@ impl Inbound {
 /// failure is recorded on the inbound side and returned as the tunnel's client would see
 /// it (the status the inbound side would have answered).
 pub async fn connect(
-    core: &Core,
+    common: &Common,
     direct: &Direct,
     peer: SocketAddr,
     source: Option<IpAddr>,
 ) -> Result<(TcpStream, Inbound), ProxyError> {
     let accounting = {
-        let state = core.state();
+        let state = common.state();
         let snap = &state.snapshot;
         let labels = Labels::inbound(
             snap,
@@ -105,14 +105,14 @@ pub async fn connect(
             direct.authority.ip(),
         );
         let ends = (peer, direct.hbone_addr);
-        Accounting::open(snap, &core.metrics, labels, ends, Some(direct.authority)).fast_path()
+        Accounting::open(snap, &common.metrics, labels, ends, Some(direct.authority)).fast_path()
     };
-    core.metrics.fast_path();
+    common.metrics.fast_path();
     let refused = |status| ProxyError::Status {
         addr: direct.hbone_addr,
         status,
     };
-    if let Err(rejection) = admit(core, direct, peer) {
+    if let Err(rejection) = admit(common, direct, peer) {
         let status = rejection.status();
         accounting.close(&Err(ProxyError::Rejected {
             local: direct.hbone_addr,
@@ -120,7 +120,7 @@ pub async fn connect(
         }));
         return Err(refused(status));
     }
-    match crate::outbound::connect_upstream(core, direct.authority, source).await {
+    match common.connect_upstream(direct.authority, source).await {
         Ok(upstream) => Ok((upstream, Inbound { accounting })),
         Err(e) => {
             accounting.close(&Err(e));
@@ -130,8 +130,8 @@ pub async fn connect(
 }
 
 /// The destination's policy for the source identity, by the inbound path's evaluation.
-fn admit(core: &Core, direct: &Direct, peer: SocketAddr) -> Result<(), Rejection> {
-    let state = core.state();
+fn admit(common: &Common, direct: &Direct, peer: SocketAddr) -> Result<(), Rejection> {
+    let state = common.state();
     let snap = &state.snapshot;
     let workload = snap
         .workload_by_ip(direct.authority.ip())
@@ -142,7 +142,7 @@ fn admit(core: &Core, direct: &Direct, peer: SocketAddr) -> Result<(), Rejection
         dst: direct.authority,
         dst_workload: workload,
     };
-    match crate::inbound::authorize(core, snap, &info) {
+    match crate::inbound::authorize(&common.metrics, snap, &info) {
         Decision::Allow => Ok(()),
         Decision::Deny { policy } => Err(Rejection::Denied(policy)),
     }

@@ -13,37 +13,53 @@ use monoio::net::TcpStream;
 
 use crate::access_log::Accounting;
 use crate::config::{waypoint, ConnInfo, Decision, Workload};
+use crate::context::Common;
 use crate::error::ProxyError;
 use crate::hbone::client::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use crate::hbone::proto::{self, Rejection};
 use crate::identity::Identity;
-use crate::outbound::connect_upstream;
 use crate::relay::{self, Transferred};
-use crate::runtime::core::Core;
 use crate::runtime::drain::{Drain, DrainWait};
-use crate::runtime::metrics::Labels;
+use crate::runtime::metrics::{Labels, Metrics};
 use crate::tls::TlsStream;
+
+/// What the inbound leg uses on one core; the runtime builds it, every connection on
+/// the core's 15008 and 15006 (node-level or a pod's) shares it.
+pub struct Context {
+    pub common: Rc<Common>,
+    /// The plaintext listener's own port: a connection addressed to it is a loop.
+    plaintext_port: Option<u16>,
+}
+
+impl Context {
+    pub fn new(common: Rc<Common>, plaintext_port: Option<u16>) -> Context {
+        Context {
+            common,
+            plaintext_port,
+        }
+    }
+}
 
 /// Concurrent streams we accept per HBONE connection (ztunnel's server value).
 const SERVER_MAX_STREAMS: u32 = 200;
 
 /// One inbound HBONE connection: TLS as the addressed workload, then CONNECT streams.
 pub async fn serve_hbone(
-    core: &Rc<Core>,
+    cx: &Rc<Context>,
     stream: TcpStream,
     peer: SocketAddr,
     drain: &Drain,
 ) -> Result<(), ProxyError> {
-    core.metrics.hbone_accepted();
+    cx.common.metrics.hbone_accepted();
     let local = stream.local_addr()?;
-    let identity = local_identity(core, local.ip())?;
-    let config = core.server_tls(&identity)?;
+    let identity = local_identity(cx, local.ip())?;
+    let config = cx.common.server_tls(&identity)?;
     let handshake = |source| ProxyError::Handshake { addr: peer, source };
     let session = rustls::server::UnbufferedServerConnection::new(config)
         .map_err(|e| handshake(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
     // A peer that never finishes its handshake must not hold the socket forever.
     let tls = monoio::time::timeout(
-        core.config.connect_timeout,
+        cx.common.connect_timeout,
         TlsStream::handshake(stream, session),
     )
     .await
@@ -78,7 +94,7 @@ pub async fn serve_hbone(
             Next::Closed => return Ok(()),
         };
         let (req, respond) = next.map_err(ProxyError::h2(peer))?;
-        monoio::spawn(serve_stream(core.clone(), conn_info.clone(), req, respond));
+        monoio::spawn(serve_stream(cx.clone(), conn_info.clone(), req, respond));
     }
 }
 
@@ -111,8 +127,8 @@ async fn next_stream(
 }
 
 /// The identity this node presents for connections addressed to `ip`.
-fn local_identity(core: &Core, ip: IpAddr) -> Result<Identity, ProxyError> {
-    let state = core.state();
+fn local_identity(cx: &Context, ip: IpAddr) -> Result<Identity, ProxyError> {
+    let state = cx.common.state();
     let workload = state
         .snapshot
         .workload_by_ip(ip)
@@ -131,12 +147,12 @@ struct HboneConn {
 /// response, and the request's headers) runs boxed and is freed before the relay
 /// starts, so an open stream's task holds only the relay's state.
 fn serve_stream(
-    core: Rc<Core>,
+    cx: Rc<Context>,
     conn: Rc<HboneConn>,
     req: Request<RecvStream>,
     respond: SendResponse<Bytes>,
 ) -> impl std::future::Future<Output = ()> {
-    let setup = Box::pin(open_stream(core, conn, req, respond));
+    let setup = Box::pin(open_stream(cx, conn, req, respond));
     async move {
         if let Some(open) = setup.await {
             open.relay().await;
@@ -170,13 +186,13 @@ fn close(accounting: Accounting, peer: SocketAddr, result: Result<Transferred, P
 /// Counts the stream as opened, admits it and connects its upstream; `None` when that
 /// failed (counted and logged).
 async fn open_stream(
-    core: Rc<Core>,
+    cx: Rc<Context>,
     conn: Rc<HboneConn>,
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
 ) -> Option<OpenStream> {
     let accounting = {
-        let state = core.state();
+        let state = cx.common.state();
         let client = client_ip(&state.snapshot, conn.peer, &req);
         let labels = Labels::inbound(
             &state.snapshot,
@@ -187,9 +203,9 @@ async fn open_stream(
         let authority = req.uri().authority().and_then(|a| a.as_str().parse().ok());
         let src = SocketAddr::new(client, conn.peer.port());
         let ends = (src, conn.local);
-        Accounting::open(&state.snapshot, &core.metrics, labels, ends, authority)
+        Accounting::open(&state.snapshot, &cx.common.metrics, labels, ends, authority)
     };
-    match open_upstream(&core, &conn, &req, &mut respond).await {
+    match open_upstream(&cx, &conn, &req, &mut respond).await {
         Ok((upstream, tx)) => Some(OpenStream {
             upstream,
             tx,
@@ -206,12 +222,12 @@ async fn open_stream(
 
 /// Admits the CONNECT, connects its target and answers 200 (or the refusal).
 async fn open_upstream(
-    core: &Core,
+    cx: &Context,
     conn: &HboneConn,
     req: &Request<RecvStream>,
     respond: &mut SendResponse<Bytes>,
 ) -> Result<(TcpStream, h2::SendStream<Bytes>), ProxyError> {
-    let (target, source) = match admit(core, conn, req) {
+    let (target, source) = match admit(cx, conn, req) {
         Ok(v) => v,
         Err(rejection) => {
             send_status(respond, rejection.status());
@@ -221,7 +237,7 @@ async fn open_upstream(
             });
         }
     };
-    let upstream = match connect_upstream(core, target, source).await {
+    let upstream = match cx.common.connect_upstream(target, source).await {
         Ok(s) => s,
         Err(e) => {
             send_status(respond, StatusCode::SERVICE_UNAVAILABLE);
@@ -243,11 +259,11 @@ fn send_status(respond: &mut SendResponse<Bytes>, status: StatusCode) {
 /// Validates the CONNECT and applies policy; returns the target and the source IP to
 /// spoof (none when not transparent).
 fn admit(
-    core: &Core,
+    cx: &Context,
     conn: &HboneConn,
     req: &Request<RecvStream>,
 ) -> Result<(SocketAddr, Option<IpAddr>), Rejection> {
-    let state = core.state();
+    let state = cx.common.state();
     let snapshot = &state.snapshot;
     let target = match proto::validate(req, Some(conn.local), |ip| snapshot.is_local(ip)) {
         Err(Rejection::NotLocal { authority, local })
@@ -270,10 +286,10 @@ fn admit(
         dst: target,
         dst_workload: workload,
     };
-    if let Decision::Deny { policy } = authorize(core, snapshot, &info) {
+    if let Decision::Deny { policy } = authorize(&cx.common.metrics, snapshot, &info) {
         return Err(Rejection::Denied(policy));
     }
-    Ok((target, core.config.transparent.then_some(client_ip)))
+    Ok((target, cx.common.transparent.then_some(client_ip)))
 }
 
 /// The original client: the HBONE peer itself when it is a workload (transparent
@@ -291,23 +307,29 @@ fn client_ip(
 
 /// Captured plaintext addressed to a local workload (15006).
 pub async fn serve_plaintext(
-    core: &Rc<Core>,
+    cx: &Rc<Context>,
     stream: TcpStream,
     peer: SocketAddr,
 ) -> Result<(), ProxyError> {
     let dst = stream.local_addr()?;
-    let listen_port = core.config.inbound_plaintext_addr.map(|a| a.port());
+    let listen_port = cx.plaintext_port;
     if Some(dst.port()) == listen_port {
         return Err(ProxyError::Loop(dst));
     }
-    authorize_plaintext(core, peer, dst)?;
+    authorize_plaintext(cx, peer, dst)?;
     let accounting = {
-        let state = core.state();
+        let state = cx.common.state();
         let labels = Labels::inbound(&state.snapshot, peer.ip(), None, dst.ip());
-        Accounting::open(&state.snapshot, &core.metrics, labels, (peer, dst), None)
+        Accounting::open(
+            &state.snapshot,
+            &cx.common.metrics,
+            labels,
+            (peer, dst),
+            None,
+        )
     };
-    let source = core.config.transparent.then_some(peer.ip());
-    let result = match connect_upstream(core, dst, source).await {
+    let source = cx.common.transparent.then_some(peer.ip());
+    let result = match cx.common.connect_upstream(dst, source).await {
         Ok(upstream) => relay::splice_bidi(stream, upstream)
             .await
             .map_err(ProxyError::from),
@@ -320,8 +342,8 @@ pub async fn serve_plaintext(
     Ok(())
 }
 
-fn authorize_plaintext(core: &Core, peer: SocketAddr, dst: SocketAddr) -> Result<(), ProxyError> {
-    let state = core.state();
+fn authorize_plaintext(cx: &Context, peer: SocketAddr, dst: SocketAddr) -> Result<(), ProxyError> {
+    let state = cx.common.state();
     let snapshot = &state.snapshot;
     let workload = snapshot
         .workload_by_ip(dst.ip())
@@ -333,7 +355,7 @@ fn authorize_plaintext(core: &Core, peer: SocketAddr, dst: SocketAddr) -> Result
         dst,
         dst_workload: workload,
     };
-    match authorize(core, snapshot, &info) {
+    match authorize(&cx.common.metrics, snapshot, &info) {
         Decision::Allow => Ok(()),
         Decision::Deny { policy } => Err(ProxyError::Denied { dst, policy }),
     }
@@ -341,17 +363,21 @@ fn authorize_plaintext(core: &Core, peer: SocketAddr, dst: SocketAddr) -> Result
 
 /// The destination's policies applied to `info`: the one evaluation every path into a
 /// local workload uses (HBONE, captured plaintext, and the same-node fast path).
-pub fn authorize(core: &Core, snapshot: &crate::config::Snapshot, info: &ConnInfo) -> Decision {
-    count_unknown_policies(core, snapshot, info.dst_workload);
+pub fn authorize(
+    metrics: &Metrics,
+    snapshot: &crate::config::Snapshot,
+    info: &ConnInfo,
+) -> Decision {
+    count_unknown_policies(metrics, snapshot, info.dst_workload);
     snapshot.authorize(info)
 }
 
 /// A policy the destination lists but this generation lacks is skipped, not refused
 /// (ztunnel's rule: it may not have arrived yet, or was just removed): said at debug and
 /// counted in `zring_policies_skipped_total`.
-fn count_unknown_policies(core: &Core, snapshot: &crate::config::Snapshot, w: &Workload) {
+fn count_unknown_policies(metrics: &Metrics, snapshot: &crate::config::Snapshot, w: &Workload) {
     for key in snapshot.unknown_policies(w) {
         tracing::debug!(policy = key, workload = %w, "skipping unknown policy");
-        core.metrics.policy_skipped();
+        metrics.policy_skipped();
     }
 }

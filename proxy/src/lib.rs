@@ -9,7 +9,8 @@
 //! - [`hbone`] — HBONE protocol (pure), client pool, client and server.
 //! - [`socks5`] — SOCKS5 CONNECT parsing (pure) and handshake.
 //! - [`runtime`] — thread per core: listeners, per-core state, reload, admin endpoints.
-//! - [`outbound`], [`inbound`] — the three legs: capture → tunnel → delivery.
+//! - [`outbound`], [`inbound`] — the three legs: capture → tunnel → delivery; each takes
+//!   its own context ([`context::Common`] plus what only it uses), built by [`runtime`].
 //! - [`fast_path`] — two workloads on this node joined directly, inbound policy applied.
 //! - [`inpod`] — in-pod mode: the ZDS client (istio-cni hands over pod namespaces).
 //! - [`plumb`] — `zring run --plumb`: ztunnel-pod plumbing applied at start, removed at exit;
@@ -25,6 +26,7 @@ static CHECKED: testsupport::Checked = testsupport::Checked;
 
 pub mod access_log;
 pub mod config;
+pub mod context;
 pub mod error;
 pub mod fast_path;
 pub mod hbone;

@@ -2,34 +2,98 @@
 //! 15080) goes to its destination through an HBONE tunnel or as plain TCP, leaving with
 //! the client pod's source IP when transparent.
 
+use std::cell::{Cell, RefCell};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
+
+use bytes::Bytes;
 
 use monoio::net::TcpStream;
 
 use crate::access_log::Accounting;
-use crate::config::{is_proxy_port, resolve_from, resolve_hostname, Route};
+use crate::config::{is_proxy_port, resolve_from, resolve_hostname, Config, RoundRobin, Route};
+use crate::context::Common;
 use crate::error::ProxyError;
 use crate::fast_path;
-use crate::hbone::client;
-use crate::hbone::pool::PoolKey;
+use crate::hbone::client::{self, Timing};
+use crate::hbone::pool::{Pool, PoolKey};
 use crate::relay;
-use crate::runtime::core::Core;
-use crate::runtime::handoff::{Origin, Placement};
+use crate::runtime::handoff::{BulkView, Handoff, Origin, Placement};
 use crate::runtime::metrics::Labels;
 use crate::socks5::{self, Reply, Target};
-use crate::{sockets, sys};
+use crate::sys;
+
+/// A core's pool of HBONE client connections.
+pub type HbonePool = Pool<h2::client::SendRequest<Bytes>, ProxyError>;
+
+/// What the outbound leg uses on one core; the runtime builds it, every connection
+/// captured on the core's 15001 (node-level or a pod's) and 15080 shares it.
+pub struct Context {
+    pub common: Rc<Common>,
+    pub pool: HbonePool,
+    rr: RefCell<RoundRobin>,
+    /// Places the inbound end of a same-node HBONE connection on this core or the next.
+    handoff: Arc<Handoff>,
+    /// This core's copy of the bulk destinations ([`Handoff::placement`]).
+    bulk: RefCell<BulkView>,
+    /// Same-node HBONE tunnels this core's outbound side has open.
+    same_node_open: Cell<usize>,
+    settings: Settings,
+}
+
+impl Context {
+    pub fn new(common: Rc<Common>, config: &Config, handoff: Arc<Handoff>) -> Context {
+        Context {
+            common,
+            pool: Pool::new(config.pool_max_streams as usize),
+            rr: RefCell::default(),
+            handoff,
+            bulk: RefCell::default(),
+            same_node_open: Cell::new(0),
+            settings: Settings::of(config),
+        }
+    }
+}
+
+/// The settings the outbound leg reads.
+struct Settings {
+    /// The outbound listener's port: a connection accepted there came by REDIRECT.
+    listen_port: Option<u16>,
+    hbone_port: u16,
+    fast_path: bool,
+    cores: usize,
+    trust_domain: String,
+    timing: Timing,
+}
+
+impl Settings {
+    fn of(config: &Config) -> Settings {
+        Settings {
+            listen_port: config.outbound_addr.map(|a| a.port()),
+            hbone_port: config.hbone_port,
+            fast_path: config.same_node_fast_path,
+            cores: config.cores,
+            trust_domain: config.trust_domain.clone(),
+            timing: Timing {
+                connect_timeout: config.connect_timeout,
+                ping_interval: config.ping_interval,
+                ping_timeout: config.ping_timeout,
+            },
+        }
+    }
+}
 
 /// A connection captured by TPROXY (or REDIRECT) on the outbound listener.
 pub async fn serve_captured(
-    core: &Rc<Core>,
+    cx: &Rc<Context>,
     stream: TcpStream,
     peer: SocketAddr,
 ) -> Result<(), ProxyError> {
-    let dst = original_destination(core, &stream)?;
+    let dst = original_destination(cx, &stream)?;
     // Boxed: see `serve_socks5`.
-    let ready = Box::pin(connect(core, stream, peer, Target::Addr(dst), false)).await?;
+    let ready = Box::pin(connect(cx, stream, peer, Target::Addr(dst), false)).await?;
     if let Some(ready) = ready {
         relay(ready).await;
     }
@@ -38,7 +102,7 @@ pub async fn serve_captured(
 
 /// A SOCKS5 client on 15080.
 pub async fn serve_socks5(
-    core: &Rc<Core>,
+    cx: &Rc<Context>,
     mut stream: TcpStream,
     peer: SocketAddr,
 ) -> Result<(), ProxyError> {
@@ -48,7 +112,7 @@ pub async fn serve_socks5(
     // holds only the relay's state.
     let ready = Box::pin(async move {
         let target = socks5::accept(&mut stream).await?;
-        connect(core, stream, peer, target, true).await
+        connect(cx, stream, peer, target, true).await
     })
     .await?;
     if let Some(ready) = ready {
@@ -59,9 +123,9 @@ pub async fn serve_socks5(
 
 /// TPROXY keeps the original destination as the socket's local address; REDIRECT
 /// leaves our own listener address there and the destination in SO_ORIGINAL_DST.
-fn original_destination(core: &Core, stream: &TcpStream) -> Result<SocketAddr, ProxyError> {
+fn original_destination(cx: &Context, stream: &TcpStream) -> Result<SocketAddr, ProxyError> {
     let local = stream.local_addr()?;
-    let listen_port = core.config.outbound_addr.map(|a| a.port());
+    let listen_port = cx.settings.listen_port;
     let dst = if Some(local.port()) == listen_port {
         sys::original_dst(stream, local.is_ipv6()).map_err(|_| ProxyError::Loop(local))?
     } else {
@@ -101,22 +165,22 @@ impl Ends {
 /// Routes `target` and connects its far side. `Err` when it cannot be routed, `None`
 /// when the connect failed (counted and logged as a failed connection).
 async fn connect(
-    core: &Rc<Core>,
+    cx: &Rc<Context>,
     mut client: TcpStream,
     peer: SocketAddr,
     target: Target,
     socks: bool,
 ) -> Result<Option<Ready>, ProxyError> {
-    let route = match route(core, peer.ip(), &target) {
+    let route = match route(cx, peer.ip(), &target) {
         Ok(route) => route,
         Err(e) => {
-            refused_for_waypoint(core, peer, &e);
+            refused_for_waypoint(cx, peer, &e);
             reply(&mut client, socks, Reply::HostUnreachable).await;
             return Err(e);
         }
     };
     let accounting = {
-        let state = core.state();
+        let state = cx.common.state();
         let labels = Labels::outbound(&state.snapshot, peer.ip(), &route);
         let (dst, hbone) = match &route {
             Route::Hbone {
@@ -126,14 +190,20 @@ async fn connect(
             } => (*hbone_addr, Some(*authority)),
             Route::Passthrough { addr } => (*addr, None),
         };
-        Accounting::open(&state.snapshot, &core.metrics, labels, (peer, dst), hbone)
+        Accounting::open(
+            &state.snapshot,
+            &cx.common.metrics,
+            labels,
+            (peer, dst),
+            hbone,
+        )
     };
-    let direct = match core.config.same_node_fast_path {
+    let direct = match cx.settings.fast_path {
         true => fast_path::eligible(
-            &core.state().snapshot,
+            &cx.common.state().snapshot,
             peer.ip(),
             &route,
-            core.config.hbone_port,
+            cx.settings.hbone_port,
         ),
         false => None,
     };
@@ -142,13 +212,13 @@ async fn connect(
         None => accounting,
     };
     // Leave with the client pod's IP when transparent; a SOCKS5 client is local, not a pod.
-    let spoof = (core.config.transparent && !socks).then_some(peer.ip());
+    let spoof = (cx.common.transparent && !socks).then_some(peer.ip());
     let ends = Ends {
-        core: core.id,
+        core: cx.common.core,
         peer,
         target,
     };
-    match establish(core, &mut client, peer, (route, direct), spoof, socks).await {
+    match establish(cx, &mut client, peer, (route, direct), spoof, socks).await {
         Ok(leg) => Ok(Some(Ready {
             client,
             leg,
@@ -195,10 +265,10 @@ async fn relay(ready: Ready) {
         .close(ready.accounting, result.map_err(Into::into));
 }
 
-fn route(core: &Core, src: IpAddr, target: &Target) -> Result<Route, ProxyError> {
-    let state = core.state();
-    let mut rr = core.rr.borrow_mut();
-    let hbone_port = core.config.hbone_port;
+fn route(cx: &Context, src: IpAddr, target: &Target) -> Result<Route, ProxyError> {
+    let state = cx.common.state();
+    let mut rr = cx.rr.borrow_mut();
+    let hbone_port = cx.settings.hbone_port;
     let snap = &state.snapshot;
     let routed = match target {
         Target::Addr(a) if is_proxy_port(a.port()) => return Err(ProxyError::Loop(*a)),
@@ -215,13 +285,13 @@ fn route(core: &Core, src: IpAddr, target: &Target) -> Result<Route, ProxyError>
 
 /// A connection refused because of its destination's waypoint is logged and counted by
 /// that waypoint: an operator sees which waypoint keeps traffic from flowing.
-fn refused_for_waypoint(core: &Core, peer: SocketAddr, e: &ProxyError) {
+fn refused_for_waypoint(cx: &Context, peer: SocketAddr, e: &ProxyError) {
     let ProxyError::Route { target, source } = e else {
         return;
     };
     if let Some(waypoint) = source.waypoint() {
-        core.metrics.waypoint_refused(waypoint);
-        tracing::warn!(core = core.id, %peer, %target, waypoint, error = %source, "outbound connection refused at its waypoint");
+        cx.common.metrics.waypoint_refused(waypoint);
+        tracing::warn!(core = cx.common.core, %peer, %target, waypoint, error = %source, "outbound connection refused at its waypoint");
     }
 }
 
@@ -252,16 +322,16 @@ enum Leg {
 /// its destination and opening time let its volume decide where the destination's next
 /// streams run.
 struct SameNode {
-    core: Rc<Core>,
+    cx: Rc<Context>,
     dst: SocketAddr,
     opened: Instant,
 }
 
 impl SameNode {
-    fn new(core: &Rc<Core>, dst: SocketAddr, opened: Instant) -> SameNode {
-        core.same_node_open.set(core.same_node_open.get() + 1);
+    fn new(cx: &Rc<Context>, dst: SocketAddr, opened: Instant) -> SameNode {
+        cx.same_node_open.set(cx.same_node_open.get() + 1);
         SameNode {
-            core: core.clone(),
+            cx: cx.clone(),
             dst,
             opened,
         }
@@ -270,13 +340,13 @@ impl SameNode {
     fn finished(self, bytes: u64) {
         let now = Instant::now();
         let lived = now - self.opened;
-        self.core.handoff.finished(self.dst, bytes, lived, now);
+        self.cx.handoff.finished(self.dst, bytes, lived, now);
     }
 }
 
 impl Drop for SameNode {
     fn drop(&mut self) {
-        let open = &self.core.same_node_open;
+        let open = &self.cx.same_node_open;
         open.set(open.get() - 1);
     }
 }
@@ -285,7 +355,7 @@ type H2Lease = crate::hbone::pool::Lease<h2::client::SendRequest<bytes::Bytes>>;
 
 /// Connects the far side of `route` and answers a SOCKS5 client with the outcome.
 async fn establish(
-    core: &Rc<Core>,
+    cx: &Rc<Context>,
     client: &mut TcpStream,
     peer: SocketAddr,
     (route, direct): (Route, Option<fast_path::Direct>),
@@ -294,13 +364,15 @@ async fn establish(
 ) -> Result<Leg, ProxyError> {
     let plain = matches!(route, Route::Passthrough { .. });
     let leg = match (route, direct) {
-        (Route::Passthrough { addr }, _) => {
-            connect_upstream(core, addr, spoof).await.map(Leg::Plain)
-        }
+        (Route::Passthrough { addr }, _) => cx
+            .common
+            .connect_upstream(addr, spoof)
+            .await
+            .map(Leg::Plain),
         (Route::Hbone { .. }, Some(direct)) => {
             // The inbound side leaves with the client's IP when transparent, SOCKS5 too.
-            let source = core.config.transparent.then_some(peer.ip());
-            fast_path::connect(core, &direct, peer, source)
+            let source = cx.common.transparent.then_some(peer.ip());
+            fast_path::connect(&cx.common, &direct, peer, source)
                 .await
                 .map(|(upstream, inbound)| Leg::Direct { upstream, inbound })
         }
@@ -319,7 +391,7 @@ async fn establish(
                 dst_identity,
                 spoof,
             };
-            tunnel.open(core, peer).await
+            tunnel.open(cx, peer).await
         }
     };
     let code = match &leg {
@@ -331,18 +403,6 @@ async fn establish(
     };
     reply(client, socks, code).await;
     leg
-}
-
-/// Connects to a destination with the configured timeout.
-pub async fn connect_upstream(
-    core: &Core,
-    addr: SocketAddr,
-    source: Option<IpAddr>,
-) -> Result<TcpStream, ProxyError> {
-    monoio::time::timeout(core.config.connect_timeout, sockets::connect(addr, source))
-        .await
-        .map_err(|_| ProxyError::ConnectTimeout { addr })?
-        .map_err(|source| ProxyError::Connect { addr, source })
 }
 
 /// A core with this many same-node tunnels open spreads its next ones whatever their
@@ -360,24 +420,24 @@ struct Tunnel {
 }
 
 impl Tunnel {
-    async fn open(&self, core: &Rc<Core>, peer: SocketAddr) -> Result<Leg, ProxyError> {
-        let state = core.state();
+    async fn open(&self, cx: &Rc<Context>, peer: SocketAddr) -> Result<Leg, ProxyError> {
+        let state = cx.common.state();
         let src_identity = match state.snapshot.workload_by_ip(peer.ip()) {
             Some(src) => state.snapshot.identity(src),
             // In-pod mode, as ztunnel: a captured pod the workload config does not know
             // yet speaks with the identity AddWorkload gave it.
-            None => crate::inpod::pods::identity_for(peer.ip(), &core.config.trust_domain)
+            None => crate::inpod::pods::identity_for(peer.ip(), &cx.settings.trust_domain)
                 .ok_or(ProxyError::UnknownSource(peer.ip()))?,
         };
-        let same_node = state.snapshot.is_local(self.hbone_addr.ip()) && core.config.cores > 1;
+        let same_node = state.snapshot.is_local(self.hbone_addr.ip()) && cx.settings.cores > 1;
         let opened = Instant::now();
         // `Some` exactly for a tunnel to this node's own 15008.
         let placement = same_node.then(|| {
-            if core.same_node_open.get() >= NEAR_MAX_OPEN {
+            if cx.same_node_open.get() >= NEAR_MAX_OPEN {
                 return Placement::Far;
             }
-            let view = &mut core.bulk.borrow_mut();
-            core.handoff.placement(view, self.authority, opened)
+            let view = &mut cx.bulk.borrow_mut();
+            cx.handoff.placement(view, self.authority, opened)
         });
         let key = PoolKey {
             src_identity,
@@ -386,17 +446,17 @@ impl Tunnel {
             src_ip: self.spoof,
             placement,
         };
-        let tls = core.client_tls(&key.src_identity, &key.dst_identity)?;
-        let timing = core.timing();
+        let tls = cx.common.client_tls(&key.src_identity, &key.dst_identity)?;
+        let timing = cx.settings.timing;
         let origin = || {
             let placement = placement?;
             let origin = Origin {
-                core: core.id,
+                core: cx.common.core,
                 placement,
             };
-            Some((core.handoff.clone(), origin))
+            Some((cx.handoff.clone(), origin))
         };
-        let lease = core
+        let lease = cx
             .pool
             .checkout(&key, || {
                 client::open(key.clone(), tls.clone(), timing, origin())
@@ -408,7 +468,7 @@ impl Tunnel {
                 tx,
                 rx,
                 lease,
-                same_node: placement.map(|_| SameNode::new(core, self.authority, opened)),
+                same_node: placement.map(|_| SameNode::new(cx, self.authority, opened)),
             }),
             Err(e) => {
                 if matches!(e, ProxyError::H2 { .. }) {

@@ -1,5 +1,7 @@
-//! One core: its monoio runtime, its own listeners, HBONE pool, TLS config caches,
-//! round-robin state and counters. Nothing here is shared with other cores.
+//! One core: its monoio runtime, its own listeners, and the contexts it hands the legs
+//! (`outbound::Context`: HBONE pool, round-robin state; `inbound::Context`; both over one
+//! `context::Common`: the generation in force, TLS config caches, counters). Nothing here
+//! is shared with other cores. The runtime calls into the legs; they do not call back.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -8,58 +10,45 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::future::{abortable, AbortHandle};
 use monoio::net::{TcpListener, TcpStream};
 
-use crate::config::{Config, RoundRobin};
+use crate::config::Config;
+use crate::context::Common;
 use crate::error::ProxyError;
-use crate::hbone::client::Timing;
-use crate::hbone::pool::Pool;
-use crate::identity::Identity;
 use crate::inpod::pods::PodInbox;
 use crate::inpod::PodUid;
 use crate::runtime::drain::Drain;
-use crate::runtime::handoff::{BulkView, Handed, Handoff, Inbox};
-use crate::runtime::metrics::Metrics;
+use crate::runtime::handoff::{Handed, Handoff, Inbox};
 use crate::runtime::pods::{serve_pods, PodLive};
-use crate::runtime::state::{CoreSlot, Shared, State};
+use crate::runtime::state::{CoreSlot, Shared};
 use crate::runtime::ListenerKind;
-use crate::sys;
-use crate::tls::CertStore;
+use crate::{inbound, outbound, sys};
 
 /// How often a core looks for a new config generation or a shutdown request when no one
 /// rings the bell ([`Shared::ring`]: publishing, draining, stopping and a metrics scrape
 /// do); also its pool's idle eviction period.
 pub(crate) const CONTROL_TICK: Duration = Duration::from_secs(1);
 
-pub type HbonePool = Pool<h2::client::SendRequest<Bytes>, ProxyError>;
-
-/// Per-core state handed to every connection task as `Rc<Core>`.
+/// One core's runtime side: its listeners' accept loops, its pods, its drain signal,
+/// and the contexts it hands each accepted connection's leg.
 pub struct Core {
     pub id: usize,
     pub config: Arc<Config>,
     pub(super) shared: Arc<Shared>,
-    /// Rc around the shared Arc so a connection's clone is a plain increment, not an
-    /// atomic one (no atomics on the per-connection path).
-    #[allow(clippy::redundant_allocation)]
-    state: RefCell<Rc<Arc<State>>>,
     generation: Cell<u64>,
-    pub rr: RefCell<RoundRobin>,
-    pub pool: HbonePool,
-    pub metrics: Metrics,
+    /// What every leg reads: the generation in force, TLS config caches, counters.
+    pub(super) common: Rc<Common>,
+    /// The outbound leg's (15001, 15080): HBONE pool, round robin, same-node placement.
+    pub(super) outbound: Rc<outbound::Context>,
+    /// The inbound leg's (15008, 15006).
+    inbound: Rc<inbound::Context>,
     /// Raised when the process drains; inbound HBONE connections answer with GOAWAY.
-    pub drain: Drain,
+    pub drain: Rc<Drain>,
     /// The accept loops, stopped (and their listeners closed) when draining starts.
     accepts: RefCell<Vec<AbortHandle>>,
-    server_tls: RefCell<HashMap<Identity, Arc<rustls::ServerConfig>>>,
-    client_tls: RefCell<HashMap<(Identity, Identity), Arc<rustls::ClientConfig>>>,
     /// Places the inbound end of a same-node HBONE connection on this core or the next.
-    pub handoff: Arc<Handoff>,
-    /// This core's copy of the bulk destinations ([`Handoff::placement`]).
-    pub bulk: RefCell<BulkView>,
-    /// Same-node HBONE tunnels this core's outbound side has open.
-    pub same_node_open: Cell<usize>,
+    handoff: Arc<Handoff>,
     /// In-pod mode: each captured pod's accept loops and connections on this core.
     pub(super) pods: RefCell<HashMap<PodUid, Rc<PodLive>>>,
 }
@@ -67,68 +56,25 @@ pub struct Core {
 impl Core {
     pub fn new(id: usize, config: Arc<Config>, shared: Arc<Shared>, handoff: Arc<Handoff>) -> Core {
         let state = shared.current();
+        let generation = Cell::new(state.generation);
+        let (timeout, transparent) = (config.connect_timeout, config.transparent);
+        let common = Rc::new(Common::new(id, state, timeout, transparent));
+        let outbound = outbound::Context::new(common.clone(), &config, handoff.clone());
+        let plaintext_port = config.inbound_plaintext_addr.map(|a| a.port());
+        let inbound = inbound::Context::new(common.clone(), plaintext_port);
         Core {
             id,
-            pool: Pool::new(config.pool_max_streams as usize),
             config,
-            generation: Cell::new(state.generation),
-            state: RefCell::new(Rc::new(state)),
+            generation,
             shared,
-            rr: RefCell::default(),
-            metrics: Metrics::default(),
-            drain: Drain::default(),
+            common,
+            outbound: Rc::new(outbound),
+            inbound: Rc::new(inbound),
+            drain: Rc::default(),
             accepts: RefCell::default(),
-            server_tls: RefCell::default(),
-            client_tls: RefCell::default(),
             handoff,
-            bulk: RefCell::default(),
-            same_node_open: Cell::new(0),
             pods: RefCell::default(),
         }
-    }
-
-    /// The configuration generation in force (cheap: a non-atomic Rc clone).
-    #[allow(clippy::redundant_allocation)]
-    pub fn state(&self) -> Rc<Arc<State>> {
-        self.state.borrow().clone()
-    }
-
-    pub fn timing(&self) -> Timing {
-        Timing {
-            connect_timeout: self.config.connect_timeout,
-            ping_interval: self.config.ping_interval,
-            ping_timeout: self.config.ping_timeout,
-        }
-    }
-
-    /// The server TLS config presenting `id`'s certificate, built once per generation.
-    pub fn server_tls(&self, id: &Identity) -> Result<Arc<rustls::ServerConfig>, ProxyError> {
-        if let Some(config) = self.server_tls.borrow().get(id) {
-            return Ok(config.clone());
-        }
-        let config = self.state().certs.server_config(id)?;
-        self.server_tls
-            .borrow_mut()
-            .insert(id.clone(), config.clone());
-        Ok(config)
-    }
-
-    /// The client TLS config presenting `src` and expecting `dst`, built once per generation.
-    pub fn client_tls(
-        &self,
-        src: &Identity,
-        dst: &Identity,
-    ) -> Result<Arc<rustls::ClientConfig>, ProxyError> {
-        let key = (src.clone(), dst.clone());
-        if let Some(config) = self.client_tls.borrow().get(&key) {
-            return Ok(config.clone());
-        }
-        let config = self
-            .state()
-            .certs
-            .client_config(src, std::slice::from_ref(dst))?;
-        self.client_tls.borrow_mut().insert(key, config.clone());
-        Ok(config)
     }
 
     /// Starts draining once the process asked for it: closes the listeners (their accept
@@ -156,14 +102,7 @@ impl Core {
         if published == self.generation.get() {
             return;
         }
-        let next = self.shared.current();
-        // A workload push keeps the certificates: the TLS configs built from them (and
-        // the client configs' resumption caches) stay valid.
-        if !same_certs(&self.state.borrow().certs, &next.certs) {
-            self.server_tls.borrow_mut().clear();
-            self.client_tls.borrow_mut().clear();
-        }
-        *self.state.borrow_mut() = Rc::new(next);
+        self.common.adopt(self.shared.current());
         self.generation.set(published);
         tracing::info!(
             core = self.id,
@@ -171,18 +110,6 @@ impl Core {
             "core adopted new configuration"
         );
     }
-}
-
-/// Whether two generations hold the very same trust bundle and certificates (the same
-/// allocations: a generation that did not reload them shares them with the last one).
-fn same_certs(a: &CertStore, b: &CertStore) -> bool {
-    let same_key = |id| match (a.certified_key(id), b.certified_key(id)) {
-        (Ok(x), Ok(y)) => Arc::ptr_eq(x, y),
-        _ => false,
-    };
-    Arc::ptr_eq(a.roots(), b.roots())
-        && a.identities().eq(b.identities())
-        && a.identities().all(same_key)
 }
 
 /// Runs one core until shutdown: accept loops for each listener plus housekeeping.
@@ -206,9 +133,8 @@ pub async fn run(
         let heard = *bell.borrow_and_update();
         core.refresh();
         core.drain_if_asked();
-        let metrics = core
-            .metrics
-            .sample(core.pool.len(), crate::sys::thread_cpu_time());
+        let pooled = core.outbound.pool.len();
+        let metrics = core.common.metrics.sample(pooled, sys::thread_cpu_time());
         let generation = core.generation.get();
         let slot = CoreSlot {
             metrics,
@@ -217,7 +143,8 @@ pub async fn run(
         };
         core.shared.store_core(core.id, slot);
         if last_evict.elapsed() >= CONTROL_TICK {
-            core.pool
+            core.outbound
+                .pool
                 .evict_idle(Instant::now(), core.config.pool_idle_timeout);
             last_evict = Instant::now();
         }
@@ -257,7 +184,7 @@ async fn accept_loop(
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                spawn_handler(core.clone(), kind, stream, peer, pod.clone());
+                spawn_handler(&core, kind, stream, peer, pod.as_ref());
             }
             Err(e) => {
                 tracing::warn!(core = core.id, ?kind, error = %e, "accept failed");
@@ -267,35 +194,48 @@ async fn accept_loop(
     }
 }
 
-/// Spawns the task serving one accepted connection. One task type per listener kind, so
-/// each task is the size of its own future: a task per outbound connection must not be
-/// as large as the inbound HBONE connection's (TLS and HTTP/2 handshakes) future.
+/// Spawns the task serving one accepted connection, handing it its leg's context only.
+/// One task type per listener kind, so each task is the size of its own future: a task
+/// per outbound connection must not be as large as the inbound HBONE connection's (TLS
+/// and HTTP/2 handshakes) future.
 fn spawn_handler(
-    core: Rc<Core>,
+    core: &Core,
     kind: ListenerKind,
     stream: TcpStream,
     peer: SocketAddr,
-    pod: Option<Rc<PodLive>>,
+    pod: Option<&Rc<PodLive>>,
 ) {
-    use crate::{inbound, outbound};
     match kind {
-        ListenerKind::Outbound => spawn_in(pod.as_ref(), async move {
-            let result = outbound::serve_captured(&core, stream, peer).await;
-            finished(&core, kind, peer, result)
-        }),
-        ListenerKind::Socks5 => spawn_in(pod.as_ref(), async move {
-            let result = outbound::serve_socks5(&core, stream, peer).await;
-            finished(&core, kind, peer, result)
-        }),
-        ListenerKind::Inbound => spawn_in(pod.clone().as_ref(), async move {
-            if let Some(stream) = keep_or_hand_off(&core, stream, peer, pod.as_ref()) {
-                serve_inbound(core, stream, peer, pod).await;
+        ListenerKind::Outbound => {
+            let cx = core.outbound.clone();
+            spawn_in(pod, async move {
+                let result = outbound::serve_captured(&cx, stream, peer).await;
+                finished(&cx.common, kind, peer, result)
+            })
+        }
+        ListenerKind::Socks5 => {
+            let cx = core.outbound.clone();
+            spawn_in(pod, async move {
+                let result = outbound::serve_socks5(&cx, stream, peer).await;
+                finished(&cx.common, kind, peer, result)
+            })
+        }
+        ListenerKind::Inbound => {
+            if let Some(stream) = keep_or_hand_off(core, stream, peer, pod) {
+                let drain = pod.map_or(&core.drain, |p| &p.drain).clone();
+                spawn_in(
+                    pod,
+                    serve_inbound(core.inbound.clone(), stream, peer, drain),
+                );
             }
-        }),
-        ListenerKind::InboundPlaintext => spawn_in(pod.as_ref(), async move {
-            let result = inbound::serve_plaintext(&core, stream, peer).await;
-            finished(&core, kind, peer, result)
-        }),
+        }
+        ListenerKind::InboundPlaintext => {
+            let cx = core.inbound.clone();
+            spawn_in(pod, async move {
+                let result = inbound::serve_plaintext(&cx, stream, peer).await;
+                finished(&cx.common, kind, peer, result)
+            })
+        }
     };
 }
 
@@ -311,17 +251,16 @@ pub(super) fn spawn_in<F: std::future::Future<Output = ()> + 'static>(
     }
 }
 
-/// `pod`: the captured pod whose 15008 accepted it (GOAWAY on its drain, not only the
-/// node's).
+/// `drain`: the node's, or that of the captured pod whose 15008 accepted it (GOAWAY on
+/// the pod's drain, not only the node's).
 async fn serve_inbound(
-    core: Rc<Core>,
+    cx: Rc<inbound::Context>,
     stream: TcpStream,
     peer: SocketAddr,
-    pod: Option<Rc<PodLive>>,
+    drain: Rc<Drain>,
 ) {
-    let drain = pod.as_ref().map_or(&core.drain, |p| &p.drain);
-    let result = crate::inbound::serve_hbone(&core, stream, peer, drain).await;
-    finished(&core, ListenerKind::Inbound, peer, result)
+    let result = inbound::serve_hbone(&cx, stream, peer, &drain).await;
+    finished(&cx.common, ListenerKind::Inbound, peer, result)
 }
 
 /// `stream` back when this core serves it; `None` once another core has it: the
@@ -357,10 +296,11 @@ async fn serve_handed(core: Rc<Core>, mut inbox: Inbox) {
         // A pod's connection joins that pod's on this core (it may have been released
         // meanwhile: then it is served as a node-level one).
         let pod = pod.and_then(|uid| core.pods.borrow().get(&uid).cloned());
+        let drain = pod.as_ref().map_or(&core.drain, |p| &p.drain).clone();
         match TcpStream::from_std(fd.into()) {
             Ok(stream) => spawn_in(
                 pod.as_ref(),
-                serve_inbound(core.clone(), stream, peer, pod.clone()),
+                serve_inbound(core.inbound.clone(), stream, peer, drain),
             ),
             Err(e) => {
                 tracing::warn!(core = core.id, %peer, error = %e, "taking a handed HBONE socket failed")
@@ -369,9 +309,9 @@ async fn serve_handed(core: Rc<Core>, mut inbox: Inbox) {
     }
 }
 
-fn finished(core: &Core, kind: ListenerKind, peer: SocketAddr, result: Result<(), ProxyError>) {
+fn finished(common: &Common, kind: ListenerKind, peer: SocketAddr, result: Result<(), ProxyError>) {
     if let Err(e) = result {
-        core.metrics.failed_early();
-        tracing::debug!(core = core.id, ?kind, %peer, error = %e, "connection failed");
+        common.metrics.failed_early();
+        tracing::debug!(core = common.core, ?kind, %peer, error = %e, "connection failed");
     }
 }

@@ -21,7 +21,7 @@ const POD_DRAIN_POLL: Duration = Duration::from_millis(100);
 pub struct PodLive {
     pub(super) uid: PodUid,
     pub(super) accepts: RefCell<Vec<AbortHandle>>,
-    pub drain: Drain,
+    pub drain: Rc<Drain>,
     pub(super) conns: Rc<Conns>,
 }
 
@@ -30,7 +30,7 @@ impl PodLive {
         PodLive {
             uid,
             accepts: RefCell::default(),
-            drain: Drain::default(),
+            drain: Rc::default(),
             conns: Rc::default(),
         }
     }
@@ -95,6 +95,7 @@ async fn drain_pod(core: Rc<Core>, uid: PodUid, pod: Rc<PodLive>, ips: Vec<std::
         );
     }
     let pooled = core
+        .outbound
         .pool
         .evict_keys(|k| k.src_ip.is_some_and(|ip| ips.contains(&ip)));
     tracing::debug!(core = core.id, uid = uid.0, pooled, "pod drained");
