@@ -1,8 +1,9 @@
 //! rustls configs for HBONE, built from a [`CertStore`].
 //!
 //! Both sides: TLS 1.3 only, the ring provider restricted to AES-128-GCM, AES-256-GCM
-//! and ChaCha20-Poly1305 (ztunnel's suites plus ChaCha20 for CPUs without AES), ALPN `h2`, no
-//! session resumption (ztunnel keeps it off; turning it on is a measured option for later).
+//! and ChaCha20-Poly1305 (ztunnel's suites plus ChaCha20 for CPUs without AES), ALPN `h2`,
+//! TLS 1.3 session resumption with stateless tickets and no early data ([`super::resume`];
+//! ztunnel keeps resumption off, and its handshakes with zring are full ones).
 //!
 //! Building is cheap: the provider, the trust anchors, the server-side verifier and every
 //! parsed signing key are shared `Arc`s made once per store; a config costs a few small
@@ -12,7 +13,7 @@
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
-use rustls::client::Resumption;
+use rustls::client::{ClientSessionMemoryCache, Resumption, Tls12Resumption};
 use rustls::crypto::ring::cipher_suite::{
     TLS13_AES_128_GCM_SHA256, TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256,
 };
@@ -24,6 +25,7 @@ use rustls::sign::SingleCertAndKey;
 use rustls::version::TLS13;
 use rustls::{ClientConfig, ServerConfig};
 
+use super::resume;
 use super::verify::SpiffeServerVerifier;
 use super::{CertStore, TlsError, ALPN_H2};
 use crate::identity::Identity;
@@ -73,8 +75,10 @@ impl CertStore {
             .with_client_cert_verifier(self.client_verifier.clone())
             .with_cert_resolver(Arc::new(SingleCertAndKey::from(key)));
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        // Stateless tickets only: nothing to cache per connection on the server.
         config.session_storage = Arc::new(NoServerSessionStorage {});
-        config.send_tls13_tickets = 0;
+        config.ticketer = self.ticketer(id)?.clone();
+        config.send_tls13_tickets = resume::TICKETS_PER_HANDSHAKE;
         Ok(Arc::new(config))
     }
 
@@ -104,7 +108,11 @@ impl CertStore {
             .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(key)));
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
         config.enable_sni = false;
-        config.resumption = Resumption::disabled();
+        // One cache per config: sessions never cross source identities (rustls would also
+        // refuse one made with another verifier or client certificate).
+        let cache = ClientSessionMemoryCache::new(resume::CLIENT_SESSIONS);
+        config.resumption =
+            Resumption::store(Arc::new(cache)).tls12_resumption(Tls12Resumption::Disabled);
         Ok(Arc::new(config))
     }
 }

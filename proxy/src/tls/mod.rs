@@ -14,7 +14,7 @@
 //!
 //! What a handshake verifies (HBONE, see `shared/design/HBONE.md`):
 //! - TLS 1.3 only, AES-256-GCM / AES-128-GCM / ChaCha20-Poly1305, ALPN `h2`, no SNI,
-//!   no session resumption (as ztunnel).
+//!   session resumption by stateless tickets, no early data ([`resume`]).
 //! - Server side: the client must present a chain that verifies against the trust bundle
 //!   and whose SPIFFE trust domain is ours ([`verify::TrustDomainClientVerifier`]).
 //! - Client side: the server chain must verify against the trust bundle and its SPIFFE
@@ -23,11 +23,13 @@
 //!
 //! Modules: [`ca`] (dev CA, `zring ca init|issue`), [`store`] (loading and change detection),
 //! `config` (rustls `ServerConfig`/`ClientConfig` builders on [`CertStore`]), [`verify`]
-//! (the verifiers and [`peer_identity`]), [`session`] (rustls's unbuffered API on our
+//! (the verifiers and [`peer_identity`]), [`resume`] (ticket keys, client session caches,
+//! the expiry check of a resumed peer), [`session`] (rustls's unbuffered API on our
 //! buffers, I/O-free) and [`stream`] (a session on monoio's owned-buffer ops, for h2).
 
 pub mod ca;
 mod config;
+pub mod resume;
 pub mod session;
 pub mod store;
 pub mod stream;

@@ -20,7 +20,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
-use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
+use rustls::server::{ParsedCertificate, ProducesTickets, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{InconsistentKeys, RootCertStore};
 
@@ -38,6 +38,9 @@ pub struct CertStore {
     pub(super) roots: Arc<RootCertStore>,
     pub(super) client_verifier: Arc<dyn ClientCertVerifier>,
     workloads: BTreeMap<Identity, Arc<CertifiedKey>>,
+    /// Session-ticket keys per local identity, made with the store: a reload (new
+    /// certificates or trust bundle) makes every earlier ticket unusable.
+    tickets: BTreeMap<Identity, Arc<dyn ProducesTickets>>,
     fingerprint: u64,
 }
 
@@ -109,6 +112,7 @@ impl CertStore {
             roots,
             client_verifier,
             workloads: BTreeMap::new(),
+            tickets: BTreeMap::new(),
             fingerprint: 0,
         })
     }
@@ -147,6 +151,14 @@ impl CertStore {
     /// The chain and signing key presented for `id`.
     pub fn certified_key(&self, id: &Identity) -> Result<&Arc<CertifiedKey>, TlsError> {
         self.workloads.get(id).ok_or_else(|| TlsError::NoIdentity {
+            identity: Box::new(id.clone()),
+            dir: self.dir.clone(),
+        })
+    }
+
+    /// The session-ticket keys of `id`'s listener.
+    pub(super) fn ticketer(&self, id: &Identity) -> Result<&Arc<dyn ProducesTickets>, TlsError> {
+        self.tickets.get(id).ok_or_else(|| TlsError::NoIdentity {
             identity: Box::new(id.clone()),
             dir: self.dir.clone(),
         })
@@ -192,7 +204,12 @@ impl CertStore {
                     reason: format!("unusable private key ({other})"),
                 },
             })?;
+        let ticketer = super::resume::ticketer().map_err(|source| TlsError::Rustls {
+            what: "session ticket key (the system's random source failed)",
+            source,
+        })?;
         self.workloads.insert(id.clone(), Arc::new(certified));
+        self.tickets.insert(id.clone(), ticketer);
         Ok(id)
     }
 

@@ -21,9 +21,11 @@ use std::task::{ready, Context, Poll};
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
+use rustls::pki_types::UnixTime;
 use rustls::CommonState;
 use tokio::io::ReadBuf;
 
+use super::resume;
 use super::session::{Handshake, Read, Session, Side};
 use crate::sys;
 
@@ -66,6 +68,15 @@ impl TlsStream {
             close_sent: false,
         };
         stream.complete_handshake().await?;
+        let common = stream.tls.common();
+        if resume::expired_peer(common, UnixTime::now()) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the resumed TLS session's peer certificate has expired since its full \
+                 handshake; the peer must connect again without the ticket",
+            ));
+        }
+        tracing::debug!(resumed = resume::resumed(common), "TLS handshake complete");
         Ok(stream)
     }
 
