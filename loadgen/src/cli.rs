@@ -74,6 +74,9 @@ pub enum Cmd {
     /// with a client pod and a server pod; memory and descriptors per pod, AddWorkload →
     /// first captured connection, bulk, closed-loop echo and churn.
     Inpod(InpodArgs),
+    /// New pod pairs across nodes: M sources × K destinations, one connection (so one
+    /// HBONE connection) each, zring vs ztunnel; pairs/s, p99, CPU per pair.
+    Pairs(PairsArgs),
     /// What a cluster's size costs each proxy: N workloads over the control plane to
     /// ztunnel, then to zring; ready time, RSS, CPU and ACK time per push.
     Scale(ScaleArgs),
@@ -288,6 +291,39 @@ pub struct InpodArgs {
     /// Name prefix of the namespaces.
     #[arg(long, default_value = "zri")]
     pub prefix: String,
+}
+
+#[derive(Args, Clone)]
+pub struct PairsArgs {
+    /// The peer proxy binary (istio/ztunnel); its test root must lie beside it.
+    #[arg(long, default_value = "../shared/peers/ztunnel")]
+    pub peer: PathBuf,
+    /// The zring binary (default: `zring` next to this executable).
+    #[arg(long)]
+    pub zring: Option<PathBuf>,
+    /// Further zring builds measured in the same run, as `name=path` (e.g. the build
+    /// before a change: `zring-base=/tmp/zring-base`).
+    #[arg(long = "also")]
+    pub also: Vec<String>,
+    /// Source workloads on node A (distinct IPs).
+    #[arg(long, default_value_t = 32)]
+    pub sources: usize,
+    /// Destination workloads on node B (distinct IPs).
+    #[arg(long, default_value_t = 32)]
+    pub dests: usize,
+    /// Pairs in flight at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Seed of the pair order.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, default_value = "zrq-")]
+    pub prefix: String,
+    /// Directory the `<UTC date>-<commit>-pairs` report directory is created in.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
 }
 
 #[derive(Args, Clone)]

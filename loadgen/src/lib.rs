@@ -18,6 +18,8 @@
 //!   ready time, RSS, CPU and ACK time per push.
 //! - [`inpod`]: in-pod mode side by side on the fake istio-cni (`testsupport::cni`):
 //!   memory and descriptors per pod, AddWorkload → first connection, bulk, echo, churn.
+//! - [`pairs`]: new pod pairs across nodes (M sources × K destinations, one HBONE
+//!   connection each), zring vs ztunnel: pairs/s, p99, CPU per pair.
 //! - [`error`]: the crate's error type.
 //! - `sys`: the only unsafe code (setns, pre_exec, kill, sysconf).
 #![deny(unsafe_code)]
@@ -34,6 +36,7 @@ pub mod hist;
 pub mod inpod;
 pub mod mesh;
 pub mod pacer;
+pub mod pairs;
 pub mod peer;
 pub mod phase;
 pub mod procs;

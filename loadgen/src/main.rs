@@ -3,7 +3,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use cli::{CapacityArgs, Cli, Cmd, PeerArgs, RestartArgs, ScaleArgs, SoakArgs, TopoCmd, UpArgs};
+use cli::{
+    CapacityArgs, Cli, Cmd, PairsArgs, PeerArgs, RestartArgs, ScaleArgs, SoakArgs, TopoCmd, UpArgs,
+};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,7 +15,7 @@ use zring_loadgen::enrol;
 use zring_loadgen::mesh::MeshOptions;
 use zring_loadgen::report;
 use zring_loadgen::run::{self, RunOptions};
-use zring_loadgen::{capacity, peer, scale};
+use zring_loadgen::{capacity, pairs, peer, scale};
 
 mod cli;
 use zring_loadgen::server::{self, ServeConfig};
@@ -355,6 +357,41 @@ fn inpod(a: &cli::InpodArgs) -> Result<bool> {
     Ok(failed == 0)
 }
 
+fn pairs(a: &PairsArgs) -> Result<bool> {
+    let self_exe = std::env::current_exe().context("locating the zring-loadgen executable")?;
+    let zring = a
+        .zring
+        .clone()
+        .unwrap_or_else(|| self_exe.with_file_name("zring"));
+    let mut zrings = vec![("zring".to_string(), zring)];
+    for also in &a.also {
+        let (name, path) = also
+            .split_once('=')
+            .with_context(|| format!("--also {also:?}: expected name=path"))?;
+        zrings.push((name.to_string(), path.into()));
+    }
+    let opts = pairs::PairsOptions {
+        peer: a.peer.clone(),
+        zrings,
+        root: (
+            a.peer.with_file_name("ztunnel-test-root-cert.pem"),
+            a.peer.with_file_name("ztunnel-test-root-key.pem"),
+        ),
+        prefix: a.prefix.clone(),
+        sources: a.sources,
+        dests: a.dests,
+        concurrency: a.concurrency,
+        repeats: a.repeats,
+        seed: a.seed,
+    };
+    let r = pairs::run(&opts, std::env::args().collect())?;
+    let dir = pairs::write(&r, &a.out)?;
+    println!("{}", pairs::render::markdown(&r));
+    println!("report directory: {}", dir.display());
+    let mut all = r.samples.values().flat_map(|p| p.values().flatten());
+    Ok(all.all(|s| s.failures == 0))
+}
+
 fn scale(a: &ScaleArgs) -> Result<bool> {
     let self_exe = std::env::current_exe().context("locating the zring-loadgen executable")?;
     let zring = a
@@ -483,6 +520,7 @@ fn main() -> Result<()> {
         )?,
         Cmd::Peer(a) => peer(&a)?,
         Cmd::Inpod(a) => inpod(&a)?,
+        Cmd::Pairs(a) => pairs(&a)?,
         Cmd::Scale(a) => scale(&a)?,
         Cmd::Restart(a) => restart(&a)?,
         Cmd::Soak(a) => soak(&a)?,
