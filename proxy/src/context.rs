@@ -127,3 +127,23 @@ fn same_certs(a: &CertStore, b: &CertStore) -> bool {
         && a.identities().eq(b.identities())
         && a.identities().all(same_key)
 }
+
+/// A core's [`Common`] for `snapshot`, with no certificates: what a unit test hands a leg.
+#[cfg(test)]
+pub(crate) fn for_test(snapshot: crate::config::Snapshot) -> Rc<Common> {
+    let root = testsupport::certs::Root::generate("leg tests").expect("a root");
+    let bundle = std::path::Path::new("roots.pem");
+    let certs = CertStore::from_pem(bundle, root.cert_pem.as_bytes(), "cluster.local", &[])
+        .expect("a bundle alone is a store");
+    let state = State {
+        snapshot,
+        certs,
+        generation: 1,
+    };
+    Rc::new(Common::new(
+        0,
+        Arc::new(state),
+        Duration::from_secs(1),
+        true,
+    ))
+}

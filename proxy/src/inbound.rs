@@ -381,3 +381,7 @@ fn count_unknown_policies(metrics: &Metrics, snapshot: &crate::config::Snapshot,
         metrics.policy_skipped();
     }
 }
+
+#[cfg(test)]
+#[path = "inbound_tests.rs"]
+mod tests;

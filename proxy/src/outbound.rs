@@ -479,3 +479,7 @@ impl Tunnel {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "outbound_tests.rs"]
+mod tests;
