@@ -98,7 +98,7 @@ fn handshakes(cr: &mut Criterion) {
     let server = c.store.server_config(&c.server).unwrap();
     let resuming = c
         .store
-        .client_config(&c.client, &[c.server.clone()])
+        .client_config(&c.client, std::slice::from_ref(&c.server))
         .unwrap();
     assert!(
         !handshake(&resuming, &server),
