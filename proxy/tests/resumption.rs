@@ -291,8 +291,9 @@ fn zring_and_ztunnel_interoperate_with_resumption_on() {
         return;
     }
     let env = Env::start(true);
-    // zring → ztunnel: full, then (after the pool let go) again; ztunnel's server keeps
-    // sessions in memory and issues tickets, so zring's second handshake resumes there.
+    // zring → ztunnel: full, then (after the pool let go) on a new connection with
+    // zring's session cache on: ztunnel must accept whatever zring offers (a resumption
+    // attempt if ztunnel issued a ticket; at 62d826530e5c both were full handshakes).
     let dst = addr(T_WORKLOAD, SERVER_PORT);
     assert!(echo(&env, Z_WORKLOAD, dst), "zring → ztunnel did not echo");
     env.wait_pool_empty();
