@@ -4,7 +4,7 @@
 //! context (`outbound::Context`, `inbound::Context`) holds it beside what only that leg
 //! uses. A test builds one from a snapshot, with no core and no listener.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -16,7 +16,7 @@ use monoio::net::TcpStream;
 use crate::error::ProxyError;
 use crate::identity::Identity;
 use crate::runtime::metrics::Metrics;
-use crate::runtime::state::State;
+use crate::runtime::state::{Shared, State};
 use crate::sockets;
 use crate::tls::CertStore;
 
@@ -28,6 +28,11 @@ pub struct Common {
     /// atomic one (no atomics on the per-connection path).
     #[allow(clippy::redundant_allocation)]
     state: RefCell<Rc<Arc<State>>>,
+    /// The number of the generation in `state`.
+    generation: Cell<u64>,
+    /// Where newer generations are published (none in a unit test): [`Common::state`]
+    /// adopts the newest one, so a publish need not wake the core.
+    source: Option<Arc<Shared>>,
     server_tls: RefCell<HashMap<Identity, Arc<rustls::ServerConfig>>>,
     client_tls: RefCell<HashMap<(Identity, Identity), Arc<rustls::ClientConfig>>>,
     pub metrics: Metrics,
@@ -38,14 +43,18 @@ pub struct Common {
 }
 
 impl Common {
+    /// `source`: where the runtime publishes generations (None: `state` stays in force).
     pub fn new(
         core: usize,
         state: Arc<State>,
+        source: Option<Arc<Shared>>,
         connect_timeout: Duration,
         transparent: bool,
     ) -> Self {
         Common {
             core,
+            generation: Cell::new(state.generation),
+            source,
             state: RefCell::new(Rc::new(state)),
             server_tls: RefCell::default(),
             client_tls: RefCell::default(),
@@ -55,10 +64,30 @@ impl Common {
         }
     }
 
-    /// The configuration generation in force (cheap: a non-atomic Rc clone).
+    /// The configuration generation in force: the newest published one (one atomic load
+    /// when it is already adopted, then a non-atomic Rc clone).
     #[allow(clippy::redundant_allocation)]
     pub fn state(&self) -> Rc<Arc<State>> {
+        self.refresh();
         self.state.borrow().clone()
+    }
+
+    /// Adopts the newest published generation if this core does not run it yet; true
+    /// when it did.
+    pub fn refresh(&self) -> bool {
+        let Some(shared) = &self.source else {
+            return false;
+        };
+        if shared.generation() == self.generation.get() {
+            return false;
+        }
+        self.adopt(shared.current());
+        true
+    }
+
+    /// The number of the generation this core runs.
+    pub fn generation(&self) -> u64 {
+        self.generation.get()
     }
 
     /// Puts `next` in force. A workload push keeps the certificates: the TLS configs built
@@ -69,6 +98,7 @@ impl Common {
             self.server_tls.borrow_mut().clear();
             self.client_tls.borrow_mut().clear();
         }
+        self.generation.set(next.generation);
         *self.state.borrow_mut() = Rc::new(next);
     }
 
@@ -143,6 +173,7 @@ pub(crate) fn for_test(snapshot: crate::config::Snapshot) -> Rc<Common> {
     Rc::new(Common::new(
         0,
         Arc::new(state),
+        None,
         Duration::from_secs(1),
         true,
     ))

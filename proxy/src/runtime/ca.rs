@@ -23,8 +23,8 @@ use crate::runtime::grpc::{err, grpc_status, recv, request, Server};
 use crate::runtime::state::Shared;
 use crate::tls::CertStore;
 
-/// How often the loop looks at renewals when no one rings the bell (a published
-/// generation, with perhaps a new local identity, rings it).
+/// How often the loop looks at renewals when no generation is published (a published
+/// one may bring a new local identity: the loop wakes for it at once).
 const TICK: Duration = Duration::from_secs(1);
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
@@ -39,9 +39,9 @@ struct Held {
 /// The CA loop; runs on the xDS thread's runtime until the process stops.
 pub async fn run(config: Arc<Config>, shared: Arc<Shared>, ca: CaSettings) {
     let mut held: BTreeMap<Identity, Held> = BTreeMap::new();
-    let mut bell = shared.bell();
+    let mut news = shared.news();
     while !shared.stopping() {
-        bell.borrow_and_update();
+        news.borrow_and_update();
         let mut changed = false;
         for id in local_identities(&shared) {
             let h = held.entry(id.clone()).or_insert(Held {
@@ -86,7 +86,7 @@ pub async fn run(config: Arc<Config>, shared: Arc<Shared>, ca: CaSettings) {
             );
             shared.set_ready_at(generation);
         }
-        if let Ok(Err(_)) = tokio::time::timeout(TICK, bell.changed()).await {
+        if let Ok(Err(_)) = tokio::time::timeout(TICK, news.changed()).await {
             tokio::time::sleep(TICK).await;
         }
     }

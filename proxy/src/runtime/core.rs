@@ -3,7 +3,7 @@
 //! `context::Common`: the generation in force, TLS config caches, counters). Nothing here
 //! is shared with other cores. The runtime calls into the legs; they do not call back.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::rc::Rc;
@@ -25,9 +25,10 @@ use crate::runtime::state::{CoreSlot, Shared};
 use crate::runtime::ListenerKind;
 use crate::{inbound, outbound, sys};
 
-/// How often a core looks for a new config generation or a shutdown request when no one
-/// rings the bell ([`Shared::ring`]: publishing, draining, stopping and a metrics scrape
-/// do); also its pool's idle eviction period.
+/// How often an idle core adopts a newer generation and reports its counters when no one
+/// rings the bell ([`Shared::ring`]: draining, stopping, a metrics scrape and a wait for
+/// adoption do; a connection adopts the newest generation itself); also its pool's idle
+/// eviction period.
 pub(crate) const CONTROL_TICK: Duration = Duration::from_secs(1);
 
 /// One core's runtime side: its listeners' accept loops, its pods, its drain signal,
@@ -36,7 +37,6 @@ pub struct Core {
     pub id: usize,
     pub config: Arc<Config>,
     pub(super) shared: Arc<Shared>,
-    generation: Cell<u64>,
     /// What every leg reads: the generation in force, TLS config caches, counters.
     pub(super) common: Rc<Common>,
     /// The outbound leg's (15001, 15080): HBONE pool, round robin, same-node placement.
@@ -56,16 +56,15 @@ pub struct Core {
 impl Core {
     pub fn new(id: usize, config: Arc<Config>, shared: Arc<Shared>, handoff: Arc<Handoff>) -> Core {
         let state = shared.current();
-        let generation = Cell::new(state.generation);
         let (timeout, transparent) = (config.connect_timeout, config.transparent);
-        let common = Rc::new(Common::new(id, state, timeout, transparent));
+        let source = Some(shared.clone());
+        let common = Rc::new(Common::new(id, state, source, timeout, transparent));
         let outbound = outbound::Context::new(common.clone(), &config, handoff.clone());
         let plaintext_port = config.inbound_plaintext_addr.map(|a| a.port());
         let inbound = inbound::Context::new(common.clone(), plaintext_port);
         Core {
             id,
             config,
-            generation,
             shared,
             common,
             outbound: Rc::new(outbound),
@@ -96,19 +95,15 @@ impl Core {
         );
     }
 
-    /// Adopts a newer generation if the control thread published one.
+    /// Adopts a newer generation if one was published since the last connection did.
     fn refresh(&self) {
-        let published = self.shared.generation();
-        if published == self.generation.get() {
-            return;
+        if self.common.refresh() {
+            tracing::info!(
+                core = self.id,
+                generation = self.common.generation(),
+                "core adopted new configuration"
+            );
         }
-        self.common.adopt(self.shared.current());
-        self.generation.set(published);
-        tracing::info!(
-            core = self.id,
-            generation = published,
-            "core adopted new configuration"
-        );
     }
 }
 
@@ -135,7 +130,7 @@ pub async fn run(
         core.drain_if_asked();
         let pooled = core.outbound.pool.len();
         let metrics = core.common.metrics.sample(pooled, sys::thread_cpu_time());
-        let generation = core.generation.get();
+        let generation = core.common.generation();
         let slot = CoreSlot {
             metrics,
             generation,

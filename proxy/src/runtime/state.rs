@@ -86,9 +86,12 @@ pub struct Shared {
     /// Per core: counters, the generation it has adopted and the last ring of the bell it
     /// answered, as of its last look.
     cores: Mutex<Vec<CoreSlot>>,
-    /// Rung on every event a core, the CA loop or the xDS thread acts on (a generation
-    /// published, a drain, a stop, a request for fresh counters), so none of them polls.
+    /// Rung on every event a core or the xDS thread acts on (a drain, a stop, a request
+    /// for fresh counters or for the generation the cores run), so none of them polls.
     bell: watch::Sender<u64>,
+    /// The last published generation, for the CA loop (a publish does not ring the bell:
+    /// that would wake every core); also sent on a stop.
+    news: watch::Sender<u64>,
     /// The plain threads' (control, reconcile, main) side of a stop.
     stopped: (Mutex<bool>, Condvar),
     /// Run once by [`Shared::stop`]: wake threads blocked in the kernel (an accept).
@@ -109,6 +112,7 @@ impl Shared {
         Shared {
             cores: Mutex::new(vec![CoreSlot::default(); cores]),
             bell: watch::Sender::new(0),
+            news: watch::Sender::new(0),
             stopped: (Mutex::new(false), Condvar::new()),
             on_stop: Mutex::new(Vec::new()),
             generation: AtomicU64::new(state.generation),
@@ -178,8 +182,9 @@ impl Shared {
         if let Some(n) = node {
             n.enrolment.after(&current.snapshot);
         }
-        drop(current);
-        self.ring();
+        // No ring: a core adopts it with its next connection (`context::Common::state`),
+        // so a push does not wake every core; what waits for adoption rings.
+        self.news.send_replace(generation);
         generation
     }
 
@@ -221,6 +226,11 @@ impl Shared {
         rung
     }
 
+    /// A listener for published generations (and for a stop).
+    pub fn news(&self) -> watch::Receiver<u64> {
+        self.news.subscribe()
+    }
+
     /// A listener for the bell (its value is the number of the last ring).
     pub fn bell(&self) -> watch::Receiver<u64> {
         self.bell.subscribe()
@@ -230,12 +240,17 @@ impl Shared {
     /// waits (at most [`SAMPLE_WAIT`], for a core busy with a long task) for each core to
     /// answer.
     pub fn fresh_aggregate(&self) -> Aggregate {
+        self.ask_cores();
+        self.aggregate()
+    }
+
+    /// Rings the bell and waits (at most [`SAMPLE_WAIT`]) until every core answered.
+    fn ask_cores(&self) {
         let asked = self.ring();
         let deadline = Instant::now() + SAMPLE_WAIT;
         while self.answered() < asked && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
-        self.aggregate()
     }
 
     fn answered(&self) -> u64 {
@@ -257,8 +272,17 @@ impl Shared {
         agg
     }
 
-    /// The oldest generation any core still runs (0 before every core's first look).
+    /// The oldest generation any core runs. Cores adopt a generation lazily, so when
+    /// one may be behind the published generation they are asked first.
     pub fn adopted_generation(&self) -> u64 {
+        if self.last_told_generation() < self.generation() {
+            self.ask_cores();
+        }
+        self.last_told_generation()
+    }
+
+    /// The oldest generation the cores said they run (0 before every core's first look).
+    fn last_told_generation(&self) -> u64 {
         let all = self.cores.lock().unwrap_or_else(|p| p.into_inner());
         all.iter().map(|s| s.generation).min().unwrap_or(0)
     }
@@ -309,6 +333,7 @@ impl Shared {
         *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
         cv.notify_all();
         self.ring();
+        self.news.send_modify(|_| {});
         let hooks = std::mem::take(&mut *self.on_stop.lock().unwrap_or_else(|p| p.into_inner()));
         for hook in hooks {
             hook();
