@@ -21,6 +21,14 @@ fn conn(id: u32) -> Conn<u32> {
     Conn::new(id, Rc::new(Cell::new(false)), abort)
 }
 
+/// A connect that opens connection 1, 2, … at once, counting them in `opened`.
+fn numbered(opened: &Cell<u32>) -> impl Fn() -> std::future::Ready<Result<Conn<u32>, String>> + '_ {
+    move || {
+        opened.set(opened.get() + 1);
+        std::future::ready(Ok(conn(opened.get())))
+    }
+}
+
 fn block_on<F: Future>(f: F) -> F::Output {
     monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
         .enable_timer()
@@ -68,14 +76,11 @@ fn released_slots_are_reused_and_idle_connections_evicted() {
     let pool: Pool<u32, String> = Pool::new(2);
     let k = key(None, "127.0.0.2:15008");
     let opened = Cell::new(0u32);
-    let connect = || {
-        opened.set(opened.get() + 1);
-        std::future::ready(Ok(conn(opened.get())))
-    };
+    let connect = numbered(&opened);
     block_on(async {
-        let a = pool.checkout(&k, connect).await.unwrap();
+        let a = pool.checkout(&k, &connect).await.unwrap();
         drop(a);
-        let _b = pool.checkout(&k, connect).await.unwrap();
+        let _b = pool.checkout(&k, &connect).await.unwrap();
     });
     assert_eq!(opened.get(), 1);
     let later = Instant::now() + Duration::from_secs(301);
@@ -89,11 +94,8 @@ fn a_key_keeps_one_idle_connection_after_a_burst() {
     let pool: Pool<u32, String> = Pool::new(2);
     let k = key(None, "127.0.0.2:15008");
     let opened = Cell::new(0u32);
-    let connect = || {
-        opened.set(opened.get() + 1);
-        std::future::ready(Ok(conn(opened.get())))
-    };
-    let leases = block_on(join_all((0..6).map(|_| pool.checkout(&k, connect))));
+    let connect = numbered(&opened);
+    let leases = block_on(join_all((0..6).map(|_| pool.checkout(&k, &connect))));
     let mut leases: Vec<_> = leases.into_iter().map(Result::unwrap).collect();
     assert_eq!(pool.len(), 3);
     // One connection still carries a stream: it stays, and so does one idle one.
