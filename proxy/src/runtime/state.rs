@@ -69,8 +69,9 @@ pub struct NodeHooks {
 /// How long [`Shared::fresh_aggregate`] waits for busy cores to answer.
 const SAMPLE_WAIT: Duration = Duration::from_millis(250);
 
-/// The control block shared by the control thread and the cores. Cores look at it when
-/// its bell rings (and on a slow housekeeping tick), never per connection.
+/// The control block shared by the control thread and the cores. Per connection a core
+/// reads one atomic (the published generation); the rest when the bell rings (and on a
+/// slow housekeeping tick).
 pub struct Shared {
     current: Mutex<Arc<State>>,
     generation: AtomicU64,
