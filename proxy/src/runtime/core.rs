@@ -181,6 +181,8 @@ async fn accept_loop(
                 let _ = stream.set_nodelay(true);
                 spawn_handler(&core, kind, stream, peer, pod.as_ref());
             }
+            // A draining pod's listener was shut down (`PodLive::stop_accepting`).
+            Err(_) if pod.as_ref().is_some_and(|p| p.drain.raised()) => return,
             Err(e) => {
                 tracing::warn!(core = core.id, ?kind, error = %e, "accept failed");
                 monoio::time::sleep(Duration::from_millis(10)).await;

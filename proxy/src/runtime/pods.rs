@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use futures_util::future::AbortHandle;
+use crate::error::ProxyError;
 
 use crate::inpod::pods::{PodCommand, PodInbox};
 use crate::inpod::PodUid;
@@ -20,7 +20,8 @@ const POD_DRAIN_POLL: Duration = Duration::from_millis(100);
 /// HBONE connections) and its connections, closed when its drain times out.
 pub struct PodLive {
     pub(super) uid: PodUid,
-    pub(super) accepts: RefCell<Vec<AbortHandle>>,
+    /// A duplicate of each of its listeners, to shut them down.
+    pub(super) listeners: RefCell<Vec<std::net::TcpListener>>,
     pub drain: Rc<Drain>,
     pub(super) conns: Rc<Conns>,
 }
@@ -29,16 +30,22 @@ impl PodLive {
     pub(super) fn new(uid: PodUid) -> Self {
         PodLive {
             uid,
-            accepts: RefCell::default(),
+            listeners: RefCell::default(),
             drain: Rc::default(),
             conns: Rc::default(),
         }
     }
 
-    /// Closes the pod's listeners (their accept loops end) and raises its drain signal.
+    /// Shuts the pod's listeners down and raises its drain signal. A shut-down listener
+    /// resets the connections in its backlog and fails the accept in flight, whose loop
+    /// then ends (it sees the drain raised). Aborting the loop instead could leak the
+    /// socket of an accept the kernel completed while it was being cancelled: a
+    /// connection nobody reads, left in CLOSE-WAIT.
     pub(super) fn stop_accepting(&self) {
-        self.accepts.borrow_mut().drain(..).for_each(|a| a.abort());
         self.drain.raise();
+        for l in self.listeners.borrow_mut().drain(..) {
+            let _ = socket2::SockRef::from(&l).shutdown(std::net::Shutdown::Both);
+        }
     }
 }
 
@@ -51,8 +58,12 @@ pub(super) async fn serve_pods(core: Rc<Core>, mut inbox: PodInbox) {
             PodCommand::Add { uid, listeners } => {
                 let pod = Rc::new(PodLive::new(uid.clone()));
                 for (kind, l) in listeners {
-                    match spawn_accept(&core, kind, l, Some(pod.clone())) {
-                        Ok(h) => pod.accepts.borrow_mut().push(h),
+                    let started = l.try_clone().map_err(ProxyError::from).and_then(|dup| {
+                        spawn_accept(&core, kind, l, Some(pod.clone()))?;
+                        Ok(dup)
+                    });
+                    match started {
+                        Ok(dup) => pod.listeners.borrow_mut().push(dup),
                         Err(e) => {
                             tracing::warn!(core = core.id, uid = uid.0, error = %e, "pod listener failed")
                         }
