@@ -284,12 +284,11 @@ const PAR_CHUNK: usize = 4096;
 /// threads when there are enough items. A thread that cannot be started leaves its
 /// share to the calling thread.
 fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    if items.len() < 2 * PAR_CHUNK {
-        return items.iter().map(f).collect();
-    }
-    // Reads cgroup files: only for large updates.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = cores.min(items.len() / PAR_CHUNK).max(1);
+    let threads = match items.len() / PAR_CHUNK {
+        0 | 1 => 1,
+        // Reads cgroup files: only for large updates.
+        most => std::thread::available_parallelism().map_or(1, |n| n.get().min(most)),
+    };
     if threads == 1 {
         return items.iter().map(f).collect();
     }
