@@ -2,8 +2,8 @@
 //! every node it did not touch with the one before), resources behind one `Arc` each, the
 //! owners of a key, and a service's endpoints.
 //!
-//! Persistent maps are `rpds`'s hash tries (degree 64): a lookup or a change walks
-//! O(log₆₄ N) nodes, and cloning a map is one reference count. A key has one owner in a
+//! Persistent maps are [`super::pmap`]'s hash-ordered B+trees: a lookup or a change walks
+//! O(log N) nodes of up to 32 entries, and cloning a map is one reference count. A key has one owner in a
 //! valid generation; [`Owners`] holds more only while an update is being checked, so a
 //! contradictory update is found by looking at the keys it touched.
 
@@ -14,8 +14,8 @@ use std::sync::Arc;
 use super::local::{Service, Workload};
 use super::policy::Policy;
 
-pub(super) type Map<K, V> = rpds::HashTrieMapSync<K, V, Hasher>;
-pub(super) type Set<K> = rpds::HashTrieSetSync<K, Hasher>;
+pub(super) type Map<K, V> = super::pmap::PMap<K, V, Hasher>;
+pub(super) type Set<K> = super::pmap::PSet<K, Hasher>;
 /// The maps' hasher: foldhash, seeded per map. Keys come from the control plane or the
 /// operator's file, and SipHash (the default) made hashing a fifth of a cold start.
 pub(super) type Hasher = foldhash::fast::RandomState;
@@ -146,9 +146,11 @@ where
         (None, _) => {
             map.remove_mut::<K>(&k);
         }
-        (Some(one), 0) => map.insert_mut(k, Owners::One(one)),
+        (Some(one), 0) => {
+            map.insert_mut(k, Owners::One(one));
+        }
         (Some(one), _) => {
-            map.insert_mut(k, Owners::Many(std::iter::once(one).chain(rest).collect()))
+            map.insert_mut(k, Owners::Many(std::iter::once(one).chain(rest).collect()));
         }
     }
 }

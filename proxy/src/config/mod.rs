@@ -24,6 +24,7 @@ mod index;
 pub mod local;
 mod local_yaml;
 mod matcher;
+mod pmap;
 pub mod policy;
 pub mod resolve;
 pub mod settings;

@@ -75,7 +75,9 @@ impl Snapshot {
             self.ix.local.remove_mut(&w.name);
             let id = self.identity(&w.item);
             match self.ix.local_ids.get(&id).copied() {
-                Some(n) if n > 1 => self.ix.local_ids.insert_mut(id, n - 1),
+                Some(n) if n > 1 => {
+                    self.ix.local_ids.insert_mut(id, n - 1);
+                }
                 _ => {
                     self.ix.local_ids.remove_mut(&id);
                 }
@@ -220,7 +222,9 @@ impl Snapshot {
 fn edit_bucket(map: &mut Buckets, key: &str, name: &Name) {
     let Some(list) = map.get(key) else { return };
     match without_policy(list, name) {
-        Some(rest) => map.insert_mut(key.into(), rest),
+        Some(rest) => {
+            map.insert_mut(key.into(), rest);
+        }
         None => {
             map.remove_mut(key);
         }

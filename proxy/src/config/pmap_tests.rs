@@ -1,0 +1,177 @@
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+
+use proptest::prelude::*;
+
+use super::*;
+
+/// Hashes every key to one of `buckets` values, so runs of equal hashes are common.
+#[derive(Clone, Default)]
+struct Few<const N: u64>;
+
+struct FewHasher<const N: u64>(u64);
+
+impl<const N: u64> Hasher for FewHasher<N> {
+    fn finish(&self) -> u64 {
+        self.0 % N
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.wrapping_mul(31).wrapping_add(u64::from(*b));
+        }
+    }
+}
+
+impl<const N: u64> BuildHasher for Few<N> {
+    type Hasher = FewHasher<N>;
+
+    fn build_hasher(&self) -> FewHasher<N> {
+        FewHasher(0)
+    }
+}
+
+/// Checks the tree's shape: sorted hashes, separators bounding their children, every
+/// leaf at one depth, no node above its size unless it is one run of a hash; returns
+/// (depth, entries).
+fn check<K, V>(node: &Node<K, V>, lo: u64, hi: Option<u64>) -> (usize, usize) {
+    match node {
+        Node::Leaf(es) => {
+            assert!(es.windows(2).all(|w| w[0].hash <= w[1].hash));
+            assert!(es
+                .iter()
+                .all(|e| e.hash >= lo && hi.is_none_or(|h| e.hash < h)));
+            let runs = es.windows(2).filter(|w| w[0].hash != w[1].hash).count() + 1;
+            assert!(es.len() <= LEAF_MAX || runs <= 2, "leaf of {}", es.len());
+            (1, es.len())
+        }
+        Node::Branch(kids) => {
+            assert!(!kids.is_empty() && kids.len() <= BRANCH_MAX);
+            let mut depth = None;
+            let mut total = 0;
+            for (i, (sep, kid)) in kids.iter().enumerate() {
+                let from = if i == 0 { lo } else { *sep };
+                assert!(from >= lo);
+                let to = kids.get(i + 1).map(|k| k.0).or(hi);
+                let (d, n) = check(kid, from, to);
+                assert!(depth.is_none_or(|x| x == d), "leaves at two depths");
+                depth = Some(d);
+                total += n;
+            }
+            (depth.unwrap_or(0) + 1, total)
+        }
+    }
+}
+
+fn same_as<S: BuildHasher>(m: &PMap<u16, u32, S>, model: &HashMap<u16, u32>) {
+    assert_eq!(m.size(), model.len());
+    if let Some(root) = &m.root {
+        assert_eq!(check(root, 0, None).1, model.len());
+    }
+    assert_eq!(m.iter().len(), model.len());
+    let seen: HashMap<u16, u32> = m.iter().map(|(k, v)| (*k, *v)).collect();
+    assert_eq!(&seen, model);
+    for (k, v) in model {
+        assert_eq!(m.get(k), Some(v));
+    }
+}
+
+type TestMap<S> = PMap<u16, u32, S>;
+
+fn run_ops<S: BuildHasher + Clone + Default>(ops: &[(u8, u16, u32)]) {
+    let mut m: TestMap<S> = PMap::default();
+    let mut model = HashMap::new();
+    let mut kept: Vec<(TestMap<S>, HashMap<u16, u32>)> = Vec::new();
+    for (i, &(op, k, v)) in ops.iter().enumerate() {
+        match op % 4 {
+            0 | 1 => assert_eq!(m.insert_mut(k, v), model.insert(k, v)),
+            2 => assert_eq!(m.remove_mut(&k), model.remove(&k).is_some()),
+            _ => {
+                if let Some(x) = m.get_mut(&k) {
+                    *x = v;
+                }
+                if let Some(x) = model.get_mut(&k) {
+                    *x = v;
+                }
+            }
+        }
+        if i % 37 == 0 {
+            kept.push((m.clone(), model.clone()));
+        }
+    }
+    same_as(&m, &model);
+    // Every earlier generation is unchanged by what came after it.
+    for (old, model) in &kept {
+        same_as(old, model);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Inserts, removes and edits across many splits and merges match a `HashMap`, and
+    /// clones taken along the way keep their contents.
+    #[test]
+    fn matches_a_hash_map(ops in proptest::collection::vec((any::<u8>(), 0u16..3000, any::<u32>()), 1..4000)) {
+        run_ops::<foldhash::fast::RandomState>(&ops);
+    }
+
+    /// The same with only 5 distinct hashes: long runs of equal hashes.
+    #[test]
+    fn matches_a_hash_map_with_colliding_hashes(ops in proptest::collection::vec((any::<u8>(), 0u16..400, any::<u32>()), 1..2000)) {
+        run_ops::<Few<5>>(&ops);
+    }
+
+    /// With 300 distinct hashes: runs of equal hashes beside splits.
+    #[test]
+    fn matches_a_hash_map_with_some_collisions(ops in proptest::collection::vec((any::<u8>(), 0u16..3000, any::<u32>()), 1..4000)) {
+        run_ops::<Few<300>>(&ops);
+    }
+}
+
+#[test]
+fn growing_and_emptying_returns_to_no_root() {
+    let mut m: PMap<u32, u32, foldhash::fast::RandomState> = PMap::default();
+    for i in 0..20_000 {
+        m.insert_mut(i, i);
+    }
+    let depth = check(m.root.as_ref().unwrap(), 0, None).0;
+    assert!(depth >= 3, "20k entries make a tree of depth {depth}");
+    let old = m.clone();
+    for i in 0..20_000 {
+        assert!(m.remove_mut(&i));
+    }
+    assert!(m.root.is_none() && m.is_empty());
+    assert_eq!(old.size(), 20_000);
+    assert_eq!(old.get(&19_999), Some(&19_999));
+}
+
+#[test]
+fn a_change_copies_only_its_path() {
+    let mut m: PMap<u32, u32, foldhash::fast::RandomState> = PMap::default();
+    for i in 0..10_000 {
+        m.insert_mut(i, i);
+    }
+    let before = m.clone();
+    m.insert_mut(5, 6);
+    let (Some(Node::Branch(a)), Some(Node::Branch(b))) =
+        (before.root.as_deref(), m.root.as_deref())
+    else {
+        panic!("10k entries are more than one leaf");
+    };
+    let shared = a
+        .iter()
+        .zip(b)
+        .filter(|(x, y)| Arc::ptr_eq(&x.1, &y.1))
+        .count();
+    assert_eq!(shared, a.len() - 1, "all but the changed child are shared");
+}
+
+#[test]
+fn sets_add_and_remove() {
+    let mut s: PSet<String, foldhash::fast::RandomState> = PSet::default();
+    assert!(s.insert_mut("a".into()));
+    assert!(!s.insert_mut("a".into()));
+    assert_eq!(s.iter().collect::<Vec<_>>(), ["a"]);
+    assert!(s.remove_mut("a") && !s.remove_mut("a") && s.is_empty());
+}
