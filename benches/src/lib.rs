@@ -61,18 +61,19 @@ pub fn cluster(n: usize) -> zring::config::LocalConfig {
 /// Workload `i` of [`cluster`], behind service `svc`.
 pub fn cluster_workload(i: usize, svc: usize) -> zring::config::Workload {
     zring::config::Workload {
-        uid: format!("c//v1/Pod/default/w{i}"),
-        name: format!("w{i}"),
+        uid: format!("c//v1/Pod/default/w{i}").into(),
+        name: format!("w{i}").into(),
         namespace: "default".into(),
-        service_account: format!("sa{}", i % 1000),
+        service_account: format!("sa{}", i % 1000).into(),
         workload_ips: vec![std::net::IpAddr::from([
             10,
             128 + (i >> 16) as u8,
             (i >> 8) as u8,
             i as u8,
-        ])],
+        ])]
+        .into(),
         protocol: zring::config::Protocol::Hbone,
-        node: format!("node-{}", i % 2),
+        node: format!("node-{}", i % 2).into(),
         services: [(
             format!("default/svc{svc}.default.svc.cluster.local"),
             Default::default(),

@@ -74,18 +74,18 @@ pub fn local_config(plan: &Plan) -> LocalConfig {
                 .map(move |p| (n, p))
         })
         .map(|(n, p)| Workload {
-            uid: format!("cluster1//v1/Pod/{NAMESPACE}/{}", p.name),
-            name: p.name.to_string(),
-            namespace: NAMESPACE.to_string(),
-            service_account: p.name.to_string(),
-            trust_domain: TRUST_DOMAIN.to_string(),
-            workload_ips: vec![IpAddr::V4(p.ip)],
+            uid: format!("cluster1//v1/Pod/{NAMESPACE}/{}", p.name).into(),
+            name: p.name.to_string().into(),
+            namespace: NAMESPACE.to_string().into(),
+            service_account: p.name.to_string().into(),
+            trust_domain: TRUST_DOMAIN.to_string().into(),
+            workload_ips: vec![IpAddr::V4(p.ip)].into(),
             protocol: if p.enrolled {
                 Protocol::Hbone
             } else {
                 Protocol::Tcp
             },
-            node: n.name.to_string(),
+            node: n.name.to_string().into(),
             ..Workload::default()
         })
         .collect();

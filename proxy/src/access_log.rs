@@ -36,7 +36,7 @@ impl Side {
     fn new(snap: &Snapshot, addr: SocketAddr, peer: &Peer, mtls: bool) -> Side {
         let workload = snap
             .workload_by_ip(addr.ip())
-            .map(|w| w.name.clone())
+            .map(|w| w.name.to_string())
             .filter(|n| !n.is_empty())
             .or_else(|| known(&peer.canonical_service).map(str::to_string));
         Side {

@@ -81,14 +81,14 @@ impl Lab {
 /// The LocalConfig both proxies read: M sources on node-a, K destinations on node-b.
 pub fn local_config(m: usize, k: usize) -> LocalConfig {
     let wl = |name: String, sa: &str, ip, node: &str| Workload {
-        uid: format!("cluster1//v1/Pod/{NAMESPACE}/{name}"),
-        name,
-        namespace: NAMESPACE.to_string(),
-        service_account: sa.to_string(),
-        trust_domain: TRUST_DOMAIN.to_string(),
-        workload_ips: vec![ip],
+        uid: format!("cluster1//v1/Pod/{NAMESPACE}/{name}").into(),
+        name: name.into(),
+        namespace: NAMESPACE.to_string().into(),
+        service_account: sa.to_string().into(),
+        trust_domain: TRUST_DOMAIN.to_string().into(),
+        workload_ips: vec![ip].into(),
         protocol: Protocol::Hbone,
-        node: node.to_string(),
+        node: node.to_string().into(),
         ..Workload::default()
     };
     let src = (0..m).map(|i| wl(format!("src-{i}"), &src_sa(i), source_ip(i), "node-a"));

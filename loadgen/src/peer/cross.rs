@@ -37,7 +37,7 @@ pub fn local_config() -> LocalConfig {
     let mut c = setup::local_config();
     for w in &mut c.workloads {
         let on_b = w.workload_ips.contains(&SERVER_IP);
-        w.node = NODES[usize::from(on_b)].to_string();
+        w.node = NODES[usize::from(on_b)].to_string().into();
     }
     c
 }

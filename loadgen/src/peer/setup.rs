@@ -77,14 +77,14 @@ impl Lab {
 /// The LocalConfig both proxies read (built from zring's own config types).
 pub fn local_config() -> LocalConfig {
     let wl = |name: &str, ip| Workload {
-        uid: format!("cluster1//v1/Pod/{NAMESPACE}/{name}"),
-        name: name.to_string(),
-        namespace: NAMESPACE.to_string(),
-        service_account: SERVICE_ACCOUNT.to_string(),
-        trust_domain: TRUST_DOMAIN.to_string(),
-        workload_ips: vec![ip],
+        uid: format!("cluster1//v1/Pod/{NAMESPACE}/{name}").into(),
+        name: name.to_string().into(),
+        namespace: NAMESPACE.to_string().into(),
+        service_account: SERVICE_ACCOUNT.to_string().into(),
+        trust_domain: TRUST_DOMAIN.to_string().into(),
+        workload_ips: vec![ip].into(),
         protocol: Protocol::Hbone,
-        node: "node".to_string(),
+        node: "node".to_string().into(),
         ..Workload::default()
     };
     LocalConfig {

@@ -53,17 +53,17 @@ pub fn workload(i: usize, s: usize) -> Workload {
     let mut services = BTreeMap::new();
     services.insert(format!("{NAMESPACE}/{}", hostname(s)), BTreeMap::new());
     Workload {
-        uid: workload_uid(i),
-        name: format!("w-{i}"),
+        uid: workload_uid(i).into(),
+        name: format!("w-{i}").into(),
         namespace: NAMESPACE.into(),
-        service_account: format!("sa-{s}"),
+        service_account: format!("sa-{s}").into(),
         trust_domain: TRUST_DOMAIN.into(),
-        workload_ips: vec![workload_ip(i)],
+        workload_ips: vec![workload_ip(i)].into(),
         protocol: Protocol::Hbone,
-        node: format!("node-{}", i / PODS_PER_NODE),
+        node: format!("node-{}", i / PODS_PER_NODE).into(),
         services: services.into(),
-        workload_name: format!("svc-{s}"),
-        canonical_name: format!("svc-{s}"),
+        workload_name: format!("svc-{s}").into(),
+        canonical_name: format!("svc-{s}").into(),
         ..Workload::default()
     }
 }
@@ -85,12 +85,12 @@ fn service(s: usize) -> Service {
 /// The proxy's own workload on [`NODE`]; its IP is outside the generated range.
 fn client() -> Workload {
     Workload {
-        uid: format!("Kubernetes//Pod/{NAMESPACE}/{CLIENT}"),
+        uid: format!("Kubernetes//Pod/{NAMESPACE}/{CLIENT}").into(),
         name: CLIENT.into(),
         namespace: NAMESPACE.into(),
         service_account: CLIENT.into(),
         trust_domain: TRUST_DOMAIN.into(),
-        workload_ips: vec![crate::peer::CLIENT_IP],
+        workload_ips: vec![crate::peer::CLIENT_IP].into(),
         protocol: Protocol::Hbone,
         node: NODE.into(),
         ..Workload::default()
@@ -147,7 +147,7 @@ pub fn pushes(size: Size, singles: usize, bulk: usize, seed: u64) -> Pushes {
     let added = singles.iter().chain([&bulk_add]);
     let remove = added
         .flat_map(|u| &u.put.workloads)
-        .map(|w| (ADDRESS_TYPE, w.uid.clone()))
+        .map(|w| (ADDRESS_TYPE, w.uid.to_string()))
         .collect();
     Pushes {
         singles,

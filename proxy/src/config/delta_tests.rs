@@ -113,7 +113,7 @@ fn an_updated_endpoint_keeps_its_place_and_a_removed_one_is_filled_by_the_last()
         .clone();
     let names = |s: &Snapshot| -> Vec<String> {
         let eps = s.endpoints(&svc);
-        eps.iter().map(|e| e.workload().name.clone()).collect()
+        eps.iter().map(|e| e.workload().name.to_string()).collect()
     };
     assert_eq!(names(&base), ["httpbin-1", "httpbin-2", "httpbin-3"]);
     let mut w = base.workload_by_ip(ip("10.244.1.10")).unwrap().clone();

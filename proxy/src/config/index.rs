@@ -38,10 +38,13 @@ pub(super) type S = Arc<Rec<Service>>;
 pub(super) type P = Arc<Rec<Policy>>;
 
 impl Rec<Workload> {
-    pub fn new(name: Name, item: Workload) -> W {
+    /// A workload named by its uid (as istiod names them) holds one copy of it: `key` and
+    /// `item.uid` share `name`'s allocation.
+    pub fn new(name: Name, mut item: Workload) -> W {
         let key = if item.uid.is_empty() {
             item.to_string().into()
         } else if item.uid == *name {
+            item.uid = name.clone().into();
             name.clone()
         } else {
             item.uid.as_str().into()
@@ -302,11 +305,18 @@ mod tests {
 
     fn rec(n: u8) -> W {
         let w = Workload {
-            name: format!("w{n}"),
-            workload_ips: vec![IpAddr::from([10, 0, 0, n])],
+            name: format!("w{n}").into(),
+            workload_ips: vec![IpAddr::from([10, 0, 0, n])].into(),
             ..Workload::default()
         };
         Rec::<Workload>::new(Name::from(format!("w{n}")), w)
+    }
+
+    /// A stored workload (with the `Arc`'s two counts) stays in mimalloc's 320-byte size
+    /// class: one field more and 100k workloads take 12.8 MB more (the next class is 384).
+    #[test]
+    fn a_stored_workload_fits_its_size_class() {
+        assert!(std::mem::size_of::<Rec<Workload>>() + 16 <= 320);
     }
 
     proptest! {

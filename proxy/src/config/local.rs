@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::local_yaml::LocalConfigYaml;
 use super::policy::Policy;
 use super::snapshot::Snapshot;
+use super::text::Str;
 use super::waypoint::GatewayAddress;
 use super::workload_services::WorkloadServices;
 use super::{ConfigError, ConfigErrors};
@@ -49,60 +50,62 @@ pub enum Protocol {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Workload {
-    pub uid: String,
-    pub name: String,
-    pub namespace: String,
-    pub service_account: String,
-    pub trust_domain: String,
-    pub workload_ips: Vec<IpAddr>,
+    pub uid: Str,
+    pub name: Str,
+    pub namespace: Str,
+    pub service_account: Str,
+    pub trust_domain: Str,
+    pub workload_ips: Box<[IpAddr]>,
     pub protocol: Protocol,
     /// Kubernetes node running the workload; empty when unknown.
-    pub node: String,
+    pub node: Str,
     /// `"<namespace>/<hostname>"` → (service port → target port override; may be empty).
     pub services: WorkloadServices,
     /// `"<namespace>/<name>"` of WorkloadSelector policies that select this workload.
-    pub authorization_policies: Vec<String>,
+    pub authorization_policies: Box<[String]>,
     /// The owning workload (Deployment, ...): ztunnel's `*_workload` metric label.
-    pub workload_name: String,
+    pub workload_name: Str,
     /// Canonical service: ztunnel's `*_canonical_service` and `*_app` labels.
-    pub canonical_name: String,
+    pub canonical_name: Str,
     /// Canonical revision: ztunnel's `*_canonical_revision` and `*_version` labels.
-    pub canonical_revision: String,
+    pub canonical_revision: Str,
     /// ztunnel's `*_cluster` label.
-    pub cluster_id: String,
+    pub cluster_id: Str,
     /// ztunnel's `*_region` / `*_zone` labels.
     pub locality: Locality,
     /// Traffic addressed to this workload's IP goes through this waypoint.
+    /// Boxed: most workloads have none, and the 56 bytes it saves put a stored workload
+    /// in a smaller allocator size class (320 B, was 448).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub waypoint: Option<GatewayAddress>,
+    pub waypoint: Option<Box<GatewayAddress>>,
 }
 
 /// Where a workload runs (ztunnel's `locality`; like ztunnel, all three keys are required).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Locality {
-    pub region: String,
-    pub zone: String,
-    pub subzone: String,
+    pub region: Str,
+    pub zone: Str,
+    pub subzone: Str,
 }
 
 impl Default for Workload {
     fn default() -> Self {
         Workload {
-            uid: String::new(),
-            name: String::new(),
-            namespace: String::new(),
-            service_account: DEFAULT_SERVICE_ACCOUNT.to_string(),
-            trust_domain: DEFAULT_TRUST_DOMAIN.to_string(),
-            workload_ips: Vec::new(),
+            uid: Str::default(),
+            name: Str::default(),
+            namespace: Str::default(),
+            service_account: Str::shared(DEFAULT_SERVICE_ACCOUNT),
+            trust_domain: Str::shared(DEFAULT_TRUST_DOMAIN),
+            workload_ips: Box::default(),
             protocol: Protocol::default(),
-            node: String::new(),
+            node: Str::default(),
             services: WorkloadServices::default(),
-            authorization_policies: Vec::new(),
-            workload_name: String::new(),
-            canonical_name: String::new(),
-            canonical_revision: String::new(),
-            cluster_id: String::new(),
+            authorization_policies: Box::default(),
+            workload_name: Str::default(),
+            canonical_name: Str::default(),
+            canonical_revision: Str::default(),
+            cluster_id: Str::default(),
             locality: Locality::default(),
             waypoint: None,
         }
@@ -131,8 +134,10 @@ pub struct Service {
     /// Service port → target port.
     pub ports: BTreeMap<u16, u16>,
     /// Traffic addressed to this service goes through this waypoint.
+    /// Boxed: most workloads have none, and the 56 bytes it saves put a stored workload
+    /// in a smaller allocator size class (320 B, was 448).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub waypoint: Option<GatewayAddress>,
+    pub waypoint: Option<Box<GatewayAddress>>,
 }
 
 impl Service {

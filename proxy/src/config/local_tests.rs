@@ -33,7 +33,7 @@ fn parses_the_hbone_md_example() {
     );
     assert_eq!(w.service_account, "sleep");
     assert_eq!(w.trust_domain, "cluster.local");
-    assert_eq!(w.workload_ips, vec![ip("10.244.1.4")]);
+    assert_eq!(w.workload_ips, vec![ip("10.244.1.4")].into());
     assert_eq!(w.protocol, Protocol::Hbone);
     assert_eq!(w.node, "node-a");
     let ports = &w.services["default/httpbin.default.svc.cluster.local"];

@@ -107,22 +107,22 @@ fn or_default(s: String, default: &str) -> String {
 impl From<WorkloadYaml> for Workload {
     fn from(w: WorkloadYaml) -> Workload {
         Workload {
-            uid: w.uid,
-            name: w.name,
-            namespace: w.namespace,
-            service_account: or_default(w.service_account, DEFAULT_SERVICE_ACCOUNT),
-            trust_domain: or_default(w.trust_domain, DEFAULT_TRUST_DOMAIN),
-            workload_ips: w.workload_ips,
+            uid: w.uid.into(),
+            name: w.name.into(),
+            namespace: w.namespace.into(),
+            service_account: or_default(w.service_account, DEFAULT_SERVICE_ACCOUNT).into(),
+            trust_domain: or_default(w.trust_domain, DEFAULT_TRUST_DOMAIN).into(),
+            workload_ips: w.workload_ips.into(),
             protocol: w.protocol,
-            node: w.node,
+            node: w.node.into(),
             services: w.services.into(),
-            authorization_policies: w.authorization_policies,
-            workload_name: w.workload_name,
-            canonical_name: w.canonical_name,
-            canonical_revision: w.canonical_revision,
-            cluster_id: w.cluster_id,
+            authorization_policies: w.authorization_policies.into(),
+            workload_name: w.workload_name.into(),
+            canonical_name: w.canonical_name.into(),
+            canonical_revision: w.canonical_revision.into(),
+            cluster_id: w.cluster_id.into(),
             locality: w.locality,
-            waypoint: w.waypoint,
+            waypoint: w.waypoint.map(Box::new),
         }
     }
 }
@@ -179,7 +179,7 @@ impl ServiceYaml {
             hostname: self.hostname,
             vips,
             ports: self.ports,
-            waypoint: self.waypoint,
+            waypoint: self.waypoint.map(Box::new),
         }
     }
 }

@@ -31,6 +31,7 @@ pub mod settings;
 mod settings_parse;
 pub mod snapshot;
 mod store;
+mod text;
 mod validate;
 pub mod waypoint;
 pub mod workload_services;
@@ -57,6 +58,7 @@ pub use resolve::{
 };
 pub use settings::{Config, RunArgs};
 pub use snapshot::{Endpoint, Snapshot};
+pub use text::Str;
 pub use waypoint::{GatewayAddress, GatewayDestination};
 pub use workload_services::WorkloadServices;
 

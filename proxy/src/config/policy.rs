@@ -195,7 +195,7 @@ impl Policy {
             && self
                 .selector
                 .as_ref()
-                .is_some_and(|s| s.workloads.contains(&w.name))
+                .is_some_and(|s| s.workloads.iter().any(|n| *n == w.name))
     }
 
     /// Whether the policy's rules match `conn` (ignoring scope and action).

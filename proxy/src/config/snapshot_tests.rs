@@ -84,7 +84,7 @@ fn new_rejects_an_invalid_config_built_in_code() {
     let w = |name: &str| Workload {
         name: name.into(),
         namespace: "ns".into(),
-        workload_ips: vec![ip("10.0.0.1")],
+        workload_ips: vec![ip("10.0.0.1")].into(),
         ..Workload::default()
     };
     let local = LocalConfig {

@@ -38,7 +38,7 @@ pub(super) fn workload(w: &Workload, errs: &mut ConfigErrors) {
         if !key_syntax_ok(key) {
             errs.push(ConfigError::BadServiceKey {
                 workload: w.to_string(),
-                key: key.clone(),
+                key: key.to_string(),
             });
         }
         // Names are formatted only for a problem: this runs for every workload put.
@@ -119,10 +119,10 @@ fn references(s: &Snapshot, d: &Dirty, errs: &mut ConfigErrors) {
 
 fn names_exist(s: &Snapshot, w: &Workload, errs: &mut ConfigErrors) {
     for key in w.services.keys() {
-        if key_syntax_ok(key) && !s.ix.service_keys.contains_key(key.as_str()) {
+        if key_syntax_ok(key) && !s.ix.service_keys.contains_key(key) {
             errs.push(ConfigError::UnknownService {
                 workload: w.to_string(),
-                key: key.clone(),
+                key: key.to_string(),
             });
         }
     }
@@ -183,7 +183,7 @@ fn identity_pieces(w: &Workload, errs: &mut ConfigErrors) {
         errs.push(ConfigError::BadIdentityPiece {
             workload: w.to_string(),
             field,
-            value: value.clone(),
+            value: value.to_string(),
             reason,
         });
     }

@@ -3,12 +3,15 @@
 //!
 //! A workload names one service or a few, and the store holds one per workload: a
 //! `BTreeMap` allocates an 11-slot node (~540 B) for a single entry, the slice holds what
-//! it names (one entry: 48 B). Lookups are a binary search over a handful of keys.
+//! it names (one entry: 40 B; the key is shared with every workload naming the service).
+//! Lookups are a binary search over a handful of keys.
 
 use std::collections::BTreeMap;
 use std::ops::Index;
 
 use serde::{Serialize, Serializer};
+
+use super::text::Str;
 
 /// Service port → target port (empty: the service's own target ports apply).
 pub type Ports = BTreeMap<u16, u16>;
@@ -16,7 +19,7 @@ pub type Ports = BTreeMap<u16, u16>;
 /// See the module's comment. Built from any `(key, ports)` list; a later entry of the same
 /// key replaces an earlier one, as a map's insert does.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WorkloadServices(Box<[(String, Ports)]>);
+pub struct WorkloadServices(Box<[(Str, Ports)]>);
 
 impl WorkloadServices {
     fn find(&self, key: &str) -> Result<usize, usize> {
@@ -34,20 +37,20 @@ impl WorkloadServices {
     /// Adds or replaces `key`'s ports (O(n): a workload names few services).
     pub fn insert(&mut self, key: String, ports: Ports) {
         let mut v = std::mem::take(&mut self.0).into_vec();
-        match v.binary_search_by(|(k, _)| k.cmp(&key)) {
+        match v.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
             Ok(i) => v[i].1 = ports,
-            Err(i) => v.insert(i, (key, ports)),
+            Err(i) => v.insert(i, (key.into(), ports)),
         }
         self.0 = v.into_boxed_slice();
     }
 
     /// The entries in key order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&String, &Ports)> {
-        self.0.iter().map(|(k, p)| (k, p))
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &Ports)> {
+        self.0.iter().map(|(k, p)| (k.as_str(), p))
     }
 
-    pub fn keys(&self) -> impl ExactSizeIterator<Item = &String> {
-        self.0.iter().map(|(k, _)| k)
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.0.iter().map(|(k, _)| k.as_str())
     }
 
     pub fn len(&self) -> usize {
@@ -64,11 +67,11 @@ impl FromIterator<(String, Ports)> for WorkloadServices {
         let mut v: Vec<(String, Ports)> = iter.into_iter().collect();
         // Stable, then the last of equal keys kept: a map's insert semantics.
         v.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out: Vec<(String, Ports)> = Vec::with_capacity(v.len());
-        for e in v {
+        let mut out: Vec<(Str, Ports)> = Vec::with_capacity(v.len());
+        for (key, ports) in v {
             match out.last_mut() {
-                Some(last) if last.0 == e.0 => *last = e,
-                _ => out.push(e),
+                Some(last) if last.0 == key => last.1 = ports,
+                _ => out.push((key.into(), ports)),
             }
         }
         WorkloadServices(out.into_boxed_slice())
@@ -77,7 +80,7 @@ impl FromIterator<(String, Ports)> for WorkloadServices {
 
 impl From<BTreeMap<String, Ports>> for WorkloadServices {
     fn from(m: BTreeMap<String, Ports>) -> Self {
-        WorkloadServices(m.into_iter().collect())
+        m.into_iter().collect()
     }
 }
 
@@ -88,14 +91,14 @@ impl<const N: usize> From<[(String, Ports); N]> for WorkloadServices {
 }
 
 impl<'a> IntoIterator for &'a WorkloadServices {
-    type Item = (&'a String, &'a Ports);
+    type Item = (&'a str, &'a Ports);
     type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (String, Ports)>,
-        fn(&'a (String, Ports)) -> (&'a String, &'a Ports),
+        std::slice::Iter<'a, (Str, Ports)>,
+        fn(&'a (Str, Ports)) -> (&'a str, &'a Ports),
     >;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(k, p)| (k, p))
+        self.0.iter().map(|(k, p)| (k.as_str(), p))
     }
 }
 
@@ -134,7 +137,7 @@ mod tests {
         assert_eq!(s.len(), 3);
         assert!(s.contains_key("a/w") && s["a/x"].is_empty() && !s.contains_key("c"));
         let as_map: BTreeMap<String, Ports> =
-            s.iter().map(|(k, p)| (k.clone(), p.clone())).collect();
+            s.iter().map(|(k, p)| (k.to_string(), p.clone())).collect();
         assert_eq!(WorkloadServices::from(as_map), s);
         assert_eq!(
             serde_yaml::to_string(&s).unwrap(),

@@ -22,6 +22,7 @@ use zring_xds::{security as ps, workload as pw, ADDRESS_TYPE, AUTHORIZATION_TYPE
 use super::delta::{self, Kind};
 use super::index::{Name, Rec};
 use super::local::{Locality, DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN};
+use super::text::Str;
 use super::{
     Action, Cidr, ConfigErrors, LocalConfig, Match, NetworkAddress, Policy, Protocol, Scope,
     Service, ServiceAccountMatch, Snapshot, StringMatch, Workload, WorkloadServices,
@@ -389,32 +390,32 @@ fn workload_from(w: pw::Workload) -> Result<Workload, String> {
         services.insert(key.clone(), ports_from(&list.ports)?);
     }
     Ok(Workload {
-        uid: w.uid,
-        name: w.name,
-        namespace: w.namespace,
-        service_account: or_default(w.service_account, DEFAULT_SERVICE_ACCOUNT),
-        trust_domain: or_default(w.trust_domain, DEFAULT_TRUST_DOMAIN),
+        uid: Str::unique(&w.uid),
+        name: Str::unique(&w.name),
+        namespace: w.namespace.into(),
+        service_account: or_default(w.service_account, DEFAULT_SERVICE_ACCOUNT).into(),
+        trust_domain: or_default(w.trust_domain, DEFAULT_TRUST_DOMAIN).into(),
         workload_ips,
         protocol: match pw::TunnelProtocol::try_from(w.tunnel_protocol) {
             Ok(pw::TunnelProtocol::Hbone) => Protocol::Hbone,
             _ => Protocol::Tcp,
         },
-        node: w.node,
+        node: w.node.into(),
         services,
-        authorization_policies: w.authorization_policies,
-        workload_name: w.workload_name,
-        canonical_name: w.canonical_name,
-        canonical_revision: w.canonical_revision,
-        cluster_id: w.cluster_id,
+        authorization_policies: w.authorization_policies.into(),
+        workload_name: w.workload_name.into(),
+        canonical_name: w.canonical_name.into(),
+        canonical_revision: w.canonical_revision.into(),
+        cluster_id: w.cluster_id.into(),
         locality: w
             .locality
             .map(|l| Locality {
-                region: l.region,
-                zone: l.zone,
-                subzone: l.subzone,
+                region: l.region.into(),
+                zone: l.zone.into(),
+                subzone: l.subzone.into(),
             })
             .unwrap_or_default(),
-        waypoint: super::waypoint::from_xds(w.waypoint)?,
+        waypoint: super::waypoint::from_xds(w.waypoint)?.map(Box::new),
     })
 }
 
@@ -435,7 +436,7 @@ fn service_from(s: pw::Service) -> Result<Service, String> {
         namespace: s.namespace,
         hostname: s.hostname,
         vips,
-        waypoint: super::waypoint::from_xds(s.waypoint)?,
+        waypoint: super::waypoint::from_xds(s.waypoint)?.map(Box::new),
     })
 }
 
@@ -595,7 +596,7 @@ fn workload_name(w: &Workload) -> String {
     if w.uid.is_empty() {
         format!("{}/{}", w.namespace, w.name)
     } else {
-        w.uid.clone()
+        w.uid.to_string()
     }
 }
 
@@ -621,30 +622,30 @@ fn workload_to(w: &Workload) -> pw::Workload {
         Protocol::Tcp => pw::TunnelProtocol::None,
     };
     pw::Workload {
-        uid: w.uid.clone(),
-        name: w.name.clone(),
-        namespace: w.namespace.clone(),
+        uid: w.uid.to_string(),
+        name: w.name.to_string(),
+        namespace: w.namespace.to_string(),
         addresses: w.workload_ips.iter().map(ip_bytes).collect(),
         tunnel_protocol: protocol.into(),
-        trust_domain: w.trust_domain.clone(),
-        service_account: w.service_account.clone(),
-        node: w.node.clone(),
+        trust_domain: w.trust_domain.to_string(),
+        service_account: w.service_account.to_string(),
+        node: w.node.to_string(),
         services: w
             .services
             .iter()
-            .map(|(k, p)| (k.clone(), pw::PortList { ports: ports_to(p) }))
+            .map(|(k, p)| (k.to_string(), pw::PortList { ports: ports_to(p) }))
             .collect(),
-        authorization_policies: w.authorization_policies.clone(),
-        workload_name: w.workload_name.clone(),
-        canonical_name: w.canonical_name.clone(),
-        canonical_revision: w.canonical_revision.clone(),
-        cluster_id: w.cluster_id.clone(),
+        authorization_policies: w.authorization_policies.to_vec(),
+        workload_name: w.workload_name.to_string(),
+        canonical_name: w.canonical_name.to_string(),
+        canonical_revision: w.canonical_revision.to_string(),
+        cluster_id: w.cluster_id.to_string(),
         locality: (w.locality != Locality::default()).then(|| pw::Locality {
-            region: w.locality.region.clone(),
-            zone: w.locality.zone.clone(),
-            subzone: w.locality.subzone.clone(),
+            region: w.locality.region.to_string(),
+            zone: w.locality.zone.to_string(),
+            subzone: w.locality.subzone.to_string(),
         }),
-        waypoint: w.waypoint.as_ref().map(super::waypoint::to_xds),
+        waypoint: w.waypoint.as_deref().map(super::waypoint::to_xds),
         ..Default::default()
     }
 }
@@ -663,7 +664,7 @@ fn service_to(s: &Service) -> pw::Service {
             })
             .collect(),
         ports: ports_to(&s.ports),
-        waypoint: s.waypoint.as_ref().map(super::waypoint::to_xds),
+        waypoint: s.waypoint.as_deref().map(super::waypoint::to_xds),
     }
 }
 

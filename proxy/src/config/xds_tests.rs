@@ -107,7 +107,7 @@ fn address(name: &str, a: pw::address::Type) -> (String, Any) {
 fn workload_on(local: &LocalConfig, name: &str, ip: &str) -> Workload {
     let mut w = local.workloads[0].clone();
     w.name = name.into();
-    w.workload_ips = vec![ip.parse().unwrap()];
+    w.workload_ips = vec![ip.parse().unwrap()].into();
     w
 }
 
@@ -214,7 +214,7 @@ fn a_failed_publish_leaves_the_store_as_it_was_and_a_resend_applies() {
     let before = store.clone();
     let mut fresh = local.workloads[0].clone();
     fresh.name = "fresh".into();
-    fresh.workload_ips = vec!["10.244.1.99".parse().unwrap()];
+    fresh.workload_ips = vec!["10.244.1.99".parse().unwrap()].into();
     let a = pw::Address {
         r#type: Some(pw::address::Type::Workload(workload_to(&fresh))),
     };

@@ -7,7 +7,7 @@ fn wl(uid: &str, ip: [u8; 4], sa: &str) -> Workload {
         name: uid.into(),
         namespace: "ns".into(),
         service_account: sa.into(),
-        workload_ips: vec![ip.into()],
+        workload_ips: vec![ip.into()].into(),
         ..Workload::default()
     }
 }
