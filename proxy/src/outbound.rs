@@ -24,6 +24,7 @@ use crate::runtime::handoff::{BulkView, Handoff, Origin, Placement};
 use crate::runtime::metrics::Labels;
 use crate::socks5::{self, Reply, Target};
 use crate::sys;
+use crate::tls::resume::session_name;
 
 /// A core's pool of HBONE client connections.
 pub type HbonePool = Pool<h2::client::SendRequest<Bytes>, ProxyError>;
@@ -447,6 +448,8 @@ impl Tunnel {
             placement,
         };
         let tls = cx.common.client_tls(&key.src_identity, &key.dst_identity)?;
+        let dst_node = state.snapshot.workload_by_ip(self.hbone_addr.ip());
+        let session = session_name(self.hbone_addr.ip(), dst_node.map(|w| w.node.as_str()));
         let timing = cx.settings.timing;
         let origin = || {
             let placement = placement?;
@@ -459,7 +462,7 @@ impl Tunnel {
         let lease = cx
             .pool
             .checkout(&key, || {
-                client::open(key.clone(), tls.clone(), timing, origin())
+                client::open(key.clone(), tls.clone(), session.clone(), timing, origin())
             })
             .await
             .map_err(|e| ProxyError::Pooled(e.to_string()))?;

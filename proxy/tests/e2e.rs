@@ -217,7 +217,8 @@ fn raw_connect(mesh: &Mesh, authority: &str) -> Result<(), ProxyError> {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let conn = client::open(key, tls, timing, None).await?;
+        let session = zring::tls::server_name(hbone.ip());
+        let conn = client::open(key, tls, session, timing, None).await?;
         let client: SocketAddr = "127.0.0.1:1".parse().unwrap();
         client::connect_stream(&conn.handle, hbone, authority, client)
             .await

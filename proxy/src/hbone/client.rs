@@ -36,11 +36,14 @@ pub struct Timing {
 }
 
 /// Opens one pooled connection for `key` with `tls` (src cert, dst identity check).
+/// `session`: the name `tls` files its TLS sessions with this destination under
+/// ([`crate::tls::resume::session_name`]: its node when known).
 /// `same_node`: the destination is this node's own 15008 — the handoff registry, the core
 /// opening it and where its inbound end should run, so the accepting core can move it.
 pub async fn open(
     key: PoolKey,
     tls: Arc<rustls::ClientConfig>,
+    session: ServerName<'static>,
     timing: Timing,
     same_node: Option<(Arc<Handoff>, Origin)>,
 ) -> Result<H2Conn, ProxyError> {
@@ -63,9 +66,8 @@ pub async fn open(
         .map_err(|_| ProxyError::ConnectTimeout { addr })?
         .map_err(connect_error)?;
     // No SNI (ztunnel sends none); the verifier checks the SPIFFE URI SAN instead.
-    let name = ServerName::IpAddress(addr.ip().into());
     let handshake = |source| ProxyError::Handshake { addr, source };
-    let session = rustls::client::UnbufferedClientConnection::new(tls, name)
+    let session = rustls::client::UnbufferedClientConnection::new(tls, session)
         .map_err(|e| handshake(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
     let tls = TlsStream::handshake(tcp, session)
         .await

@@ -6,7 +6,7 @@
 //! | what | where | bound |
 //! |---|---|---|
 //! | ticket key | one [`TicketRotator`] per local identity per [`super::CertStore`] | a new key every [`TICKET_KEY_ROTATION`] s, tickets accepted ≤ 2× that |
-//! | client sessions | one `ClientSessionMemoryCache` per client config (one per core, source identity and destination identity, rebuilt when the certificates change) | [`CLIENT_SESSIONS`] tickets |
+//! | client sessions | one `ClientSessionMemoryCache` per client config (one per core, source identity and destination identity, rebuilt when the certificates change), filed by the destination's node ([`session_name`]) | [`CLIENT_SESSIONS`] tickets |
 //! | tickets sent | after every full or resumed handshake | [`TICKETS_PER_HANDSHAKE`] |
 //!
 //! What a resumption cannot do: resume into another identity's listener (its ticket key
@@ -16,11 +16,12 @@
 //! or carry 0-RTT data (early data stays off).
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use rustls::crypto::ring::Ticketer;
 use rustls::crypto::GetRandomFailed;
-use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::pki_types::{CertificateDer, DnsName, ServerName, UnixTime};
 use rustls::server::ProducesTickets;
 use rustls::{CommonState, HandshakeKind, TicketRotator};
 use x509_parser::certificate::X509Certificate;
@@ -36,8 +37,8 @@ pub const TICKET_KEY_ROTATION: u32 = 30 * 60;
 /// a second connection opened to the same pod while the first still handshakes does a
 /// full handshake.
 pub const TICKETS_PER_HANDSHAKE: usize = 1;
-/// Tickets one client config keeps (rustls holds at most 8 per destination IP, so this
-/// covers 32 destination pods of one identity per source identity and core).
+/// Tickets one client config keeps (rustls holds at most 8 per [`session_name`], so this
+/// covers 32 destination nodes of one identity per source identity and core).
 pub const CLIENT_SESSIONS: usize = 256;
 
 /// A fresh ticket key store for one local identity: rotates every
@@ -73,6 +74,33 @@ impl ProducesTickets for OneKey {
     }
     fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
         self.0.decrypt(cipher)
+    }
+}
+
+/// Suffix of the names [`session_name`] files sessions under (`.invalid`: never a real
+/// host; HBONE sends no SNI, so the name never leaves the process).
+const NODE_SUFFIX: &str = ".node.hbone.invalid";
+
+/// The name a client config files its sessions with a destination under (the
+/// `ServerName` handed to rustls: its session cache key; no SNI is sent and the verifier
+/// ignores it): the node serving the destination when the workload config names it,
+/// else the destination IP.
+///
+/// A ticket opens at whatever listener holds the key that sealed it, which is one per
+/// local identity per proxy, not one per pod. So a source's first connection to any pod
+/// of identity X on node B brings a ticket that resumes its connection to every other pod
+/// of X on B (a new pod pair needs no full handshake once the pair of nodes has met),
+/// while tickets of node B are never offered to node C. It proves no less than a ticket
+/// filed under the pod's IP: the client config is per (source, destination identity), the
+/// full handshake checked the identity and never the IP, and the resumption proves the
+/// server holds the secret of that full handshake.
+pub fn session_name(dst: IpAddr, node: Option<&str>) -> ServerName<'static> {
+    let scoped = node
+        .filter(|n| !n.is_empty())
+        .and_then(|n| DnsName::try_from(format!("{n}{NODE_SUFFIX}")).ok());
+    match scoped {
+        Some(name) => ServerName::DnsName(name),
+        None => ServerName::IpAddress(dst.into()),
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use rustls::pki_types::UnixTime;
+use rustls::pki_types::{ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
 
 use super::{ca_with, httpbin_id, id, sleep_id, TD};
@@ -34,6 +34,15 @@ fn end(conn: &rustls::CommonState) -> End {
 
 /// Handshake + ping/pong (the pong carries the tickets); returns (client, server).
 fn connect(server: Arc<ServerConfig>, client: Arc<ClientConfig>) -> (End, End) {
+    connect_named(server, client, server_name(IpAddr::V4(Ipv4Addr::LOCALHOST)))
+}
+
+/// [`connect`], the client filing the session under `name`.
+fn connect_named(
+    server: Arc<ServerConfig>,
+    client: Arc<ClientConfig>,
+    name: ServerName<'static>,
+) -> (End, End) {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let addr = listener.local_addr().unwrap();
     let server_side = thread::spawn(move || {
@@ -48,7 +57,6 @@ fn connect(server: Arc<ServerConfig>, client: Arc<ClientConfig>) -> (End, End) {
     });
     let tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let name = server_name(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let mut tls = rustls::StreamOwned::new(ClientConnection::new(client, name).unwrap(), tcp);
     tls.write_all(b"ping").unwrap();
     let mut buf = [0u8; 4];
@@ -88,6 +96,47 @@ fn second_connection_resumes_and_carries_both_identities() {
             (resumed_with(httpbin_id()), resumed_with(sleep_id()))
         );
     }
+}
+
+#[test]
+fn a_ticket_from_one_pod_resumes_at_another_pod_of_its_node_only() {
+    let dir = ca_with("resume-node", &[sleep_id(), httpbin_id()]);
+    let store = CertStore::load(dir.path(), TD).unwrap();
+    // One listener stands for node b's proxy serving every httpbin pod on it.
+    let server = store.server_config(&httpbin_id()).unwrap();
+    let client = store.client_config(&sleep_id(), &[httpbin_id()]).unwrap();
+    let pod = |last: u8, node: &str| {
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 244, 2, last));
+        resume::session_name(ip, Some(node))
+    };
+    let (c, _) = connect_named(server.clone(), client.clone(), pod(7, "node-b"));
+    assert!(!c.resumed, "first contact with node b");
+    let (c, s) = connect_named(server.clone(), client.clone(), pod(8, "node-b"));
+    assert_eq!(
+        (c, s),
+        (resumed_with(httpbin_id()), resumed_with(sleep_id())),
+        "another pod on node b resumes node b's session"
+    );
+    let (c, _) = connect_named(server, client, pod(9, "node-c"));
+    assert!(!c.resumed, "node b's tickets are not offered to node c");
+}
+
+#[test]
+fn session_names_fall_back_to_the_destination_ip() {
+    let ip = IpAddr::V4(Ipv4Addr::new(10, 244, 2, 7));
+    let by_ip = server_name(ip);
+    assert_eq!(resume::session_name(ip, None), by_ip);
+    assert_eq!(resume::session_name(ip, Some("")), by_ip);
+    assert_eq!(resume::session_name(ip, Some("not a dns name")), by_ip);
+    let other = IpAddr::V4(Ipv4Addr::new(10, 244, 9, 9));
+    assert_eq!(
+        resume::session_name(ip, Some("node-b")),
+        resume::session_name(other, Some("node-b"))
+    );
+    assert_ne!(
+        resume::session_name(ip, Some("node-b")),
+        resume::session_name(ip, Some("node-c"))
+    );
 }
 
 #[test]
