@@ -13,7 +13,7 @@ use crate::sys;
 const BACKLOG: i32 = 4096;
 
 /// A non-blocking TCP socket. Both flags go with `socket(2)` itself (socket2 adds
-/// SOCK_CLOEXEC on Linux): setting them after costs four `fcntl` calls per connection.
+/// SOCK_CLOEXEC on Linux): setting them after cost three `fcntl` calls per connection.
 fn new_tcp(addr: &SocketAddr) -> io::Result<Socket> {
     let stream = Type::STREAM.nonblocking();
     Socket::new(Domain::for_address(*addr), stream, Some(Protocol::TCP))
