@@ -65,7 +65,7 @@ pub async fn serve_hbone(
     .await
     .map_err(|_| handshake(std::io::ErrorKind::TimedOut.into()))?
     .map_err(handshake)?;
-    let peer_identity = crate::tls::peer_identity(tls.connection());
+    let peer_identity = tls.connection().and_then(crate::tls::peer_identity);
     let mut conn = h2::server::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)

@@ -79,6 +79,8 @@ impl CertStore {
         config.session_storage = Arc::new(NoServerSessionStorage {});
         config.ticketer = self.ticketer(id)?.clone();
         config.send_tls13_tickets = resume::TICKETS_PER_HANDSHAKE;
+        // tls::session seals and opens records itself after the handshake.
+        config.enable_secret_extraction = true;
         Ok(Arc::new(config))
     }
 
@@ -113,6 +115,8 @@ impl CertStore {
         let cache = ClientSessionMemoryCache::new(resume::CLIENT_SESSIONS);
         config.resumption =
             Resumption::store(Arc::new(cache)).tls12_resumption(Tls12Resumption::Disabled);
+        // tls::session seals and opens records itself after the handshake.
+        config.enable_secret_extraction = true;
         Ok(Arc::new(config))
     }
 }

@@ -25,14 +25,17 @@
 //! `config` (rustls `ServerConfig`/`ClientConfig` builders on [`CertStore`]), [`verify`]
 //! (the verifiers and [`peer_identity`]), [`resume`] (ticket keys, client session caches,
 //! the expiry check of a resumed peer), [`session`] (rustls's unbuffered API on our
-//! buffers, I/O-free) and [`stream`] (a session on monoio's owned-buffer ops, for h2).
+//! buffers for the handshake, then records of our own: [`record`], `traffic`; I/O-free)
+//! and [`stream`] (a session on monoio's owned-buffer ops, for h2).
 
 pub mod ca;
 mod config;
+pub mod record;
 pub mod resume;
 pub mod session;
 pub mod store;
 pub mod stream;
+mod traffic;
 pub mod verify;
 
 #[cfg(test)]

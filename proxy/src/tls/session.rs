@@ -1,10 +1,13 @@
-//! rustls's unbuffered API on buffers we own: the I/O-free half of [`super::TlsStream`].
+//! A TLS connection on buffers we own: the I/O-free half of [`super::TlsStream`].
 //!
-//! Ciphertext is read straight into [`Session`]'s receive buffer and rustls decrypts it
-//! there, in place; records are encrypted straight into the send buffer, which the socket
-//! writes from. Against rustls's buffered API this saves one copy of every received byte
-//! (`read_tls` into rustls's own deframer buffer, which it also regrows in 4 KiB steps
-//! and shrinks again per record), and one allocation per sent record.
+//! rustls runs the handshake through its unbuffered API: ciphertext is read straight into
+//! [`Session`]'s receive buffer and handshake records are encoded into the send buffer.
+//! Once application data flows (the first read, write or close after the handshake), the
+//! session takes the traffic secrets from rustls (its kernel-connection API) and seals and
+//! opens records itself ([`super::record`]): a sent record is built in the send buffer the
+//! socket writes from, its plaintext copied there once and sealed in place; a received
+//! record is opened in the buffer the read op filled. rustls keeps what only it can do:
+//! the next secrets of a key update and the tickets a server sends.
 //!
 //! No I/O here: the stream asks for [`Session::read_buffer`] (the buffer its next read op
 //! fills) and hands it back with [`Session::received`]; it sends [`Session::outgoing`]
@@ -17,12 +20,11 @@ use std::time::{Duration, Instant};
 
 use rustls::client::UnbufferedClientConnection;
 use rustls::server::UnbufferedServerConnection;
-use rustls::unbuffered::{
-    ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
-    WriteTraffic,
-};
+use rustls::unbuffered::{ConnectionState, EncodeError, InsufficientSizeError, UnbufferedStatus};
 use rustls::CommonState;
 use tokio::io::ReadBuf;
+
+use super::traffic::{Out, Record, Traffic};
 
 /// Ciphertext read per op: up to four full records, one syscall's worth of a bulk stream.
 pub const READ_CAPACITY: usize = 64 * 1024;
@@ -33,13 +35,6 @@ pub const SEND_BUFFER_LIMIT: usize = 256 * 1024;
 /// connection, and a flowing one reallocates (and zeroes) them at most once per period.
 const TRIM_ABOVE: usize = 64 * 1024;
 const TRIM_AFTER: Duration = Duration::from_secs(1);
-/// Largest plaintext of one TLS record.
-const MAX_RECORD: usize = 16 * 1024;
-/// Upper bound of what TLS 1.3 adds to one record (header, content type, AEAD tag).
-const RECORD_OVERHEAD: usize = 64;
-/// Slices of a write shorter than this (h2's 9-byte frame headers, small frames) are
-/// copied together into one record rather than sealed one record each.
-const COALESCE_BELOW: usize = 4 * 1024;
 
 /// Either end of a TLS connection, in rustls's unbuffered form.
 pub enum Side {
@@ -79,32 +74,33 @@ pub enum Read {
     Eof,
 }
 
-/// What a call asks of rustls.
-enum Job<'a, 'b> {
-    Handshake,
-    Read(&'a mut ReadBuf<'b>),
-    Write(&'a [IoSlice<'a>]),
-    Close,
-}
-
-/// What one `process_tls_records` step ended in.
+/// What one `process_tls_records` step of the handshake ended in.
 enum Outcome {
     /// Something was done; ask again.
     Progress,
     /// No complete record left in the receive buffer (or the handshake waits for one).
     NeedInput,
-    /// Application data may be sent and the job did not need to send any.
+    /// The handshake is done: application data may be sent.
     Traffic,
-    /// The write (this many plaintext bytes taken) or close job is done.
-    Done(usize),
     /// Both sides sent close_notify.
     Closed,
+}
+
+/// Who seals and opens records.
+enum Conn {
+    /// rustls, during the handshake and until the first read, write or close after it
+    /// (its [`CommonState`] stays readable until then).
+    Rustls(Side),
+    /// Our own record layer.
+    Records(Box<Traffic>),
+    /// Only while switching from one to the other, or after the switch failed.
+    Gone,
 }
 
 /// Received ciphertext.
 #[derive(Default)]
 struct Rx {
-    /// `buf[pos..]` is not yet processed by rustls.
+    /// `buf[pos..]` is not yet processed.
     buf: Vec<u8>,
     pos: usize,
     /// The previous receive buffer, for a read op that must carry a partial record over.
@@ -128,71 +124,87 @@ struct Bufs {
     olen: usize,
     /// Last send batch's buffer, recycled after its write op.
     out_spare: Vec<u8>,
-    /// Small leading slices of a write, coalesced into one record.
-    stage: Vec<u8>,
     /// Since when the send buffers have been larger than [`TRIM_ABOVE`].
     big_since: Option<Instant>,
     peer_closed: bool,
+    close_sent: bool,
+}
+
+impl Bufs {
+    fn out(&mut self) -> Out<'_> {
+        Out {
+            buf: &mut self.out,
+            len: &mut self.olen,
+        }
+    }
 }
 
 /// A TLS connection over caller-driven I/O.
 pub struct Session {
-    side: Side,
+    conn: Conn,
+    /// The handshake completed (rustls said application data may flow).
+    complete: bool,
     rx: Rx,
     bufs: Bufs,
-    /// The error that ended the connection; rustls must not process input after one.
+    /// The error that ended the connection; nothing is processed after one.
     failed: Option<(io::ErrorKind, String)>,
 }
 
 impl Session {
     pub fn new(side: impl Into<Side>) -> Self {
         Session {
-            side: side.into(),
+            conn: Conn::Rustls(side.into()),
+            complete: false,
             rx: Rx::default(),
             bufs: Bufs::default(),
             failed: None,
         }
     }
 
-    /// The connection's negotiated state (peer certificates, ALPN, version).
-    pub fn common(&self) -> &CommonState {
-        match &self.side {
-            Side::Client(c) => c,
-            Side::Server(s) => s,
+    /// The connection's negotiated state (peer certificates, ALPN, version): available
+    /// until the first read, write or close after the handshake (then the record layer is
+    /// ours and rustls's state is gone).
+    pub fn common(&self) -> Option<&CommonState> {
+        match &self.conn {
+            Conn::Rustls(Side::Client(c)) => Some(c),
+            Conn::Rustls(Side::Server(s)) => Some(s),
+            _ => None,
         }
     }
 
     /// Advances the handshake over the ciphertext received so far.
     pub fn handshake(&mut self) -> io::Result<Handshake> {
+        if self.complete {
+            return Ok(Handshake::Complete);
+        }
         loop {
-            match self.process(&mut Job::Handshake)? {
+            match self.process()? {
                 Outcome::Progress => {}
                 Outcome::NeedInput if self.rx.eof => return Err(eof_in_handshake()),
                 Outcome::NeedInput => return Ok(Handshake::NeedInput),
-                Outcome::Traffic | Outcome::Done(_) => return Ok(Handshake::Complete),
+                Outcome::Traffic => {
+                    self.complete = true;
+                    return Ok(Handshake::Complete);
+                }
                 Outcome::Closed => return Err(eof_in_handshake()),
             }
         }
     }
 
-    /// Copies decrypted bytes into `out`, decrypting records while it has room.
+    /// Copies decrypted bytes into `out`, opening records while it has room.
     pub fn read(&mut self, out: &mut ReadBuf<'_>) -> io::Result<Read> {
         let start = out.filled().len();
         if self.take_plain(out) {
             return Ok(Read::Data);
         }
-        loop {
-            let outcome = self.process(&mut Job::Read(out))?;
-            if out.filled().len() > start && (out.remaining() == 0 || self.has_plain()) {
-                return Ok(Read::Data);
-            }
-            match outcome {
-                Outcome::Progress => continue,
-                _ if out.filled().len() > start => return Ok(Read::Data),
-                Outcome::Closed => return Ok(Read::Eof),
-                _ if self.bufs.peer_closed || self.rx.eof => return Ok(Read::Eof),
-                _ => return Ok(Read::NeedInput),
-            }
+        self.records()?;
+        while out.remaining() > 0 && !self.bufs.peer_closed && self.open_one(out)? {}
+        if out.filled().len() > start {
+            Ok(Read::Data)
+        } else if self.bufs.peer_closed || self.rx.eof {
+            Ok(Read::Eof)
+        } else {
+            Ok(Read::NeedInput)
         }
     }
 
@@ -202,37 +214,37 @@ impl Session {
         if self.pending() >= SEND_BUFFER_LIMIT || slices.iter().all(|s| s.is_empty()) {
             return Ok(0);
         }
-        let mut job = Job::Write(slices);
-        loop {
-            match self.process(&mut job)? {
-                Outcome::Progress => {}
-                Outcome::Done(n) => return Ok(n),
-                Outcome::Closed => return Err(io::ErrorKind::BrokenPipe.into()),
-                Outcome::NeedInput | Outcome::Traffic => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::NotConnected,
-                        "TLS write before the handshake completed",
-                    ))
-                }
-            }
+        if self.bufs.close_sent {
+            return Err(io::ErrorKind::BrokenPipe.into());
         }
+        let (traffic, mut out) = self.records()?;
+        let result = traffic.seal_data(slices, &mut out);
+        remember(&mut self.failed, result)
     }
 
     /// Queues close_notify (once the peer has it, it sees a clean end of stream).
     pub fn close(&mut self) -> io::Result<()> {
-        loop {
-            match self.process(&mut Job::Close)? {
-                Outcome::Progress => {}
-                _ => return Ok(()),
-            }
+        if self.bufs.close_sent {
+            return Ok(());
         }
+        let (traffic, mut out) = self.records()?;
+        let result = traffic.seal_close(&mut out);
+        self.bufs.close_sent = true;
+        remember(&mut self.failed, result)
     }
 
-    /// After an error: encodes the alert rustls queued for the peer, if any. One step
-    /// only: the next would process the failed input again.
+    /// After an error: encodes the alert the peer is owed, if any (during the handshake
+    /// the one rustls queued: one step only, the next would process the failed input
+    /// again).
     pub fn encode_alert(&mut self) {
-        if self.failed.is_some() {
-            let _ = self.step(&mut Job::Handshake);
+        if self.failed.is_none() {
+            return;
+        }
+        match &mut self.conn {
+            Conn::Records(traffic) => traffic.seal_fatal(&mut self.bufs.out()),
+            _ => {
+                let _ = self.step();
+            }
         }
     }
 
@@ -306,6 +318,13 @@ impl Session {
         self.rx.buf.capacity() + self.rx.spare.capacity()
     }
 
+    /// Sends a KeyUpdate after `records` more records (tests of key updates).
+    #[cfg(test)]
+    pub(crate) fn update_keys_after(&mut self, records: u64) -> io::Result<()> {
+        self.records()?.0.update_after(records);
+        Ok(())
+    }
+
     fn pending(&self) -> usize {
         self.bufs.olen - self.bufs.opos
     }
@@ -347,10 +366,6 @@ impl Session {
         }
     }
 
-    fn has_plain(&self) -> bool {
-        self.bufs.ppos < self.bufs.plain.len()
-    }
-
     /// Copies leftover plaintext into `out`; true if any was there.
     fn take_plain(&mut self, out: &mut ReadBuf<'_>) -> bool {
         let b = &mut self.bufs;
@@ -367,38 +382,97 @@ impl Session {
         true
     }
 
-    fn process(&mut self, job: &mut Job<'_, '_>) -> io::Result<Outcome> {
-        if let Some((kind, message)) = &self.failed {
-            return Err(io::Error::new(*kind, message.clone()));
+    /// Our record layer (and the send buffer), taking it over from rustls at the first
+    /// call after the handshake.
+    fn records(&mut self) -> io::Result<(&mut Traffic, Out<'_>)> {
+        self.check_failed()?;
+        if let Conn::Rustls(_) = self.conn {
+            if !self.complete {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "TLS data before the handshake completed",
+                ));
+            }
+            let Conn::Rustls(side) = std::mem::replace(&mut self.conn, Conn::Gone) else {
+                unreachable!("matched above");
+            };
+            let traffic = remember(&mut self.failed, Traffic::start(side))?;
+            self.conn = Conn::Records(Box::new(traffic));
         }
-        let outcome = self.step(job);
-        if let Err(e) = &outcome {
-            self.failed = Some((e.kind(), e.to_string()));
+        match &mut self.conn {
+            Conn::Records(t) => Ok((t, self.bufs.out())),
+            _ => Err(io::Error::other(
+                "TLS record layer unavailable after an error",
+            )),
         }
-        outcome
     }
 
-    fn step(&mut self, job: &mut Job<'_, '_>) -> io::Result<Outcome> {
-        let input = &mut self.rx.buf[self.rx.pos..];
-        let (discard, outcome) = match &mut self.side {
-            Side::Client(c) => step(c.process_tls_records(input), job, &mut self.bufs),
-            Side::Server(s) => step(s.process_tls_records(input), job, &mut self.bufs),
+    /// Opens the next complete record into `out` (or `plain` past its room); false when
+    /// no complete record is left.
+    fn open_one(&mut self, out: &mut ReadBuf<'_>) -> io::Result<bool> {
+        let Conn::Records(traffic) = &mut self.conn else {
+            return Ok(false);
         };
-        self.rx.pos += discard;
+        let input = &mut self.rx.buf[self.rx.pos..];
+        let opened = traffic.open(input, &mut self.bufs.out());
+        let Some((len, record)) = remember(&mut self.failed, opened)? else {
+            return Ok(false);
+        };
+        match record {
+            Record::Data(plain) => deliver(plain, Some(out), &mut self.bufs),
+            Record::Control => {}
+            Record::CloseNotify => self.bufs.peer_closed = true,
+        }
+        self.consume(len);
+        Ok(true)
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.rx.pos += n;
         if self.rx.pos == self.rx.buf.len() && self.rx.lent_at.is_none() {
             self.rx.buf.clear();
             self.rx.pos = 0;
         }
+    }
+
+    fn check_failed(&self) -> io::Result<()> {
+        match &self.failed {
+            Some((kind, message)) => Err(io::Error::new(*kind, message.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn process(&mut self) -> io::Result<Outcome> {
+        self.check_failed()?;
+        let outcome = self.step();
+        remember(&mut self.failed, outcome)
+    }
+
+    fn step(&mut self) -> io::Result<Outcome> {
+        let input = &mut self.rx.buf[self.rx.pos..];
+        let (discard, outcome) = match &mut self.conn {
+            Conn::Rustls(Side::Client(c)) => step(c.process_tls_records(input), &mut self.bufs),
+            Conn::Rustls(Side::Server(s)) => step(s.process_tls_records(input), &mut self.bufs),
+            _ => (0, Ok(Outcome::Traffic)),
+        };
+        self.consume(discard);
         outcome
     }
 }
 
-/// Handles one state; returns the bytes to discard from the front of the input.
-fn step<D>(
-    status: UnbufferedStatus<'_, '_, D>,
-    job: &mut Job<'_, '_>,
-    bufs: &mut Bufs,
-) -> (usize, io::Result<Outcome>) {
+/// Remembers an error in `failed`: nothing is processed after one.
+fn remember<T>(
+    failed: &mut Option<(io::ErrorKind, String)>,
+    result: io::Result<T>,
+) -> io::Result<T> {
+    if let Err(e) = &result {
+        *failed = Some((e.kind(), e.to_string()));
+    }
+    result
+}
+
+/// Handles one handshake state; returns the bytes to discard from the front of the input.
+fn step<D>(status: UnbufferedStatus<'_, '_, D>, bufs: &mut Bufs) -> (usize, io::Result<Outcome>) {
     let mut discard = status.discard;
     let state = match status.state {
         Ok(state) => state,
@@ -406,11 +480,12 @@ fn step<D>(
     };
     let outcome = match state {
         ConnectionState::ReadTraffic(mut records) => {
+            // Application data that came with the handshake's last flight.
             while let Some(record) = records.next_record() {
                 match record {
                     Ok(record) => {
                         discard += record.discard;
-                        deliver(record.payload, job, bufs);
+                        deliver(record.payload, None, bufs);
                     }
                     Err(e) => return (discard, Err(invalid(e))),
                 }
@@ -435,7 +510,7 @@ fn step<D>(
             bufs.peer_closed = true;
             Ok(Outcome::Closed)
         }
-        ConnectionState::WriteTraffic(mut traffic) => write_traffic(&mut traffic, job, bufs),
+        ConnectionState::WriteTraffic(_) => Ok(Outcome::Traffic),
         ConnectionState::ReadEarlyData(_) => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "TLS peer sent early data, which HBONE does not accept",
@@ -445,26 +520,10 @@ fn step<D>(
     (discard, outcome)
 }
 
-fn write_traffic<D>(
-    traffic: &mut WriteTraffic<'_, D>,
-    job: &mut Job<'_, '_>,
-    bufs: &mut Bufs,
-) -> io::Result<Outcome> {
-    match job {
-        Job::Write(slices) => Ok(Outcome::Done(encrypt_slices(traffic, slices, bufs)?)),
-        Job::Close => {
-            encrypt_into(bufs, 0, |buf| traffic.queue_close_notify(buf))?;
-            Ok(Outcome::Done(0))
-        }
-        Job::Handshake => Ok(Outcome::Traffic),
-        Job::Read(_) => Ok(Outcome::NeedInput),
-    }
-}
-
 /// Decrypted bytes go to the reader's buffer while it has room, the rest to `plain`.
-fn deliver(payload: &[u8], job: &mut Job<'_, '_>, bufs: &mut Bufs) {
+fn deliver(payload: &[u8], out: Option<&mut ReadBuf<'_>>, bufs: &mut Bufs) {
     let mut rest = payload;
-    if let Job::Read(out) = job {
+    if let Some(out) = out {
         if bufs.ppos == bufs.plain.len() {
             let n = rest.len().min(out.remaining());
             out.put_slice(&rest[..n]);
@@ -474,110 +533,23 @@ fn deliver(payload: &[u8], job: &mut Job<'_, '_>, bufs: &mut Bufs) {
     bufs.plain.extend_from_slice(rest);
 }
 
-/// Encrypts every slice. Runs of short slices (h2 frame headers, small frames) are
-/// copied into `stage` and share a record; a long slice is encrypted where it lies (a
-/// 9-byte record ahead of it costs less than copying 16 KiB to top the header up).
-fn encrypt_slices<D>(
-    traffic: &mut WriteTraffic<'_, D>,
-    slices: &[IoSlice<'_>],
-    bufs: &mut Bufs,
-) -> io::Result<usize> {
-    let mut stage = std::mem::take(&mut bufs.stage);
-    stage.clear();
-    let mut total = 0;
-    let mut result = Ok(());
-    for slice in slices.iter().map(|s| &s[..]) {
-        total += slice.len();
-        if slice.len() < COALESCE_BELOW && stage.len() + slice.len() <= MAX_RECORD {
-            stage.extend_from_slice(slice);
-            continue;
-        }
-        if !stage.is_empty() {
-            result = encrypt_data(traffic, &stage, bufs);
-            stage.clear();
-        }
-        if result.is_ok() {
-            result = encrypt_data(traffic, slice, bufs);
-        }
-        if result.is_err() {
-            break;
-        }
-    }
-    if result.is_ok() && !stage.is_empty() {
-        result = encrypt_data(traffic, &stage, bufs);
-    }
-    bufs.stage = stage;
-    result.map(|()| total)
-}
-
-fn encrypt_data<D>(
-    traffic: &mut WriteTraffic<'_, D>,
-    data: &[u8],
-    bufs: &mut Bufs,
-) -> io::Result<()> {
-    let room = data.len() + (data.len() / MAX_RECORD + 1) * RECORD_OVERHEAD;
-    encrypt_into(bufs, room, |buf| traffic.encrypt(data, buf))
-}
-
-/// Runs an encryption into the send buffer's free space, growing it until it fits.
-fn encrypt_into(
-    bufs: &mut Bufs,
-    room: usize,
-    mut f: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
-) -> io::Result<()> {
-    fill_out(bufs, room.max(RECORD_OVERHEAD), |buf| match f(buf) {
-        Ok(n) => Fill::Wrote(n),
-        Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => {
-            Fill::Grow(required_size)
-        }
-        Err(e) => Fill::Failed(io::Error::other(e)),
-    })
-}
-
 /// Encodes a handshake record into the send buffer, growing it until it fits.
 fn encode(bufs: &mut Bufs, mut f: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>) {
-    // Encoding fails only for want of room, or when the record is already out.
-    let _ = fill_out(bufs, 4096, |buf| match f(buf) {
-        Ok(n) => Fill::Wrote(n),
-        Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
-            Fill::Grow(required_size)
-        }
-        Err(EncodeError::AlreadyEncoded) => Fill::Wrote(0),
-    });
-}
-
-/// What one attempt to write into the send buffer's free space did.
-enum Fill {
-    Wrote(usize),
-    /// Needs this many bytes of free space.
-    Grow(usize),
-    Failed(io::Error),
-}
-
-/// Calls `f` on at least `need` bytes of free space after the queued records, growing
-/// the buffer to what `f` asks for until it fits.
-fn fill_out(
-    bufs: &mut Bufs,
-    mut need: usize,
-    mut f: impl FnMut(&mut [u8]) -> Fill,
-) -> io::Result<()> {
+    let mut need = 4096;
+    let mut out = bufs.out();
     loop {
-        grow_out(bufs, need);
-        match f(&mut bufs.out[bufs.olen..]) {
-            Fill::Wrote(n) => {
-                bufs.olen += n;
-                return Ok(());
+        out.reserve(need);
+        match f(&mut out.buf[*out.len..]) {
+            Ok(n) => {
+                *out.len += n;
+                return;
             }
-            Fill::Grow(required) => need = required,
-            Fill::Failed(e) => return Err(e),
+            Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
+                need = required_size;
+            }
+            // Encoding fails only for want of room, or when the record is already out.
+            Err(EncodeError::AlreadyEncoded) => return,
         }
-    }
-}
-
-/// Ensures `need` bytes of initialised free space after `olen`.
-fn grow_out(bufs: &mut Bufs, need: usize) {
-    if bufs.out.len() - bufs.olen < need {
-        bufs.out.resize(bufs.olen + need, 0);
     }
 }
 

@@ -68,7 +68,8 @@ impl TlsStream {
             close_sent: false,
         };
         stream.complete_handshake().await?;
-        let common = stream.tls.common();
+        let common = (stream.tls.common())
+            .expect("rustls's state is kept until the first read or write after the handshake");
         if resume::expired_peer(common, UnixTime::now()) {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
@@ -103,8 +104,9 @@ impl TlsStream {
         }
     }
 
-    /// The connection's negotiated state (peer certificates, ALPN).
-    pub fn connection(&self) -> &CommonState {
+    /// The connection's negotiated state (peer certificates, ALPN): until the first read
+    /// or write (then the session's own record layer runs and rustls's state is gone).
+    pub fn connection(&self) -> Option<&CommonState> {
         self.tls.common()
     }
 

@@ -4,6 +4,7 @@
 mod ca;
 mod chain;
 mod handshake;
+mod record;
 mod resume;
 mod session;
 mod store;

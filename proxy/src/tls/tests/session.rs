@@ -86,10 +86,11 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 fn handshake_in_small_chunks_negotiates_h2_and_identities() {
     let (c, s, result) = pair("sess-hs", HTTPBIN, 7);
     result.unwrap();
-    assert_eq!(peer_identity(c.common()), Some(httpbin_id()));
-    assert_eq!(peer_identity(s.common()), Some(sleep_id()));
-    assert_eq!(c.common().alpn_protocol(), Some(ALPN_H2));
-    assert_eq!(s.common().alpn_protocol(), Some(ALPN_H2));
+    let (c, s) = (c.common().unwrap(), s.common().unwrap());
+    assert_eq!(peer_identity(c), Some(httpbin_id()));
+    assert_eq!(peer_identity(s), Some(sleep_id()));
+    assert_eq!(c.alpn_protocol(), Some(ALPN_H2));
+    assert_eq!(s.alpn_protocol(), Some(ALPN_H2));
 }
 
 #[test]
