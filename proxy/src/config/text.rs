@@ -6,9 +6,11 @@
 //! `String` (24 bytes inline and a heap block each). A `Str` is 16 bytes, the empty text
 //! holds nothing, and [`Str::shared`] hands out one allocation per distinct value from a
 //! process-wide set. The set forgets a value once no resource holds it (it is swept when
-//! it has doubled since its last sweep), so churn does not grow it.
+//! it has doubled since its last sweep), so churn does not grow it. Each thread keeps the
+//! values it took lately in a small cache in front of the set.
 
 use std::borrow::Borrow;
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -27,7 +29,7 @@ impl Str {
         if s.is_empty() {
             return Str(None);
         }
-        Str(Some(interner().get(s)))
+        Str(Some(RECENT.with(|r| r.borrow_mut().get(s))))
     }
 
     /// `s` in an allocation of its own: for values no other resource holds (a uid, a pod's
@@ -187,6 +189,32 @@ impl<'de> Deserialize<'de> for Str {
     }
 }
 
+/// Slots of a thread's cache of values it took from the set lately.
+const RECENT_SLOTS: usize = 256;
+
+thread_local! {
+    /// Decoding a cold start takes ~8 shared values per workload, mostly the same few:
+    /// a hit here skips the shard's lock. Its holds keep at most 256 values per thread
+    /// from a sweep.
+    static RECENT: RefCell<Recent> = RefCell::new(Recent {
+        slots: std::array::from_fn(|_| None),
+    });
+}
+
+struct Recent {
+    slots: [Option<Arc<str>>; RECENT_SLOTS],
+}
+
+impl Recent {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        let slot = &mut self.slots[interner().hasher.hash_one(s) as usize % RECENT_SLOTS];
+        match slot {
+            Some(a) if **a == *s => a.clone(),
+            _ => slot.insert(interner().get(s)).clone(),
+        }
+    }
+}
+
 /// Shards of the process-wide set, so decoding threads rarely wait on each other.
 const SHARDS: usize = 16;
 
@@ -215,7 +243,7 @@ const SWEEP_MIN: usize = 1024;
 
 impl Interner {
     fn get(&self, s: &str) -> Arc<str> {
-        let shard = self.hasher.hash_one(s) as usize % SHARDS;
+        let shard = (self.hasher.hash_one(s) >> 32) as usize % SHARDS;
         let mut shard = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
         if let Some(a) = shard.set.get(s) {
             return a.clone();
