@@ -89,8 +89,9 @@ enum Outcome {
 /// Who seals and opens records.
 enum Conn {
     /// rustls, during the handshake and until the first read, write or close after it
-    /// (its [`CommonState`] stays readable until then).
-    Rustls(Side),
+    /// (its [`CommonState`] stays readable until then). Boxed: a rustls connection is
+    /// ~1.1 KB, which every held connection would carry inline after the switch.
+    Rustls(Box<Side>),
     /// Our own record layer.
     Records(Box<Traffic>),
     /// Only while switching from one to the other, or after the switch failed.
@@ -153,7 +154,7 @@ pub struct Session {
 impl Session {
     pub fn new(side: impl Into<Side>) -> Self {
         Session {
-            conn: Conn::Rustls(side.into()),
+            conn: Conn::Rustls(Box::new(side.into())),
             complete: false,
             rx: Rx::default(),
             bufs: Bufs::default(),
@@ -166,8 +167,10 @@ impl Session {
     /// ours and rustls's state is gone).
     pub fn common(&self) -> Option<&CommonState> {
         match &self.conn {
-            Conn::Rustls(Side::Client(c)) => Some(c),
-            Conn::Rustls(Side::Server(s)) => Some(s),
+            Conn::Rustls(side) => match &**side {
+                Side::Client(c) => Some(c),
+                Side::Server(s) => Some(s),
+            },
             _ => None,
         }
     }
@@ -396,7 +399,7 @@ impl Session {
             let Conn::Rustls(side) = std::mem::replace(&mut self.conn, Conn::Gone) else {
                 unreachable!("matched above");
             };
-            let traffic = remember(&mut self.failed, Traffic::start(side))?;
+            let traffic = remember(&mut self.failed, Traffic::start(*side))?;
             self.conn = Conn::Records(Box::new(traffic));
         }
         match &mut self.conn {
@@ -451,8 +454,10 @@ impl Session {
     fn step(&mut self) -> io::Result<Outcome> {
         let input = &mut self.rx.buf[self.rx.pos..];
         let (discard, outcome) = match &mut self.conn {
-            Conn::Rustls(Side::Client(c)) => step(c.process_tls_records(input), &mut self.bufs),
-            Conn::Rustls(Side::Server(s)) => step(s.process_tls_records(input), &mut self.bufs),
+            Conn::Rustls(side) => match &mut **side {
+                Side::Client(c) => step(c.process_tls_records(input), &mut self.bufs),
+                Side::Server(s) => step(s.process_tls_records(input), &mut self.bufs),
+            },
             _ => (0, Ok(Outcome::Traffic)),
         };
         self.consume(discard);
