@@ -81,6 +81,10 @@ fn measure(
     let pushes = cluster::pushes(size, o.singles, o.bulk, o.seed);
     pushes_on(&cp, &p, &pushes, run, o.ack_timeout)?;
     (run.rss_end_mb, run.peak_end_mb) = memory(&p);
+    match super::datapath::measure(netns) {
+        Ok(d) => run.data_path = Some(d),
+        Err(e) => run.data_path_error = Some(e.to_string()),
+    }
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 //! work per push is O(1) and what is timed is the proxy.
 
 pub mod cluster;
+pub mod datapath;
 pub mod measure;
 pub mod report;
 

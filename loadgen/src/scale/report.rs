@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::cluster::Size;
+use super::datapath::DataPath;
 use crate::report::Machine;
 
 /// One push: its size, the time from the update to the proxy's ACK, and the proxy's CPU
@@ -46,6 +47,12 @@ pub struct ProxyRun {
     /// VmRSS and VmHWM after the last push.
     pub rss_end_mb: Option<f64>,
     pub peak_end_mb: Option<f64>,
+    /// The data path with the cluster loaded, after the pushes ([`super::datapath`]).
+    #[serde(default)]
+    pub data_path: Option<DataPath>,
+    /// Why the data path could not be measured (the rest of the run stands).
+    #[serde(default)]
+    pub data_path_error: Option<String>,
     /// Why the run stopped early.
     pub error: Option<String>,
 }
@@ -66,6 +73,8 @@ impl ProxyRun {
             bulk_remove: None,
             rss_end_mb: None,
             peak_end_mb: None,
+            data_path: None,
+            data_path_error: None,
             error: None,
         }
     }
@@ -180,10 +189,18 @@ fn push_cell(p: &Option<Push>) -> String {
     })
 }
 
+fn data_path_cell(r: &ProxyRun, f: impl Fn(&DataPath) -> String) -> String {
+    match (&r.data_path, &r.data_path_error) {
+        (Some(d), _) => f(d),
+        (None, Some(e)) => format!("failed: {e}"),
+        (None, None) => "–".into(),
+    }
+}
+
 /// One row per figure, one column per proxy.
 fn rows(runs: &[&ProxyRun]) -> Vec<(String, Vec<String>)> {
     type Cell = fn(&ProxyRun) -> String;
-    let figures: [(&str, Cell); 11] = [
+    let figures: [(&str, Cell); 13] = [
         ("ready after first response", |r| {
             format!("{} s", num(r.ready_s, 2))
         }),
@@ -236,6 +253,22 @@ fn rows(runs: &[&ProxyRun]) -> Vec<(String, Vec<String>)> {
         ("RSS after the pushes (peak)", |r| {
             format!("{} MB ({} MB)", num(r.rss_end_mb, 0), num(r.peak_end_mb, 0))
         }),
+        (
+            "data path: new connections/s via SOCKS5 (median µs each)",
+            |r| {
+                data_path_cell(r, |d| {
+                    format!("{:.0} ({:.0} µs)", d.conns_per_s, d.conn_p50_us)
+                })
+            },
+        ),
+        (
+            "data path: 1 KiB echo on a held connection, p50 / p99",
+            |r| {
+                data_path_cell(r, |d| {
+                    format!("{:.0} / {:.0} µs", d.echo_p50_us, d.echo_p99_us)
+                })
+            },
+        ),
     ];
     figures
         .iter()
