@@ -54,7 +54,8 @@ pub struct EnrolPhase {
     pub ok: u64,
     /// The first error (in a transition: the first that was not a reset).
     pub first_error: Option<String>,
-    /// Connections that were reset (ECONNRESET).
+    /// Connections cut under a request: reset (ECONNRESET) or closed in the middle of a
+    /// response.
     #[serde(default)]
     pub resets: u64,
     /// Resets a transition may cause: connections open while `plumb pod add|del` ran

@@ -83,6 +83,14 @@ impl Error {
         matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::ConnectionReset)
     }
 
+    /// True when the connection was cut under a request: reset, or closed by the other
+    /// end in the middle of a response. Which of the two a client sees when its
+    /// connection's packets change path (a pod enrolled or withdrawn under it) depends on
+    /// which end notices first.
+    pub fn is_cut(&self) -> bool {
+        self.is_reset() || matches!(self, Error::ClosedEarly { .. })
+    }
+
     /// True for errors that mean the path is *wrong* (not merely overloaded): a run
     /// fails on these.
     pub fn is_correctness(&self) -> bool {
@@ -95,3 +103,26 @@ impl Error {
 
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_is_a_reset_or_an_early_close_and_nothing_else() {
+        let server: SocketAddr = "10.0.0.1:80".parse().unwrap();
+        let io = |kind| Error::Io {
+            what: "reading a response".into(),
+            source: io::Error::from(kind),
+        };
+        assert!(io(io::ErrorKind::ConnectionReset).is_cut());
+        assert!(Error::ClosedEarly { server }.is_cut());
+        assert!(!io(io::ErrorKind::TimedOut).is_cut());
+        let checksum = Error::Checksum {
+            server,
+            sent: 1,
+            got: 2,
+        };
+        assert!(!checksum.is_cut() && checksum.is_correctness());
+    }
+}

@@ -56,12 +56,13 @@ pub struct RrResult {
     /// Requests completed including warm-up (the denominator of the CPU figures).
     pub completed: u64,
     pub errors: u64,
-    /// Of the errors, connections the peer reset.
+    /// Of the errors, connections cut under a request (reset, or closed in the middle of a
+    /// response).
     pub resets: u64,
     pub missed: u64,
     pub latency: Percentiles,
     pub first_error: Option<String>,
-    /// The first error that was not a reset.
+    /// The first error that was not a cut connection.
     pub first_other_error: Option<String>,
     pub correctness: Option<String>,
     /// Proxy CPU seconds per 1000 requests (mesh phases only).

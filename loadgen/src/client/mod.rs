@@ -69,7 +69,8 @@ pub struct RrStats {
     /// Requests completed in total.
     pub completed: u64,
     pub errors: u64,
-    /// Of the errors, connections the peer reset.
+    /// Of the errors, connections cut under a request ([`Error::is_cut`]: reset, or closed
+    /// in the middle of a response).
     pub resets: u64,
     /// The first error that was not a reset.
     pub first_other_error: Option<String>,
@@ -103,7 +104,7 @@ impl RrStats {
         } else {
             self.errors += 1;
             self.first_error.get_or_insert_with(|| e.to_string());
-            if e.is_reset() {
+            if e.is_cut() {
                 self.resets += 1;
             } else {
                 self.first_other_error.get_or_insert_with(|| e.to_string());

@@ -295,10 +295,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        if !self.contains_key(key) {
-            return None;
-        }
-        let h = self.hasher.hash_one(key);
+        let h = self.hash_if_held(key)?;
         get_mut_in(self.root.as_mut()?, h, ALL, key)
     }
 
@@ -326,17 +323,22 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        if !self.contains_key(key) {
-            return false;
-        }
-        let h = self.hasher.hash_one(key);
-        let Some(root) = self.root.as_mut() else {
+        let (Some(h), Some(root)) = (self.hash_if_held(key), self.root.as_mut()) else {
             return false;
         };
         let removed = remove_in(root, h, ALL, key).is_some();
         self.len -= usize::from(removed);
         self.collapse_root();
         removed
+    }
+
+    /// `key`'s hash when the map holds it (an edit of a key it lacks copies nothing).
+    fn hash_if_held<Q>(&self, key: &Q) -> Option<u64>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.contains_key(key).then(|| self.hasher.hash_one(key))
     }
 
     /// A root branch with one child is replaced by it; an empty root goes.
