@@ -3,9 +3,9 @@
 //! owners of a key, and a service's endpoints.
 //!
 //! Persistent maps are [`super::pmap`]'s hash-ordered B+trees: a lookup or a change walks
-//! O(log N) nodes of up to 32 entries, and cloning a map is one reference count. A key has one owner in a
-//! valid generation; [`Owners`] holds more only while an update is being checked, so a
-//! contradictory update is found by looking at the keys it touched.
+//! O(log N) nodes of up to 32 entries, and cloning a map is one reference count. A key has
+//! one owner in a valid generation; [`Owners`] holds more only while an update is being
+//! checked, so a contradictory update is found by looking at the keys it touched.
 
 use std::hash::Hash;
 use std::net::IpAddr;
