@@ -9,9 +9,7 @@ use std::future::Future;
 use std::hint::black_box;
 use std::io::{IoSlice, Read, Write};
 use std::mem::MaybeUninit;
-use std::net::IpAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -20,61 +18,13 @@ use tokio::io::ReadBuf;
 use zring::hbone::pool::{Conn, Pool, PoolKey};
 use zring::identity::Identity;
 use zring::tls::session::{Handshake, Session};
-use zring::tls::{self, CertStore};
-
-/// zring's client and server configs for two fresh identities.
-fn configs() -> (Arc<rustls::ClientConfig>, Arc<rustls::ServerConfig>) {
-    let dir = std::env::temp_dir().join(format!("zring-bench-{}", std::process::id()));
-    let (a, b) = (
-        Identity::new("cluster.local", "default", "a"),
-        Identity::new("cluster.local", "default", "b"),
-    );
-    tls::init_ca(&dir, "cluster.local", true).unwrap();
-    tls::issue(&dir, &a).unwrap();
-    tls::issue(&dir, &b).unwrap();
-    let store = CertStore::load(&dir, "cluster.local").unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let client = store.client_config(&a, std::slice::from_ref(&b)).unwrap();
-    (client, store.server_config(&b).unwrap())
-}
-
-fn name() -> rustls::pki_types::ServerName<'static> {
-    let ip: IpAddr = "10.244.2.7".parse().unwrap();
-    tls::server_name(ip)
-}
-
-/// A client and server connection of zring's own configs, handshaken in memory.
-fn tls_pair() -> (rustls::ClientConnection, rustls::ServerConnection) {
-    let (client_cfg, server_cfg) = configs();
-    let mut client = rustls::ClientConnection::new(client_cfg, name()).unwrap();
-    let mut server = rustls::ServerConnection::new(server_cfg).unwrap();
-    while client.is_handshaking() || server.is_handshaking() {
-        shuttle(&mut client, &mut server);
-        shuttle(&mut server, &mut client);
-    }
-    (client, server)
-}
-
-/// Moves every pending TLS byte from `from` to `to` and processes it.
-fn shuttle(
-    from: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl rustls::SideData>>,
-    to: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl rustls::SideData>>,
-) {
-    let mut wire = Vec::new();
-    while from.wants_write() {
-        from.write_tls(&mut wire).unwrap();
-    }
-    let mut rest = &wire[..];
-    while !rest.is_empty() {
-        to.read_tls(&mut rest).unwrap();
-        to.process_new_packets().unwrap();
-    }
-}
+use zring_benches::{identities, server_name, tls_pair};
 
 /// Two `Session`s handshaken in memory.
 fn session_pair() -> (Session, Session) {
-    let (client_cfg, server_cfg) = configs();
-    let client = rustls::client::UnbufferedClientConnection::new(client_cfg, name()).unwrap();
+    let (client_cfg, server_cfg) = identities("dp").configs();
+    let client =
+        rustls::client::UnbufferedClientConnection::new(client_cfg, server_name()).unwrap();
     let server = rustls::server::UnbufferedServerConnection::new(server_cfg).unwrap();
     let (mut client, mut server) = (Session::new(client), Session::new(server));
     loop {
@@ -127,7 +77,7 @@ fn session_records(c: &mut Criterion) {
 }
 
 fn records(c: &mut Criterion) {
-    let (mut client, mut server) = tls_pair();
+    let (mut client, mut server) = tls_pair(identities("dp").configs());
     let mut group = c.benchmark_group("TLS records (rustls buffered API, reference)");
     for size in [1024usize, 64 * 1024] {
         let data = vec![0x5au8; size];

@@ -5,7 +5,6 @@
 //! P-256. Each iteration ends when the client holds the server's new tickets.
 
 use std::hint::black_box;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -13,36 +12,12 @@ use rustls::client::Resumption;
 use rustls::crypto::{ring::kx_group, CryptoProvider, SupportedKxGroup};
 use rustls::sign::SingleCertAndKey;
 use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
-use zring::identity::Identity;
+use zring::tls;
 use zring::tls::verify::SpiffeServerVerifier;
-use zring::tls::{self, CertStore};
-
-struct Configs {
-    store: CertStore,
-    client: Identity,
-    server: Identity,
-}
-
-fn store() -> Configs {
-    let dir = std::env::temp_dir().join(format!("zring-bench-hs-{}", std::process::id()));
-    let (a, b) = (
-        Identity::new("cluster.local", "default", "a"),
-        Identity::new("cluster.local", "default", "b"),
-    );
-    tls::init_ca(&dir, "cluster.local", true).unwrap();
-    tls::issue(&dir, &a).unwrap();
-    tls::issue(&dir, &b).unwrap();
-    let store = CertStore::load(&dir, "cluster.local").unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    Configs {
-        store,
-        client: a,
-        server: b,
-    }
-}
+use zring_benches::{identities, server_name, shuttle, Identities};
 
 /// zring's client config, with the key exchange restricted to `kx` and no resumption.
-fn full_client(c: &Configs, kx: &'static dyn SupportedKxGroup) -> Arc<ClientConfig> {
+fn full_client(c: &Identities, kx: &'static dyn SupportedKxGroup) -> Arc<ClientConfig> {
     let provider = CryptoProvider {
         kx_groups: vec![kx],
         ..(*tls::provider()).clone()
@@ -62,31 +37,9 @@ fn full_client(c: &Configs, kx: &'static dyn SupportedKxGroup) -> Arc<ClientConf
     Arc::new(config)
 }
 
-fn name() -> rustls::pki_types::ServerName<'static> {
-    let ip: IpAddr = "10.244.2.7".parse().unwrap();
-    tls::server_name(ip)
-}
-
-/// Moves every pending TLS byte from `from` to `to`; whether any moved.
-fn shuttle(
-    from: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl rustls::SideData>>,
-    to: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl rustls::SideData>>,
-) -> bool {
-    let mut wire = Vec::new();
-    while from.wants_write() {
-        from.write_tls(&mut wire).unwrap();
-    }
-    let mut rest = &wire[..];
-    while !rest.is_empty() {
-        to.read_tls(&mut rest).unwrap();
-        to.process_new_packets().unwrap();
-    }
-    !wire.is_empty()
-}
-
 /// A whole handshake, tickets included; whether it resumed.
 fn handshake(client: &Arc<ClientConfig>, server: &Arc<ServerConfig>) -> bool {
-    let mut c = ClientConnection::new(client.clone(), name()).unwrap();
+    let mut c = ClientConnection::new(client.clone(), server_name()).unwrap();
     let mut s = ServerConnection::new(server.clone()).unwrap();
     while shuttle(&mut c, &mut s) | shuttle(&mut s, &mut c) {}
     assert!(!c.is_handshaking() && !s.is_handshaking());
@@ -94,7 +47,7 @@ fn handshake(client: &Arc<ClientConfig>, server: &Arc<ServerConfig>) -> bool {
 }
 
 fn handshakes(cr: &mut Criterion) {
-    let c = store();
+    let c = identities("hs");
     let server = c.store.server_config(&c.server).unwrap();
     let resuming = c
         .store

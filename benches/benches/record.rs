@@ -5,45 +5,14 @@
 //! through `tls::session`) is in `datapath`.
 
 use std::hint::black_box;
-use std::net::IpAddr;
-use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use zring::identity::Identity;
 use zring::tls::record::{content, Keys, HEADER, OVERHEAD};
-use zring::tls::{self, CertStore};
+use zring_benches::{identities, tls_pair};
 
 /// The traffic secrets of a client handshaken in memory with zring's configs.
 fn secrets() -> rustls::ConnectionTrafficSecrets {
-    let dir = std::env::temp_dir().join(format!("zring-bench-rec-{}", std::process::id()));
-    let (a, b) = (
-        Identity::new("cluster.local", "default", "a"),
-        Identity::new("cluster.local", "default", "b"),
-    );
-    tls::init_ca(&dir, "cluster.local", true).unwrap();
-    tls::issue(&dir, &a).unwrap();
-    tls::issue(&dir, &b).unwrap();
-    let store = CertStore::load(&dir, "cluster.local").unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let client_cfg: Arc<rustls::ClientConfig> =
-        store.client_config(&a, std::slice::from_ref(&b)).unwrap();
-    let ip: IpAddr = "10.244.2.7".parse().unwrap();
-    let mut client = rustls::ClientConnection::new(client_cfg, tls::server_name(ip)).unwrap();
-    let mut server = rustls::ServerConnection::new(store.server_config(&b).unwrap()).unwrap();
-    while client.is_handshaking() || server.is_handshaking() {
-        let mut wire = Vec::new();
-        while client.wants_write() {
-            client.write_tls(&mut wire).unwrap();
-        }
-        server.read_tls(&mut &wire[..]).unwrap();
-        server.process_new_packets().unwrap();
-        wire.clear();
-        while server.wants_write() {
-            server.write_tls(&mut wire).unwrap();
-        }
-        client.read_tls(&mut &wire[..]).unwrap();
-        client.process_new_packets().unwrap();
-    }
+    let (client, _server) = tls_pair(identities("rec").configs());
     #[allow(deprecated)] // no tickets or key updates are needed here
     let extracted = client.dangerous_extract_secrets().unwrap();
     extracted.tx.1

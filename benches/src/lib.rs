@@ -4,6 +4,88 @@
 //! is measured by `zring-loadgen` and recorded under `results/`.
 #![forbid(unsafe_code)]
 
+use std::sync::Arc;
+
+use zring::identity::Identity;
+use zring::tls::{self, CertStore};
+
+/// A fresh dev CA's certificates for two identities, loaded as zring loads them.
+pub struct Identities {
+    pub store: CertStore,
+    /// `spiffe://cluster.local/ns/default/sa/a`
+    pub client: Identity,
+    /// `spiffe://cluster.local/ns/default/sa/b`
+    pub server: Identity,
+}
+
+/// [`Identities`] from a CA made in a temporary directory named after `tag` (removed
+/// once the certificates are loaded).
+pub fn identities(tag: &str) -> Identities {
+    let dir = std::env::temp_dir().join(format!("zring-bench-{tag}-{}", std::process::id()));
+    let (client, server) = (
+        Identity::new("cluster.local", "default", "a"),
+        Identity::new("cluster.local", "default", "b"),
+    );
+    tls::init_ca(&dir, "cluster.local", true).unwrap();
+    tls::issue(&dir, &client).unwrap();
+    tls::issue(&dir, &server).unwrap();
+    let store = CertStore::load(&dir, "cluster.local").unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    Identities {
+        store,
+        client,
+        server,
+    }
+}
+
+impl Identities {
+    /// zring's client config (client → server) and the server's config.
+    pub fn configs(&self) -> (Arc<rustls::ClientConfig>, Arc<rustls::ServerConfig>) {
+        let client = self
+            .store
+            .client_config(&self.client, std::slice::from_ref(&self.server));
+        (
+            client.unwrap(),
+            self.store.server_config(&self.server).unwrap(),
+        )
+    }
+}
+
+/// The server name a zring client hands rustls for a pod (no SNI is sent).
+pub fn server_name() -> rustls::pki_types::ServerName<'static> {
+    tls::server_name(std::net::IpAddr::from([10, 244, 2, 7]))
+}
+
+/// Moves every pending TLS byte from `from` to `to` and processes it; whether any moved.
+pub fn shuttle(
+    from: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl rustls::SideData>>,
+    to: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl rustls::SideData>>,
+) -> bool {
+    let mut wire = Vec::new();
+    while from.wants_write() {
+        from.write_tls(&mut wire).unwrap();
+    }
+    let mut rest = &wire[..];
+    while !rest.is_empty() {
+        to.read_tls(&mut rest).unwrap();
+        to.process_new_packets().unwrap();
+    }
+    !wire.is_empty()
+}
+
+/// A client and a server connection of `configs`, handshaken in memory.
+pub fn tls_pair(
+    (client, server): (Arc<rustls::ClientConfig>, Arc<rustls::ServerConfig>),
+) -> (rustls::ClientConnection, rustls::ServerConnection) {
+    let mut client = rustls::ClientConnection::new(client, server_name()).unwrap();
+    let mut server = rustls::ServerConnection::new(server).unwrap();
+    while client.is_handshaking() || server.is_handshaking() {
+        shuttle(&mut client, &mut server);
+        shuttle(&mut server, &mut client);
+    }
+    (client, server)
+}
+
 /// A workload config with `n` HBONE workloads behind one service VIP, for lookups at scale.
 pub fn mesh_yaml(n: usize) -> String {
     let mut yaml = String::from("workloads:\n");
