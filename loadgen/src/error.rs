@@ -78,17 +78,16 @@ impl Error {
         move |source| Error::Io { what, source }
     }
 
-    /// True for a connection the peer reset (ECONNRESET), as opposed to any other failure.
-    pub fn is_reset(&self) -> bool {
-        matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::ConnectionReset)
-    }
-
-    /// True when the connection was cut under a request: reset, or closed by the other
-    /// end in the middle of a response. Which of the two a client sees when its
+    /// True when the connection was cut under a request: reset (ECONNRESET), or closed by
+    /// the other end in the middle of a response. Which of the two a client sees when its
     /// connection's packets change path (a pod enrolled or withdrawn under it) depends on
     /// which end notices first.
     pub fn is_cut(&self) -> bool {
-        self.is_reset() || matches!(self, Error::ClosedEarly { .. })
+        match self {
+            Error::Io { source, .. } => source.kind() == io::ErrorKind::ConnectionReset,
+            Error::ClosedEarly { .. } => true,
+            _ => false,
+        }
     }
 
     /// True for errors that mean the path is *wrong* (not merely overloaded): a run
