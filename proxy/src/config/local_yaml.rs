@@ -13,6 +13,7 @@ use super::local::{
     DEFAULT_TRUST_DOMAIN,
 };
 use super::policy::Policy;
+use super::text::Str;
 use super::waypoint::GatewayAddress;
 use super::{ConfigError, ConfigErrors};
 
@@ -107,8 +108,8 @@ fn or_default(s: String, default: &str) -> String {
 impl From<WorkloadYaml> for Workload {
     fn from(w: WorkloadYaml) -> Workload {
         Workload {
-            uid: w.uid.into(),
-            name: w.name.into(),
+            uid: Str::unique(&w.uid),
+            name: Str::unique(&w.name),
             namespace: w.namespace.into(),
             service_account: or_default(w.service_account, DEFAULT_SERVICE_ACCOUNT).into(),
             trust_domain: or_default(w.trust_domain, DEFAULT_TRUST_DOMAIN).into(),
