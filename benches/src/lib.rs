@@ -171,10 +171,10 @@ pub fn update(
     items: &[(String, zring_xds::prost_types::Any)],
     removed: &[String],
 ) -> zring_xds::delta::Update {
-    zring_xds::delta::Update {
-        type_url: type_url.into(),
-        nonce: "n".into(),
-        upserts: items
+    zring_xds::delta::Update::new(
+        type_url.into(),
+        "n".into(),
+        items
             .iter()
             .map(|(name, any)| zring_xds::discovery::Resource {
                 name: name.clone(),
@@ -183,8 +183,8 @@ pub fn update(
                 ..Default::default()
             })
             .collect(),
-        removed: removed.to_vec(),
-    }
+        removed.to_vec(),
+    )
 }
 
 #[cfg(test)]

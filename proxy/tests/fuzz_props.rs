@@ -285,17 +285,17 @@ fn xds_resources_decode_or_are_refused_and_what_applies_is_valid() {
             } else {
                 decode_authorization(&any).is_ok()
             };
-            let update = zring_xds::delta::Update {
-                type_url: type_url.into(),
-                nonce: "n".into(),
-                upserts: vec![zring_xds::discovery::Resource {
+            let update = zring_xds::delta::Update::new(
+                type_url.into(),
+                "n".into(),
+                vec![zring_xds::discovery::Resource {
                     name: "r".into(),
                     version: "1".into(),
                     resource: Some(any),
                     ..Default::default()
                 }],
-                removed: vec![],
-            };
+                vec![],
+            );
             let (rejected, next) = XdsStore::default().apply(&update);
             let config = next.map(|c| c.snapshot().to_local_config());
             prop_assert!(!decoded_ok || config.is_some() || !rejected.is_empty());

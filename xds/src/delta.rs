@@ -5,8 +5,13 @@
 //! answered once, after the caller applied what it could: an ACK, or a NACK whose
 //! `error_detail` names each refused resource and why. Versions are recorded only for
 //! resources that were applied, so a refused resource is sent again on reconnect.
+//!
+//! A held version costs one small map entry: its name is the `Arc` the caller stores the
+//! resource under ([`Update::names`]), and a content hash of 16 hex digits (what istiod and
+//! `zring-loadgen` send) is kept as a number.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::discovery::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Node, Resource, Status};
 use crate::XdsError;
@@ -21,6 +26,59 @@ pub struct Update {
     pub nonce: String,
     pub upserts: Vec<Resource>,
     pub removed: Vec<String>,
+    /// `upserts[i].name`, shared: the caller stores resource `i` under `names[i]`, and the
+    /// subscription keeps its version under the same allocation.
+    names: Vec<Arc<str>>,
+}
+
+impl Update {
+    pub fn new(
+        type_url: String,
+        nonce: String,
+        upserts: Vec<Resource>,
+        removed: Vec<String>,
+    ) -> Self {
+        let names = upserts.iter().map(|r| Arc::from(r.name.as_str())).collect();
+        Update {
+            type_url,
+            nonce,
+            upserts,
+            removed,
+            names,
+        }
+    }
+
+    /// The names of the upserts, in their order.
+    pub fn names(&self) -> &[Arc<str>] {
+        &self.names
+    }
+}
+
+/// A held resource's version: a 16-digit lowercase hex content hash as its number, any
+/// other text as it came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Version {
+    Hash(u64),
+    Text(Box<str>),
+}
+
+impl Version {
+    fn new(v: &str) -> Self {
+        let hex = v.len() == 16 && v.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        match u64::from_str_radix(v, 16) {
+            Ok(n) if hex => Version::Hash(n),
+            _ => Version::Text(v.into()),
+        }
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Version::Hash(n) => write!(f, "{n:016x}"),
+            Version::Text(t) => f.write_str(t),
+        }
+    }
 }
 
 /// A resource the caller refused, and why (goes into the NACK).
@@ -35,7 +93,7 @@ pub struct Subscription {
     node: Node,
     types: Vec<String>,
     /// Per type: resource name → version applied.
-    versions: HashMap<String, BTreeMap<String, String>>,
+    versions: HashMap<String, HashMap<Arc<str>, Version>>,
 }
 
 impl Subscription {
@@ -57,7 +115,11 @@ impl Subscription {
                 initial_resource_versions: self
                     .versions
                     .get(t)
-                    .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .map(|v| {
+                        v.iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 ..Default::default()
             })
@@ -72,24 +134,26 @@ impl Subscription {
                 expected: self.types.clone(),
             });
         }
-        Ok(Update {
-            type_url: resp.type_url,
-            nonce: resp.nonce,
-            upserts: resp.resources,
-            removed: resp.removed_resources,
-        })
+        Ok(Update::new(
+            resp.type_url,
+            resp.nonce,
+            resp.resources,
+            resp.removed_resources,
+        ))
     }
 
     /// Records what was applied and builds the ACK (nothing rejected) or NACK.
     pub fn answer(&mut self, update: &Update, rejected: &[Rejected]) -> DeltaDiscoveryRequest {
         let versions = self.versions.entry(update.type_url.clone()).or_default();
-        let applied = |name: &str| rejected.iter().all(|x| x.name != name);
+        let refused: HashSet<&str> = rejected.iter().map(|r| r.name.as_str()).collect();
+        let applied = |name: &str| !refused.contains(name);
         // A refused removal keeps its version: the resource is still held.
         for name in update.removed.iter().filter(|n| applied(n)) {
-            versions.remove(name);
+            versions.remove(name.as_str());
         }
-        for r in update.upserts.iter().filter(|r| applied(&r.name)) {
-            versions.insert(r.name.clone(), r.version.clone());
+        let upserts = update.names.iter().zip(&update.upserts);
+        for (name, r) in upserts.filter(|(n, _)| applied(n)) {
+            versions.insert(name.clone(), Version::new(&r.version));
         }
         DeltaDiscoveryRequest {
             type_url: update.type_url.clone(),
@@ -104,7 +168,7 @@ impl Subscription {
         self.versions
             .get(type_url)
             .into_iter()
-            .flat_map(|v| v.keys().map(String::as_str))
+            .flat_map(|v| v.keys().map(|k| &**k))
     }
 }
 
@@ -225,6 +289,47 @@ mod tests {
         }];
         s.answer(&u, &refused);
         assert_eq!(s.held(ADDRESS_TYPE).collect::<Vec<_>>(), ["a"]);
+    }
+
+    /// Content hashes are kept as numbers and any other version as its text; either way a
+    /// reconnect reports exactly what was received.
+    #[test]
+    fn a_reconnect_reports_each_version_as_received() {
+        let versions = [
+            "00ff00ff00ff00ff",
+            "0123456789abcdef",
+            "0123456789ABCDEF",
+            "7",
+            "",
+            "abc",
+        ];
+        let mut s = sub();
+        let held: Vec<_> = (0..versions.len())
+            .map(|i| resource(&format!("r{i}"), versions[i]))
+            .collect();
+        let u = s.receive(response(held, &[], "n1")).unwrap();
+        s.answer(&u, &[]);
+        let resume = &s.initial_requests()[0].initial_resource_versions;
+        for (i, v) in versions.iter().enumerate() {
+            assert_eq!(resume[&format!("r{i}")], *v);
+        }
+        assert_eq!(
+            Version::new("0123456789abcdef"),
+            Version::Hash(0x0123456789abcdef)
+        );
+        assert!(matches!(Version::new("+123456789abcdef"), Version::Text(_)));
+    }
+
+    /// The subscription holds a version under the caller's `Arc` of the name, not a copy.
+    #[test]
+    fn a_held_name_is_the_updates_allocation() {
+        let mut s = sub();
+        let u = s
+            .receive(response(vec![resource("a", "1")], &[], "n1"))
+            .unwrap();
+        s.answer(&u, &[]);
+        let held = s.versions[ADDRESS_TYPE].keys().next().unwrap();
+        assert!(Arc::ptr_eq(held, &u.names()[0]));
     }
 
     #[test]

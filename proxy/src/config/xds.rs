@@ -191,9 +191,10 @@ impl Change {
         }
     }
 
-    /// An upsert: an Address name holds a workload or a service, never both.
-    fn upsert(name: &str, item: Item) -> Change {
-        let n = Name::from(name);
+    /// An upsert: an Address name holds a workload or a service, never both. The store
+    /// keeps `name`'s allocation, which the subscription shares for the version.
+    fn upsert(name: &Name, item: Item) -> Change {
+        let n = name.clone();
         let (rank, deltas) = match item {
             Item::Address(Address::Workload(w)) => (
                 2,
@@ -252,7 +253,8 @@ enum Item {
 fn decode_all(update: &Update, snap: &Snapshot) -> (Vec<Rejected>, Vec<Change>) {
     let mut rejected = Vec::new();
     let mut changes = Vec::new();
-    for decoded in par_map(&update.upserts, |r| decode_upsert(&update.type_url, r)) {
+    let upserts: Vec<_> = update.upserts.iter().zip(update.names()).collect();
+    for decoded in par_map(&upserts, |(r, n)| decode_upsert(&update.type_url, r, n)) {
         match decoded {
             Ok(change) => changes.push(change),
             Err(r) => rejected.push(r),
@@ -263,14 +265,14 @@ fn decode_all(update: &Update, snap: &Snapshot) -> (Vec<Rejected>, Vec<Change>) 
     (rejected, changes)
 }
 
-fn decode_upsert(type_url: &str, r: &Resource) -> Result<Change, Rejected> {
+fn decode_upsert(type_url: &str, r: &Resource, name: &Name) -> Result<Change, Rejected> {
     let decoded = r
         .resource
         .as_ref()
         .ok_or_else(|| "the resource has no body".to_string())
         .and_then(|any| decode(type_url, any));
     match decoded {
-        Ok(item) => Ok(Change::upsert(&r.name, item)),
+        Ok(item) => Ok(Change::upsert(name, item)),
         Err(reason) => Err(Rejected {
             name: r.name.clone(),
             reason,

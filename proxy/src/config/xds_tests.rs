@@ -5,10 +5,10 @@ use super::super::test_fixtures::{HBONE_MD_EXAMPLE, MESH};
 use super::*;
 
 fn update(type_url: &str, items: &[(String, Any)], removed: &[&str]) -> Update {
-    Update {
-        type_url: type_url.into(),
-        nonce: "n".into(),
-        upserts: items
+    Update::new(
+        type_url.into(),
+        "n".into(),
+        items
             .iter()
             .map(|(name, any)| Resource {
                 name: name.clone(),
@@ -17,8 +17,8 @@ fn update(type_url: &str, items: &[(String, Any)], removed: &[&str]) -> Update {
                 ..Default::default()
             })
             .collect(),
-        removed: removed.iter().map(|s| s.to_string()).collect(),
-    }
+        removed.iter().map(|s| s.to_string()).collect(),
+    )
 }
 
 fn sorted(mut c: LocalConfig) -> LocalConfig {
