@@ -16,6 +16,9 @@ use std::sync::Arc;
 use crate::discovery::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Node, Resource, Status};
 use crate::XdsError;
 
+/// The held versions' hasher: SipHash was most of recording a cold start's 100k versions.
+type Hasher = foldhash::fast::RandomState;
+
 /// gRPC code `INVALID_ARGUMENT`, the code of a NACK.
 const INVALID_ARGUMENT: i32 = 3;
 
@@ -93,7 +96,7 @@ pub struct Subscription {
     node: Node,
     types: Vec<String>,
     /// Per type: resource name → version applied.
-    versions: HashMap<String, HashMap<Arc<str>, Version>>,
+    versions: HashMap<String, HashMap<Arc<str>, Version, Hasher>>,
 }
 
 impl Subscription {
@@ -145,6 +148,8 @@ impl Subscription {
     /// Records what was applied and builds the ACK (nothing rejected) or NACK.
     pub fn answer(&mut self, update: &Update, rejected: &[Rejected]) -> DeltaDiscoveryRequest {
         let versions = self.versions.entry(update.type_url.clone()).or_default();
+        // One table of the right size on a cold start, not ~17 doublings.
+        versions.reserve(update.upserts.len());
         let refused: HashSet<&str> = rejected.iter().map(|r| r.name.as_str()).collect();
         let applied = |name: &str| !refused.contains(name);
         // A refused removal keeps its version: the resource is still held.
