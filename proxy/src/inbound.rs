@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 
 use bytes::Bytes;
+use futures_util::future::{FutureExt, OptionFuture};
 use h2::server::SendResponse;
 use h2::RecvStream;
 use http::{Request, Response, StatusCode};
@@ -154,9 +155,9 @@ fn serve_stream(
 ) -> impl std::future::Future<Output = ()> {
     let setup = Box::pin(open_stream(cx, conn, req, respond));
     async move {
-        if let Some(open) = setup.await {
-            open.relay().await;
-        }
+        // The relay's future is awaited where it is built: a binding awaited later would
+        // keep a second copy of it in this future.
+        OptionFuture::from(setup.await.map(OpenStream::relay)).await;
     }
 }
 
@@ -170,9 +171,18 @@ struct OpenStream {
 }
 
 impl OpenStream {
-    async fn relay(self) {
-        let result = relay::h2_bidi(self.upstream, self.tx, self.rx).await;
-        close(self.accounting, self.peer, result.map_err(Into::into));
+    /// The relay's future, built from the stream's parts (an async fn would keep `self`
+    /// beside the relay's own copies for the stream's whole life).
+    fn relay(self) -> impl std::future::Future<Output = ()> {
+        let OpenStream {
+            upstream,
+            tx,
+            rx,
+            accounting,
+            peer,
+        } = self;
+        relay::h2_bidi(upstream, tx, rx)
+            .map(move |result| close(accounting, peer, result.map_err(Into::into)))
     }
 }
 

@@ -3,13 +3,15 @@
 //! the client pod's source IP when transparent.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-
+use futures_util::future::{Either, FutureExt, OptionFuture};
 use monoio::net::TcpStream;
 
 use crate::access_log::Accounting;
@@ -87,39 +89,46 @@ impl Settings {
 }
 
 /// A connection captured by TPROXY (or REDIRECT) on the outbound listener.
-pub async fn serve_captured(
+pub fn serve_captured(
     cx: &Rc<Context>,
     stream: TcpStream,
     peer: SocketAddr,
-) -> Result<(), ProxyError> {
-    let dst = original_destination(cx, &stream)?;
+) -> impl Future<Output = Result<(), ProxyError>> + '_ {
     // Boxed: see `serve_socks5`.
-    let ready = Box::pin(connect(cx, stream, peer, Target::Addr(dst), false)).await?;
-    if let Some(ready) = ready {
-        relay(ready).await;
-    }
-    Ok(())
+    let setup = Box::pin(async move {
+        let dst = original_destination(cx, &stream)?;
+        connect(cx, stream, peer, Target::Addr(dst), false).await
+    });
+    set_up_then_relay(setup)
 }
 
 /// A SOCKS5 client on 15080.
-pub async fn serve_socks5(
+pub fn serve_socks5(
     cx: &Rc<Context>,
     mut stream: TcpStream,
     peer: SocketAddr,
-) -> Result<(), ProxyError> {
-    // Boxed (and built inside `Box::pin`: a named future would keep its size in this
-    // task): the handshake's buffers and the routing, connect, pool checkout and CONNECT
-    // futures are freed before the relay starts, so a long-lived connection's task
-    // holds only the relay's state.
-    let ready = Box::pin(async move {
+) -> impl Future<Output = Result<(), ProxyError>> + '_ {
+    // Boxed (and built here, not in the task's future: the arguments of an async fn stay
+    // in its future for its whole life): the handshake's buffers, the accepted socket
+    // and the routing, connect, pool checkout and CONNECT futures are freed before the
+    // relay starts, so a long-lived connection's task holds only the relay's state.
+    let setup = Box::pin(async move {
         let target = socks5::accept(&mut stream).await?;
         connect(cx, stream, peer, target, true).await
+    });
+    set_up_then_relay(setup)
+}
+
+/// Runs a connection's boxed setup (freed once it is done), then its relay. Combinators,
+/// not an async fn: the task is then the larger of the two (an async fn kept the setup's
+/// `Ready` beside the relay built from it, ~300 bytes more per held connection).
+fn set_up_then_relay(
+    setup: Pin<Box<impl Future<Output = Result<Option<Ready>, ProxyError>>>>,
+) -> impl Future<Output = Result<(), ProxyError>> {
+    setup.then(|set_up| match set_up {
+        Ok(ready) => Either::Left(OptionFuture::from(ready.map(relay)).map(|_| Ok(()))),
+        Err(e) => Either::Right(std::future::ready(Err(e))),
     })
-    .await?;
-    if let Some(ready) = ready {
-        relay(ready).await;
-    }
-    Ok(())
 }
 
 /// TPROXY keeps the original destination as the socket's local address; REDIRECT
@@ -233,37 +242,49 @@ async fn connect(
     }
 }
 
-/// Relays until both sides are done; the outcome is counted and logged.
-async fn relay(ready: Ready) {
-    let result = match ready.leg {
-        Leg::Plain(upstream) => relay::splice_bidi(ready.client, upstream).await,
+/// Relays until both sides are done; the outcome is counted and logged. The future is
+/// built from `ready`'s parts (no async fn: its argument would stay in the future beside
+/// the relay's own copy of each socket and stream, for the connection's whole life).
+fn relay(ready: Ready) -> impl Future<Output = ()> {
+    let Ready {
+        client,
+        leg,
+        accounting,
+        ends,
+    } = ready;
+    // The spliced legs are boxed: their relay is larger than the tunnel's, which would
+    // otherwise pay for it in every held tunnel's task.
+    let relaying = match leg {
+        Leg::Plain(upstream) => {
+            Either::Left(Either::Left(Box::pin(relay::splice_bidi(client, upstream))))
+        }
         Leg::Direct { upstream, inbound } => {
-            let result = relay::splice_bidi(ready.client, upstream).await;
-            // The inbound side's own copy of the outcome (an io::Error is not Clone).
-            let copy = match &result {
-                Ok(moved) => Ok(*moved),
-                Err(e) => Err(std::io::Error::new(e.kind(), e.to_string()).into()),
-            };
-            inbound.close(copy);
-            result
+            let relaying = relay::splice_bidi(client, upstream).map(move |result| {
+                // The inbound side's own copy of the outcome (an io::Error is not Clone).
+                let copy = match &result {
+                    Ok(moved) => Ok(*moved),
+                    Err(e) => Err(std::io::Error::new(e.kind(), e.to_string()).into()),
+                };
+                inbound.close(copy);
+                result
+            });
+            Either::Left(Either::Right(Box::pin(relaying)))
         }
         // The lease holds the pooled connection's stream slot until the relay ends.
         Leg::Tunnel {
             tx,
             rx,
-            lease: _lease,
+            lease,
             same_node,
-        } => {
-            let result = relay::h2_bidi(ready.client, tx, rx).await;
+        } => Either::Right(relay::h2_bidi(client, tx, rx).map(move |result| {
             if let (Some(tunnel), Ok(moved)) = (same_node, &result) {
                 tunnel.finished(moved.up + moved.down);
             }
+            drop(lease);
             result
-        }
+        })),
     };
-    ready
-        .ends
-        .close(ready.accounting, result.map_err(Into::into));
+    relaying.map(move |result| ends.close(accounting, result.map_err(Into::into)))
 }
 
 fn route(cx: &Context, src: IpAddr, target: &Target) -> Result<Route, ProxyError> {

@@ -227,29 +227,47 @@ async fn send_all(tx: &mut SendStream<Bytes>, mut data: Bytes) -> io::Result<()>
 /// writability only when it is full. Under io_uring a write op costs a completion round
 /// trip even when the socket has room.
 pub async fn write_ready(tcp: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        match sys::DontWait(tcp.as_raw_fd()).write(bytes) {
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => tcp.writable(false).await?,
-            Err(e) => return Err(e),
+    loop {
+        bytes = write_now(tcp, bytes)?;
+        if bytes.is_empty() {
+            return Ok(());
         }
+        tcp.writable(false).await?;
     }
-    Ok(())
 }
 
+/// HTTP/2 → TCP. An idle tunnel waits here for its next DATA frame, so what this future
+/// keeps across that wait is kept by every held connection: the wait for room in a full
+/// socket (rare: a bulk stream faster than its reader) is boxed, and the frames are
+/// polled in place (h2's `data()` is a future of its own).
 async fn h2_to_tcp(mut rx: RecvStream, tcp: &TcpStream) -> io::Result<u64> {
     let mut total = 0u64;
-    while let Some(chunk) = rx.data().await {
+    while let Some(chunk) = poll_fn(|cx| rx.poll_data(cx)).await {
         let chunk = chunk.map_err(h2_io)?;
         let n = chunk.len();
         total += n as u64;
-        write_ready(tcp, &chunk).await?;
+        let rest = write_now(tcp, &chunk)?;
+        if !rest.is_empty() {
+            Box::pin(write_ready(tcp, rest)).await?;
+        }
         rx.flow_control().release_capacity(n).map_err(h2_io)?;
     }
     // A reset after the last DATA frame shows up as an error from trailers.
     rx.trailers().await.map_err(h2_io)?;
     sys::shutdown_write(tcp)?;
     Ok(total)
+}
+
+/// Writes what fits in `tcp` now; returns the rest (empty when all of it went).
+fn write_now<'a>(tcp: &TcpStream, mut bytes: &'a [u8]) -> io::Result<&'a [u8]> {
+    while !bytes.is_empty() {
+        match sys::DontWait(tcp.as_raw_fd()).write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
