@@ -2,8 +2,9 @@
 //!
 //! rustls runs through its unbuffered API ([`Session`]) on our own buffers, driven by
 //! completion-style operations (io_uring read/write ops, or their epoll emulation under
-//! the fallback driver): while h2 waits for ciphertext a read op with a 64 KiB buffer is in
-//! flight and rustls decrypts in that buffer; records are encrypted into one send buffer
+//! the fallback driver): while h2 waits for ciphertext a read op is in flight (with a 64
+//! KiB buffer, or 4 KiB once the connection's reads have stayed small) and records are
+//! opened in that buffer; records are encrypted into one send buffer
 //! that leaves in one `send` (or one write op when the socket is full). No readiness
 //! adapter (`poll-io`) and no tokio-rustls.
 //!

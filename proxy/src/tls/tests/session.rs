@@ -12,7 +12,10 @@ use rustls::server::UnbufferedServerConnection;
 use tokio::io::ReadBuf;
 
 use super::{ca_with, httpbin_id, id, sleep_id, TD};
-use crate::tls::session::{Handshake, Read, Session, READ_CAPACITY, SEND_BUFFER_LIMIT};
+use crate::tls::session::{
+    Handshake, Read, Session, READ_CAPACITY, READ_IDLE_CAPACITY, SEND_BUFFER_LIMIT,
+    SMALL_READS_TO_IDLE,
+};
 use crate::tls::{peer_identity, server_name, CertStore, ALPN_H2};
 
 /// Moves up to `chunk` bytes of `from`'s outgoing records into `to`'s receive buffer.
@@ -255,6 +258,39 @@ fn a_read_op_waiting_with_nothing_carried_over_holds_the_only_receive_buffer() {
     // Everything processed: the op borrows the receive buffer itself, no spare is kept.
     let lent = s.read_buffer();
     assert_eq!(s.kept_receive_capacity(), 0);
+    assert!(lent.capacity() >= READ_CAPACITY);
+    s.received(lent, 1);
+}
+
+#[test]
+fn reads_that_stay_small_shrink_the_waiting_buffer_and_a_large_one_grows_it_back() {
+    let (mut c, mut s) = connected("sess-rxidle");
+    // A bulk-sized read first: the next op's buffer is bulk-sized.
+    c.write(&[IoSlice::new(&pattern(40_000, 3))]).unwrap();
+    while pump(&mut c, &mut s, 1 << 16) > 0 {}
+    assert_eq!(drain(&mut s, 1 << 16).0, pattern(40_000, 3));
+    let lent = s.read_buffer();
+    assert!(lent.capacity() >= READ_CAPACITY);
+    s.received(lent, 1);
+    // Small records, one per read: after enough of them the op waits with a small buffer.
+    for i in 0..SMALL_READS_TO_IDLE {
+        c.write(&[IoSlice::new(&[i; 100])]).unwrap();
+        pump(&mut c, &mut s, 1 << 16);
+        assert_eq!(drain(&mut s, 1 << 16).0, [i; 100]);
+    }
+    let lent = s.read_buffer();
+    assert!(
+        lent.capacity() >= READ_IDLE_CAPACITY && lent.capacity() < READ_CAPACITY / 2,
+        "an idle connection's read op holds {} bytes",
+        lent.capacity()
+    );
+    s.received(lent, 1);
+    // A read that fills the small buffer means a stream is flowing again.
+    c.write(&[IoSlice::new(&pattern(30_000, 4))]).unwrap();
+    pump(&mut c, &mut s, READ_IDLE_CAPACITY);
+    while pump(&mut c, &mut s, 1 << 16) > 0 {}
+    assert_eq!(drain(&mut s, 1 << 16).0, pattern(30_000, 4));
+    let lent = s.read_buffer();
     assert!(lent.capacity() >= READ_CAPACITY);
     s.received(lent, 1);
 }
