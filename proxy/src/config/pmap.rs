@@ -44,10 +44,7 @@ struct Sorted<A: Array> {
     items: SmallVec<A>,
 }
 
-impl<A: Array> Sorted<A>
-where
-    A::Item: Clone,
-{
+impl<A: Array> Sorted<A> {
     fn new() -> Self {
         Sorted {
             hashes: SmallVec::new(),
@@ -58,7 +55,12 @@ where
     fn len(&self) -> usize {
         self.hashes.len()
     }
+}
 
+impl<A: Array> Sorted<A>
+where
+    A::Item: Clone,
+{
     /// A copy with room for one more item.
     fn copy_with_room(&self) -> Self {
         let mut c = Sorted::new();
@@ -351,6 +353,179 @@ where
             }
         }
     }
+}
+
+impl<K, V, S> PMap<K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher + Default,
+{
+    /// The map of `entries`, built bottom-up: sorted by hash once, then cut into full
+    /// leaves and branches, each node allocated once at its final size (a cold start,
+    /// where inserting one by one walks and copies a path per entry and leaves its leaves
+    /// about two thirds full). `finish` makes each key's value from the entries given
+    /// under it, in their order (a [`Group`] of one or more), or leaves the key out (None).
+    pub fn build<T>(
+        entries: impl IntoIterator<Item = (K, T)>,
+        mut finish: impl FnMut(&K, Group<'_, K, T>) -> Option<V>,
+    ) -> Self {
+        let hasher = S::default();
+        let entries = entries.into_iter();
+        let mut all: Vec<(u64, K, T)> = Vec::with_capacity(entries.size_hint().0);
+        all.extend(entries.map(|(k, t)| (hasher.hash_one(&k), k, t)));
+        // Stable: the entries of one key stay in their order.
+        all.sort_by_key(|e| e.0);
+        let mut done: Vec<(u64, K, V)> = Vec::with_capacity(all.len());
+        let mut rest = all.into_iter();
+        while let Some((h, k, t)) = rest.next() {
+            let run = rest.as_slice().iter().take_while(|e| e.0 == h).count();
+            if run > 0 && rest.as_slice()[..run].iter().any(|e| e.1 != k) {
+                // Two keys of one hash (rare): each key's entries side by side.
+                let mut others = key_by_key((h, k, t), rest.by_ref().take(run).collect());
+                while let Some((h, k, t)) = others.next() {
+                    let same = others.as_slice().iter().take_while(|e| e.1 == k).count();
+                    let group = Group::new(t, others.by_ref().take(same));
+                    done.extend(finish(&k, group).map(|v| (h, k, v)));
+                }
+                continue;
+            }
+            let group = Group::new(t, rest.by_ref().take(run));
+            done.extend(finish(&k, group).map(|v| (h, k, v)));
+        }
+        PMap {
+            len: done.len(),
+            root: from_sorted(done),
+            hasher,
+        }
+    }
+}
+
+/// `first` and `run` (entries of one hash) with each key's entries side by side, keys in
+/// the order they first come.
+fn key_by_key<K: Eq, T>(
+    first: (u64, K, T),
+    run: Vec<(u64, K, T)>,
+) -> std::vec::IntoIter<(u64, K, T)> {
+    let mut left: Vec<Option<(u64, K, T)>> = std::iter::once(first).chain(run).map(Some).collect();
+    let mut out = Vec::with_capacity(left.len());
+    for i in 0..left.len() {
+        let Some(e) = left[i].take() else { continue };
+        let mut same: Vec<(u64, K, T)> = Vec::new();
+        for slot in &mut left[i + 1..] {
+            if slot.as_ref().is_some_and(|o| o.1 == e.1) {
+                same.extend(slot.take());
+            }
+        }
+        out.push(e);
+        out.extend(same);
+    }
+    out.into_iter()
+}
+
+/// The values given under one key to [`PMap::build`], in their order: at least one.
+pub struct Group<'a, K, T> {
+    first: Option<T>,
+    rest: std::iter::Take<&'a mut std::vec::IntoIter<(u64, K, T)>>,
+}
+
+impl<'a, K, T> Group<'a, K, T> {
+    fn new(first: T, rest: std::iter::Take<&'a mut std::vec::IntoIter<(u64, K, T)>>) -> Self {
+        Group {
+            first: Some(first),
+            rest,
+        }
+    }
+}
+
+impl<K, T> Iterator for Group<'_, K, T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        self.first.take().or_else(|| self.rest.next().map(|e| e.2))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = usize::from(self.first.is_some()) + self.rest.len();
+        (n, Some(n))
+    }
+}
+
+impl<K, T> ExactSizeIterator for Group<'_, K, T> {}
+
+impl<K, T> Drop for Group<'_, K, T> {
+    /// What `finish` left unread is not the next key's.
+    fn drop(&mut self) {
+        self.rest.by_ref().for_each(drop);
+    }
+}
+
+/// The tree over `sorted` (ascending hashes, one entry per key).
+fn from_sorted<K, V>(sorted: Vec<(u64, K, V)>) -> Option<Arc<Node<K, V>>> {
+    let ends = leaf_ends(|i| sorted[i].0, sorted.len());
+    let mut items = sorted.into_iter();
+    let mut level: Vec<(u64, Arc<Node<K, V>>)> = Vec::with_capacity(ends.len());
+    let mut start = 0;
+    for end in ends {
+        let mut leaf = Sorted::new();
+        // A vector of the exact length, which the leaf keeps.
+        let mut mine = Vec::with_capacity(end - start);
+        for (h, k, v) in items.by_ref().take(end - start) {
+            leaf.hashes.push(h);
+            mine.push((k, v));
+        }
+        leaf.items = SmallVec::from_vec(mine);
+        level.push((leaf.hashes[0], Arc::new(Node::Leaf(leaf))));
+        start = end;
+    }
+    while level.len() > 1 {
+        let per = level.len().div_ceil(level.len().div_ceil(BRANCH_MAX));
+        let mut kids = level.into_iter().peekable();
+        let mut up = Vec::new();
+        while kids.peek().is_some() {
+            let mut b = Sorted::new();
+            b.items.reserve_exact(per);
+            for (h, kid) in kids.by_ref().take(per) {
+                b.hashes.push(h);
+                b.items.push(kid);
+            }
+            b.items.shrink_to_fit();
+            up.push((b.hashes[0], Arc::new(Node::Branch(b))));
+        }
+        level = up;
+    }
+    level.pop().map(|(_, root)| root)
+}
+
+/// Where the leaves over `n` ascending hashes (`hash(i)`) end: as full as an even share
+/// of [`LEAF_MAX`] allows, with each run of equal hashes kept in one leaf (before the cut
+/// when it began after the leaf did, else after it).
+fn leaf_ends(hash: impl Fn(usize) -> u64, n: usize) -> Vec<usize> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let per = n.div_ceil(n.div_ceil(LEAF_MAX));
+    let mut ends = Vec::with_capacity(n / per + 1);
+    let mut start = 0;
+    while start < n {
+        let mut end = (start + per).min(n);
+        if end < n && hash(end) == hash(end - 1) {
+            let h = hash(end);
+            let mut back = end - 1;
+            while back > start && hash(back - 1) == h {
+                back -= 1;
+            }
+            if back > start {
+                end = back;
+            } else {
+                while end < n && hash(end) == h {
+                    end += 1;
+                }
+            }
+        }
+        ends.push(end);
+        start = end;
+    }
+    ends
 }
 
 /// `node` for editing: itself when no clone shares it, else a copy with room for one

@@ -178,3 +178,105 @@ fn sets_add_and_remove() {
     assert_eq!(s.iter().collect::<Vec<_>>(), ["a"]);
     assert!(s.remove_mut("a") && !s.remove_mut("a") && s.is_empty());
 }
+
+/// What `run_build`'s maps hold for a key given `vs`, in order: depends on the order,
+/// sometimes reads only the first, sometimes leaves the key out.
+fn fold_values(mut vs: impl Iterator<Item = u32>) -> Option<u32> {
+    let first = vs.next().expect("a group holds one value or more");
+    if matches!(first % 5, 0) {
+        return Some(first);
+    }
+    let v = vs.fold(first, |a, x| a.wrapping_mul(31).wrapping_add(x));
+    (v % 3 != 0).then_some(v)
+}
+
+/// `entries` built at once against the same entries grouped in a `HashMap`; then single
+/// inserts and removals on the built map.
+fn run_build<S: BuildHasher + Clone + Default>(entries: &[(u16, u32)], ops: &[(u8, u16, u32)]) {
+    let mut groups: HashMap<u16, Vec<u32>> = HashMap::new();
+    for (k, v) in entries {
+        groups.entry(*k).or_default().push(*v);
+    }
+    let model: HashMap<u16, u32> = groups
+        .into_iter()
+        .filter_map(|(k, vs)| Some((k, fold_values(vs.into_iter())?)))
+        .collect();
+    let m: TestMap<S> = PMap::build(entries.iter().copied(), |_, vs| fold_values(vs));
+    same_as(&m, &model);
+    if let Some(root) = &m.root {
+        full_leaves(root);
+    }
+    let mut edited = m.clone();
+    let mut edited_model = model.clone();
+    for &(op, k, v) in ops {
+        if op % 2 == 0 {
+            assert_eq!(edited.insert_mut(k, v), edited_model.insert(k, v));
+        } else {
+            assert_eq!(edited.remove_mut(&k), edited_model.remove(&k).is_some());
+        }
+    }
+    same_as(&edited, &edited_model);
+    same_as(&m, &model);
+}
+
+/// Every leaf but the last is at least half full: a built tree holds no small nodes.
+fn full_leaves<K, V>(root: &Node<K, V>) {
+    let mut leaves = Vec::new();
+    let mut stack = vec![root];
+    while let Some(n) = stack.pop() {
+        match n {
+            Node::Leaf(l) => leaves.push(l.len()),
+            Node::Branch(b) => stack.extend(b.items.iter().rev().map(|k| &**k)),
+        }
+    }
+    let total: usize = leaves.iter().sum();
+    assert!(
+        leaves.len() == 1 || leaves.len() <= total.div_ceil(LEAF_MAX / 2),
+        "{} leaves for {total} entries",
+        leaves.len()
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A map built at once matches a `HashMap` of the same entries, keeps the tree's
+    /// shape, and takes single changes after it.
+    #[test]
+    fn a_built_map_matches_a_hash_map(
+        entries in proptest::collection::vec((0u16..3000, 0u32..1000), 0..3000),
+        ops in proptest::collection::vec((any::<u8>(), 0u16..3000, any::<u32>()), 0..500),
+    ) {
+        run_build::<foldhash::fast::RandomState>(&entries, &ops);
+    }
+
+    /// The same with 5 and 300 distinct hashes: runs of equal hashes longer than a leaf,
+    /// and runs at the cuts between leaves.
+    #[test]
+    fn a_built_map_matches_a_hash_map_with_colliding_hashes(
+        entries in proptest::collection::vec((0u16..400, 0u32..1000), 0..2000),
+        ops in proptest::collection::vec((any::<u8>(), 0u16..400, any::<u32>()), 0..300),
+    ) {
+        run_build::<Few<5>>(&entries, &ops);
+        run_build::<Few<300>>(&entries, &ops);
+    }
+}
+
+#[test]
+fn a_built_map_has_full_leaves() {
+    let m: PMap<u32, u32, foldhash::fast::RandomState> =
+        PMap::build((0..100_000).map(|i| (i, i)), |_, mut v| v.next());
+    let mut leaves = 0;
+    let mut stack = vec![m.root.as_deref().unwrap()];
+    while let Some(n) = stack.pop() {
+        match n {
+            Node::Leaf(l) => {
+                leaves += 1;
+                assert_eq!(l.items.capacity(), l.len());
+            }
+            Node::Branch(b) => stack.extend(b.items.iter().map(|k| &**k)),
+        }
+    }
+    assert_eq!(leaves, 100_000usize.div_ceil(LEAF_MAX));
+    assert_eq!(m.get(&99_999), Some(&99_999));
+}
