@@ -5,7 +5,9 @@
 //!
 //! The file path uses the same model: a LocalConfig becomes changes by key against the
 //! generation in force ([`Snapshot::reload`]), so a reload costs what changed (plus parsing
-//! the file), and a cold start is a reload against the empty generation.
+//! the file), and a cold start is a reload against the empty generation. Changes to the
+//! empty generation (a cold start, from istiod or a file) are built index by index
+//! instead ([`super::bulk`]), to the same result.
 
 use std::collections::HashSet;
 
@@ -36,7 +38,20 @@ pub(super) enum Kind {
 impl Snapshot {
     /// `changes` applied to a copy of this generation: the new generation and whether
     /// anything changed, or every problem the changes cause (this one is left as it was).
+    /// A blank generation (a cold start) is built index by index ([`super::bulk`]).
     pub(super) fn try_apply<'a>(
+        &self,
+        changes: impl IntoIterator<Item = &'a Change>,
+    ) -> Result<(Snapshot, bool), ConfigErrors> {
+        if self.is_blank() {
+            let changes: Vec<&Change> = changes.into_iter().collect();
+            return self.try_build(&changes);
+        }
+        self.apply_each(changes)
+    }
+
+    /// [`Self::try_apply`], one change after another.
+    pub(super) fn apply_each<'a>(
         &self,
         changes: impl IntoIterator<Item = &'a Change>,
     ) -> Result<(Snapshot, bool), ConfigErrors> {
@@ -50,7 +65,7 @@ impl Snapshot {
         errs.into_result((next, dirty.changed))
     }
 
-    fn change(&mut self, c: &Change, d: &mut Dirty, errs: &mut ConfigErrors) {
+    pub(super) fn change(&mut self, c: &Change, d: &mut Dirty, errs: &mut ConfigErrors) {
         match c {
             Change::Workload(w) => {
                 validate::workload(&w.item, errs);
@@ -91,7 +106,7 @@ impl Snapshot {
 
     /// The changes that turn this generation into `local`, by key, and the keys given
     /// twice in `local` as problems.
-    fn diff(&self, local: LocalConfig) -> (Vec<Change>, ConfigErrors) {
+    pub(super) fn diff(&self, local: LocalConfig) -> (Vec<Change>, ConfigErrors) {
         let mut errs = ConfigErrors::default();
         let mut changes = Vec::new();
         let mut seen = Seen::default();

@@ -419,3 +419,78 @@ proptest! {
         }
     }
 }
+
+/// Every endpoint list in its round-robin order, and every key's owners in theirs.
+fn orders(s: &Snapshot) -> Vec<String> {
+    let mut out: Vec<String> =
+        s.ix.endpoints
+            .iter()
+            .map(|(k, e)| {
+                // Those without an IP are a set: in no order.
+                let mut names: Vec<&Name> = e.names().collect();
+                names[e.list.len()..].sort();
+                format!("{k} {names:?}")
+            })
+            .collect();
+    out.extend(s.ix.by_ip.iter().map(|(ip, o)| {
+        let names: Vec<&Name> = o.all().iter().map(|w| &w.name).collect();
+        format!("{ip} {names:?}")
+    }));
+    out.sort();
+    out
+}
+
+/// The kind and name of the resource `c` changes.
+fn change_name(c: &Change) -> (u8, Name) {
+    match c {
+        Change::Workload(w) => (0, w.name.clone()),
+        Change::Service(s) => (1, s.name.clone()),
+        Change::Policy(p) => (2, p.name.clone()),
+        Change::Drop(k, n) => (*k as u8, n.clone()),
+    }
+}
+
+/// The problems of a refused delta, as a set (the two ways find them in their own order).
+fn problems(r: &Result<(Snapshot, bool), ConfigErrors>) -> BTreeSet<String> {
+    match r {
+        Ok(_) => BTreeSet::new(),
+        Err(e) => e.0.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// A delta to the blank generation (a cold start) built index by index is the one
+    /// applying its changes one by one makes: the same resources, indexes and orders, the
+    /// same problems. (A delta that names a resource twice is applied one by one.)
+    #[test]
+    fn a_built_generation_is_the_one_applied_one_by_one(
+        ops in proptest::collection::vec(arb_op(), 1..40),
+        once in any::<bool>(),
+    ) {
+        let blank = Snapshot::empty(Some("n1"));
+        let mut model = Model::default();
+        let mut named = HashSet::new();
+        let changes: Vec<Change> = ops
+            .iter()
+            .map(|op| model.apply(op))
+            .filter(|c| !once || named.insert(change_name(c)))
+            .collect();
+        let refs: Vec<&Change> = changes.iter().collect();
+        if once {
+            prop_assert!(blank.build_at_once(&refs).is_some());
+        }
+        let built = blank.try_build(&refs);
+        let each = blank.apply_each(&changes);
+        prop_assert_eq!(built.is_ok(), each.is_ok(), "{:?} vs {:?}", built.as_ref().err(), each.as_ref().err());
+        prop_assert_eq!(problems(&built), problems(&each));
+        if let (Ok((b, bc)), Ok((e, ec))) = (&built, &each) {
+            prop_assert_eq!(bc, ec);
+            prop_assert_eq!(b, e);
+            prop_assert_eq!(lookups(b), lookups(e));
+            prop_assert_eq!(orders(b), orders(e));
+            prop_assert_eq!(b.local_workloads().count(), e.local_workloads().count());
+        }
+    }
+}

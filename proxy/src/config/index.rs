@@ -5,8 +5,9 @@
 //! Persistent maps are [`super::pmap`]'s hash-ordered B+trees: a lookup or a change walks
 //! O(log N) nodes of up to 32 entries, and cloning a map is one reference count. A key has
 //! one owner in a valid generation; [`Owners`] holds more only while an update is being
-//! checked, so a contradictory update is found by looking at the keys it touched.
+//! checked, so a contradictory update is found at the keys it gave a second owner.
 
+use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -91,6 +92,16 @@ impl<T> Owners<T> {
     pub fn first(&self) -> &T {
         &self.all()[0]
     }
+
+    /// Adds `owner` after the others.
+    pub fn push(&mut self, owner: T)
+    where
+        T: Clone,
+    {
+        let mut v = self.all().to_vec();
+        v.push(owner);
+        *self = Owners::Many(v.into());
+    }
 }
 
 /// Something that names the resource it came from.
@@ -110,21 +121,23 @@ impl Named for Name {
     }
 }
 
-/// Adds `owner` to `key`'s owners.
-pub(super) fn add_owner<K, T>(map: &mut Map<K, Owners<T>>, key: K, owner: T)
+/// Adds `owner` to `key`'s owners; whether the key now has more than one (a conflict the
+/// update's checks must look at).
+pub(super) fn add_owner<K, T>(map: &mut Map<K, Owners<T>>, key: K, owner: T) -> bool
 where
     K: Hash + Eq + Clone,
     T: Clone,
 {
-    let next = match map.get(&key) {
-        None => Owners::One(owner),
-        Some(o) => {
-            let mut v = o.all().to_vec();
-            v.push(owner);
-            Owners::Many(v.into())
+    match map.get_mut(&key) {
+        None => {
+            map.insert_mut(key, Owners::One(owner));
+            false
         }
-    };
-    map.insert_mut(key, next);
+        Some(o) => {
+            o.push(owner);
+            true
+        }
+    }
 }
 
 /// Removes the owners named `name` from `key`'s owners (the key goes when none is left).
@@ -203,20 +216,43 @@ pub(super) struct Endpoints {
 pub(super) const SCAN_MAX: usize = 32;
 
 impl Endpoints {
-    /// Adds or replaces `w`'s entry, keeping its position when it had one.
-    pub fn put(&mut self, w: &W, ports: Box<[(u16, u16)]>) {
+    /// The endpoints of `members` (each workload once), in their order: what
+    /// [`Self::put`] of each in turn would hold.
+    pub fn of(members: impl IntoIterator<Item = Member>) -> Endpoints {
+        let mut e = Endpoints::default();
+        for m in members {
+            match m {
+                Member::Listed(ep) => e.list.push_back_mut(ep),
+                Member::Ipless(name) => {
+                    e.ipless.insert_mut(name);
+                }
+            }
+        }
+        if e.list.len() > SCAN_MAX {
+            e.pos = Some(e.index());
+        }
+        e
+    }
+
+    /// Adds or replaces `w`'s entry, keeping its position when it had one. `listed`: it
+    /// may have one (false: it is known not to, and the list is not searched).
+    pub fn put(&mut self, w: &W, ports: Box<[(u16, u16)]>, listed: bool) {
         let Some(ip) = w.item.workload_ips.first().copied() else {
-            self.remove(&w.name);
+            if listed {
+                self.remove(&w.name);
+            }
             self.ipless.insert_mut(w.name.clone());
             return;
         };
-        self.ipless.remove_mut(&w.name);
+        if listed {
+            self.ipless.remove_mut(&w.name);
+        }
         let ep = Endpoint {
             rec: w.clone(),
             ip,
             ports,
         };
-        match self.position(&w.name) {
+        match listed.then(|| self.position(&w.name)).flatten() {
             Some(i) => {
                 self.list.set_mut(i, ep);
             }
@@ -265,11 +301,9 @@ impl Endpoints {
 
     /// The name → position index of `list`.
     fn index(&self) -> Map<Name, usize> {
-        let mut pos = Map::default();
-        for (i, e) in self.list.iter().enumerate() {
-            pos.insert_mut(e.rec.name.clone(), i);
-        }
-        pos
+        let names = self.list.iter().enumerate();
+        let entries = names.map(|(i, e)| (e.rec.name.clone(), i));
+        Map::build(entries, |_, mut i| i.next())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -280,6 +314,27 @@ impl Endpoints {
     pub fn names(&self) -> impl Iterator<Item = &Name> {
         let listed = self.list.iter().map(|e| &e.rec.name);
         listed.chain(self.ipless.iter())
+    }
+}
+
+/// A workload that names a service, as the service's [`Endpoints`] hold it.
+pub(super) enum Member {
+    Listed(Endpoint),
+    /// It has no IP.
+    Ipless(Name),
+}
+
+impl Member {
+    /// `w`, whose port overrides for the service are `ports`.
+    pub fn of(w: &W, ports: &BTreeMap<u16, u16>) -> Member {
+        match w.item.workload_ips.first() {
+            Some(ip) => Member::Listed(Endpoint {
+                rec: w.clone(),
+                ip: *ip,
+                ports: ports.iter().map(|(s, t)| (*s, *t)).collect(),
+            }),
+            None => Member::Ipless(w.name.clone()),
+        }
     }
 }
 
@@ -331,7 +386,7 @@ mod tests {
             for (put, n) in ops {
                 let name = format!("w{n}");
                 if put {
-                    e.put(&rec(n), Box::new([]));
+                    e.put(&rec(n), Box::new([]), true);
                     if !model.contains(&name) {
                         model.push(name);
                     }

@@ -18,6 +18,7 @@
 //! problems at once return them all in [`ConfigErrors`]. Per-connection resolution failures
 //! are a separate [`ResolveError`] because the data plane counts them, not the operator.
 
+mod bulk;
 mod cidr;
 mod delta;
 mod index;

@@ -1,7 +1,8 @@
 //! How one generation becomes the next, one resource at a time: putting or dropping a
 //! resource updates its entries in every index (O(log N) each, O(its endpoints' services)
-//! for a workload) and notes in [`Dirty`] which keys it touched, so the checks
-//! ([`super::validate::check`]) look at those keys only.
+//! for a workload) and notes in [`Dirty`] where it may have broken a rule (a key given a
+//! second owner, a workload put, a service taken away), so the checks
+//! ([`super::validate::check`]) look there only.
 
 use super::index::{
     add_owner, remove_owner, with_policy, without_policy, Endpoints, Name, P, S, W,
@@ -21,7 +22,7 @@ impl Snapshot {
         if let Some(o) = &old {
             self.unindex_workload(o, Some(&w.item));
         }
-        self.index_workload(&w, d);
+        self.index_workload(&w, old.as_ref().map(|o| &o.item), d);
         self.workloads.insert_mut(w.name.clone(), w);
         d.changed = true;
     }
@@ -35,18 +36,21 @@ impl Snapshot {
         d.changed = true;
     }
 
-    fn index_workload(&mut self, w: &W, d: &mut Dirty) {
+    /// Files `w` in every index. `old`: the workload of the same name it replaces (whose
+    /// endpoint entries are still listed). A key that now has two owners goes to `d`.
+    fn index_workload(&mut self, w: &W, old: Option<&Workload>, d: &mut Dirty) {
         for ip in &w.item.workload_ips {
-            add_owner(&mut self.ix.by_ip, *ip, w.clone());
-            d.ips.push(*ip);
+            if add_owner(&mut self.ix.by_ip, *ip, w.clone()) {
+                d.ips.push(*ip);
+            }
         }
-        if *w.key != *w.name {
-            add_owner(&mut self.ix.workload_keys, w.key.clone(), w.name.clone());
+        if self.key_claimed(w) {
+            d.workload_keys.push(w.key.clone());
         }
-        d.workload_keys.push(w.key.clone());
         for (key, ports) in &w.item.services {
             let ports = ports.iter().map(|(s, t)| (*s, *t)).collect();
-            self.edit_endpoints(key, |e| e.put(w, ports));
+            let listed = old.is_some_and(|o| o.services.contains_key(key));
+            self.edit_endpoints(key, |e| e.put(w, ports, listed));
         }
         if self.on_our_node(&w.item) {
             let id = self.identity(&w.item);
@@ -55,6 +59,16 @@ impl Snapshot {
             self.ix.local.insert_mut(w.name.clone(), w.clone());
         }
         d.workloads.push(w.name.clone());
+    }
+
+    /// Files `w` under its key when that is not its name; whether another workload
+    /// already claims the key (by name or by key).
+    fn key_claimed(&mut self, w: &W) -> bool {
+        if *w.key == *w.name {
+            return self.ix.workload_keys.contains_key(&w.key);
+        }
+        let named = self.workloads.get(&w.key).is_some_and(|o| o.key == w.key);
+        add_owner(&mut self.ix.workload_keys, w.key.clone(), w.name.clone()) || named
     }
 
     /// Takes `w` out of every index. `next`: the workload replacing it, whose endpoint
@@ -117,12 +131,14 @@ impl Snapshot {
             self.unindex_service(o, d);
         }
         for vip in &s.item.vips {
-            add_owner(&mut self.ix.by_vip, vip.ip, s.clone());
-            d.vips.push(vip.ip);
+            if add_owner(&mut self.ix.by_vip, vip.ip, s.clone()) {
+                d.vips.push(vip.ip);
+            }
         }
         let hostname: Box<str> = s.item.hostname.as_str().into();
-        add_owner(&mut self.ix.by_hostname, hostname.clone(), s.clone());
-        d.hostnames.push(hostname);
+        if add_owner(&mut self.ix.by_hostname, hostname.clone(), s.clone()) {
+            d.hostnames.push(hostname);
+        }
         add_owner(&mut self.ix.service_keys, s.key.clone(), s.clone());
         self.services.insert_mut(s.name.clone(), s);
         d.changed = true;
@@ -155,8 +171,9 @@ impl Snapshot {
         if let Some(o) = &old {
             self.unindex_policy(o);
         }
-        add_owner(&mut self.ix.policy_keys, p.key.clone(), p.clone());
-        d.policy_keys.push(p.key.clone());
+        if add_owner(&mut self.ix.policy_keys, p.key.clone(), p.clone()) {
+            d.policy_keys.push(p.key.clone());
+        }
         if !p.item.dry_run {
             self.bucket_policy(&p);
         }

@@ -87,6 +87,14 @@ impl From<Arc<str>> for Str {
     }
 }
 
+/// The shared allocation itself (for the empty text, a new empty one): a map keyed by
+/// `Arc<str>` holds the value without a copy.
+impl From<&Str> for Arc<str> {
+    fn from(s: &Str) -> Arc<str> {
+        s.0.clone().unwrap_or_else(|| Arc::from(""))
+    }
+}
+
 impl From<&Str> for String {
     fn from(s: &Str) -> String {
         s.as_str().to_owned()

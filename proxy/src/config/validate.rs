@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::hash::Hash;
 use std::net::IpAddr;
 
-use super::index::{Hasher, Name, Owners};
+use super::index::{Hasher, Name, Owners, S, W};
 use super::local::{Service, Workload};
 use super::policy::Policy;
 use super::snapshot::Snapshot;
@@ -17,7 +17,9 @@ use super::{ConfigError, ConfigErrors};
 /// How many workloads a refused removal names (a service may have thousands).
 const NAMED_REFERRERS: usize = 5;
 
-/// The keys an update touched, as [`Snapshot`]'s `put_*`/`drop_*` noted them.
+/// Where an update may have broken a rule, as [`Snapshot`]'s `put_*`/`drop_*` noted it:
+/// the keys it gave a second owner (a valid generation has one owner per key, so no other
+/// key can have two), the workloads it put and the services it took away.
 #[derive(Debug, Default)]
 pub(super) struct Dirty {
     pub changed: bool,
@@ -51,7 +53,7 @@ pub(super) fn workload(w: &Workload, errs: &mut ConfigErrors) {
     }
 }
 
-fn key_syntax_ok(key: &str) -> bool {
+pub(super) fn key_syntax_ok(key: &str) -> bool {
     matches!(key.split_once('/'), Some((ns, host)) if !ns.is_empty() && !host.is_empty())
 }
 
@@ -78,11 +80,7 @@ pub(super) fn check(s: &Snapshot, d: &Dirty, errs: &mut ConfigErrors) {
 fn owners(s: &Snapshot, d: &Dirty, errs: &mut ConfigErrors) {
     for ip in dedup(&d.ips) {
         if let Some(Owners::Many(v)) = s.ix.by_ip.get(ip) {
-            errs.push(ConfigError::DuplicateWorkloadIp {
-                ip: *ip,
-                first: v[0].item.to_string(),
-                second: v[1].item.to_string(),
-            });
+            errs.push(duplicate_ip(*ip, v));
         }
     }
     for k in dedup(&d.workload_keys) {
@@ -90,26 +88,22 @@ fn owners(s: &Snapshot, d: &Dirty, errs: &mut ConfigErrors) {
         let named = s.workloads.get(&**k).is_some_and(|w| w.key == *k);
         let others = s.ix.workload_keys.get(k).map_or(0, |o| o.all().len());
         if usize::from(named) + others > 1 {
-            duplicate("workload", k, errs);
+            errs.push(duplicate("workload", k));
         }
     }
     for ip in dedup(&d.vips) {
         if let Some(Owners::Many(v)) = s.ix.by_vip.get(ip) {
-            errs.push(ConfigError::DuplicateVip {
-                ip: *ip,
-                first: v[0].item.hostname.clone(),
-                second: v[1].item.hostname.clone(),
-            });
+            errs.push(duplicate_vip(*ip, v));
         }
     }
     for h in dedup(&d.hostnames) {
         if let Some(Owners::Many(_)) = s.ix.by_hostname.get(h) {
-            duplicate("service hostname", h, errs);
+            errs.push(duplicate("service hostname", h));
         }
     }
     for k in dedup(&d.policy_keys) {
         if let Some(Owners::Many(_)) = s.ix.policy_keys.get(k) {
-            duplicate("policy", k, errs);
+            errs.push(duplicate("policy", k));
         }
     }
 }
@@ -118,7 +112,7 @@ fn owners(s: &Snapshot, d: &Dirty, errs: &mut ConfigErrors) {
 fn references(s: &Snapshot, d: &Dirty, errs: &mut ConfigErrors) {
     for name in dedup(&d.workloads) {
         if let Some(w) = s.workloads.get(name) {
-            names_exist(s, &w.item, errs);
+            unknown_services(&w.item, |k| !s.ix.service_keys.contains_key(k), errs);
         }
     }
     for key in dedup(&d.gone_service_keys) {
@@ -137,9 +131,15 @@ fn references(s: &Snapshot, d: &Dirty, errs: &mut ConfigErrors) {
     }
 }
 
-fn names_exist(s: &Snapshot, w: &Workload, errs: &mut ConfigErrors) {
+/// The services `w` names that are `missing` (a key of bad syntax is a problem of the
+/// workload on its own, see [`workload`]).
+pub(super) fn unknown_services(
+    w: &Workload,
+    missing: impl Fn(&str) -> bool,
+    errs: &mut ConfigErrors,
+) {
     for key in w.services.keys() {
-        if key_syntax_ok(key) && !s.ix.service_keys.contains_key(key) {
+        if key_syntax_ok(key) && missing(key) {
             errs.push(ConfigError::UnknownService {
                 workload: w.to_string(),
                 key: key.to_string(),
@@ -167,11 +167,30 @@ fn dedup<T: Hash + Eq>(v: &[T]) -> Vec<&T> {
     v.iter().filter(|t| seen.insert(*t)).collect()
 }
 
-fn duplicate(kind: &'static str, name: &str, errs: &mut ConfigErrors) {
-    errs.push(ConfigError::Duplicate {
+/// Two resources of `kind` claim `name`.
+pub(super) fn duplicate(kind: &'static str, name: &str) -> ConfigError {
+    ConfigError::Duplicate {
         kind,
         name: name.to_string(),
-    });
+    }
+}
+
+/// The workloads `v` (two or more) claim `ip`.
+pub(super) fn duplicate_ip(ip: IpAddr, v: &[W]) -> ConfigError {
+    ConfigError::DuplicateWorkloadIp {
+        ip,
+        first: v[0].item.to_string(),
+        second: v[1].item.to_string(),
+    }
+}
+
+/// The services `v` (two or more) claim `ip`.
+pub(super) fn duplicate_vip(ip: IpAddr, v: &[S]) -> ConfigError {
+    ConfigError::DuplicateVip {
+        ip,
+        first: v[0].item.hostname.clone(),
+        second: v[1].item.hostname.clone(),
+    }
 }
 
 /// Each piece must survive the round trip through a SPIFFE URI.

@@ -49,6 +49,11 @@ impl WorkloadServices {
         self.0.iter().map(|(k, p)| (k.as_str(), p))
     }
 
+    /// The entries in key order, each key as the shared [`Str`] it is held in.
+    pub fn entries(&self) -> impl ExactSizeIterator<Item = (&Str, &Ports)> {
+        self.0.iter().map(|(k, p)| (k, p))
+    }
+
     pub fn keys(&self) -> impl ExactSizeIterator<Item = &str> {
         self.0.iter().map(|(k, _)| k.as_str())
     }
