@@ -104,16 +104,11 @@ impl Snapshot {
     /// with the indexes that follow from them alone, but the endpoints.
     fn workloads_side(&self, next: &mut Snapshot, map: Map<Name, W>, ws: &[&W]) -> Problems {
         let mut found = Problems::default();
-        let mut ips = Vec::with_capacity(ws.len());
-        for (i, w) in ws.iter().enumerate() {
-            ips.extend(
-                w.item
-                    .workload_ips
-                    .iter()
-                    .map(|ip| (i as Seq, *ip, (*w).clone())),
-            );
-        }
-        next.ix.by_ip = owners(ips, |i, ip, o| {
+        let ips = ws.iter().enumerate().flat_map(|(i, w)| {
+            let ips = w.item.workload_ips.iter();
+            ips.map(move |ip| (i as Seq, *ip, (*w).clone()))
+        });
+        next.ix.by_ip = owners(ws.len(), ips, |i, ip, o| {
             if let Owners::Many(v) = o {
                 found.ips.push((i, validate::duplicate_ip(*ip, v)));
             }
@@ -121,7 +116,7 @@ impl Snapshot {
         // A workload named by its key is not filed under it (see `workload_keys`).
         let keyed = ws.iter().enumerate().filter(|(_, w)| *w.key != *w.name);
         let keys = keyed.map(|(i, w)| (i as Seq, w.key.clone(), w.name.clone()));
-        next.ix.workload_keys = owners(keys, |i, k, o| {
+        next.ix.workload_keys = owners(0, keys, |i, k, o| {
             let named = map.get(k).is_some_and(|w| w.key == *k);
             if usize::from(named) + o.all().len() > 1 {
                 found.keys.push((i, validate::duplicate("workload", k)));
@@ -157,13 +152,13 @@ fn services_side(changes: &[&Change]) -> Option<(Sides, Problems)> {
     let (services, ss) = resolve(puts::<Service>(changes, Kind::Service), changes)?;
     let each = || ss.iter().enumerate().map(|(i, s)| (i as Seq, *s));
     let vips = each().flat_map(|(i, s)| s.item.vips.iter().map(move |v| (i, v.ip, s.clone())));
-    let by_vip = owners(vips, |i, ip, o| {
+    let by_vip = owners(ss.len(), vips, |i, ip, o| {
         if let Owners::Many(v) = o {
             found.vips.push((i, validate::duplicate_vip(*ip, v)));
         }
     });
     let hosts = each().map(|(i, s)| (i, Box::<str>::from(s.item.hostname.as_str()), s.clone()));
-    let by_hostname = owners(hosts, |i, h, o| {
+    let by_hostname = owners(ss.len(), hosts, |i, h, o| {
         if let Owners::Many(_) = o {
             found
                 .hostnames
@@ -172,7 +167,7 @@ fn services_side(changes: &[&Change]) -> Option<(Sides, Problems)> {
     });
     // Two services of one key have two hostnames: `by_hostname` finds them.
     let keys = each().map(|(i, s)| (i, s.key.clone(), s.clone()));
-    let service_keys = owners(keys, |_, _, _| {});
+    let service_keys = owners(ss.len(), keys, |_, _, _| {});
     let sides = Sides {
         services,
         by_vip,
@@ -238,21 +233,20 @@ type Put<T> = (Name, (Seq, Option<Arc<Rec<T>>>));
 /// The puts (`Some`) and drops (`None`) of `kind` among `changes`, in their order: only
 /// the drops that follow a put of their kind (the generation is blank: a drop before
 /// that changes nothing).
-fn puts<T>(changes: &[&Change], kind: Kind) -> Vec<Put<T>>
+fn puts<'a, T>(changes: &'a [&'a Change], kind: Kind) -> impl Iterator<Item = Put<T>> + 'a
 where
     Change: Holds<T>,
 {
-    let mut puts = Vec::with_capacity(changes.len());
-    for (i, c) in changes.iter().enumerate() {
-        match (c.held(), c) {
-            (Some(r), _) => puts.push((r.name.clone(), (i as Seq, Some(r.clone())))),
-            (None, Change::Drop(k, n)) if *k == kind && !puts.is_empty() => {
-                puts.push((n.clone(), (i as Seq, None)));
-            }
-            _ => {}
+    let mut any = false;
+    let each = changes.iter().enumerate();
+    each.filter_map(move |(i, c)| match (c.held(), c) {
+        (Some(r), _) => {
+            any = true;
+            Some((r.name.clone(), (i as Seq, Some(r.clone()))))
         }
-    }
-    puts
+        (None, Change::Drop(k, n)) if *k == kind && any => Some((n.clone(), (i as Seq, None))),
+        _ => None,
+    })
 }
 
 /// The puts of one kind by name, and the resources (as `changes` holds them) in the
@@ -260,15 +254,15 @@ where
 /// remains, and where, is then for one by one to say).
 #[allow(clippy::type_complexity)]
 fn resolve<'a, T>(
-    puts: Vec<Put<T>>,
+    puts: impl Iterator<Item = Put<T>>,
     changes: &[&'a Change],
 ) -> Option<(Map<Name, Arc<Rec<T>>>, Vec<&'a Arc<Rec<T>>>)>
 where
     Change: Holds<T>,
 {
-    let mut kept = Vec::with_capacity(puts.len());
+    let mut kept = Vec::with_capacity(changes.len());
     let mut twice = false;
-    let map = Map::build(puts, |_, mut given| {
+    let map = Map::build_sized(changes.len(), puts, |_, mut given| {
         twice |= given.len() > 1;
         // None: a drop of a name never put (the generation is blank).
         let (seq, put) = given.next()?;
@@ -306,14 +300,15 @@ impl Holds<Service> for Change {
     }
 }
 
-/// `key → owners` of `entries` (owners in their order); `check` sees each key's owners
-/// and the place of its first.
+/// `key → owners` of `entries` (about `n`; owners in their order); `check` sees each
+/// key's owners and the place of its first.
 fn owners<K: Hash + Eq, T>(
+    n: usize,
     entries: impl IntoIterator<Item = (Seq, K, T)>,
     mut check: impl FnMut(Seq, &K, &Owners<T>),
 ) -> Map<K, Owners<T>> {
     let entries = entries.into_iter().map(|(i, k, t)| (k, (i, t)));
-    Map::build(entries, |k, mut given| {
+    Map::build_sized(n, entries, |k, mut given| {
         let (i, first) = given.next()?;
         let o = match given.len() {
             0 => Owners::One(first),
@@ -326,12 +321,11 @@ fn owners<K: Hash + Eq, T>(
 
 /// Service key → the endpoints of the workloads `ws` (in order) that name it.
 fn endpoints(ws: &[&W]) -> Map<Name, Endpoints> {
-    let mut named = Vec::with_capacity(ws.len());
-    for w in ws {
+    let named = ws.iter().flat_map(|w| {
         let keys = w.item.services.entries();
-        named.extend(keys.map(|(k, ports)| (Name::from(k), Member::of(w, ports))));
-    }
-    Map::build(named, |_, members| Some(Endpoints::of(members)))
+        keys.map(|(k, ports)| (Name::from(k), Member::of(w, ports)))
+    });
+    Map::build_sized(ws.len(), named, |_, members| Some(Endpoints::of(members)))
 }
 
 /// Every service the workloads `ws` (all of `s`'s, in the order they were put) name
