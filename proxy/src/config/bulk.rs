@@ -60,7 +60,7 @@ impl Snapshot {
                     let side = services_side(changes);
                     (side, rx.recv().ok().map(|ws| endpoints(&ws)))
                 };
-                let thread = std::thread::Builder::new().name("zring-xds-build".into());
+                let thread = std::thread::Builder::new().name("zring-build".into());
                 let spawned = thread.spawn_scoped(scope, work);
                 let resolved = resolve(workloads, changes);
                 if let (Ok(_), Some((_, ws))) = (&spawned, &resolved) {
