@@ -9,7 +9,8 @@
 //! | [`policy`] | authorization policy types and their evaluation (ztunnel semantics) |
 //! | [`snapshot`] | one generation: resources by name and their indexes, persistent maps shared with the previous generation |
 //! | `delta`, `store`, `index` | a generation built from the previous one and a list of changes (xDS update or file reload), O(delta × log N) |
-//! | `validate` | the rules, per resource and at the keys a delta touched |
+//! | `bulk`, `pmap` | a cold start: the first generation built index by index, each map sorted once and cut into full nodes |
+//! | `validate` | the rules, per resource and where a delta may have broken them |
 //! | [`resolve`] | original destination → [`Route`] (HBONE tunnel or passthrough), round robin |
 //! | [`waypoint`] | a service's or workload's waypoint (`GatewayAddress`): where it leads, whether a connection comes from it |
 //! | [`settings`] | command-line / environment run settings → typed [`Config`] |
