@@ -152,7 +152,8 @@ pub fn recv_dontwait(fd: &impl AsRawFd, buf: &mut bytes::BytesMut) -> io::Result
 }
 
 /// A `Write` over a socket that never blocks: `send`/`sendmsg` with `MSG_DONTWAIT`, so a
-/// socket with room takes the bytes at once and a full one answers `WouldBlock`.
+/// socket with room takes the bytes at once and a full one answers `WouldBlock`; its
+/// `Read` is `recv` with `MSG_DONTWAIT` (`WouldBlock` when nothing is queued, 0 at EOF).
 ///
 /// Under io_uring a write op costs a completion round trip (submit, reap, re-poll the
 /// task) even when the socket has room; trying the syscall first completes the common
@@ -162,6 +163,25 @@ pub struct DontWait(pub RawFd);
 const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
 /// Linux's `UIO_MAXIOV`: iovecs one sendmsg takes.
 const MAX_IOV: usize = 1024;
+
+impl io::Read for DontWait {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: `self.0` is a socket the caller keeps open for the call; the pointer and
+        // length describe `buf`, which is writable and outlives the call.
+        let n = unsafe {
+            libc::recv(
+                self.0,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+}
 
 impl io::Write for DontWait {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
