@@ -91,15 +91,26 @@ fn give_pipe(pipe: sys::Pipe) {
     });
 }
 
+/// One direction: waits until `from` is readable, then moves what it has. A read through
+/// the scratch buffer that does not fill it is taken as all there was: the next readiness
+/// wait says otherwise, so no syscall is spent to hear EAGAIN. An idle direction's future
+/// holds only the readiness wait: every burst that may wait on `to` is boxed (one
+/// allocation per burst, none for a message sent at once).
 async fn splice_one(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
     let mut total = 0u64;
     let mut flowing = false;
     loop {
         from.readable(false).await?;
         let burst = if flowing {
-            splice_piped(from, to).await?
+            Box::pin(splice_piped(from, to)).await?
         } else {
-            copy_then_splice(from, to).await?
+            match copy_now(from, to)? {
+                Copied::Empty => Burst::Idle(0),
+                Copied::Eof => Burst::Eof(0),
+                Copied::Sent(n) if n < COPY_CHUNK => Burst::Idle(n as u64),
+                Copied::Sent(n) => Box::pin(after_copy(n, Vec::new(), from, to)).await?,
+                Copied::Partly { read, rest } => Box::pin(after_copy(read, rest, from, to)).await?,
+            }
         };
         match burst {
             Burst::Idle(n) => {
@@ -123,25 +134,24 @@ async fn splice_piped(from: &TcpStream, to: &TcpStream) -> io::Result<Burst> {
     Ok(burst)
 }
 
-/// A burst that starts with one read through this core's scratch buffer: a read that does
-/// not fill it is taken as all there was (the next readiness wait finds out otherwise, so
-/// no syscall is spent to hear EAGAIN); one that fills it goes on as a splice burst.
-async fn copy_then_splice(from: &TcpStream, to: &TcpStream) -> io::Result<Burst> {
-    let n = match copy_now(from, to)? {
-        Copied::Empty => return Ok(Burst::Idle(0)),
-        Copied::Eof => return Ok(Burst::Eof(0)),
-        Copied::Sent(n) => n,
-        Copied::Partly { read, rest } => {
-            write_ready(to, &rest).await?;
-            read
-        }
-    };
-    if n < COPY_CHUNK {
-        return Ok(Burst::Idle(n as u64));
+/// The rest of a burst whose first `read` bytes went through the scratch buffer: `rest`
+/// of them (those a full `to` refused) are written once it has room, and a read that
+/// filled the buffer means a stream is flowing, so the burst goes on as splices.
+async fn after_copy(
+    read: usize,
+    rest: Vec<u8>,
+    from: &TcpStream,
+    to: &TcpStream,
+) -> io::Result<Burst> {
+    if !rest.is_empty() {
+        write_ready(to, &rest).await?;
+    }
+    if read < COPY_CHUNK {
+        return Ok(Burst::Idle(read as u64));
     }
     Ok(match splice_piped(from, to).await? {
-        Burst::Idle(m) => Burst::Idle(n as u64 + m),
-        Burst::Eof(m) => Burst::Eof(n as u64 + m),
+        Burst::Idle(m) => Burst::Idle(read as u64 + m),
+        Burst::Eof(m) => Burst::Eof(read as u64 + m),
     })
 }
 
