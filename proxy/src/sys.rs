@@ -300,3 +300,23 @@ pub fn namespace_type(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     }
     Ok(rc)
 }
+
+#[cfg(feature = "mimalloc")]
+extern "C" {
+    /// mimalloc's `mi_collect` (linked in by the `mimalloc` crate, our global allocator):
+    /// collects the calling thread's heap; `force` also frees the pages it keeps empty for
+    /// reuse and purges them.
+    fn mi_collect(force: bool);
+}
+
+/// Gives the calling thread's emptied allocator pages back to the OS (mimalloc keeps the
+/// last empty page of each size class until that thread allocates enough again, which an
+/// idle core never does). A no-op without the `mimalloc` feature.
+pub fn allocator_collect() {
+    #[cfg(feature = "mimalloc")]
+    // SAFETY: mi_collect takes a plain bool and touches only the calling thread's heap and
+    // the allocator's own bookkeeping; it frees no block that is still allocated.
+    unsafe {
+        mi_collect(true)
+    };
+}

@@ -190,6 +190,19 @@ impl<S: 'static, E: 'static> Pool<S, E> {
     /// connections to one destination is over, their TLS and HTTP/2 buffers go (5000
     /// streams held through the pool left ~27 MB behind for the idle timeout).
     pub fn evict_idle(&self, now: Instant, idle: Duration) -> usize {
+        self.evict(|c, spare| !spare && now.duration_since(c.idle_since.get()) < idle)
+    }
+
+    /// Drops dead and idle connections, a key's first idle one too: when a burst of
+    /// connections on the core is over (`runtime::trim`), the HTTP/2 stream tables that
+    /// grew for it go with their connection. The key's next stream connects again.
+    pub fn close_idle(&self) -> usize {
+        self.evict(|_, _| false)
+    }
+
+    /// Drops dead connections and the idle ones `keep` refuses (`spare`: the key already
+    /// kept an idle one); connections with streams stay.
+    fn evict(&self, keep: impl Fn(&Conn<S>, bool) -> bool) -> usize {
         let mut evicted = 0;
         self.conns.borrow_mut().retain(|_, list| {
             let before = list.len();
@@ -201,9 +214,9 @@ impl<S: 'static, E: 'static> Pool<S, E> {
                 if c.active.get() > 0 {
                     return true;
                 }
-                let keep = !spare && now.duration_since(c.idle_since.get()) < idle;
-                spare |= keep;
-                keep
+                let kept = keep(c, spare);
+                spare |= kept;
+                kept
             });
             evicted += before - list.len();
             !list.is_empty()

@@ -22,6 +22,7 @@ use crate::runtime::drain::Drain;
 use crate::runtime::handoff::{Handed, Handoff, Inbox};
 use crate::runtime::pods::{serve_pods, PodLive};
 use crate::runtime::state::{CoreSlot, Shared};
+use crate::runtime::trim::{Step, Trim};
 use crate::runtime::ListenerKind;
 use crate::{inbound, outbound, sys};
 
@@ -76,6 +77,19 @@ impl Core {
         }
     }
 
+    /// The control tick's upkeep: the pool's idle eviction, and once a burst of
+    /// connections is over ([`Trim`], `open`: the core's open connections), what it grew
+    /// goes: the pool's idle connections, then the emptied allocator pages.
+    fn housekeep(&self, trim: &mut Trim, open: u64) {
+        let pool = &self.outbound.pool;
+        pool.evict_idle(Instant::now(), self.config.pool_idle_timeout);
+        match trim.tick(open) {
+            Step::Nothing => {}
+            Step::ClosePooled => drop(pool.close_idle()),
+            Step::Collect => sys::allocator_collect(),
+        }
+    }
+
     /// Starts draining once the process asked for it: closes the listeners (their accept
     /// loops end) and raises the drain signal.
     fn drain_if_asked(&self) {
@@ -123,6 +137,7 @@ pub async fn run(
         core.accepts.borrow_mut().push(handle);
     }
     let mut last_evict = Instant::now();
+    let mut trim = Trim::default();
     let mut bell = core.shared.bell();
     while !core.shared.stopping() {
         let heard = *bell.borrow_and_update();
@@ -130,6 +145,7 @@ pub async fn run(
         core.drain_if_asked();
         let pooled = core.outbound.pool.len();
         let metrics = core.common.metrics.sample(pooled, sys::thread_cpu_time());
+        let open = metrics.gauges.connections;
         let generation = core.common.generation();
         let slot = CoreSlot {
             metrics,
@@ -138,9 +154,7 @@ pub async fn run(
         };
         core.shared.store_core(core.id, slot);
         if last_evict.elapsed() >= CONTROL_TICK {
-            core.outbound
-                .pool
-                .evict_idle(Instant::now(), core.config.pool_idle_timeout);
+            core.housekeep(&mut trim, open);
             last_evict = Instant::now();
         }
         listen(&mut bell).await;

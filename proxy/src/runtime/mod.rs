@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod placement;
 mod pods;
 pub mod state;
+pub mod trim;
 pub mod tunables;
 pub mod xds;
 

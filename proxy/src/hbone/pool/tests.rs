@@ -112,6 +112,29 @@ fn a_key_keeps_one_idle_connection_after_a_burst() {
 }
 
 #[test]
+fn close_idle_takes_the_kept_connection_too_but_not_a_busy_one() {
+    let pool: Pool<u32, String> = Pool::new(2);
+    let (a, b) = (key(None, "127.0.0.2:15008"), key(None, "127.0.0.3:15008"));
+    let opened = Cell::new(0u32);
+    let connect = numbered(&opened);
+    let mut leases: Vec<_> = block_on(join_all((0..4).map(|_| pool.checkout(&a, &connect))))
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let busy = block_on(pool.checkout(&b, &connect)).unwrap();
+    assert_eq!(pool.len(), 3);
+    leases.clear();
+    // evict_idle keeps one idle connection of `a`; close_idle does not.
+    assert_eq!(pool.evict_idle(Instant::now(), Duration::from_secs(300)), 1);
+    assert_eq!(pool.close_idle(), 1);
+    assert_eq!(pool.len(), 1);
+    assert_eq!(*busy.handle(), 3);
+    drop(busy);
+    assert_eq!(pool.close_idle(), 1);
+    assert!(pool.is_empty());
+}
+
+#[test]
 fn dead_connections_are_replaced_and_errors_shared() {
     let pool: Pool<u32, String> = Pool::new(10);
     let k = key(None, "127.0.0.2:15008");
