@@ -301,6 +301,11 @@ pub fn namespace_type(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     Ok(rc)
 }
 
+// Links mimalloc (its C library) into every binary of this crate, tests included, where it
+// is not the global allocator: `mi_collect` then finds a heap that holds nothing.
+#[cfg(feature = "mimalloc")]
+extern crate mimalloc as _;
+
 #[cfg(feature = "mimalloc")]
 extern "C" {
     /// mimalloc's `mi_collect` (linked in by the `mimalloc` crate, our global allocator):

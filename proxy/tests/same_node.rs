@@ -27,6 +27,10 @@ struct Node {
 
 impl Node {
     fn start() -> Node {
+        Node::on_cores(2)
+    }
+
+    fn on_cores(cores: usize) -> Node {
         let scratch = Scratch::new("same-node");
         let ids = [
             id("cluster.local", "default", "sleep"),
@@ -50,7 +54,7 @@ impl Node {
             socks5_addr: Some("127.0.0.1:0".parse().unwrap()),
             stats_addr: Some("127.0.0.1:0".parse().unwrap()),
             hbone_port,
-            cores: 2,
+            cores,
             ..base_config(scratch.path(), config_path)
         })
         .expect("start zring");
@@ -172,4 +176,22 @@ fn a_core_with_many_open_tunnels_spreads_the_next_ones() {
         "a core holds a near and a far connection: {pooled:?}"
     );
     drop(held);
+}
+
+#[test]
+fn once_a_burst_of_tunnels_is_over_the_pool_lets_its_connections_go() {
+    // One core: 140 tunnels count 280 open connections there (each end one), a burst
+    // (`runtime::trim::BURST`). Without the trim the key's last idle pooled connection
+    // would stay for the 300 s idle timeout.
+    let node = Node::on_cores(1);
+    let held: Vec<TcpStream> = (0..140).map(|_| node.quiet_tunnel()).collect();
+    node.per_core("zring_core_connections", |sum| sum == 280.0);
+    node.per_core("zring_core_pooled_hbone_connections", |sum| sum >= 1.0);
+    drop(held);
+    node.per_core("zring_core_connections", |sum| sum == 0.0);
+    node.per_core("zring_core_pooled_hbone_connections", |sum| sum == 0.0);
+    // The key connects again for the next tunnel.
+    let next = node.quiet_tunnel();
+    node.per_core("zring_core_pooled_hbone_connections", |sum| sum == 1.0);
+    drop(next);
 }

@@ -146,6 +146,7 @@ pub async fn run(
         let pooled = core.outbound.pool.len();
         let metrics = core.common.metrics.sample(pooled, sys::thread_cpu_time());
         let open = metrics.gauges.connections;
+        trim.seen(open);
         let generation = core.common.generation();
         let slot = CoreSlot {
             metrics,

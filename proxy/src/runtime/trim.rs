@@ -34,11 +34,18 @@ pub struct Trim {
 }
 
 impl Trim {
+    /// Notes a count of open connections seen between control ticks (a core samples it
+    /// each time its bell rings too).
+    pub fn seen(&mut self, open: u64) {
+        self.peak = self.peak.max(open);
+    }
+
+    /// The control tick: `open` now.
     pub fn tick(&mut self, open: u64) -> Step {
         if std::mem::take(&mut self.collect_next) {
             return Step::Collect;
         }
-        self.peak = self.peak.max(open);
+        self.seen(open);
         if self.peak >= BURST && open <= self.peak / OVER_DIVISOR {
             self.peak = open;
             self.collect_next = true;
@@ -89,6 +96,14 @@ mod tests {
             .iter()
             .all(|s| *s == Step::Nothing));
         assert_eq!(t.tick(125), Step::ClosePooled);
+    }
+
+    #[test]
+    fn a_peak_seen_between_ticks_counts() {
+        let mut t = Trim::default();
+        assert_eq!(t.tick(10), Step::Nothing);
+        t.seen(400);
+        assert_eq!(t.tick(0), Step::ClosePooled);
     }
 
     #[test]
