@@ -125,6 +125,29 @@ pub struct Pushes {
     pub bulk_remove: Update,
 }
 
+/// Which of [`Pushes`] a push is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Single,
+    BulkAdd,
+    BulkRemove,
+}
+
+impl Pushes {
+    /// The pushes in the order they are sent. A bulk push with nothing in it (`--bulk 0`,
+    /// and the removal too when nothing was added) is left out: a proxy is sent no
+    /// response for it, so no ACK would ever come.
+    pub fn sequence(&self) -> Vec<(Kind, &Update)> {
+        let singles = self.singles.iter().map(|u| (Kind::Single, u));
+        let bulk_add = (!self.bulk_add.put.workloads.is_empty()).then_some(&self.bulk_add);
+        let bulk_remove = (!self.bulk_remove.remove.is_empty()).then_some(&self.bulk_remove);
+        let bulks = [(Kind::BulkAdd, bulk_add), (Kind::BulkRemove, bulk_remove)];
+        singles
+            .chain(bulks.into_iter().filter_map(|(k, u)| Some((k, u?))))
+            .collect()
+    }
+}
+
 /// `singles` single-workload additions, then `bulk` at once, then their removal; new
 /// workloads join services picked by a generator seeded with `seed`.
 pub fn pushes(size: Size, singles: usize, bulk: usize, seed: u64) -> Pushes {
@@ -203,8 +226,25 @@ mod tests {
         assert_eq!(p.bulk_remove.remove[1019].1, workload_uid(1119));
         let again = pushes(size, 20, 1000, 7);
         assert_eq!(again.singles[3].put.workloads, p.singles[3].put.workloads);
+        let kinds: Vec<Kind> = p.sequence().iter().map(|(k, _)| *k).collect();
+        assert_eq!(kinds.len(), 22);
+        assert_eq!(kinds[19..], [Kind::Single, Kind::BulkAdd, Kind::BulkRemove]);
         let mut all = cluster(size);
         all.workloads.extend(p.bulk_add.put.workloads);
         zring::config::Snapshot::new(all, None).expect("pushed workloads are valid");
+    }
+
+    #[test]
+    fn an_empty_bulk_push_is_not_sent() {
+        let size = Size {
+            workloads: 100,
+            services: 10,
+        };
+        let kinds = |p: &Pushes| p.sequence().iter().map(|(k, _)| *k).collect::<Vec<_>>();
+        // --bulk 0: the singles, then the removal of what they added.
+        let p = pushes(size, 2, 0, 7);
+        assert_eq!(kinds(&p), [Kind::Single, Kind::Single, Kind::BulkRemove]);
+        // Nothing added at all: nothing to remove either.
+        assert!(kinds(&pushes(size, 0, 0, 7)).is_empty());
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use zring_xds::{ADDRESS_TYPE, AUTHORIZATION_TYPE};
 
-use super::cluster::{self, Pushes, Size};
+use super::cluster::{self, Kind, Pushes, Size};
 use super::report::{ProxyRun, Push};
 use super::ScaleOptions;
 use crate::control::proxies::{self, Endpoint};
@@ -200,11 +200,10 @@ fn pushes_on(
     run: &mut ProxyRun,
     timeout: Duration,
 ) -> Result<()> {
-    let singles = pushes.singles.iter().map(|u| (u, SETTLE));
-    let bulks = [&pushes.bulk_add, &pushes.bulk_remove].map(|u| (u, BULK_SETTLE));
+    let sequence = pushes.sequence();
     let mut done: Vec<Done> = Vec::new();
     let mut failed = None;
-    for (u, settle) in singles.chain(bulks) {
+    for (kind, u) in &sequence {
         match push(cp, p, u, timeout) {
             Ok(d) => done.push(d),
             Err(e) => {
@@ -212,13 +211,20 @@ fn pushes_on(
                 break;
             }
         }
-        std::thread::sleep(settle);
+        std::thread::sleep(if *kind == Kind::Single {
+            SETTLE
+        } else {
+            BULK_SETTLE
+        });
     }
-    let mut measured = windows(&done, Cpu::now(p));
-    let n = pushes.singles.len();
-    run.bulk_add = (measured.len() > n).then(|| measured.remove(n));
-    run.bulk_remove = (measured.len() > n).then(|| measured.remove(n));
-    run.singles = measured;
+    let measured = windows(&done, Cpu::now(p));
+    for ((kind, _), m) in sequence.iter().zip(measured) {
+        match kind {
+            Kind::Single => run.singles.push(m),
+            Kind::BulkAdd => run.bulk_add = Some(m),
+            Kind::BulkRemove => run.bulk_remove = Some(m),
+        }
+    }
     failed.map_or(Ok(()), Err)
 }
 
