@@ -1,5 +1,5 @@
-//! The only module with `unsafe`: socket options on file descriptors owned by monoio, and
-//! the thread CPU clock.
+//! The only module with `unsafe`: socket options on file descriptors owned by monoio, the
+//! thread CPU clock, and mimalloc's `mi_collect` (a core returning its emptied pages).
 //!
 //! Everything else builds sockets with socket2's safe API; monoio streams expose only
 //! `AsRawFd`, so the few calls that need a socket option on a live monoio stream borrow
