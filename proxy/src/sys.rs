@@ -134,18 +134,7 @@ pub fn recv_dontwait(fd: &impl AsRawFd, buf: &mut bytes::BytesMut) -> io::Result
     let spare = buf.spare_capacity_mut();
     // SAFETY: `fd` is a live socket borrowed for the call; the pointer and length describe
     // `buf`'s spare capacity, which the kernel only writes to and which outlives the call.
-    let n = unsafe {
-        libc::recv(
-            fd.as_raw_fd(),
-            spare.as_mut_ptr().cast(),
-            spare.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let n = n as usize;
+    let n = unsafe { recv_raw(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len())? };
     // SAFETY: the kernel initialised the first `n` bytes of the spare capacity.
     unsafe { buf.set_len(buf.len() + n) };
     Ok(n)
@@ -168,19 +157,23 @@ impl io::Read for DontWait {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         // SAFETY: `self.0` is a socket the caller keeps open for the call; the pointer and
         // length describe `buf`, which is writable and outlives the call.
-        let n = unsafe {
-            libc::recv(
-                self.0,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(n as usize)
+        unsafe { recv_raw(self.0, buf.as_mut_ptr(), buf.len()) }
     }
+}
+
+/// `recv(2)` with `MSG_DONTWAIT` of up to `len` bytes into `ptr`: the bytes received (0 at
+/// EOF) or `WouldBlock` when nothing is queued.
+///
+/// # Safety
+/// `fd` is a socket kept open for the call, and `ptr` points to `len` bytes of writable
+/// memory (initialised or not: the kernel only writes to it) that outlive the call.
+unsafe fn recv_raw(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<usize> {
+    // SAFETY: the caller's contract above.
+    let n = unsafe { libc::recv(fd, ptr.cast(), len, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }
 
 impl io::Write for DontWait {
