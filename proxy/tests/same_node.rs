@@ -85,8 +85,8 @@ impl Node {
         self.per_core("zring_core_connections", |sum| sum == total)
     }
 
-    /// Gauge `name` of cores 0 and 1 once their sum satisfies `done` (the gauges are
-    /// sampled on each core's 100 ms tick).
+    /// Gauge `name` of cores 0 and 1 once their sum satisfies `done` (a core samples its
+    /// gauges when a scrape rings its bell, and at the latest each `CONTROL_TICK`, 1 s).
     fn per_core(&self, name: &str, done: impl Fn(f64) -> bool) -> [f64; 2] {
         let stats = self.proxy().addrs.stats.unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
