@@ -13,7 +13,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use bytes::Bytes;
+use prost::Message;
+
 use crate::discovery::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Node, Resource, Status};
+use crate::wire::{Fields, Malformed, Value};
 use crate::XdsError;
 
 /// The held versions' hasher: SipHash was most of recording a cold start's 100k versions.
@@ -27,11 +31,56 @@ const INVALID_ARGUMENT: i32 = 3;
 pub struct Update {
     pub type_url: String,
     pub nonce: String,
-    pub upserts: Vec<Resource>,
+    pub upserts: Vec<Upsert>,
     pub removed: Vec<String>,
-    /// `upserts[i].name`, shared: the caller stores resource `i` under `names[i]`, and the
-    /// subscription keeps its version under the same allocation.
-    names: Vec<Arc<str>>,
+}
+
+/// One resource put by a response. Taken from the wire ([`Subscription::receive_frame`]),
+/// its version and body are slices of the response's one buffer, not copies.
+#[derive(Debug, Clone)]
+pub struct Upsert {
+    /// Shared: the caller stores the resource under this allocation, and the subscription
+    /// keeps its version under the same one.
+    pub name: Arc<str>,
+    version: Bytes,
+    body: Option<Body>,
+}
+
+/// A resource's `Any`: its type URL (UTF-8) and its message's bytes.
+#[derive(Debug, Clone)]
+struct Body {
+    type_url: Bytes,
+    value: Bytes,
+}
+
+impl Upsert {
+    /// From prost's message (the bytes move, they are not copied).
+    pub fn new(r: Resource) -> Self {
+        Upsert {
+            name: Arc::from(r.name),
+            version: Bytes::from(r.version),
+            body: r.resource.map(|any| Body {
+                type_url: Bytes::from(any.type_url),
+                value: Bytes::from(any.value),
+            }),
+        }
+    }
+
+    pub fn version(&self) -> &str {
+        text(&self.version)
+    }
+
+    /// The body's type URL and bytes; None when the resource has none.
+    pub fn body(&self) -> Option<(&str, &[u8])> {
+        self.body
+            .as_ref()
+            .map(|b| (text(&b.type_url), &b.value[..]))
+    }
+}
+
+/// Bytes checked as UTF-8 when they were read.
+fn text(b: &[u8]) -> &str {
+    std::str::from_utf8(b).unwrap_or_default()
 }
 
 impl Update {
@@ -41,19 +90,12 @@ impl Update {
         upserts: Vec<Resource>,
         removed: Vec<String>,
     ) -> Self {
-        let names = upserts.iter().map(|r| Arc::from(r.name.as_str())).collect();
         Update {
             type_url,
             nonce,
-            upserts,
+            upserts: upserts.into_iter().map(Upsert::new).collect(),
             removed,
-            names,
         }
-    }
-
-    /// The names of the upserts, in their order.
-    pub fn names(&self) -> &[Arc<str>] {
-        &self.names
     }
 }
 
@@ -131,18 +173,40 @@ impl Subscription {
 
     /// Checks a response's type; the caller then applies it and calls [`Self::answer`].
     pub fn receive(&self, resp: DeltaDiscoveryResponse) -> Result<Update, XdsError> {
-        if !self.types.contains(&resp.type_url) {
-            return Err(XdsError::UnexpectedType {
-                got: resp.type_url,
-                expected: self.types.clone(),
-            });
-        }
-        Ok(Update::new(
+        self.checked(Update::new(
             resp.type_url,
             resp.nonce,
             resp.resources,
             resp.removed_resources,
         ))
+    }
+
+    /// [`Self::receive`] of a response's bytes (one gRPC frame): read in place, so each
+    /// resource's version and body stay slices of `frame`. A response this reader leaves
+    /// to prost (see [`crate::wire`]) is decoded by prost, with prost's errors.
+    pub fn receive_frame(&self, frame: Bytes) -> Result<Update, XdsError> {
+        let update = match read_response(&frame) {
+            Ok(u) => u,
+            Err(Malformed) => {
+                let resp =
+                    DeltaDiscoveryResponse::decode(frame).map_err(|source| XdsError::Decode {
+                        what: "DeltaDiscoveryResponse",
+                        source,
+                    })?;
+                return self.receive(resp);
+            }
+        };
+        self.checked(update)
+    }
+
+    fn checked(&self, update: Update) -> Result<Update, XdsError> {
+        if !self.types.contains(&update.type_url) {
+            return Err(XdsError::UnexpectedType {
+                got: update.type_url,
+                expected: self.types.clone(),
+            });
+        }
+        Ok(update)
     }
 
     /// Records what was applied and builds the ACK (nothing rejected) or NACK.
@@ -156,9 +220,8 @@ impl Subscription {
         for name in update.removed.iter().filter(|n| applied(n)) {
             versions.remove(name.as_str());
         }
-        let upserts = update.names.iter().zip(&update.upserts);
-        for (name, r) in upserts.filter(|(n, _)| applied(n)) {
-            versions.insert(name.clone(), Version::new(&r.version));
+        for r in update.upserts.iter().filter(|r| applied(&r.name)) {
+            versions.insert(r.name.clone(), Version::new(r.version()));
         }
         DeltaDiscoveryRequest {
             type_url: update.type_url.clone(),
@@ -175,6 +238,82 @@ impl Subscription {
             .into_iter()
             .flat_map(|v| v.keys().map(|k| &**k))
     }
+}
+
+/// A `DeltaDiscoveryResponse` read in place from `frame` (see [`Upsert`]).
+fn read_response(frame: &Bytes) -> Result<Update, Malformed> {
+    // Counted first (each skipped by its length): a cold start's ~100k resources go into
+    // one allocation of the right size.
+    let resources = Fields::new(frame)
+        .filter(|f| matches!(f, Ok((2, _))))
+        .count();
+    let mut u = Update {
+        type_url: String::new(),
+        nonce: String::new(),
+        upserts: Vec::with_capacity(resources),
+        removed: Vec::new(),
+    };
+    for field in Fields::new(frame) {
+        match field? {
+            // system_version_info: unused, but prost refuses it when not UTF-8.
+            (1, v) => {
+                v.str()?;
+            }
+            (2, v) => u.upserts.push(read_resource(frame, v.bytes()?)?),
+            (4, v) => u.type_url = v.str()?.to_string(),
+            (5, v) => u.nonce = v.str()?.to_string(),
+            (6, v) => u.removed.push(v.str()?.to_string()),
+            _ => {}
+        }
+    }
+    Ok(u)
+}
+
+/// One `Resource` (`r`, a slice of `frame`); a body given twice (prost merges the two)
+/// is left to prost.
+fn read_resource(frame: &Bytes, r: &[u8]) -> Result<Upsert, Malformed> {
+    let (mut name, mut version, mut body) = ("", Bytes::new(), None);
+    for field in Fields::new(r) {
+        match field? {
+            (1, v) => version = slice(frame, v.str()?.as_bytes()),
+            (2, v) if body.is_none() => body = Some(read_any(frame, v)?),
+            (2, _) => return Err(Malformed),
+            (3, v) => name = v.str()?,
+            // aliases: unused, but prost refuses them when not UTF-8.
+            (4, v) => {
+                v.str()?;
+            }
+            _ => {}
+        }
+    }
+    Ok(Upsert {
+        name: Arc::from(name),
+        version,
+        body,
+    })
+}
+
+fn read_any(frame: &Bytes, any: Value<'_>) -> Result<Body, Malformed> {
+    let mut body = Body {
+        type_url: Bytes::new(),
+        value: Bytes::new(),
+    };
+    for field in Fields::new(any.bytes()?) {
+        match field? {
+            (1, v) => body.type_url = slice(frame, v.str()?.as_bytes()),
+            (2, v) => body.value = slice(frame, v.bytes()?),
+            _ => {}
+        }
+    }
+    Ok(body)
+}
+
+/// `part` (a slice of `frame`) as a `Bytes` sharing `frame`'s buffer.
+fn slice(frame: &Bytes, part: &[u8]) -> Bytes {
+    if part.is_empty() {
+        return Bytes::new();
+    }
+    frame.slice_ref(part)
 }
 
 fn nack_status(rejected: &[Rejected]) -> Option<Status> {
@@ -334,7 +473,113 @@ mod tests {
             .unwrap();
         s.answer(&u, &[]);
         let held = s.versions[ADDRESS_TYPE].keys().next().unwrap();
-        assert!(Arc::ptr_eq(held, &u.names()[0]));
+        assert!(Arc::ptr_eq(held, &u.upserts[0].name));
+    }
+
+    /// What an update holds, to compare the two ways in.
+    fn seen(u: &Update) -> (String, String, Vec<String>, Vec<String>) {
+        let each = |r: &Upsert| match r.body() {
+            Some((t, v)) => format!("{} {} {t} {v:?}", r.name, r.version()),
+            None => format!("{} {} -", r.name, r.version()),
+        };
+        let upserts = u.upserts.iter().map(each).collect();
+        (
+            u.type_url.clone(),
+            u.nonce.clone(),
+            upserts,
+            u.removed.clone(),
+        )
+    }
+
+    fn with_body(name: &str, version: &str, value: &[u8]) -> Resource {
+        Resource {
+            resource: Some(prost_types::Any {
+                type_url: ADDRESS_TYPE.into(),
+                value: value.to_vec(),
+            }),
+            aliases: vec!["alias".into()],
+            ..resource(name, version)
+        }
+    }
+
+    /// A response read in place holds what prost's decoding holds, its bodies borrowed
+    /// from the frame.
+    #[test]
+    fn a_frame_read_in_place_is_the_response_prost_decodes() {
+        let resp = DeltaDiscoveryResponse {
+            system_version_info: "v".into(),
+            ..response(
+                vec![
+                    with_body("a", "0123456789abcdef", &[1, 2, 3]),
+                    resource("b", ""),
+                    with_body("c", "7", &[]),
+                ],
+                &["gone"],
+                "n1",
+            )
+        };
+        let frame = Bytes::from(resp.encode_to_vec());
+        let by_prost = sub().receive(resp).unwrap();
+        let u = sub().receive_frame(frame.clone()).unwrap();
+        assert_eq!(seen(&u), seen(&by_prost));
+        let (_, value) = u.upserts[0].body().unwrap();
+        let inside = frame.as_ptr_range();
+        assert!(inside.contains(&value.as_ptr()), "the body was copied");
+        let mut s = sub();
+        s.answer(&u, &[]);
+        let resume = &s.initial_requests()[0].initial_resource_versions;
+        assert_eq!(resume["a"], "0123456789abcdef");
+        assert_eq!(resume["c"], "7");
+    }
+
+    /// A resource whose body comes twice is merged by prost: the frame goes to it.
+    #[test]
+    fn a_frame_the_reader_leaves_to_prost_is_decoded_by_prost() {
+        let resp = response(vec![with_body("a", "1", &[1])], &[], "n1");
+        let mut r = with_body("a", "1", &[1]).encode_to_vec();
+        let extra = with_body("a", "1", &[0x08, 0x01]);
+        r.extend_from_slice(&extra.encode_to_vec());
+        let mut wire = resp.encode_to_vec();
+        // resources (field 2) once more, holding the resource with two bodies
+        wire.push(0x12);
+        prost::encoding::encode_varint(r.len() as u64, &mut wire);
+        wire.extend_from_slice(&r);
+        let frame = Bytes::from(wire);
+        let by_prost = DeltaDiscoveryResponse::decode(frame.clone()).unwrap();
+        assert!(read_response(&frame).is_err());
+        let u = sub().receive_frame(frame).unwrap();
+        assert_eq!(seen(&u), seen(&sub().receive(by_prost).unwrap()));
+        assert_eq!(u.upserts.len(), 2);
+    }
+
+    #[test]
+    fn a_broken_frame_is_refused_as_prost_refuses_it() {
+        let resp = response(vec![with_body("a", "1", &[1])], &[], "n1");
+        let wire = resp.encode_to_vec();
+        for cut in 0..wire.len() {
+            let frame = Bytes::copy_from_slice(&wire[..cut]);
+            let ours = sub().receive_frame(frame.clone()).map(|u| seen(&u));
+            let prosts = DeltaDiscoveryResponse::decode(frame)
+                .map_err(|_| ())
+                .and_then(|r| sub().receive(r).map_err(|_| ()))
+                .map(|u| seen(&u));
+            assert_eq!(ours.map_err(|_| ()), prosts, "cut at {cut}");
+        }
+        let mut bad = resp.clone();
+        bad.nonce = "\u{1}x".into();
+        let mut wire = bad.encode_to_vec();
+        let at = wire.windows(2).position(|b| b == [1, b'x']).unwrap();
+        wire[at] = 0xff;
+        assert!(matches!(
+            sub().receive_frame(Bytes::from(wire)),
+            Err(XdsError::Decode { .. })
+        ));
+        let mut other = resp;
+        other.type_url = "type.googleapis.com/envoy.config.cluster.v3.Cluster".into();
+        assert!(matches!(
+            sub().receive_frame(Bytes::from(other.encode_to_vec())),
+            Err(XdsError::UnexpectedType { .. })
+        ));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 pub mod delta;
 mod error;
 pub mod grpc;
+pub mod wire;
 
 pub use error::XdsError;
 

@@ -15,8 +15,7 @@ use std::net::IpAddr;
 
 use prost::Message;
 use smallvec::{smallvec, SmallVec};
-use zring_xds::delta::{Rejected, Update};
-use zring_xds::discovery::Resource;
+use zring_xds::delta::{Rejected, Update, Upsert};
 use zring_xds::prost_types::Any;
 use zring_xds::{security as ps, workload as pw, ADDRESS_TYPE, AUTHORIZATION_TYPE};
 
@@ -258,9 +257,10 @@ enum Item {
 /// core the process may use ([`par_map`]): decoding is a fifth of a cold start.
 fn decode_all(update: &Update, snap: &Snapshot) -> (Vec<Rejected>, Vec<Change>) {
     let mut rejected = Vec::new();
-    let mut changes = Vec::new();
-    let upserts: Vec<_> = update.upserts.iter().zip(update.names()).collect();
-    for decoded in par_map(&upserts, |(r, n)| decode_upsert(&update.type_url, r, n)) {
+    // One allocation of the right size: grown by doubling, a cold start's ~100k changes
+    // were copied ~17 times into fresh pages.
+    let mut changes = Vec::with_capacity(update.upserts.len() + update.removed.len());
+    for decoded in par_map(&update.upserts, |r| decode_upsert(&update.type_url, r)) {
         match decoded {
             Ok(change) => changes.push(change),
             Err(r) => rejected.push(r),
@@ -271,16 +271,15 @@ fn decode_all(update: &Update, snap: &Snapshot) -> (Vec<Rejected>, Vec<Change>) 
     (rejected, changes)
 }
 
-fn decode_upsert(type_url: &str, r: &Resource, name: &Name) -> Result<Change, Rejected> {
+fn decode_upsert(type_url: &str, r: &Upsert) -> Result<Change, Rejected> {
     let decoded = r
-        .resource
-        .as_ref()
+        .body()
         .ok_or_else(|| "the resource has no body".to_string())
-        .and_then(|any| decode(type_url, any));
+        .and_then(|body| decode(type_url, body, &r.name));
     match decoded {
-        Ok(item) => Ok(Change::upsert(name, item)),
+        Ok(item) => Ok(Change::upsert(&r.name, item)),
         Err(reason) => Err(Rejected {
-            name: r.name.clone(),
+            name: r.name.to_string(),
             reason,
         }),
     }
@@ -313,7 +312,8 @@ fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
                 (part, thread.spawn_scoped(scope, work).ok())
             })
             .collect();
-        let mut out: Vec<R> = own.iter().map(f).collect();
+        let mut out: Vec<R> = Vec::with_capacity(items.len());
+        out.extend(own.iter().map(f));
         for (part, handle) in spawned {
             match handle.map(|h| h.join()) {
                 Some(Ok(decoded)) => out.extend(decoded),
@@ -325,24 +325,22 @@ fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
     })
 }
 
-fn decode(type_url: &str, any: &Any) -> Result<Item, String> {
+/// A resource's body `(type URL, bytes)` as the item of `type_url` it holds.
+fn decode(type_url: &str, body: (&str, &[u8]), name: &Name) -> Result<Item, String> {
     match type_url {
-        ADDRESS_TYPE => decode_address(any).map(Item::Address),
-        AUTHORIZATION_TYPE => decode_authorization(any).map(Item::Policy),
+        ADDRESS_TYPE => address(body, Some(name)).map(Item::Address),
+        AUTHORIZATION_TYPE => authorization(body).map(Item::Policy),
         other => Err(format!("zring does not subscribe to {other}")),
     }
 }
 
 /// Every upsert and removal of `update`, refused with `reason`.
 fn refuse_all(update: &Update, reason: &str) -> Vec<Rejected> {
-    let names = update
-        .upserts
-        .iter()
-        .map(|r| &r.name)
-        .chain(&update.removed);
+    let names = update.upserts.iter().map(|r| &*r.name);
     names
+        .chain(update.removed.iter().map(|n| n.as_str()))
         .map(|name| Rejected {
-            name: name.clone(),
+            name: name.to_string(),
             reason: reason.to_string(),
         })
         .collect()
@@ -350,9 +348,22 @@ fn refuse_all(update: &Update, reason: &str) -> Vec<Rejected> {
 
 /// Decodes one `istio.workload.Address`.
 pub fn decode_address(any: &Any) -> Result<Address, String> {
-    check_type(any, ADDRESS_TYPE)?;
-    let a =
-        pw::Address::decode(any.value.as_slice()).map_err(|e| format!("not an Address: {e}"))?;
+    address((&any.type_url, &any.value), None)
+}
+
+/// [`decode_address`] of a body `(type URL, bytes)` of the resource `name`: a workload
+/// straight from the wire (see [`wire`]), anything else through prost.
+fn address((type_url, value): (&str, &[u8]), name: Option<&Name>) -> Result<Address, String> {
+    check_type(type_url, ADDRESS_TYPE)?;
+    match wire::workload(value, name) {
+        Some(w) => w.map(|w| Address::Workload(Box::new(w))),
+        None => prost_address(value),
+    }
+}
+
+/// An Address's bytes decoded through prost's message types.
+fn prost_address(value: &[u8]) -> Result<Address, String> {
+    let a = pw::Address::decode(value).map_err(|e| format!("not an Address: {e}"))?;
     match a.r#type {
         Some(pw::address::Type::Workload(w)) => {
             workload_from(w).map(|w| Address::Workload(Box::new(w)))
@@ -364,20 +375,20 @@ pub fn decode_address(any: &Any) -> Result<Address, String> {
 
 /// Decodes one `istio.security.Authorization`.
 pub fn decode_authorization(any: &Any) -> Result<Policy, String> {
-    check_type(any, AUTHORIZATION_TYPE)?;
-    let a = ps::Authorization::decode(any.value.as_slice())
-        .map_err(|e| format!("not an Authorization: {e}"))?;
+    authorization((&any.type_url, &any.value))
+}
+
+fn authorization((type_url, value): (&str, &[u8])) -> Result<Policy, String> {
+    check_type(type_url, AUTHORIZATION_TYPE)?;
+    let a = ps::Authorization::decode(value).map_err(|e| format!("not an Authorization: {e}"))?;
     policy_from(a)
 }
 
-fn check_type(any: &Any, want: &str) -> Result<(), String> {
-    if any.type_url == want {
+fn check_type(type_url: &str, want: &str) -> Result<(), String> {
+    if type_url == want {
         Ok(())
     } else {
-        Err(format!(
-            "body has type {:?}, expected {want:?}",
-            any.type_url
-        ))
+        Err(format!("body has type {type_url:?}, expected {want:?}"))
     }
 }
 
@@ -752,6 +763,9 @@ fn cidrs_to(v: &[Cidr]) -> Vec<ps::Address> {
         })
         .collect()
 }
+
+#[path = "xds_wire.rs"]
+mod wire;
 
 #[cfg(test)]
 #[path = "xds_tests.rs"]

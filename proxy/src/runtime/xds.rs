@@ -10,11 +10,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::Uri;
-use zring_xds::delta::Subscription;
-use zring_xds::discovery::{DeltaDiscoveryResponse, Node};
+use zring_xds::delta::{Subscription, Update};
+use zring_xds::discovery::Node;
 use zring_xds::grpc::{encode, Decoder};
 use zring_xds::{ADDRESS_TYPE, AUTHORIZATION_TYPE, DELTA_ADS_PATH};
 
@@ -162,6 +162,8 @@ impl Client {
         let _up = Connected::up(self.shared.clone());
         let mut body = response.into_body();
         let mut decoder = Decoder::default();
+        // When the first byte of the message being received arrived (timeline in the log).
+        let mut since: Option<Instant> = None;
         loop {
             let data = tokio::select! {
                 biased;
@@ -172,12 +174,28 @@ impl Client {
                 }
             };
             let Some(data) = data else { break };
+            let first = *since.get_or_insert_with(Instant::now);
             decoder.push(&data);
-            while let Some(resp) = decoder
-                .next_message::<DeltaDiscoveryResponse>("DeltaDiscoveryResponse")
-                .map_err(|e| err("decode istiod's response", e))?
-            {
-                let answer = self.on_response(resp)?;
+            loop {
+                let whole = Instant::now();
+                let frame = decoder.next_frame();
+                let Some(frame) = frame.map_err(|e| err("decode istiod's response", e))? else {
+                    break;
+                };
+                // Read in place: each resource's body stays a slice of the frame.
+                let update = self.sub.receive_frame(frame);
+                let update = update.map_err(|e| err("istiod's response", e))?;
+                let decoded = Instant::now();
+                let resources = update.upserts.len();
+                let answer = self.on_response(update);
+                tracing::debug!(
+                    resources,
+                    received = ?whole - first,
+                    decoded = ?decoded - whole,
+                    applied = ?decoded.elapsed(),
+                    "response taken in"
+                );
+                since = None;
                 send.send_data(encode(&answer), false)
                     .map_err(|e| err("send the ACK", e))?;
             }
@@ -191,14 +209,7 @@ impl Client {
     }
 
     /// Applies one response and returns its ACK or NACK.
-    fn on_response(
-        &mut self,
-        resp: DeltaDiscoveryResponse,
-    ) -> Result<zring_xds::discovery::DeltaDiscoveryRequest, ProxyError> {
-        let update = self
-            .sub
-            .receive(resp)
-            .map_err(|e| err("istiod's response", e))?;
+    fn on_response(&mut self, update: Update) -> zring_xds::discovery::DeltaDiscoveryRequest {
         // Take the store out so `publish` can borrow the rest of the client.
         let mut store = std::mem::take(&mut self.store);
         let rejected = store.apply_and_publish(&update, |local| self.publish(local));
@@ -220,7 +231,7 @@ impl Client {
                 self.shared.set_ready_at(generation);
             }
         }
-        Ok(self.sub.answer(&update, &rejected))
+        self.sub.answer(&update, &rejected)
     }
 
     /// Puts `snapshot` in force: a pointer swap for the cores (it shares what did not
