@@ -13,7 +13,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::local::{Service, Workload};
-use super::pmap::Warm;
 use super::policy::Policy;
 
 pub(super) type Map<K, V> = super::pmap::PMap<K, V, Hasher>;
@@ -103,30 +102,6 @@ impl<T> Owners<T> {
         v.push(owner);
         *self = Owners::Many(v.into());
     }
-
-    /// Adds `more` after the others.
-    pub fn extend(&mut self, more: Owners<T>)
-    where
-        T: Clone,
-    {
-        match more {
-            Owners::One(t) => self.push(t),
-            Owners::Many(ts) => {
-                let mut v = self.all().to_vec();
-                v.extend(ts.into_vec());
-                *self = Owners::Many(v.into());
-            }
-        }
-    }
-}
-
-impl<T: Warm> Warm for Owners<T> {
-    fn warm(&self) -> usize {
-        match self {
-            Owners::One(t) => t.warm(),
-            Owners::Many(_) => 0,
-        }
-    }
 }
 
 /// Something that names the resource it came from.
@@ -150,20 +125,27 @@ impl Named for Name {
 /// update's checks must look at).
 pub(super) fn add_owner<K, T>(map: &mut Map<K, Owners<T>>, key: K, owner: T) -> bool
 where
-    K: Hash + Eq + Clone + Warm,
-    T: Clone + Warm,
+    K: Hash + Eq + Clone,
+    T: Clone,
 {
-    // One walk: a new key (the usual case) is inserted where the lookup found it missing.
-    map.upsert_mut(key, Owners::One(owner), Owners::extend)
-        .is_some()
+    match map.get_mut(&key) {
+        None => {
+            map.insert_mut(key, Owners::One(owner));
+            false
+        }
+        Some(o) => {
+            o.push(owner);
+            true
+        }
+    }
 }
 
 /// Removes the owners named `name` from `key`'s owners (the key goes when none is left).
 pub(super) fn remove_owner<K, Q, T>(map: &mut Map<K, Owners<T>>, key: &Q, name: &str)
 where
-    K: Hash + Eq + Clone + Warm + std::borrow::Borrow<Q>,
+    K: Hash + Eq + Clone + std::borrow::Borrow<Q>,
     Q: Hash + Eq + ?Sized,
-    T: Clone + Warm + Named,
+    T: Clone + Named,
 {
     let Some((k, o)) = map.get_key_value(key) else {
         return;
@@ -227,13 +209,6 @@ pub(super) struct Endpoints {
     pub list: rpds::VectorSync<Endpoint>,
     pos: Option<Map<Name, usize>>,
     ipless: Set<Name>,
-}
-
-/// Reads the index's and the name set's counts (the list's root is not reachable).
-impl Warm for Endpoints {
-    fn warm(&self) -> usize {
-        self.pos.as_ref().map_or(0, Warm::warm) + self.ipless.warm()
-    }
 }
 
 /// The longest endpoint list searched without an index (it is built beyond this length

@@ -16,11 +16,6 @@
 //! and a lookup guesses the position from where the hash lies in the node's range (seeded
 //! hashes are uniform), then steps to it: about one cache line per level, where a binary
 //! search over the entries touched five.
-//!
-//! Copying a node counts one more reference to each of its children (or its entries'
-//! `Arc`s), and dropping the copy counts them down: locked operations on as many cache
-//! lines elsewhere, which wait for their misses one after another. Those lines are read
-//! first ([`Warm`]): plain loads miss side by side.
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -28,49 +23,6 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
 use smallvec::{Array, SmallVec};
-
-/// What a node's copy or drop will count up or down in an entry: reading it brings those
-/// cache lines in before the counting starts (see the module's comment). Returns anything
-/// read, for [`std::hint::black_box`]; plain data reads nothing.
-pub trait Warm {
-    fn warm(&self) -> usize {
-        0
-    }
-}
-
-impl<T: ?Sized> Warm for Arc<T> {
-    fn warm(&self) -> usize {
-        Arc::strong_count(self)
-    }
-}
-
-impl<A: Warm, B: Warm> Warm for (A, B) {
-    fn warm(&self) -> usize {
-        self.0.warm().wrapping_add(self.1.warm())
-    }
-}
-
-impl<K, V, S> Warm for PMap<K, V, S> {
-    fn warm(&self) -> usize {
-        self.root.as_ref().map_or(0, Arc::strong_count)
-    }
-}
-
-impl Warm for () {}
-impl Warm for u16 {}
-impl Warm for u32 {}
-impl Warm for u64 {}
-impl Warm for usize {}
-impl Warm for String {}
-impl Warm for Box<str> {}
-impl Warm for std::net::IpAddr {}
-impl Warm for crate::identity::Identity {}
-
-/// Reads what copying or dropping `items` will count.
-fn warm<T: Warm>(items: &[T]) {
-    let read = items.iter().fold(0usize, |n, t| n.wrapping_add(t.warm()));
-    std::hint::black_box(read);
-}
 
 /// The most entries a leaf holds (a run of equal hashes may exceed it: it cannot split).
 const LEAF_MAX: usize = 32;
@@ -208,16 +160,6 @@ impl<K, V> Node<K, V> {
     }
 }
 
-/// A branch's children are read before they are counted down (a leaf's entries are not:
-/// `Drop` cannot ask `K` and `V` for [`Warm`]).
-impl<K, V> Drop for Node<K, V> {
-    fn drop(&mut self) {
-        if let Node::Branch(b) = self {
-            warm(&b.items);
-        }
-    }
-}
-
 /// The child of a branch whose hashes include `h`, and its span.
 fn route<K, V>(kids: &Kids<K, V>, h: u64, span: Span) -> (usize, Span) {
     let i = position(&kids.hashes, h, span, true).saturating_sub(1);
@@ -278,15 +220,6 @@ impl<K, V, S> PMap<K, V, S> {
         self.len
     }
 
-    /// Whether `other` is this map or an unchanged clone of it (false says nothing: equal
-    /// maps built apart are not the same).
-    pub fn same(&self, other: &Self) -> bool {
-        match (&self.root, &other.root) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            (a, b) => a.is_none() && b.is_none(),
-        }
-    }
-
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -317,8 +250,8 @@ impl<K, V, S> PMap<K, V, S> {
 
 impl<K, V, S> PMap<K, V, S>
 where
-    K: Hash + Eq + Clone + Warm,
-    V: Clone + Warm,
+    K: Hash + Eq + Clone,
+    V: Clone,
     S: BuildHasher,
 {
     pub fn get<Q>(&self, key: &Q) -> Option<&V>
@@ -370,21 +303,9 @@ where
 
     /// Puts `value` under `key`, returning the value it replaced.
     pub fn insert_mut(&mut self, key: K, value: V) -> Option<V> {
-        self.upsert_mut(key, value, |held, value| std::mem::replace(held, value))
-    }
-
-    /// Puts `value` under `key` when the map lacks the key; else hands the value held and
-    /// `value` to `merge` (the path to it copied if shared) and returns what it returns.
-    /// One walk, where a lookup and then an insert take two.
-    pub fn upsert_mut<R>(
-        &mut self,
-        key: K,
-        value: V,
-        merge: impl FnOnce(&mut V, V) -> R,
-    ) -> Option<R> {
         let h = self.hasher.hash_one(&key);
         let root = self.root.get_or_insert_with(Node::empty_leaf);
-        let (merged, split) = insert_in(root, h, ALL, (key, value), merge);
+        let (old, split) = insert_in(root, h, ALL, (key, value));
         if let Some((sep, right)) = split {
             let left = std::mem::replace(root, Node::empty_leaf());
             let mut b = Sorted::new();
@@ -392,10 +313,10 @@ where
             b.items.extend([left, right]);
             *root = Arc::new(Node::Branch(b));
         }
-        if merged.is_none() {
+        if old.is_none() {
             self.len += 1;
         }
-        merged
+        old
     }
 
     /// Removes `key`; whether it was there. Nothing is copied when it was not.
@@ -436,17 +357,11 @@ where
 
 /// `node` for editing: itself when no clone shares it, else a copy with room for one
 /// more entry (the copy is what this generation keeps).
-fn cow<K: Clone + Warm, V: Clone + Warm>(node: &mut Arc<Node<K, V>>) -> &mut Node<K, V> {
+fn cow<K: Clone, V: Clone>(node: &mut Arc<Node<K, V>>) -> &mut Node<K, V> {
     if Arc::get_mut(node).is_none() {
         let copy = match &**node {
-            Node::Leaf(l) => {
-                warm(&l.items);
-                Node::Leaf(l.copy_with_room())
-            }
-            Node::Branch(b) => {
-                warm(&b.items);
-                Node::Branch(b.copy_with_room())
-            }
+            Node::Leaf(l) => Node::Leaf(l.copy_with_room()),
+            Node::Branch(b) => Node::Branch(b.copy_with_room()),
         };
         *node = Arc::new(copy);
     }
@@ -460,8 +375,8 @@ fn get_mut_in<'a, K, V, Q>(
     key: &Q,
 ) -> Option<&'a mut V>
 where
-    K: Borrow<Q> + Clone + Warm,
-    V: Clone + Warm,
+    K: Borrow<Q> + Clone,
+    V: Clone,
     Q: Eq + ?Sized,
 {
     match cow(node) {
@@ -479,20 +394,18 @@ where
 /// A node's right half after a split: its separator and itself.
 type Split<K, V> = Option<(u64, Arc<Node<K, V>>)>;
 
-/// Inserts `kv` (hash `h`) below `node`, or hands the value held under its key and `kv`'s
-/// to `merge`: what `merge` returned (None: inserted), and the right half of `node` when
-/// it split.
-fn insert_in<K: Eq + Clone + Warm, V: Clone + Warm, R>(
+/// Inserts `kv` (hash `h`) below `node`: the replaced value, and the right half of `node`
+/// when it split.
+fn insert_in<K: Eq + Clone, V: Clone>(
     node: &mut Arc<Node<K, V>>,
     h: u64,
     span: Span,
     kv: (K, V),
-    merge: impl FnOnce(&mut V, V) -> R,
-) -> (Option<R>, Split<K, V>) {
+) -> (Option<V>, Split<K, V>) {
     match cow(node) {
         Node::Leaf(l) => {
             if let Some(i) = find(l, h, span, &kv.0) {
-                return (Some(merge(&mut l.items[i].1, kv.1)), None);
+                return (Some(std::mem::replace(&mut l.items[i].1, kv.1)), None);
             }
             let at = position(&l.hashes, h, span, false);
             l.insert(at, h, kv);
@@ -500,11 +413,11 @@ fn insert_in<K: Eq + Clone + Warm, V: Clone + Warm, R>(
         }
         Node::Branch(b) => {
             let (i, s) = route(b, h, span);
-            let (merged, split) = insert_in(&mut b.items[i], h, s, kv, merge);
+            let (old, split) = insert_in(&mut b.items[i], h, s, kv);
             if let Some((sep, right)) = split {
                 b.insert(i + 1, sep, right);
             }
-            (merged, split_branch(b))
+            (old, split_branch(b))
         }
     }
 }
@@ -544,8 +457,8 @@ fn split_branch<K: Clone, V: Clone>(b: &mut Kids<K, V>) -> Split<K, V> {
 /// Removes `key` below `node` (it is there), merging a child left small into a neighbour.
 fn remove_in<K, V, Q>(node: &mut Arc<Node<K, V>>, h: u64, span: Span, key: &Q) -> Option<V>
 where
-    K: Borrow<Q> + Clone + Warm,
-    V: Clone + Warm,
+    K: Borrow<Q> + Clone,
+    V: Clone,
     Q: Eq + ?Sized,
 {
     match cow(node) {
@@ -564,7 +477,7 @@ where
 
 /// After a removal in child `i`: drops it when empty, merges it into a neighbour when small
 /// and the two fit in one node.
-fn rebalance<K: Clone + Warm, V: Clone + Warm>(b: &mut Kids<K, V>, i: usize) {
+fn rebalance<K: Clone, V: Clone>(b: &mut Kids<K, V>, i: usize) {
     let n = b.items[i].len();
     if n == 0 {
         b.remove(i);
@@ -650,12 +563,6 @@ impl<K: fmt::Debug, S> fmt::Debug for PSet<K, S> {
     }
 }
 
-impl<K, S> Warm for PSet<K, S> {
-    fn warm(&self) -> usize {
-        self.0.warm()
-    }
-}
-
 impl<K, S> PSet<K, S> {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -666,7 +573,7 @@ impl<K, S> PSet<K, S> {
     }
 }
 
-impl<K: Hash + Eq + Clone + Warm, S: BuildHasher> PSet<K, S> {
+impl<K: Hash + Eq + Clone, S: BuildHasher> PSet<K, S> {
     /// Adds `key`; whether it was new.
     pub fn insert_mut(&mut self, key: K) -> bool {
         self.0.insert_mut(key, ()).is_none()

@@ -133,12 +133,6 @@ impl Snapshot {
         ids
     }
 
-    /// Whether `other` has this generation's local identities for certain (an update that
-    /// touched no workload on our node left them as they were).
-    pub fn same_local_identities(&self, other: &Snapshot) -> bool {
-        self.ix.local_ids.same(&other.ix.local_ids)
-    }
-
     /// The workloads on our node (every workload when no node is set), in no particular
     /// order: O(local workloads), whatever the size of the mesh.
     pub fn local_workloads(&self) -> impl Iterator<Item = &Workload> {

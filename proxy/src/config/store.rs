@@ -15,18 +15,15 @@ use super::validate::Dirty;
 impl Snapshot {
     /// Puts `w` in place of the workload of the same name (if any).
     pub(super) fn put_workload(&mut self, w: W, d: &mut Dirty) {
-        // Put first (one walk for the lookup and the insert): a workload sent again
-        // unchanged, the rare case, is then put back.
-        let old = self.workloads.insert_mut(w.name.clone(), w.clone());
-        if let Some(o) = old.as_ref().filter(|o| o.item == w.item) {
-            self.workloads.insert_mut(o.name.clone(), o.clone());
+        let old = self.workloads.get(&w.name).cloned();
+        if old.as_ref().is_some_and(|o| o.item == w.item) {
             return;
         }
         if let Some(o) = &old {
             self.unindex_workload(o, Some(&w.item));
         }
-        // The indexes do not read `workloads` under `w`'s name (see `key_claimed`).
         self.index_workload(&w, old.as_ref().map(|o| &o.item), d);
+        self.workloads.insert_mut(w.name.clone(), w);
         d.changed = true;
     }
 

@@ -90,9 +90,8 @@ pub struct Shared {
     /// Rung on every event a core or the xDS thread acts on (a drain, a stop, a request
     /// for fresh counters or for the generation the cores run), so none of them polls.
     bell: watch::Sender<u64>,
-    /// For the CA loop: the last published generation that may have changed the local
-    /// identities (a publish does not ring the bell: that would wake every core); also
-    /// sent once synced and on a stop.
+    /// The last published generation, for the CA loop (a publish does not ring the bell:
+    /// that would wake every core); also sent on a stop.
     news: watch::Sender<u64>,
     /// The plain threads' (control, reconcile, main) side of a stop.
     stopped: (Mutex<bool>, Condvar),
@@ -175,9 +174,6 @@ impl Shared {
             n.enrolment.before(&snapshot);
         }
         let generation = current.generation + 1;
-        // The CA loop wants a generation that may bring a local identity, and every one
-        // before the first full state (it then looks at readiness).
-        let tell = !self.synced() || !snapshot.same_local_identities(&current.snapshot);
         *current = Arc::new(State {
             snapshot,
             certs,
@@ -188,12 +184,8 @@ impl Shared {
             n.enrolment.after(&current.snapshot);
         }
         // No ring: a core adopts it with its next connection (`context::Common::state`),
-        // so a push does not wake every core; what waits for adoption rings. No news
-        // either when the local identities stayed: the CA loop would wake for nothing (a
-        // profile of single-workload pushes at 100k put 2% of the xDS thread there).
-        if tell {
-            self.news.send_replace(generation);
-        }
+        // so a push does not wake every core; what waits for adoption rings.
+        self.news.send_replace(generation);
         generation
     }
 
@@ -313,8 +305,6 @@ impl Shared {
 
     pub fn set_synced(&self) {
         self.synced.store(true, Ordering::Release);
-        // The CA loop looks at readiness once synced.
-        self.news.send_modify(|_| {});
     }
 
     /// Whether the xDS client applied its first full state.
@@ -405,32 +395,6 @@ mod tests {
             certs,
             generation: 1,
         }
-    }
-
-    /// The CA loop hears of a generation before the first full state and of one that may
-    /// change the local identities, not of the others (a push of a workload elsewhere).
-    #[test]
-    fn news_of_local_identities_only_once_synced() {
-        let shared = Shared::new(state(), 1);
-        let mut news = shared.news();
-        news.borrow_and_update();
-        let same = |cur: &State| (cur.snapshot.clone(), cur.certs.clone());
-        shared.publish(same);
-        assert!(news.has_changed().unwrap(), "before sync");
-        news.borrow_and_update();
-        shared.set_synced();
-        assert!(news.has_changed().unwrap(), "synced");
-        news.borrow_and_update();
-        shared.publish(same);
-        assert!(!news.has_changed().unwrap(), "nothing local changed");
-        let local = crate::config::LocalConfig::from_yaml(
-            "t",
-            "workloads:\n- uid: a\n  name: a\n  namespace: ns\n  workloadIps: [10.0.0.1]\n",
-        )
-        .unwrap();
-        let snapshot = Snapshot::new(local, None).unwrap();
-        shared.publish(|cur| (snapshot, cur.certs.clone()));
-        assert!(news.has_changed().unwrap(), "a local workload came");
     }
 
     #[test]
