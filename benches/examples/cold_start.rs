@@ -26,15 +26,7 @@ const CHUNK: usize = 16 * 1024;
 
 /// The process's user + system CPU seconds (all threads).
 fn cpu() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let f: Vec<&str> = s
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    zring_benches::cpu_seconds("/proc/self/stat")
 }
 
 /// The first Address response for `n` workloads as gRPC frames it (content-hash
@@ -115,12 +107,7 @@ fn round(bytes: &[u8]) {
 }
 
 fn main() {
-    let arg = |i: usize, d: usize| {
-        std::env::args()
-            .nth(i)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(d)
-    };
+    let arg = zring_benches::arg;
     let (n, rounds) = (arg(1, 100_000), arg(2, 3));
     let bytes = wire(n);
     println!("n={n}: a first response of {} bytes", bytes.len());

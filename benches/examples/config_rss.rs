@@ -32,15 +32,7 @@ fn rss() -> (u64, u64) {
 
 /// This thread's user + system CPU seconds.
 fn cpu() -> f64 {
-    let s = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-    let f: Vec<&str> = s
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    zring_benches::cpu_seconds("/proc/thread-self/stat")
 }
 
 /// Publishing as `Shared::publish` does: the new generation behind a fresh `Arc`.
@@ -63,12 +55,7 @@ fn build(
 }
 
 fn main() {
-    let arg = |i: usize, d: usize| {
-        std::env::args()
-            .nth(i)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(d)
-    };
+    let arg = zring_benches::arg;
     let (n, pushes) = (arg(1, 100_000), arg(2, 20));
     let r = encode(&cluster(n)).unwrap();
     let first = update(ADDRESS_TYPE, &r.addresses, &[]);

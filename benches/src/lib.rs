@@ -187,6 +187,28 @@ pub fn update(
     )
 }
 
+/// User + system CPU seconds from a `/proc` stat file: `/proc/self/stat` for the whole
+/// process, `/proc/thread-self/stat` for the calling thread (0 when it cannot be read).
+pub fn cpu_seconds(stat: &str) -> f64 {
+    let s = std::fs::read_to_string(stat).unwrap_or_default();
+    let f: Vec<&str> = s
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The `i`th command-line argument as a number, `default` when absent or not a number.
+pub fn arg(i: usize, default: usize) -> usize {
+    std::env::args()
+        .nth(i)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
