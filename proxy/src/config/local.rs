@@ -25,6 +25,15 @@ pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
 /// ztunnel's default when a workload names no service account.
 pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
 
+/// `s`, or `default` when it is empty (an unset proto3 or YAML field).
+pub(crate) fn or_default<'a>(s: &'a str, default: &'a str) -> &'a str {
+    if s.is_empty() {
+        default
+    } else {
+        s
+    }
+}
+
 /// The whole static configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -9,8 +9,8 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use super::local::{
-    LocalConfig, Locality, NetworkAddress, Protocol, Service, Workload, DEFAULT_SERVICE_ACCOUNT,
-    DEFAULT_TRUST_DOMAIN,
+    or_default, LocalConfig, Locality, NetworkAddress, Protocol, Service, Workload,
+    DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN,
 };
 use super::policy::Policy;
 use super::text::Str;
@@ -97,22 +97,14 @@ struct WorkloadYaml {
     _capacity: IgnoredAny,
 }
 
-fn or_default(s: String, default: &str) -> String {
-    if s.is_empty() {
-        default.to_string()
-    } else {
-        s
-    }
-}
-
 impl From<WorkloadYaml> for Workload {
     fn from(w: WorkloadYaml) -> Workload {
         Workload {
             uid: Str::unique(&w.uid),
             name: Str::unique(&w.name),
             namespace: w.namespace.into(),
-            service_account: or_default(w.service_account, DEFAULT_SERVICE_ACCOUNT).into(),
-            trust_domain: or_default(w.trust_domain, DEFAULT_TRUST_DOMAIN).into(),
+            service_account: or_default(&w.service_account, DEFAULT_SERVICE_ACCOUNT).into(),
+            trust_domain: or_default(&w.trust_domain, DEFAULT_TRUST_DOMAIN).into(),
             workload_ips: w.workload_ips.into(),
             protocol: w.protocol,
             node: w.node.into(),

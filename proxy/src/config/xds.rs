@@ -21,7 +21,7 @@ use zring_xds::{security as ps, workload as pw, ADDRESS_TYPE, AUTHORIZATION_TYPE
 
 use super::delta::{self, Kind};
 use super::index::{Name, Rec};
-use super::local::{Locality, DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN};
+use super::local::{or_default, Locality, DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN};
 use super::text::Str;
 use super::{
     Action, Cidr, ConfigErrors, LocalConfig, Match, NetworkAddress, Policy, Protocol, Scope,
@@ -392,12 +392,14 @@ fn check_type(type_url: &str, want: &str) -> Result<(), String> {
     }
 }
 
+/// Why a workload without an address is refused (both decoding paths say the same).
+fn no_address(uid: &str) -> String {
+    format!("workload {uid:?} has no address (hostname-only workloads are not supported by zring)")
+}
+
 fn workload_from(w: pw::Workload) -> Result<Workload, String> {
     if w.addresses.is_empty() {
-        return Err(format!(
-            "workload {:?} has no address (hostname-only workloads are not supported by zring)",
-            w.uid
-        ));
+        return Err(no_address(&w.uid));
     }
     let workload_ips = w
         .addresses
@@ -412,8 +414,8 @@ fn workload_from(w: pw::Workload) -> Result<Workload, String> {
         uid: Str::unique(&w.uid),
         name: Str::unique(&w.name),
         namespace: w.namespace.into(),
-        service_account: or_default(w.service_account, DEFAULT_SERVICE_ACCOUNT).into(),
-        trust_domain: or_default(w.trust_domain, DEFAULT_TRUST_DOMAIN).into(),
+        service_account: or_default(&w.service_account, DEFAULT_SERVICE_ACCOUNT).into(),
+        trust_domain: or_default(&w.trust_domain, DEFAULT_TRUST_DOMAIN).into(),
         workload_ips,
         protocol: match pw::TunnelProtocol::try_from(w.tunnel_protocol) {
             Ok(pw::TunnelProtocol::Hbone) => Protocol::Hbone,
@@ -562,14 +564,6 @@ pub(super) fn ip_from(b: &[u8]) -> Result<IpAddr, String> {
         n => Err(format!(
             "an address of {n} bytes is neither IPv4 (4) nor IPv6 (16)"
         )),
-    }
-}
-
-fn or_default(s: String, default: &str) -> String {
-    if s.is_empty() {
-        default.to_string()
-    } else {
-        s
     }
 }
 

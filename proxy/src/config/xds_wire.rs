@@ -14,11 +14,11 @@ use zring_xds::wire::{Fields, Malformed};
 use zring_xds::workload as pw;
 
 use super::super::index::Name;
-use super::super::local::{Locality, DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN};
+use super::super::local::{or_default, Locality, DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN};
 use super::super::text::Str;
 use super::super::workload_services::Ports;
 use super::super::{Protocol, Workload, WorkloadServices};
-use super::{ip_from, port};
+use super::{ip_from, no_address, port};
 
 /// An Address's workload read in place: `None` when prost must decode the Address (it
 /// holds a service, or a shape this path leaves to prost); else the workload or why it
@@ -127,10 +127,7 @@ impl<'a> Raw<'a> {
         waypoint: Option<pw::GatewayAddress>,
     ) -> Result<Workload, String> {
         if self.addresses.is_empty() {
-            return Err(format!(
-                "workload {:?} has no address (hostname-only workloads are not supported by zring)",
-                self.uid
-            ));
+            return Err(no_address(self.uid));
         }
         let workload_ips = self.addresses.iter().map(|b| ip_from(b));
         let workload_ips = workload_ips.collect::<Result<_, _>>()?;
@@ -188,14 +185,6 @@ fn once<T>(slot: &mut Option<T>, v: T) -> Result<(), Malformed> {
     match slot.replace(v) {
         None => Ok(()),
         Some(_) => Err(Malformed),
-    }
-}
-
-fn or_default<'a>(s: &'a str, default: &'a str) -> &'a str {
-    if s.is_empty() {
-        default
-    } else {
-        s
     }
 }
 
