@@ -23,9 +23,14 @@ use crate::runtime::grpc::{err, grpc_status, recv, request, Server};
 use crate::runtime::state::Shared;
 use crate::tls::CertStore;
 
-/// How often the loop looks at renewals when no generation is published (a published
-/// one may bring a new local identity: the loop wakes for it at once).
-const TICK: Duration = Duration::from_secs(1);
+/// The longest the loop sleeps with nothing due. It wakes at once for a published
+/// generation (it may bring a new local identity) and otherwise sleeps until the next
+/// renewal or retry is due; this bound only guards against the wall clock jumping (a
+/// suspended VM), since renewals are wall-clock times and the sleep is monotonic.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// The shortest: a certificate the CA issued already half spent (or expired) must not
+/// turn the loop into a stream of requests.
+const MIN_SLEEP: Duration = Duration::from_secs(1);
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
@@ -86,10 +91,22 @@ pub async fn run(config: Arc<Config>, shared: Arc<Shared>, ca: CaSettings) {
             );
             shared.set_ready_at(generation);
         }
-        if let Ok(Err(_)) = tokio::time::timeout(TICK, news.changed()).await {
-            tokio::time::sleep(TICK).await;
+        let sleep = until_due(&held, &local_identities(&shared), SystemTime::now());
+        if let Ok(Err(_)) = tokio::time::timeout(sleep, news.changed()).await {
+            tokio::time::sleep(sleep).await;
         }
     }
+}
+
+/// How long the loop may sleep: until the earliest renewal or retry of a local identity's
+/// certificate, within [`MIN_SLEEP`, `MAX_SLEEP`].
+fn until_due(held: &BTreeMap<Identity, Held>, local: &[Identity], now: SystemTime) -> Duration {
+    local
+        .iter()
+        .map(|id| held.get(id).map_or(SystemTime::UNIX_EPOCH, |h| h.next))
+        .map(|next| next.duration_since(now).unwrap_or(Duration::ZERO))
+        .fold(MAX_SLEEP, Duration::min)
+        .max(MIN_SLEEP)
 }
 
 /// Identities of the workloads on this node in the running generation.
@@ -191,4 +208,46 @@ fn half_life(chain_pem: &str) -> Option<SystemTime> {
         .duration_since(SystemTime::now())
         .unwrap_or_default();
     Some(SystemTime::now() + left / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(name: &str) -> Identity {
+        format!("spiffe://cluster.local/ns/default/sa/{name}")
+            .parse()
+            .unwrap()
+    }
+
+    fn held_until(next: SystemTime) -> Held {
+        Held {
+            pem: None,
+            next,
+            retry: RETRY_MIN,
+        }
+    }
+
+    #[test]
+    fn the_loop_sleeps_until_the_earliest_local_renewal_within_its_bounds() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let (a, b, gone) = (id("a"), id("b"), id("gone"));
+        let mut held = BTreeMap::new();
+        held.insert(a.clone(), held_until(now + Duration::from_secs(30)));
+        held.insert(b.clone(), held_until(now + Duration::from_secs(20)));
+        // A workload that left the node: its renewal no longer wakes the loop.
+        held.insert(gone, held_until(now + Duration::from_secs(5)));
+        let local = [a.clone(), b.clone()];
+        assert_eq!(until_due(&held, &local, now), Duration::from_secs(20));
+        // Nothing local: the loop waits for news, waking at the bound.
+        assert_eq!(until_due(&held, &[], now), MAX_SLEEP);
+        // Renewals far away: the bound.
+        held.insert(b.clone(), held_until(now + Duration::from_secs(86_400)));
+        held.insert(a.clone(), held_until(now + Duration::from_secs(86_400)));
+        assert_eq!(until_due(&held, &local, now), MAX_SLEEP);
+        // Overdue, or a new identity never asked for: at the floor, not a busy loop.
+        held.insert(a.clone(), held_until(now - Duration::from_secs(3)));
+        assert_eq!(until_due(&held, &local, now), MIN_SLEEP);
+        assert_eq!(until_due(&held, &[id("new")], now), MIN_SLEEP);
+    }
 }

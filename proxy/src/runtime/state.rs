@@ -227,7 +227,7 @@ impl Shared {
         rung
     }
 
-    /// A listener for published generations (and for a stop).
+    /// A listener for published generations (and for the first full state and a stop).
     pub fn news(&self) -> watch::Receiver<u64> {
         self.news.subscribe()
     }
@@ -303,8 +303,11 @@ impl Shared {
         self.ready_at.store(generation, Ordering::Release);
     }
 
+    /// Marks the first full state applied and tells the news listeners (the CA loop,
+    /// which declares readiness once it also holds the local certificates).
     pub fn set_synced(&self) {
         self.synced.store(true, Ordering::Release);
+        self.news.send_modify(|_| {});
     }
 
     /// Whether the xDS client applied its first full state.
