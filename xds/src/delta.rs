@@ -209,8 +209,28 @@ impl Subscription {
         Ok(update)
     }
 
-    /// Records what was applied and builds the ACK (nothing rejected) or NACK.
+    /// Records what was applied and builds the ACK (nothing rejected) or NACK:
+    /// [`Self::record`], then [`Self::ack`].
     pub fn answer(&mut self, update: &Update, rejected: &[Rejected]) -> DeltaDiscoveryRequest {
+        self.record(update, rejected);
+        self.ack(update, rejected)
+    }
+
+    /// The ACK (nothing rejected) or NACK of `update`. It does not depend on the versions
+    /// held, so it may be sent before [`Self::record`] is called, as long as `record` is
+    /// called before the next update of the type is recorded and before the next
+    /// [`Self::initial_requests`].
+    pub fn ack(&self, update: &Update, rejected: &[Rejected]) -> DeltaDiscoveryRequest {
+        DeltaDiscoveryRequest {
+            type_url: update.type_url.clone(),
+            response_nonce: update.nonce.clone(),
+            error_detail: nack_status(rejected),
+            ..Default::default()
+        }
+    }
+
+    /// Records the versions of what `update` applied (all of it but `rejected`).
+    pub fn record(&mut self, update: &Update, rejected: &[Rejected]) {
         let versions = self.versions.entry(update.type_url.clone()).or_default();
         // One table of the right size on a cold start, not ~17 doublings.
         versions.reserve(update.upserts.len());
@@ -222,12 +242,6 @@ impl Subscription {
         }
         for r in update.upserts.iter().filter(|r| applied(&r.name)) {
             versions.insert(r.name.clone(), Version::new(r.version()));
-        }
-        DeltaDiscoveryRequest {
-            type_url: update.type_url.clone(),
-            response_nonce: update.nonce.clone(),
-            error_detail: nack_status(rejected),
-            ..Default::default()
         }
     }
 
@@ -395,6 +409,28 @@ mod tests {
         let resume = &s.initial_requests()[0];
         assert_eq!(resume.initial_resource_versions.len(), 1);
         assert_eq!(resume.initial_resource_versions["b"], "2");
+    }
+
+    #[test]
+    fn an_ack_sent_before_its_versions_are_recorded_is_the_answer() {
+        let resp = || {
+            let held = vec![resource("a", "1"), resource("b", "1")];
+            response(held, &[], "n1")
+        };
+        let refused = [Rejected {
+            name: "b".into(),
+            reason: "workload has no address".into(),
+        }];
+        let mut s = sub();
+        let u = s.receive(resp()).unwrap();
+        let ack = s.ack(&u, &refused);
+        assert_eq!(s.held(ADDRESS_TYPE).count(), 0);
+        s.record(&u, &refused);
+        let mut answered = sub();
+        let u = answered.receive(resp()).unwrap();
+        assert_eq!(ack, answered.answer(&u, &refused));
+        assert_eq!(s.held(ADDRESS_TYPE).collect::<Vec<_>>(), ["a"]);
+        assert_eq!(s.initial_requests(), answered.initial_requests());
     }
 
     #[test]

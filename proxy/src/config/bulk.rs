@@ -45,8 +45,10 @@ impl Snapshot {
 
     /// `changes` built into `self`; None when a name comes twice. A large update is built
     /// on two threads: this one files the workloads by name, IP, key and node; the other
-    /// checks each resource on its own and builds the services' indexes, then the
-    /// endpoints of the workloads this one hands it.
+    /// checks each resource on its own and builds the services' indexes and the
+    /// endpoints. Neither waits for the other: when the build goes through (no name twice)
+    /// the workloads filed are every workload put, in order, so the endpoints are built
+    /// from the changes themselves.
     pub(super) fn build_at_once(
         &self,
         changes: &[&Change],
@@ -55,27 +57,17 @@ impl Snapshot {
         let mut next = self.clone();
         let (ws, found, (sides, more)) = if changes.len() >= SPLIT {
             std::thread::scope(|scope| {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<&W>>(1);
-                let work = move || {
-                    let side = services_side(changes);
-                    (side, rx.recv().ok().map(|ws| endpoints(&ws)))
-                };
+                let work = move || (services_side(changes), endpoints(&put_workloads(changes)));
                 let thread = std::thread::Builder::new().name("zring-build".into());
                 let spawned = thread.spawn_scoped(scope, work);
-                let resolved = resolve(workloads, changes);
-                if let (Ok(_), Some((_, ws))) = (&spawned, &resolved) {
-                    let _ = tx.send(ws.clone());
-                }
-                // A name given twice: the other thread stops waiting.
-                drop(tx);
-                let (map, ws) = resolved?;
+                let (map, ws) = resolve(workloads, changes)?;
                 let found = self.workloads_side(&mut next, map, &ws);
                 let (side, endpoints) = match spawned {
                     Ok(side) => side.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
                     // No second thread: its share on this one.
-                    Err(_) => (services_side(changes), Some(endpoints(&ws))),
+                    Err(_) => (services_side(changes), endpoints(&ws)),
                 };
-                next.ix.endpoints = endpoints?;
+                next.ix.endpoints = endpoints;
                 Some((ws, found, side?))
             })?
         } else {
@@ -229,6 +221,15 @@ impl Problems {
 
 /// A put (`Some`) or a drop (`None`) of a resource, by name, at its place in the update.
 type Put<T> = (Name, (Seq, Option<Arc<Rec<T>>>));
+
+/// Every workload `changes` puts, in order: what [`resolve`] files when no name comes
+/// twice.
+fn put_workloads<'a>(changes: &[&'a Change]) -> Vec<&'a W> {
+    changes
+        .iter()
+        .filter_map(|c| Holds::<Workload>::held(*c))
+        .collect()
+}
 
 /// The puts (`Some`) and drops (`None`) of `kind` among `changes`, in their order: only
 /// the drops that follow a put of their kind (the generation is blank: a drop before

@@ -41,7 +41,7 @@ struct Held {
     retry: Duration,
 }
 
-/// The CA loop; runs on the xDS thread's runtime until the process stops.
+/// The CA loop; runs on a thread of its own (`runtime::xds::spawn_ca`) until the process stops.
 pub async fn run(config: Arc<Config>, shared: Arc<Shared>, ca: CaSettings) {
     let mut held: BTreeMap<Identity, Held> = BTreeMap::new();
     let mut news = shared.news();
