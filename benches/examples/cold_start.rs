@@ -1,5 +1,5 @@
 //! A cold start's critical path from the wire bytes on, in process (issue 22):
-//! `cargo run --release -p zring-benches --example cold_start -- <workloads> [rounds]`.
+//! `cargo run --release -p zring-benches --example cold_start -- <workloads> [rounds] [node]`.
 //! istiod's first Address response for [`cluster`]`(n)` (n/10 services) is framed as
 //! gRPC, then taken in as the xDS thread takes it: pushed into the gRPC decoder in 16 KiB
 //! chunks (as HTTP/2 hands them out), decoded, checked by the subscription, applied and
@@ -55,10 +55,12 @@ fn wire(n: usize) -> Vec<u8> {
     zring_xds::grpc::encode(&resp).to_vec()
 }
 
-/// One cold start from `bytes`; prints each phase.
-fn round(bytes: &[u8]) {
+/// One cold start from `bytes` on a proxy of `node` (`node-0`: half the workloads are
+/// local; a node no workload names, as `zring-loadgen scale`'s proxy's, holds none);
+/// prints each phase.
+fn round(bytes: &[u8], node: &str) {
     let mut sub = Subscription::new(Node::default(), &[ADDRESS_TYPE, AUTHORIZATION_TYPE]);
-    let mut store = XdsStore::new(Some("node-0"));
+    let mut store = XdsStore::new(Some(node));
     let mut held: Option<Arc<Snapshot>> = None;
     let mut phases = Vec::new();
     let mut mark = (Instant::now(), cpu());
@@ -109,10 +111,11 @@ fn round(bytes: &[u8]) {
 fn main() {
     let arg = zring_benches::arg;
     let (n, rounds) = (arg(1, 100_000), arg(2, 3));
+    let node = std::env::args().nth(3).unwrap_or_else(|| "node-0".into());
     let bytes = wire(n);
     println!("n={n}: a first response of {} bytes", bytes.len());
     for r in 0..rounds {
         println!("round {r}:");
-        round(&bytes);
+        round(&bytes, &node);
     }
 }

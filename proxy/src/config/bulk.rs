@@ -45,8 +45,8 @@ impl Snapshot {
 
     /// `changes` built into `self`; None when a name comes twice. A large update is built
     /// on two threads: this one files the workloads by name, IP, key and node; the other
-    /// checks each resource on its own and builds the services' indexes and the
-    /// endpoints. Neither waits for the other: when the build goes through (no name twice)
+    /// builds the services' indexes and the endpoints; each checks half the resources on
+    /// its own. Neither waits for the other: when the build goes through (no name twice)
     /// the workloads filed are every workload put, in order, so the endpoints are built
     /// from the changes themselves.
     pub(super) fn build_at_once(
@@ -56,23 +56,35 @@ impl Snapshot {
         let workloads = puts(changes, Kind::Workload);
         let mut next = self.clone();
         let (ws, found, (sides, more)) = if changes.len() >= SPLIT {
+            let half = changes.len() / 2;
             std::thread::scope(|scope| {
-                let work = move || (services_side(changes), endpoints(&put_workloads(changes)));
+                let work = move || {
+                    let side = services_side(changes);
+                    let endpoints = endpoints(&put_workloads(changes));
+                    (side, endpoints, own(&changes[half..], half))
+                };
                 let thread = std::thread::Builder::new().name("zring-build".into());
                 let spawned = thread.spawn_scoped(scope, work);
                 let (map, ws) = resolve(workloads, changes)?;
-                let found = self.workloads_side(&mut next, map, &ws);
-                let (side, endpoints) = match spawned {
+                let mut found = self.workloads_side(&mut next, map, &ws);
+                found.own = own(&changes[..half], 0);
+                let (side, endpoints, theirs) = match spawned {
                     Ok(side) => side.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
                     // No second thread: its share on this one.
-                    Err(_) => (services_side(changes), endpoints(&ws)),
+                    Err(_) => (
+                        services_side(changes),
+                        endpoints(&ws),
+                        own(&changes[half..], half),
+                    ),
                 };
+                found.own.extend(theirs);
                 next.ix.endpoints = endpoints;
                 Some((ws, found, side?))
             })?
         } else {
             let (map, ws) = resolve(workloads, changes)?;
-            let found = self.workloads_side(&mut next, map, &ws);
+            let mut found = self.workloads_side(&mut next, map, &ws);
+            found.own = own(changes, 0);
             next.ix.endpoints = endpoints(&ws);
             (ws, found, services_side(changes)?)
         };
@@ -128,10 +140,10 @@ impl Snapshot {
     }
 }
 
-/// The services and their indexes, and every workload's and service's problems of its
-/// own; None when a service's name comes twice.
-fn services_side(changes: &[&Change]) -> Option<(Sides, Problems)> {
-    let mut found = Problems::default();
+/// The problems of its own of each workload and service among `changes` (the update's
+/// from its `first`th change on), in order.
+fn own(changes: &[&Change], first: usize) -> Vec<(Seq, ConfigError)> {
+    let mut found = Vec::new();
     for (i, c) in changes.iter().enumerate() {
         let mut errs = ConfigErrors::default();
         match c {
@@ -139,8 +151,14 @@ fn services_side(changes: &[&Change]) -> Option<(Sides, Problems)> {
             Change::Service(s) => validate::service(&s.item, &mut errs),
             _ => continue,
         }
-        found.own.extend(errs.0.into_iter().map(|e| (i as Seq, e)));
+        found.extend(errs.0.into_iter().map(|e| ((first + i) as Seq, e)));
     }
+    found
+}
+
+/// The services and their indexes; None when a service's name comes twice.
+fn services_side(changes: &[&Change]) -> Option<(Sides, Problems)> {
+    let mut found = Problems::default();
     let (services, ss) = resolve(puts::<Service>(changes, Kind::Service), changes)?;
     let each = || ss.iter().enumerate().map(|(i, s)| (i as Seq, *s));
     let vips = each().flat_map(|(i, s)| s.item.vips.iter().map(move |v| (i, v.ip, s.clone())));
