@@ -36,6 +36,11 @@ pub enum ProxyError {
     Handshake { addr: SocketAddr, source: io::Error },
     #[error("HTTP/2 error on the HBONE connection to {addr}: {source}")]
     H2 { addr: SocketAddr, source: h2::Error },
+    #[error("HTTP/2 error on the HBONE connection from {addr}: {source}")]
+    Http2 {
+        addr: SocketAddr,
+        source: crate::hbone::http2::H2Error,
+    },
     #[error("HBONE peer {addr} answered CONNECT with {status}")]
     Status {
         addr: SocketAddr,

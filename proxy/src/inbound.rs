@@ -18,6 +18,7 @@ use crate::context::Common;
 use crate::error::ProxyError;
 use crate::hbone::client::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use crate::hbone::proto::{self, Rejection};
+use crate::hbone::server;
 use crate::identity::Identity;
 use crate::relay::{self, Transferred};
 use crate::runtime::drain::{Drain, DrainWait};
@@ -30,6 +31,8 @@ pub struct Context {
     pub common: Rc<Common>,
     /// The plaintext listener's own port: a connection addressed to it is a loop.
     plaintext_port: Option<u16>,
+    /// HBONE is served by our own HTTP/2 ([`crate::hbone::server`]), not the h2 crate.
+    own_http2: bool,
 }
 
 impl Context {
@@ -37,7 +40,14 @@ impl Context {
         Context {
             common,
             plaintext_port,
+            own_http2: false,
         }
+    }
+
+    /// `--hbone-own-http2`.
+    pub fn with_own_http2(mut self, own: bool) -> Context {
+        self.own_http2 = own;
+        self
     }
 }
 
@@ -67,6 +77,14 @@ pub async fn serve_hbone(
     .map_err(|_| handshake(std::io::ErrorKind::TimedOut.into()))?
     .map_err(handshake)?;
     let peer_identity = tls.connection().and_then(crate::tls::peer_identity);
+    if cx.own_http2 {
+        let info = Rc::new(HboneConn {
+            local,
+            peer,
+            peer_identity,
+        });
+        return serve_own(cx, tls, info, drain).await;
+    }
     let mut conn = h2::server::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
@@ -125,6 +143,84 @@ async fn next_stream(
         }
     };
     accepted.map_or(Next::Closed, Next::Stream)
+}
+
+/// The HTTP/2 limits we advertise (ztunnel's).
+const LIMITS: server::Limits = server::Limits {
+    stream_window: STREAM_WINDOW,
+    connection_window: CONNECTION_WINDOW,
+    max_frame: MAX_FRAME,
+    max_streams: SERVER_MAX_STREAMS,
+};
+
+/// One inbound HBONE connection on our own HTTP/2: each stream's task is spawned as its
+/// request arrives.
+async fn serve_own(
+    cx: &Rc<Context>,
+    tls: TlsStream,
+    info: Rc<HboneConn>,
+    drain: &Drain,
+) -> Result<(), ProxyError> {
+    tracing::debug!(peer = %info.peer, "HBONE connection served by zring's own HTTP/2");
+    let conn = server::Conn::new(tls, LIMITS);
+    let drain = std::pin::pin!(drain.wait());
+    server::run(&conn, info.peer, drain, |opened| {
+        let task = own_stream(cx.clone(), info.clone(), conn.clone(), opened);
+        drop(monoio::spawn(task));
+    })
+    .await
+}
+
+/// The task of one CONNECT stream on our own HTTP/2. Its setup (admission, the upstream
+/// connect and the response) runs boxed and is freed before the relay starts.
+async fn own_stream(
+    cx: Rc<Context>,
+    conn: Rc<HboneConn>,
+    shared: server::Shared,
+    opened: server::Opened,
+) {
+    let accounting = open_accounting(&cx, &conn, &opened.req);
+    let setup = Box::pin(own_upstream(&cx, &conn, &shared, &opened)).await;
+    let result = match setup {
+        Ok(upstream) => server::relay(&shared, opened.stream, &opened.tunnel, upstream)
+            .await
+            .map_err(ProxyError::from),
+        Err(e) => {
+            server::finished(&shared, opened.stream);
+            Err(e)
+        }
+    };
+    close(accounting, conn.peer, result);
+}
+
+/// Admits the CONNECT, connects its target and answers 200 (or the refusal).
+async fn own_upstream(
+    cx: &Context,
+    conn: &HboneConn,
+    shared: &server::Shared,
+    opened: &server::Opened,
+) -> Result<TcpStream, ProxyError> {
+    let stream = opened.stream;
+    let (target, source) = match admit(cx, conn, &opened.req) {
+        Ok(v) => v,
+        Err(rejection) => {
+            let _ = server::respond(shared, stream, rejection.status().as_u16(), true);
+            return Err(ProxyError::Rejected {
+                local: conn.local,
+                rejection,
+            });
+        }
+    };
+    let upstream = match cx.common.connect_upstream(target, source).await {
+        Ok(s) => s,
+        Err(e) => {
+            let unavailable = StatusCode::SERVICE_UNAVAILABLE.as_u16();
+            let _ = server::respond(shared, stream, unavailable, true);
+            return Err(e);
+        }
+    };
+    server::respond(shared, stream, 200, false)?;
+    Ok(upstream)
 }
 
 /// The identity this node presents for connections addressed to `ip`.
@@ -201,20 +297,7 @@ async fn open_stream(
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
 ) -> Option<OpenStream> {
-    let accounting = {
-        let state = cx.common.state();
-        let client = client_ip(&state.snapshot, conn.peer, &req);
-        let labels = Labels::inbound(
-            &state.snapshot,
-            client,
-            conn.peer_identity.as_ref(),
-            conn.local.ip(),
-        );
-        let authority = req.uri().authority().and_then(|a| a.as_str().parse().ok());
-        let src = SocketAddr::new(client, conn.peer.port());
-        let ends = (src, conn.local);
-        Accounting::open(&state.snapshot, &cx.common.metrics, labels, ends, authority)
-    };
+    let accounting = open_accounting(&cx, &conn, &req);
     match open_upstream(&cx, &conn, &req, &mut respond).await {
         Ok((upstream, tx)) => Some(OpenStream {
             upstream,
@@ -228,6 +311,22 @@ async fn open_stream(
             None
         }
     }
+}
+
+/// Counts the stream as opened (metrics, access log).
+fn open_accounting<B>(cx: &Context, conn: &HboneConn, req: &Request<B>) -> Accounting {
+    let state = cx.common.state();
+    let client = client_ip(&state.snapshot, conn.peer, req);
+    let labels = Labels::inbound(
+        &state.snapshot,
+        client,
+        conn.peer_identity.as_ref(),
+        conn.local.ip(),
+    );
+    let authority = req.uri().authority().and_then(|a| a.as_str().parse().ok());
+    let src = SocketAddr::new(client, conn.peer.port());
+    let ends = (src, conn.local);
+    Accounting::open(&state.snapshot, &cx.common.metrics, labels, ends, authority)
 }
 
 /// Admits the CONNECT, connects its target and answers 200 (or the refusal).
@@ -268,10 +367,10 @@ fn send_status(respond: &mut SendResponse<Bytes>, status: StatusCode) {
 
 /// Validates the CONNECT and applies policy; returns the target and the source IP to
 /// spoof (none when not transparent).
-fn admit(
+fn admit<B>(
     cx: &Context,
     conn: &HboneConn,
-    req: &Request<RecvStream>,
+    req: &Request<B>,
 ) -> Result<(SocketAddr, Option<IpAddr>), Rejection> {
     let state = cx.common.state();
     let snapshot = &state.snapshot;
@@ -304,11 +403,7 @@ fn admit(
 
 /// The original client: the HBONE peer itself when it is a workload (transparent
 /// capture), else the `forwarded` header, else the peer.
-fn client_ip(
-    snapshot: &crate::config::Snapshot,
-    peer: SocketAddr,
-    req: &Request<RecvStream>,
-) -> IpAddr {
+fn client_ip<B>(snapshot: &crate::config::Snapshot, peer: SocketAddr, req: &Request<B>) -> IpAddr {
     if snapshot.workload_by_ip(peer.ip()).is_some() {
         return peer.ip();
     }

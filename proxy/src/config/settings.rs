@@ -26,6 +26,7 @@ pub const ENV_STATS_ADDR: &str = "ZRING_STATS_ADDR";
 pub const ENV_READINESS_ADDR: &str = "ZRING_READINESS_ADDR";
 pub const ENV_HBONE_PORT: &str = "ZRING_HBONE_PORT";
 pub const ENV_TRANSPARENT: &str = "ZRING_TRANSPARENT";
+pub const ENV_HBONE_OWN_HTTP2: &str = "ZRING_HBONE_OWN_HTTP2";
 pub const ENV_SAME_NODE_FAST_PATH: &str = "ZRING_SAME_NODE_FAST_PATH";
 pub const ENV_POOL_MAX_STREAMS: &str = "POOL_MAX_STREAMS_PER_CONNECTION";
 pub const ENV_POOL_IDLE_TIMEOUT: &str = "POOL_UNUSED_RELEASE_TIMEOUT";
@@ -122,6 +123,10 @@ pub struct RunArgs {
     /// ourselves); the destination's policy is still applied with the source identity.
     #[arg(long, env = ENV_SAME_NODE_FAST_PATH, default_value = "true", value_name = "true|false")]
     pub same_node_fast_path: String,
+    /// Serve inbound HBONE (15008) with zring's own HTTP/2 (frames parsed in the opened
+    /// TLS records, DATA sealed straight into the send buffer) instead of the h2 crate.
+    #[arg(long, env = ENV_HBONE_OWN_HTTP2, default_value = "false", value_name = "true|false")]
+    pub hbone_own_http2: String,
     /// Concurrent CONNECT streams per pooled HBONE connection.
     #[arg(long, env = ENV_POOL_MAX_STREAMS, default_value = "100", value_name = "N")]
     pub pool_max_streams: String,
@@ -197,6 +202,7 @@ pub struct Config {
     pub hbone_port: u16,
     pub transparent: bool,
     pub same_node_fast_path: bool,
+    pub hbone_own_http2: bool,
     pub pool_max_streams: u32,
     #[serde(serialize_with = "ser_duration")]
     pub pool_idle_timeout: Duration,
@@ -250,6 +256,7 @@ impl Default for Config {
             hbone_port: 15008,
             transparent: true,
             same_node_fast_path: true,
+            hbone_own_http2: false,
             pool_max_streams: 100,
             pool_idle_timeout: Duration::from_secs(300),
             ping_interval: Duration::from_secs(10),

@@ -232,6 +232,11 @@ impl RunArgs {
                 ENV_SAME_NODE_FAST_PATH,
                 &self.same_node_fast_path,
             ),
+            hbone_own_http2: c.bool(
+                "--hbone-own-http2",
+                ENV_HBONE_OWN_HTTP2,
+                &self.hbone_own_http2,
+            ),
             pool_max_streams: c
                 .streams(&self.pool_max_streams)
                 .unwrap_or(d.pool_max_streams),

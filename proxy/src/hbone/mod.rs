@@ -5,5 +5,7 @@
 //! - [`client`] — opening pooled connections and CONNECT streams.
 
 pub mod client;
+pub mod http2;
 pub mod pool;
 pub mod proto;
+pub mod server;

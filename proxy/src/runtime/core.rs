@@ -62,7 +62,8 @@ impl Core {
         let common = Rc::new(Common::new(id, state, source, timeout, transparent));
         let outbound = outbound::Context::new(common.clone(), &config, handoff.clone());
         let plaintext_port = config.inbound_plaintext_addr.map(|a| a.port());
-        let inbound = inbound::Context::new(common.clone(), plaintext_port);
+        let inbound = inbound::Context::new(common.clone(), plaintext_port)
+            .with_own_http2(config.hbone_own_http2);
         Core {
             id,
             config,

@@ -220,10 +220,73 @@ impl Session {
         }
     }
 
+    /// Opens every complete record received so far and hands each one's application data
+    /// to `f` where it was decrypted, in the receive buffer (no copy): the HBONE server
+    /// parses its HTTP/2 frames there. Plaintext that came with the handshake's last
+    /// flight goes first.
+    pub fn read_in_place(
+        &mut self,
+        f: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<Read> {
+        let mut delivered = false;
+        if self.bufs.ppos < self.bufs.plain.len() {
+            let plain = std::mem::take(&mut self.bufs.plain);
+            let from = std::mem::take(&mut self.bufs.ppos);
+            f(&plain[from..])?;
+            delivered = true;
+        }
+        self.records()?;
+        while !self.bufs.peer_closed {
+            let Conn::Records(traffic) = &mut self.conn else {
+                break;
+            };
+            let input = &mut self.rx.buf[self.rx.pos..];
+            let opened = traffic.open(input, &mut self.bufs.out());
+            let Some((len, record)) = remember(&mut self.failed, opened)? else {
+                break;
+            };
+            match record {
+                Record::Data(plain) => {
+                    f(plain)?;
+                    delivered = true;
+                }
+                Record::Control => {}
+                Record::CloseNotify => self.bufs.peer_closed = true,
+            }
+            self.consume(len);
+        }
+        if delivered {
+            Ok(Read::Data)
+        } else if self.bufs.peer_closed || self.rx.eof {
+            Ok(Read::Eof)
+        } else {
+            Ok(Read::NeedInput)
+        }
+    }
+
+    /// Bytes of sealed records waiting to be sent.
+    pub fn pending_out(&self) -> usize {
+        self.pending()
+    }
+
     /// Encrypts `slices` (all of them) into the send buffer; `Ok(0)` while
     /// [`SEND_BUFFER_LIMIT`] of records wait to be sent.
     pub fn write(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
         if self.pending() >= SEND_BUFFER_LIMIT || slices.iter().all(|s| s.is_empty()) {
+            return Ok(0);
+        }
+        if self.bufs.close_sent {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        let (traffic, mut out) = self.records()?;
+        let result = traffic.seal_data(slices, &mut out);
+        remember(&mut self.failed, result)
+    }
+
+    /// Encrypts all of `slices` whatever the send buffer holds (control frames, and DATA
+    /// whose sender checked [`Session::pending_out`] first).
+    pub fn write_unbounded(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        if slices.iter().all(|s| s.is_empty()) {
             return Ok(0);
         }
         if self.bufs.close_sent {

@@ -112,7 +112,7 @@ impl TlsStream {
     }
 
     /// Runs one read op into the session's receive buffer (returns at once after EOF).
-    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             match std::mem::replace(&mut self.rd, ReadSide::Done) {
                 ReadSide::Idle(half) => {
@@ -141,7 +141,7 @@ impl TlsStream {
 
     /// Writes every queued TLS record: inline while the socket has room, the rest in one
     /// write op.
-    fn poll_flush_tls(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(crate) fn poll_flush_tls(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             match std::mem::replace(&mut self.wr, WriteSide::Failed) {
                 WriteSide::Idle(half) => {
@@ -220,6 +220,57 @@ impl TlsStream {
             // SEND_BUFFER_LIMIT of records wait: wait for the socket.
             ready!(self.poll_flush_tls(cx))?;
         }
+    }
+}
+
+/// The record-level API of the HBONE server's own HTTP/2 ([`crate::hbone::server`]): one
+/// connection task reads ([`TlsStream::poll_fill`], then [`TlsStream::read_in_place`]) and
+/// runs the write ops ([`TlsStream::poll_flush_tls`]); a stream's task seals its DATA
+/// frames ([`TlsStream::seal_all`]) and sends them at once while no write op is in flight
+/// ([`TlsStream::send_now`]).
+impl TlsStream {
+    /// Hands the application data of every complete record received to `f`, in place.
+    pub(crate) fn read_in_place(
+        &mut self,
+        f: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<Read> {
+        self.tls.read_in_place(f)
+    }
+
+    /// Seals all of `slices` into the send buffer, however full it is (the caller bounds
+    /// it with [`TlsStream::pending_out`]).
+    pub(crate) fn seal_all(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.tls.write_unbounded(slices)
+    }
+
+    /// Bytes of sealed records not yet sent.
+    pub(crate) fn pending_out(&self) -> usize {
+        self.tls.pending_out()
+    }
+
+    /// Sends what is queued while the socket takes it, unless a write op is in flight (it
+    /// must finish first, for order). True when nothing is left queued.
+    pub(crate) fn send_now(&mut self) -> io::Result<bool> {
+        match self.wr {
+            WriteSide::Idle(_) => self.send_inline()?,
+            WriteSide::Busy(_) => return Ok(false),
+            WriteSide::Failed => return Err(io::ErrorKind::BrokenPipe.into()),
+        }
+        Ok(self.tls.outgoing().is_empty())
+    }
+
+    /// Queues close_notify (sent by the next flush).
+    pub(crate) fn close_notify(&mut self) -> io::Result<()> {
+        if !self.close_sent {
+            self.tls.close()?;
+            self.close_sent = true;
+        }
+        Ok(())
+    }
+
+    /// Shuts the socket's write side down (after the flush that sent close_notify).
+    pub(crate) fn shutdown_write(&self) -> io::Result<()> {
+        sys::shutdown_write(&self.fd)
     }
 }
 

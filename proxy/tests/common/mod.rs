@@ -87,10 +87,17 @@ services:
     )
 }
 
+/// Inbound HBONE on zring's own HTTP/2 (`--hbone-own-http2`) when the suite runs with
+/// `ZRING_HBONE_OWN_HTTP2=true`, as the proxy binary reads it; else the h2 crate's.
+pub fn own_http2() -> bool {
+    std::env::var("ZRING_HBONE_OWN_HTTP2").is_ok_and(|v| v == "true")
+}
+
 /// A proxy config for `dir`'s certificates and `config_path`: not transparent, every
 /// listener off (each test turns on the ones it needs).
 pub fn base_config(dir: &Path, config_path: PathBuf) -> Config {
     Config {
+        hbone_own_http2: own_http2(),
         config_path,
         cert_dir: dir.to_path_buf(),
         transparent: false,

@@ -28,6 +28,14 @@ pub struct Target {
     _scratch: Scratch,
 }
 
+impl Target {
+    /// Drains the proxy (GOAWAY on its HBONE connections) from another thread; the handle
+    /// answers whether the drain finished within `within`.
+    pub fn drain(&self, within: std::time::Duration) -> bool {
+        self.proxy.as_ref().is_some_and(|p| p.drain(within))
+    }
+}
+
 impl Drop for Target {
     fn drop(&mut self) {
         if let Some(p) = self.proxy.take() {
@@ -38,6 +46,11 @@ impl Drop for Target {
 
 impl Target {
     pub fn start() -> Target {
+        Target::start_with(common::own_http2())
+    }
+
+    /// `own_http2`: the HBONE listener runs zring's own HTTP/2 (`--hbone-own-http2`).
+    pub fn start_with(own_http2: bool) -> Target {
         let scratch = Scratch::new("zri-hostile");
         let dir = scratch.path();
         common::make_certs(dir, &[common::id("cluster.local", "default", "httpbin")]);
@@ -57,6 +70,7 @@ impl Target {
             admin_addr: None,
             stats_addr: None,
             readiness_addr: None,
+            hbone_own_http2: own_http2,
             ..Config::default()
         })
         .expect("start zring");
