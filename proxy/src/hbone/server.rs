@@ -100,16 +100,23 @@ impl Tunnel {
         Poll::Pending
     }
 
-    /// Peer bytes for the upstream: sent now while nothing waits before them and the
-    /// socket has room; the rest is kept for the stream's task. Returns the bytes sent.
-    fn deliver(&self, data: &[u8]) -> io::Result<usize> {
+    /// Peer bytes for the upstream (`pieces`, in order): sent now, in one syscall, while
+    /// nothing waits before them and the socket has room; the rest is kept for the
+    /// stream's task. Returns the bytes sent.
+    fn deliver(&self, pieces: &[&[u8]]) -> io::Result<usize> {
         let mut pending = self.pending.borrow_mut();
         let sent = match self.fd.get() {
-            Some(fd) if pending.is_empty() => data.len() - write_now(fd, data)?.len(),
+            Some(fd) if pending.is_empty() => writev_now(fd, pieces)?,
             _ => 0,
         };
-        if sent < data.len() {
-            pending.extend_from_slice(&data[sent..]);
+        let total: usize = pieces.iter().map(|p| p.len()).sum();
+        if sent < total {
+            let mut skip = sent;
+            for p in pieces {
+                let from = skip.min(p.len());
+                pending.extend_from_slice(&p[from..]);
+                skip -= from;
+            }
             drop(pending);
             self.notify();
         }
@@ -145,6 +152,30 @@ impl Tunnel {
         }
         Ok(())
     }
+}
+
+/// Writes what of `pieces` fits in `fd` now, gathered; returns the bytes written.
+fn writev_now(fd: RawFd, pieces: &[&[u8]]) -> io::Result<usize> {
+    let total: usize = pieces.iter().map(|p| p.len()).sum();
+    let mut sent = 0;
+    while sent < total {
+        let mut skip = sent;
+        let mut iov: smallvec::SmallVec<[IoSlice<'_>; 8]> = smallvec::SmallVec::new();
+        for p in pieces {
+            if skip >= p.len() {
+                skip -= p.len();
+                continue;
+            }
+            iov.push(IoSlice::new(&p[skip..]));
+            skip = 0;
+        }
+        match std::io::Write::write_vectored(&mut sys::DontWait(fd), &iov) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent)
 }
 
 /// Writes what fits in `fd` now; returns the rest.
@@ -284,15 +315,9 @@ fn poll_conn(
         let mut progress = false;
         if c.tls.poll_fill(cx)?.is_ready() {
             progress = true;
-            match read_frames(&mut c, opened)? {
-                Some(ended) => return Poll::Ready(Ok(ended)),
-                None if !opened.is_empty() => {
-                    // Streams to spawn: the caller does, then polls again.
-                    c.flush_control()?;
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                None => {}
+            // New streams are spawned by the caller when this returns.
+            if let Some(ended) = read_frames(&mut c, opened)? {
+                return Poll::Ready(Ok(ended));
             }
         }
         c.flush_control()?;
@@ -310,31 +335,76 @@ fn poll_conn(
 }
 
 /// Opens the records received and handles their frames in place; `Some` when the
-/// connection is over (the peer closed, or broke the protocol).
+/// connection is over (the peer closed, or broke the protocol). Consecutive DATA of one
+/// stream (across the records of one read) leaves for its upstream in one syscall.
 fn read_frames(c: &mut Conn, opened: &mut Vec<Opened>) -> io::Result<Option<Ended>> {
     let Conn {
         tls, h2, streams, ..
     } = c;
     let mut failed = None;
-    let read = tls.read_in_place(&mut |mut plain| {
-        while failed.is_none() {
-            match h2.next(plain) {
-                Ok((0, None)) => break,
-                Ok((n, event)) => {
-                    if let Some(event) = event {
-                        handle(h2, streams, event, opened);
+    let read = tls.read_in_place(&mut |buf, ranges| {
+        let mut batch = Batch::default();
+        for range in ranges {
+            let mut plain = &buf[range.clone()];
+            while failed.is_none() {
+                match h2.next(plain) {
+                    Ok((0, None)) => break,
+                    Ok((n, event)) => {
+                        match event {
+                            Some(Event::Data { stream, data }) => {
+                                if batch.stream != stream {
+                                    batch.flush(h2, streams);
+                                    batch.stream = stream;
+                                }
+                                batch.pieces.push(data);
+                            }
+                            Some(event) => {
+                                batch.flush(h2, streams);
+                                handle(h2, streams, event, opened);
+                            }
+                            None => {}
+                        }
+                        plain = &plain[n..];
                     }
-                    plain = &plain[n..];
+                    Err(e) => failed = Some(e),
                 }
-                Err(e) => failed = Some(e),
             }
         }
+        batch.flush(h2, streams);
         Ok(())
     })?;
     if let Some(e) = failed {
         return Ok(Some(Ended::Protocol(e)));
     }
     Ok((read == Read::Eof).then_some(Ended::Clean))
+}
+
+/// DATA of one stream gathered across records, for one send.
+#[derive(Default)]
+struct Batch<'a> {
+    stream: u32,
+    pieces: smallvec::SmallVec<[&'a [u8]; 8]>,
+}
+
+impl Batch<'_> {
+    fn flush(&mut self, h2: &mut ServerConn, streams: &mut HashMap<u32, Rc<Tunnel>>) {
+        if self.pieces.is_empty() {
+            return;
+        }
+        let stream = self.stream;
+        let total: usize = self.pieces.iter().map(|p| p.len()).sum();
+        match streams.get(&stream).map(|t| t.deliver(&self.pieces)) {
+            None => h2.release(stream, total),
+            Some(Ok(sent)) => h2.release(stream, sent),
+            Some(Err(_)) => {
+                // The upstream is gone: the stream is reset both ways.
+                h2.release(stream, total);
+                h2.reset(stream, Reason::CANCEL);
+                forget(streams, stream, Reason::CANCEL);
+            }
+        }
+        self.pieces.clear();
+    }
 }
 
 /// Handles one parsed event; a new stream is pushed to `opened`.
@@ -360,19 +430,12 @@ fn handle(
             });
         }
         Event::Data { stream, data } => {
-            let Some(tunnel) = streams.get(&stream) else {
-                h2.release(stream, data.len());
-                return;
+            let mut batch = Batch {
+                stream,
+                ..Batch::default()
             };
-            match tunnel.deliver(data) {
-                Ok(sent) => h2.release(stream, sent),
-                Err(_) => {
-                    // The upstream is gone: the stream is reset both ways.
-                    h2.release(stream, data.len());
-                    h2.reset(stream, Reason::CANCEL);
-                    forget(streams, stream, Reason::CANCEL);
-                }
-            }
+            batch.pieces.push(data);
+            batch.flush(h2, streams);
         }
         Event::End { stream } => {
             if let Some(tunnel) = streams.get(&stream) {

@@ -43,6 +43,10 @@ pub const SEND_BUFFER_LIMIT: usize = 256 * 1024;
 const TRIM_ABOVE: usize = 64 * 1024;
 const TRIM_AFTER: Duration = Duration::from_secs(1);
 
+/// What [`Session::read_in_place`] hands opened records to: the receive buffer and the
+/// plaintext ranges in it.
+pub type OpenedRecords<'a> = dyn FnMut(&[u8], &[Range<usize>]) -> io::Result<()> + 'a;
+
 /// Either end of a TLS connection, in rustls's unbuffered form.
 pub enum Side {
     Client(UnbufferedClientConnection),
@@ -220,41 +224,48 @@ impl Session {
         }
     }
 
-    /// Opens every complete record received so far and hands each one's application data
-    /// to `f` where it was decrypted, in the receive buffer (no copy): the HBONE server
-    /// parses its HTTP/2 frames there. Plaintext that came with the handshake's last
-    /// flight goes first.
-    pub fn read_in_place(
-        &mut self,
-        f: &mut dyn FnMut(&[u8]) -> io::Result<()>,
-    ) -> io::Result<Read> {
+    /// Opens every complete record received so far and hands their application data to
+    /// `f` where it was decrypted, in the receive buffer (no copy): `f` gets the buffer
+    /// and the plaintext ranges in it, all at once, so that bytes of several records can
+    /// leave in one syscall. The HBONE server parses its HTTP/2 frames there. Plaintext
+    /// that came with the handshake's last flight goes first.
+    pub fn read_in_place(&mut self, f: &mut OpenedRecords<'_>) -> io::Result<Read> {
         let mut delivered = false;
         if self.bufs.ppos < self.bufs.plain.len() {
             let plain = std::mem::take(&mut self.bufs.plain);
             let from = std::mem::take(&mut self.bufs.ppos);
-            f(&plain[from..])?;
+            let whole = from..plain.len();
+            f(&plain, std::slice::from_ref(&whole))?;
             delivered = true;
         }
         self.records()?;
+        let mut ranges: smallvec::SmallVec<[Range<usize>; 8]> = smallvec::SmallVec::new();
+        let mut at = self.rx.pos;
         while !self.bufs.peer_closed {
             let Conn::Records(traffic) = &mut self.conn else {
                 break;
             };
-            let input = &mut self.rx.buf[self.rx.pos..];
+            let input = &mut self.rx.buf[at..];
+            let base = input.as_ptr() as usize;
             let opened = traffic.open(input, &mut self.bufs.out());
             let Some((len, record)) = remember(&mut self.failed, opened)? else {
                 break;
             };
             match record {
-                Record::Data(plain) => {
-                    f(plain)?;
-                    delivered = true;
+                Record::Data(plain) if !plain.is_empty() => {
+                    let start = at + (plain.as_ptr() as usize - base);
+                    ranges.push(start..start + plain.len());
                 }
-                Record::Control => {}
+                Record::Data(_) | Record::Control => {}
                 Record::CloseNotify => self.bufs.peer_closed = true,
             }
-            self.consume(len);
+            at += len;
         }
+        if !ranges.is_empty() {
+            delivered = true;
+            f(&self.rx.buf, &ranges)?;
+        }
+        self.consume(at - self.rx.pos);
         if delivered {
             Ok(Read::Data)
         } else if self.bufs.peer_closed || self.rx.eof {

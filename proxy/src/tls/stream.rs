@@ -27,7 +27,7 @@ use rustls::CommonState;
 use tokio::io::ReadBuf;
 
 use super::resume;
-use super::session::{Handshake, Read, Session, Side};
+use super::session::{Handshake, OpenedRecords, Read, Session, Side};
 use crate::sys;
 
 type ReadOp = Pin<Box<dyn Future<Output = (OwnedReadHalf<TcpStream>, io::Result<usize>, Vec<u8>)>>>;
@@ -229,11 +229,9 @@ impl TlsStream {
 /// frames ([`TlsStream::seal_all`]) and sends them at once while no write op is in flight
 /// ([`TlsStream::send_now`]).
 impl TlsStream {
-    /// Hands the application data of every complete record received to `f`, in place.
-    pub(crate) fn read_in_place(
-        &mut self,
-        f: &mut dyn FnMut(&[u8]) -> io::Result<()>,
-    ) -> io::Result<Read> {
+    /// Hands the application data of every complete record received to `f`, in place:
+    /// the receive buffer and the plaintext ranges in it.
+    pub(crate) fn read_in_place(&mut self, f: &mut OpenedRecords<'_>) -> io::Result<Read> {
         self.tls.read_in_place(f)
     }
 
