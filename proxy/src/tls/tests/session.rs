@@ -294,3 +294,51 @@ fn reads_that_stay_small_shrink_the_waiting_buffer_and_a_large_one_grows_it_back
     assert!(lent.capacity() >= READ_CAPACITY);
     s.received(lent, 1);
 }
+
+/// Everything `to` can open now, through [`Session::read_in_place`]: the plaintext, and
+/// how many records each call handed over at once.
+fn drain_in_place(to: &mut Session) -> (Vec<u8>, Vec<usize>, Read) {
+    let mut got = Vec::new();
+    let mut batches = Vec::new();
+    loop {
+        let status = to
+            .read_in_place(&mut |buf, ranges| {
+                batches.push(ranges.len());
+                for r in ranges {
+                    got.extend_from_slice(&buf[r.clone()]);
+                }
+                Ok(())
+            })
+            .unwrap();
+        if status != Read::Data {
+            return (got, batches, status);
+        }
+    }
+}
+
+#[test]
+fn records_opened_in_place_come_in_order_several_per_call_at_every_cut() {
+    let (mut c, mut s) = connected("sess-inplace");
+    // Four records of 16 KiB and a small one, cut at odd sizes on the way.
+    let sent = pattern(4 * 16384 + 100, 3);
+    assert_eq!(c.write(&[IoSlice::new(&sent)]).unwrap(), sent.len());
+    let mut got = Vec::new();
+    while !c.outgoing().is_empty() {
+        pump(&mut c, &mut s, 7000);
+        let (bytes, _, status) = drain_in_place(&mut s);
+        assert_eq!(status, Read::NeedInput);
+        got.extend(bytes);
+    }
+    assert!(got == sent, "bytes lost or reordered");
+    // Four records in one read: handed over in one call.
+    let sent = pattern(3 * 16384 + 100, 4);
+    assert_eq!(c.write(&[IoSlice::new(&sent)]).unwrap(), sent.len());
+    pump(&mut c, &mut s, 1 << 20);
+    let (bytes, batches, _) = drain_in_place(&mut s);
+    assert!(bytes == sent);
+    assert_eq!(batches, vec![4]);
+    // close_notify ends it.
+    c.close().unwrap();
+    pump(&mut c, &mut s, 1 << 20);
+    assert_eq!(drain_in_place(&mut s).2, Read::Eof);
+}
