@@ -96,6 +96,8 @@ fn listeners_can_be_turned_off_and_values_parsed() {
         "256",
         "--hbone-port",
         "15999",
+        "--hbone-own-http2",
+        "true",
     ])
     .into_config()
     .unwrap();
@@ -112,6 +114,7 @@ fn listeners_can_be_turned_off_and_values_parsed() {
     assert_eq!(cfg.ping_interval, Duration::from_millis(500));
     assert_eq!(cfg.plumb_gateway, Some("10.0.0.1".parse().unwrap()));
     assert_eq!(cfg.io_uring_entries, 256);
+    assert!(cfg.hbone_own_http2);
 }
 
 #[test]
