@@ -172,25 +172,76 @@ async fn serve_own(
 }
 
 /// The task of one CONNECT stream on our own HTTP/2. Its setup (admission, the upstream
-/// connect and the response) runs boxed and is freed before the relay starts.
-async fn own_stream(
+/// connect, the response, and the request's headers) runs boxed and is freed before the
+/// relay starts, so an open stream's task holds only the relay's state.
+fn own_stream(
     cx: Rc<Context>,
     conn: Rc<HboneConn>,
     shared: server::Shared,
     opened: server::Opened,
-) {
-    let accounting = open_accounting(&cx, &conn, &opened.req);
-    let setup = Box::pin(own_upstream(&cx, &conn, &shared, &opened)).await;
-    let result = match setup {
-        Ok(upstream) => server::relay(&shared, opened.stream, &opened.tunnel, upstream)
-            .await
-            .map_err(ProxyError::from),
-        Err(e) => {
-            server::finished(&shared, opened.stream);
-            Err(e)
+) -> impl std::future::Future<Output = ()> {
+    let server::Opened {
+        stream,
+        req,
+        tunnel,
+    } = opened;
+    let setup = Box::pin(own_setup(cx, conn, shared.clone(), stream, req));
+    async move {
+        if let Some(open) = setup.await {
+            open.relay(shared, stream, tunnel).await;
         }
-    };
-    close(accounting, conn.peer, result);
+    }
+}
+
+/// A stream on our own HTTP/2 whose upstream is connected and whose 200 was sent.
+struct OwnOpen {
+    upstream: TcpStream,
+    accounting: Accounting,
+    peer: SocketAddr,
+}
+
+impl OwnOpen {
+    /// The relay's future, built from the stream's parts.
+    fn relay(
+        self,
+        shared: server::Shared,
+        stream: u32,
+        tunnel: Rc<server::Tunnel>,
+    ) -> impl std::future::Future<Output = ()> {
+        let OwnOpen {
+            upstream,
+            accounting,
+            peer,
+        } = self;
+        async move {
+            let result = server::relay(&shared, stream, &tunnel, upstream).await;
+            close(accounting, peer, result.map_err(ProxyError::from));
+        }
+    }
+}
+
+/// Counts the stream as opened, admits it and connects its upstream; `None` when that
+/// failed (counted and logged).
+async fn own_setup(
+    cx: Rc<Context>,
+    conn: Rc<HboneConn>,
+    shared: server::Shared,
+    stream: u32,
+    req: Request<()>,
+) -> Option<OwnOpen> {
+    let accounting = open_accounting(&cx, &conn, &req);
+    match own_upstream(&cx, &conn, &shared, stream, &req).await {
+        Ok(upstream) => Some(OwnOpen {
+            upstream,
+            accounting,
+            peer: conn.peer,
+        }),
+        Err(e) => {
+            server::finished(&shared, stream);
+            close(accounting, conn.peer, Err(e));
+            None
+        }
+    }
 }
 
 /// Admits the CONNECT, connects its target and answers 200 (or the refusal).
@@ -198,10 +249,10 @@ async fn own_upstream(
     cx: &Context,
     conn: &HboneConn,
     shared: &server::Shared,
-    opened: &server::Opened,
+    stream: u32,
+    req: &Request<()>,
 ) -> Result<TcpStream, ProxyError> {
-    let stream = opened.stream;
-    let (target, source) = match admit(cx, conn, &opened.req) {
+    let (target, source) = match admit(cx, conn, req) {
         Ok(v) => v,
         Err(rejection) => {
             let _ = server::respond(shared, stream, rejection.status().as_u16(), true);

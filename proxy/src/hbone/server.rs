@@ -549,9 +549,12 @@ async fn relay_loop(
         }
         let want_write = !tunnel.pending.borrow().is_empty();
         let want_read = !eof && !tunnel.blocked.get();
-        let woke = match want_read && flowing {
-            true => Wake::Readable,
-            false => wait(tcp, tunnel, want_read, want_write).await?,
+        // An idle stream waits here: what this future holds across the wait, every held
+        // stream holds, so the wait for room in a full upstream (rare) is boxed.
+        let woke = match (want_read && flowing, want_write) {
+            (true, _) => Wake::Readable,
+            (false, false) => wait_readable(tcp, tunnel, want_read).await?,
+            (false, true) => Box::pin(wait(tcp, tunnel, want_read, true)).await?,
         };
         if !matches!(woke, Wake::Readable) {
             continue;
@@ -566,6 +569,26 @@ async fn relay_loop(
             Pumped::Empty | Pumped::Blocked => {}
         }
     }
+}
+
+/// Waits until the upstream is readable (when `read`), or the connection task notifies
+/// the stream.
+async fn wait_readable(tcp: &TcpStream, tunnel: &Tunnel, read: bool) -> io::Result<Wake> {
+    let mut readable = pin!(futures_util::future::OptionFuture::from(
+        read.then(|| tcp.readable(false))
+    ));
+    poll_fn(|cx| {
+        if tunnel.poll_notified(cx).is_ready() {
+            return Poll::Ready(Ok(Wake::Notified));
+        }
+        if read {
+            if let Poll::Ready(Some(r)) = readable.as_mut().poll(cx) {
+                return Poll::Ready(r.map(|_| Wake::Readable));
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Waits until the upstream is readable (`read`) or writable (`write`), or the
