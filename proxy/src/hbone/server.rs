@@ -42,6 +42,9 @@ const READ_MAX: usize = 256 * 1024;
 /// DATA frames per read at the smallest frame size a peer may ask (16 KiB).
 const MAX_FRAMES: usize = READ_MAX / frame::MIN_MAX_FRAME as usize;
 
+/// How long the last frames (GOAWAY, close_notify) may take to leave a closing connection.
+const FINAL_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
 thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_MAX].into_boxed_slice());
 }
@@ -289,7 +292,9 @@ pub async fn run(
         }
     };
     if !matches!(ended, Err(ProxyError::Io(_))) {
-        let _ = poll_fn(|cx| conn.borrow_mut().tls.poll_flush_tls(cx)).await;
+        // A peer that stopped reading does not hold the connection open.
+        let flush = poll_fn(|cx| conn.borrow_mut().tls.poll_flush_tls(cx));
+        let _ = monoio::time::timeout(FINAL_FLUSH, flush).await;
         let _ = conn.borrow().tls.shutdown_write();
     }
     ended
