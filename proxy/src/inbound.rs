@@ -252,24 +252,10 @@ async fn own_upstream(
     stream: u32,
     req: &Request<()>,
 ) -> Result<TcpStream, ProxyError> {
-    let (target, source) = match admit(cx, conn, req) {
-        Ok(v) => v,
-        Err(rejection) => {
-            let _ = server::respond(shared, stream, rejection.status().as_u16(), true);
-            return Err(ProxyError::Rejected {
-                local: conn.local,
-                rejection,
-            });
-        }
+    let refuse = |status: StatusCode| {
+        let _ = server::respond(shared, stream, status.as_u16(), true);
     };
-    let upstream = match cx.common.connect_upstream(target, source).await {
-        Ok(s) => s,
-        Err(e) => {
-            let unavailable = StatusCode::SERVICE_UNAVAILABLE.as_u16();
-            let _ = server::respond(shared, stream, unavailable, true);
-            return Err(e);
-        }
-    };
+    let upstream = connect_admitted(cx, conn, req, refuse).await?;
     server::respond(shared, stream, 200, false)?;
     Ok(upstream)
 }
@@ -387,27 +373,38 @@ async fn open_upstream(
     req: &Request<RecvStream>,
     respond: &mut SendResponse<Bytes>,
 ) -> Result<(TcpStream, h2::SendStream<Bytes>), ProxyError> {
+    let upstream = connect_admitted(cx, conn, req, |status| send_status(respond, status)).await?;
+    let tx = respond
+        .send_response(Response::new(()), false)
+        .map_err(ProxyError::h2(conn.peer))?;
+    Ok((upstream, tx))
+}
+
+/// Admits the CONNECT and connects its target; on a refusal or a failed connect,
+/// `refuse` answers the stream with the status (either HTTP/2 layer's way).
+async fn connect_admitted<B>(
+    cx: &Context,
+    conn: &HboneConn,
+    req: &Request<B>,
+    refuse: impl FnOnce(StatusCode),
+) -> Result<TcpStream, ProxyError> {
     let (target, source) = match admit(cx, conn, req) {
         Ok(v) => v,
         Err(rejection) => {
-            send_status(respond, rejection.status());
+            refuse(rejection.status());
             return Err(ProxyError::Rejected {
                 local: conn.local,
                 rejection,
             });
         }
     };
-    let upstream = match cx.common.connect_upstream(target, source).await {
-        Ok(s) => s,
+    match cx.common.connect_upstream(target, source).await {
+        Ok(s) => Ok(s),
         Err(e) => {
-            send_status(respond, StatusCode::SERVICE_UNAVAILABLE);
-            return Err(e);
+            refuse(StatusCode::SERVICE_UNAVAILABLE);
+            Err(e)
         }
-    };
-    let tx = respond
-        .send_response(Response::new(()), false)
-        .map_err(ProxyError::h2(conn.peer))?;
-    Ok((upstream, tx))
+    }
 }
 
 fn send_status(respond: &mut SendResponse<Bytes>, status: StatusCode) {

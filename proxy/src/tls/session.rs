@@ -283,15 +283,10 @@ impl Session {
     /// Encrypts `slices` (all of them) into the send buffer; `Ok(0)` while
     /// [`SEND_BUFFER_LIMIT`] of records wait to be sent.
     pub fn write(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-        if self.pending() >= SEND_BUFFER_LIMIT || slices.iter().all(|s| s.is_empty()) {
+        if self.pending() >= SEND_BUFFER_LIMIT {
             return Ok(0);
         }
-        if self.bufs.close_sent {
-            return Err(io::ErrorKind::BrokenPipe.into());
-        }
-        let (traffic, mut out) = self.records()?;
-        let result = traffic.seal_data(slices, &mut out);
-        remember(&mut self.failed, result)
+        self.write_unbounded(slices)
     }
 
     /// Encrypts all of `slices` whatever the send buffer holds (control frames, and DATA
