@@ -34,6 +34,11 @@ pub struct Limits {
 
 /// A header block (HEADERS and its CONTINUATIONs) larger than this ends the connection.
 const MAX_HEADER_BLOCK: usize = 64 * 1024;
+/// Decoded header fields above this many bytes (names, values and 32 bytes each, as RFC
+/// 9113 counts a header list) reset the stream: a block within [`MAX_HEADER_BLOCK`] can
+/// expand through the dynamic table (one byte per reference to a 4 KB entry) to far more
+/// than it carries, and what it decodes to would be held.
+const MAX_HEADER_LIST: usize = 64 * 1024;
 /// Our HPACK dynamic table size (the protocol's default; we advertise no other).
 const HEADER_TABLE_SIZE: usize = 4096;
 /// The payload of the PING that follows a graceful GOAWAY: its ACK says the peer has seen
@@ -489,9 +494,13 @@ impl ServerConn {
     /// A complete header block: always decoded (the HPACK table must follow the peer's),
     /// then a new stream's request, or trailers.
     fn header_block<'a>(&mut self, block: Block) -> Result<Option<Event<'a>>, H2Error> {
-        let mut fields = Vec::new();
+        let (mut fields, mut size) = (Vec::new(), 0usize);
+        // Decoded to the end whatever its size: the dynamic table must stay in step.
         let decoded = self.hpack.decode_with_cb(&block.buf, |name, value| {
-            fields.push((name.into_owned(), value.into_owned()));
+            size = size.saturating_add(name.len() + value.len() + 32);
+            if size <= MAX_HEADER_LIST {
+                fields.push((name.into_owned(), value.into_owned()));
+            }
         });
         if decoded.is_err() {
             return Err(self.fail(Reason::COMPRESSION_ERROR, "an undecodable HPACK block"));
@@ -508,7 +517,7 @@ impl ServerConn {
             frame::rst_stream(&mut self.out, stream, Reason::REFUSED_STREAM);
             return Ok(None);
         }
-        let Some(req) = request(fields) else {
+        let Some(req) = request(fields).filter(|_| size <= MAX_HEADER_LIST) else {
             frame::rst_stream(&mut self.out, stream, Reason::PROTOCOL_ERROR);
             return Ok(None);
         };

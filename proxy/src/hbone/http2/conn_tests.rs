@@ -283,6 +283,45 @@ fn a_malformed_request_is_reset_and_the_connection_goes_on() {
 }
 
 #[test]
+fn a_header_list_that_expands_past_64_kib_is_reset_and_the_table_kept_in_step() {
+    // A 4000-byte value added to the dynamic table (literal with incremental indexing,
+    // length 4000 as 0x7f 0xa1 0x1e), then 20 one-byte references to it (index 62): a
+    // block of ~4 KB that decodes to ~80 KB.
+    let mut big = connect_block("10.0.0.2:80");
+    big.extend_from_slice(&[0x40, 0x05]);
+    big.extend_from_slice(b"x-big");
+    big.extend_from_slice(&[0x7f, 0xa1, 0x1e]);
+    big.extend_from_slice(&[b'a'; 4000]);
+    big.extend_from_slice(&[0xbe; 20]);
+    // Within the limit: the pseudo-headers as literals not indexed (names from the static
+    // table: 2 `:method`, 1 `:authority`), then the entry referred to 10 times (~40 KB).
+    let fits = [
+        &[0x02, 0x07][..],
+        b"CONNECT",
+        &[0x01, 0x0b],
+        b"10.0.0.2:81",
+        &[0xbe; 10],
+    ]
+    .concat();
+    let input = [
+        opening(),
+        raw(kind::HEADERS, flag::END_HEADERS, 1, &big),
+        raw(kind::HEADERS, flag::END_HEADERS, 3, &fits),
+    ]
+    .concat();
+    let mut conn = ServerConn::new(LIMITS);
+    frames(&mut conn);
+    let (events, err) = feed(&mut conn, &input, 0);
+    assert_eq!(err, None);
+    assert_eq!(
+        events,
+        vec![Ev::Request(3, "CONNECT 10.0.0.2:81".into(), false)]
+    );
+    let sent = kinds(&mut conn);
+    assert!(sent.contains(&(kind::RST_STREAM, 1, vec![0, 0, 0, 1])));
+}
+
+#[test]
 fn an_undecodable_header_block_is_a_compression_error() {
     let input = [
         opening(),
