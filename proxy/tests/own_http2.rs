@@ -236,3 +236,83 @@ fn drain_finishes_open_streams_and_refuses_new_ones() {
         );
     });
 }
+
+/// One HTTP/2 frame: its 9-byte header and payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u32).to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Reads frames until a PING ACK carrying `payload`; false after 20 s without it.
+async fn ping_acked(rx: &mut (impl tokio::io::AsyncRead + Unpin), payload: &[u8; 8]) -> bool {
+    use tokio::io::AsyncReadExt;
+    let read = async {
+        loop {
+            let mut head = [0u8; 9];
+            rx.read_exact(&mut head).await?;
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let mut body = vec![0u8; len];
+            rx.read_exact(&mut body).await?;
+            if head[3] == 6 && head[4] & 1 == 1 && body == payload {
+                return Ok::<_, std::io::Error>(true);
+            }
+        }
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(20), read).await,
+        Ok(Ok(true))
+    )
+}
+
+#[test]
+fn a_peer_that_sends_pings_and_never_reads_is_read_no_further() {
+    use tokio::io::AsyncWriteExt;
+    let target = Target::start_with(true);
+    block_on(async {
+        let tls = hbone::handshake(target.hbone, target.good_client())
+            .await
+            .unwrap();
+        let (mut rx, mut tx) = tokio::io::split(tls);
+        let opening = [
+            &b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..],
+            &h2_frame(4, 0, 0, &[]),
+        ]
+        .concat();
+        tx.write_all(&opening).await.unwrap();
+        // 1000 PINGs a write. Each answer is as long as its PING: with nothing read, the
+        // answers fill this client's receive buffer, then the server's socket, then (had
+        // it no bound) the server's memory.
+        let pings: Vec<u8> = (0..1000)
+            .flat_map(|_| h2_frame(6, 0, 0, b"pingping"))
+            .collect();
+        let mut written = 0usize;
+        loop {
+            assert!(
+                written < 64 << 20,
+                "64 MiB of PINGs taken with none of their answers read: the server buffers them"
+            );
+            // A write cut short would leave half a frame: a stalled one is finished below.
+            let mut write = std::pin::pin!(tx.write_all(&pings));
+            if tokio::time::timeout(Duration::from_secs(3), write.as_mut())
+                .await
+                .is_ok()
+            {
+                written += pings.len();
+                continue;
+            }
+            // The server stopped reading; once its answers are read it goes on, in order.
+            let reader = tokio::spawn(async move { ping_acked(&mut rx, b"lastping").await });
+            write.await.unwrap();
+            tx.write_all(&h2_frame(6, 0, 0, b"lastping")).await.unwrap();
+            tx.flush().await.unwrap();
+            assert!(
+                reader.await.unwrap(),
+                "no answer to the last PING after {written} bytes of PINGs"
+            );
+            break;
+        }
+    });
+}

@@ -307,6 +307,11 @@ enum Ended {
     Protocol(super::http2::H2Error),
 }
 
+/// Sealed bytes waiting to be sent above which the connection stops reading. Streams stop
+/// sealing at [`SEND_BUFFER_LIMIT`] (one read of [`READ_MAX`] may go past it), so only
+/// answers to the peer's control frames reach this.
+const CONTROL_BACKLOG_LIMIT: usize = 4 * SEND_BUFFER_LIMIT;
+
 fn poll_conn(
     conn: &Shared,
     cx: &mut Context<'_>,
@@ -318,7 +323,10 @@ fn poll_conn(
     }
     loop {
         let mut progress = false;
-        if c.tls.poll_fill(cx)?.is_ready() {
+        // A peer that sends PINGs or SETTINGS and never reads the answers would grow the
+        // send buffer without bound; nothing more is read while this much waits.
+        let room = c.tls.pending_out() < CONTROL_BACKLOG_LIMIT;
+        if room && c.tls.poll_fill(cx)?.is_ready() {
             progress = true;
             // New streams are spawned by the caller when this returns.
             if let Some(ended) = read_frames(&mut c, opened)? {
