@@ -23,10 +23,10 @@ use crate::runtime::grpc::{err, grpc_status, recv, request, Server};
 use crate::runtime::state::Shared;
 use crate::tls::CertStore;
 
-/// The longest the loop sleeps with nothing due. It wakes at once for a published
-/// generation (it may bring a new local identity) and otherwise sleeps until the next
-/// renewal or retry is due; this bound only guards against the wall clock jumping (a
-/// suspended VM), since renewals are wall-clock times and the sleep is monotonic.
+/// The longest the loop sleeps with nothing due. It wakes at once for a generation that
+/// changes the local identities (and for the first full state) and otherwise sleeps until
+/// the next renewal or retry is due; this bound only guards against the wall clock jumping
+/// (a suspended VM), since renewals are wall-clock times and the sleep is monotonic.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// The shortest: a certificate the CA issued already half spent (or expired) must not
 /// turn the loop into a stream of requests.

@@ -90,8 +90,9 @@ pub struct Shared {
     /// Rung on every event a core or the xDS thread acts on (a drain, a stop, a request
     /// for fresh counters or for the generation the cores run), so none of them polls.
     bell: watch::Sender<u64>,
-    /// The last published generation, for the CA loop (a publish does not ring the bell:
-    /// that would wake every core); also sent on a stop.
+    /// The last generation that changed the local identities, for the CA loop (a publish
+    /// does not ring the bell: that would wake every core); also sent for the first full
+    /// state and on a stop.
     news: watch::Sender<u64>,
     /// The plain threads' (control, reconcile, main) side of a stop.
     stopped: (Mutex<bool>, Condvar),
@@ -169,6 +170,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let (snapshot, certs) = next(&current);
+        let identities_changed = current.snapshot.local_identities() != snapshot.local_identities();
         let node = self.node.get();
         if let Some(n) = node {
             n.enrolment.before(&snapshot);
@@ -184,8 +186,11 @@ impl Shared {
             n.enrolment.after(&current.snapshot);
         }
         // No ring: a core adopts it with its next connection (`context::Common::state`),
-        // so a push does not wake every core; what waits for adoption rings.
-        self.news.send_replace(generation);
+        // so a push does not wake every core; what waits for adoption rings. Nor is the
+        // CA loop's thread woken unless the certificates it must hold may have changed.
+        if identities_changed {
+            self.news.send_replace(generation);
+        }
         generation
     }
 
@@ -227,7 +232,8 @@ impl Shared {
         rung
     }
 
-    /// A listener for published generations (and for the first full state and a stop).
+    /// A listener for generations that change the local identities (and for the first
+    /// full state and a stop): what the CA loop acts on.
     pub fn news(&self) -> watch::Receiver<u64> {
         self.news.subscribe()
     }
@@ -398,6 +404,48 @@ mod tests {
             certs,
             generation: 1,
         }
+    }
+
+    /// A snapshot (every workload local) of one workload per `(name, service account)`.
+    fn snapshot_of(workloads: &[(&str, &str)]) -> Snapshot {
+        let yaml: String = workloads
+            .iter()
+            .enumerate()
+            .map(|(i, (name, sa))| {
+                format!(
+                    "- {{name: {name}, namespace: default, serviceAccount: {sa}, \
+                     workloadIps: [\"10.0.0.{}\"]}}\n",
+                    i + 1
+                )
+            })
+            .collect();
+        let local =
+            crate::config::LocalConfig::from_yaml("test", &format!("workloads:\n{yaml}")).unwrap();
+        Snapshot::new(local, None).unwrap()
+    }
+
+    #[test]
+    fn the_ca_loop_hears_of_a_publish_only_when_the_local_identities_change() {
+        let shared = Shared::new(state(), 1);
+        let mut news = shared.news();
+        news.borrow_and_update();
+        let publish = |snapshot: Snapshot| shared.publish(|cur| (snapshot, cur.certs.clone()));
+        publish(snapshot_of(&[("a", "sleep")]));
+        assert!(news.has_changed().unwrap(), "a first local identity");
+        news.borrow_and_update();
+        publish(snapshot_of(&[("a", "sleep"), ("b", "sleep")]));
+        assert!(
+            !news.has_changed().unwrap(),
+            "a workload of a held identity"
+        );
+        publish(snapshot_of(&[("a", "sleep"), ("b", "httpbin")]));
+        assert!(news.has_changed().unwrap(), "a new identity");
+        news.borrow_and_update();
+        shared.set_synced();
+        assert!(news.has_changed().unwrap(), "the first full state");
+        news.borrow_and_update();
+        shared.stop();
+        assert!(news.has_changed().unwrap(), "a stop");
     }
 
     #[test]
