@@ -585,7 +585,8 @@ async fn relay_loop(
 }
 
 /// Waits until the upstream is readable (when `read`), or the connection task notifies
-/// the stream.
+/// the stream. [`wait`] with `write` false would do, but an idle stream waits here, and
+/// `wait`'s future keeps room for a second readiness future (held memory per connection).
 async fn wait_readable(tcp: &TcpStream, tunnel: &Tunnel, read: bool) -> io::Result<Wake> {
     let mut readable = pin!(futures_util::future::OptionFuture::from(
         read.then(|| tcp.readable(false))

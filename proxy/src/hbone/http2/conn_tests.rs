@@ -264,20 +264,24 @@ fn huffman_and_the_dynamic_table_are_decoded() {
 fn a_malformed_request_is_reset_and_the_connection_goes_on() {
     let mut enc = loona_hpack::Encoder::new();
     let bad = enc.encode([(&b":method"[..], &b"CONNECT"[..]), (b":bogus", b"x")]);
+    let served = Ev::Request(3, "CONNECT 10.0.0.2:80".into(), true);
+    reset_then_served(&bad, connect(3, "10.0.0.2:80", true), served);
+}
+
+/// Stream 1 with header block `first` is reset (PROTOCOL_ERROR) and `second` (stream 3's
+/// frames) is served as `served`, on one connection.
+fn reset_then_served(first: &[u8], second: Vec<u8>, served: Ev) {
     let input = [
         opening(),
-        raw(kind::HEADERS, flag::END_HEADERS, 1, &bad),
-        connect(3, "10.0.0.2:80", true),
+        raw(kind::HEADERS, flag::END_HEADERS, 1, first),
+        second,
     ]
     .concat();
     let mut conn = ServerConn::new(LIMITS);
     frames(&mut conn);
     let (events, err) = feed(&mut conn, &input, 0);
     assert_eq!(err, None);
-    assert_eq!(
-        events,
-        vec![Ev::Request(3, "CONNECT 10.0.0.2:80".into(), true)]
-    );
+    assert_eq!(events, vec![served]);
     let sent = kinds(&mut conn);
     assert!(sent.contains(&(kind::RST_STREAM, 1, vec![0, 0, 0, 1])));
 }
@@ -303,22 +307,9 @@ fn a_header_list_that_expands_past_64_kib_is_reset_and_the_table_kept_in_step() 
         &[0xbe; 10],
     ]
     .concat();
-    let input = [
-        opening(),
-        raw(kind::HEADERS, flag::END_HEADERS, 1, &big),
-        raw(kind::HEADERS, flag::END_HEADERS, 3, &fits),
-    ]
-    .concat();
-    let mut conn = ServerConn::new(LIMITS);
-    frames(&mut conn);
-    let (events, err) = feed(&mut conn, &input, 0);
-    assert_eq!(err, None);
-    assert_eq!(
-        events,
-        vec![Ev::Request(3, "CONNECT 10.0.0.2:81".into(), false)]
-    );
-    let sent = kinds(&mut conn);
-    assert!(sent.contains(&(kind::RST_STREAM, 1, vec![0, 0, 0, 1])));
+    let second = raw(kind::HEADERS, flag::END_HEADERS, 3, &fits);
+    let served = Ev::Request(3, "CONNECT 10.0.0.2:81".into(), false);
+    reset_then_served(&big, second, served);
 }
 
 #[test]
