@@ -14,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hostile_env::*;
 use testsupport::hbone::{self, Conn};
+use zring::hbone::http2::frame;
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     hbone::runtime().block_on(f)
@@ -237,26 +238,17 @@ fn drain_finishes_open_streams_and_refuses_new_ones() {
     });
 }
 
-/// One HTTP/2 frame: its 9-byte header and payload.
-fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = (payload.len() as u32).to_be_bytes();
-    let mut f = vec![len[1], len[2], len[3], kind, flags];
-    f.extend_from_slice(&stream.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
-
 /// Reads frames until a PING ACK carrying `payload`; false after 20 s without it.
 async fn ping_acked(rx: &mut (impl tokio::io::AsyncRead + Unpin), payload: &[u8; 8]) -> bool {
     use tokio::io::AsyncReadExt;
     let read = async {
         loop {
-            let mut head = [0u8; 9];
+            let mut head = [0u8; frame::HEADER_LEN];
             rx.read_exact(&mut head).await?;
-            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-            let mut body = vec![0u8; len];
+            let head = frame::Head::parse(&head);
+            let mut body = vec![0u8; head.len as usize];
             rx.read_exact(&mut body).await?;
-            if head[3] == 6 && head[4] & 1 == 1 && body == payload {
+            if head.kind == frame::kind::PING && head.has(frame::flag::ACK) && body == payload {
                 return Ok::<_, std::io::Error>(true);
             }
         }
@@ -276,18 +268,16 @@ fn a_peer_that_sends_pings_and_never_reads_is_read_no_further() {
             .await
             .unwrap();
         let (mut rx, mut tx) = tokio::io::split(tls);
-        let opening = [
-            &b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..],
-            &h2_frame(4, 0, 0, &[]),
-        ]
-        .concat();
+        let mut opening = frame::PREFACE.to_vec();
+        frame::settings(&mut opening, &[]);
         tx.write_all(&opening).await.unwrap();
         // 1000 PINGs a write. Each answer is as long as its PING: with nothing read, the
         // answers fill this client's receive buffer, then the server's socket, then (had
         // it no bound) the server's memory.
-        let pings: Vec<u8> = (0..1000)
-            .flat_map(|_| h2_frame(6, 0, 0, b"pingping"))
-            .collect();
+        let mut pings = Vec::new();
+        for _ in 0..1000 {
+            frame::ping(&mut pings, false, *b"pingping");
+        }
         let mut written = 0usize;
         loop {
             assert!(
@@ -306,7 +296,9 @@ fn a_peer_that_sends_pings_and_never_reads_is_read_no_further() {
             // The server stopped reading; once its answers are read it goes on, in order.
             let reader = tokio::spawn(async move { ping_acked(&mut rx, b"lastping").await });
             write.await.unwrap();
-            tx.write_all(&h2_frame(6, 0, 0, b"lastping")).await.unwrap();
+            let mut last = Vec::new();
+            frame::ping(&mut last, false, *b"lastping");
+            tx.write_all(&last).await.unwrap();
             tx.flush().await.unwrap();
             assert!(
                 reader.await.unwrap(),
