@@ -96,6 +96,9 @@ pub enum Cmd {
     },
     /// Cores and memory one node needs for some traffic, from a `peer` report.
     Capacity(CapacityArgs),
+    /// Issue 23's goals judged over several `peer` runs: each run's zring/ztunnel ratio of
+    /// every part of a goal, their median, and the status by that median.
+    Goals(GoalsArgs),
     /// The HTTP responder and bulk sink (started inside the server pods by `topology up`).
     Serve {
         #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
@@ -393,8 +396,18 @@ pub struct ScaleArgs {
 }
 
 #[derive(Args, Clone)]
+pub struct GoalsArgs {
+    /// `peer` report directories (or their `report.json`), one per run.
+    #[arg(required = true)]
+    pub reports: Vec<PathBuf>,
+    /// Also write the Markdown table to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
 pub struct CapacityArgs {
-    /// A `report.json` written by `zring-loadgen peer`.
+    /// A `report.json` written by `zring-loadgen peer` (or its directory).
     #[arg(long)]
     pub report: PathBuf,
     /// Requests per second the node must serve.

@@ -4,7 +4,8 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use cli::{
-    CapacityArgs, Cli, Cmd, PairsArgs, PeerArgs, RestartArgs, ScaleArgs, SoakArgs, TopoCmd, UpArgs,
+    CapacityArgs, Cli, Cmd, GoalsArgs, PairsArgs, PeerArgs, RestartArgs, ScaleArgs, SoakArgs,
+    TopoCmd, UpArgs,
 };
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -430,19 +431,43 @@ fn scale(a: &ScaleArgs) -> Result<bool> {
     Ok(r.failures().is_empty() && !grows)
 }
 
-fn capacity(a: &CapacityArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&a.report).with_context(|| {
+/// A `peer` report.json (`path`, or `report.json` inside the directory `path`).
+fn read_peer_report(path: &Path) -> Result<peer::model::PeerReport> {
+    let file = if path.is_dir() {
+        path.join("report.json")
+    } else {
+        path.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file).with_context(|| {
         format!(
             "reading {} (written by `zring-loadgen peer`)",
-            a.report.display()
+            file.display()
         )
     })?;
-    let r: peer::model::PeerReport = serde_json::from_str(&text).with_context(|| {
+    serde_json::from_str(&text).with_context(|| {
         format!(
             "{} is not a `zring-loadgen peer` report.json",
-            a.report.display()
+            file.display()
         )
-    })?;
+    })
+}
+
+fn goals(a: &GoalsArgs) -> Result<()> {
+    let reports = a
+        .reports
+        .iter()
+        .map(|p| read_peer_report(p))
+        .collect::<Result<Vec<_>>>()?;
+    let md = peer::goals23::over_runs(&reports);
+    if let Some(out) = &a.out {
+        std::fs::write(out, &md).with_context(|| format!("writing {}", out.display()))?;
+    }
+    println!("{md}");
+    Ok(())
+}
+
+fn capacity(a: &CapacityArgs) -> Result<()> {
+    let r = read_peer_report(&a.report)?;
     let demand = capacity::Demand {
         rps: a.rps,
         gbps: a.gbps,
@@ -451,10 +476,10 @@ fn capacity(a: &CapacityArgs) -> Result<()> {
         p99_slo_us: capacity::parse_slo(&a.p99_slo)?,
     };
     let md = capacity::markdown(&r, &demand, &a.report.display().to_string())?;
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| a.report.with_file_name("capacity.md"));
+    let out = a.out.clone().unwrap_or_else(|| match a.report.is_dir() {
+        true => a.report.join("capacity.md"),
+        false => a.report.with_file_name("capacity.md"),
+    });
     std::fs::write(&out, &md).with_context(|| format!("writing {}", out.display()))?;
     println!("{md}\nwrote {}", out.display());
     Ok(())
@@ -528,6 +553,7 @@ fn main() -> Result<()> {
             zring_loadgen::soak::serve_echo(SocketAddr::new(bind, port)).map(|()| true)?
         }
         Cmd::Capacity(a) => capacity(&a).map(|()| true)?,
+        Cmd::Goals(a) => goals(&a).map(|()| true)?,
         Cmd::Serve {
             bind,
             http_port,
