@@ -397,7 +397,8 @@ pub struct ScaleArgs {
 
 #[derive(Args, Clone)]
 pub struct GoalsArgs {
-    /// `peer` report directories (or their `report.json`), one per run.
+    /// `peer` report directories (or their `report.json`), one per run; a directory
+    /// without a report.json stands for each of its subdirectories that has one.
     #[arg(required = true)]
     pub reports: Vec<PathBuf>,
     /// Also write the Markdown table to this file.

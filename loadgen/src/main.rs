@@ -452,12 +452,44 @@ fn read_peer_report(path: &Path) -> Result<peer::model::PeerReport> {
     })
 }
 
+/// The runs `path` holds: a report.json, a report directory, or a directory of report
+/// directories (a `peer --out` directory: each subdirectory with a report.json, by name).
+fn peer_runs(path: &Path) -> Result<Vec<PathBuf>> {
+    if !path.is_dir() || path.join("report.json").is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut runs: Vec<PathBuf> = entries
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.join("report.json").is_file())
+        .collect();
+    runs.sort();
+    if runs.is_empty() {
+        bail!(
+            "{}: no report.json in it or in its subdirectories (give the directories `zring-loadgen peer` wrote)",
+            path.display()
+        );
+    }
+    Ok(runs)
+}
+
 fn goals(a: &GoalsArgs) -> Result<()> {
-    let reports = a
-        .reports
+    let mut runs = Vec::new();
+    for p in &a.reports {
+        runs.extend(peer_runs(p)?);
+    }
+    let reports = runs
         .iter()
         .map(|p| read_peer_report(p))
         .collect::<Result<Vec<_>>>()?;
+    eprintln!(
+        "{} runs: {}",
+        runs.len(),
+        runs.iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let md = peer::goals23::over_runs(&reports);
     if let Some(out) = &a.out {
         std::fs::write(out, &md).with_context(|| format!("writing {}", out.display()))?;
