@@ -224,6 +224,15 @@ impl<K, V, S> PMap<K, V, S> {
         self.len == 0
     }
 
+    /// Whether `other` is this map or a clone of it no change has touched since (then
+    /// both hold the same entries; maps that do not share a root may too).
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        match (&self.root, &other.root) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        }
+    }
+
     /// The entries in hash order (no order a caller may rely on).
     pub fn iter(&self) -> Iter<'_, K, V> {
         let mut it = Iter {

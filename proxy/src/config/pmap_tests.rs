@@ -171,6 +171,19 @@ fn a_change_copies_only_its_path() {
 }
 
 #[test]
+fn a_clone_is_the_same_map_until_either_changes() {
+    let mut m: PMap<u32, u32, foldhash::fast::RandomState> = PMap::default();
+    assert!(m.ptr_eq(&PMap::default()), "two empty maps");
+    m.insert_mut(1, 1);
+    let before = m.clone();
+    assert!(m.ptr_eq(&before));
+    m.insert_mut(1, 2);
+    assert!(!m.ptr_eq(&before), "an edit copies the root");
+    m.remove_mut(&1);
+    assert!(!m.ptr_eq(&before) && m.ptr_eq(&PMap::default()));
+}
+
+#[test]
 fn sets_add_and_remove() {
     let mut s: PSet<String, foldhash::fast::RandomState> = PSet::default();
     assert!(s.insert_mut("a".into()));

@@ -133,6 +133,14 @@ impl Snapshot {
         ids
     }
 
+    /// Whether `other` has the same [`Self::local_identities`]. O(1) when the identity
+    /// index is shared with `other`'s, as it is after a delta that touched no workload
+    /// of our node (a single-workload push elsewhere in the mesh).
+    pub fn same_local_identities(&self, other: &Snapshot) -> bool {
+        self.ix.local_ids.ptr_eq(&other.ix.local_ids)
+            || self.local_identities() == other.local_identities()
+    }
+
     /// The workloads on our node (every workload when no node is set), in no particular
     /// order: O(local workloads), whatever the size of the mesh.
     pub fn local_workloads(&self) -> impl Iterator<Item = &Workload> {

@@ -170,7 +170,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let (snapshot, certs) = next(&current);
-        let identities_changed = current.snapshot.local_identities() != snapshot.local_identities();
+        let identities_changed = !current.snapshot.same_local_identities(&snapshot);
         let node = self.node.get();
         if let Some(n) = node {
             n.enrolment.before(&snapshot);
