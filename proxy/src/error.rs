@@ -41,6 +41,8 @@ pub enum ProxyError {
         addr: SocketAddr,
         source: crate::hbone::http2::H2Error,
     },
+    #[error("HBONE peer {addr} did not take the CONNECT: {what}")]
+    HboneRefused { addr: SocketAddr, what: String },
     #[error("HBONE peer {addr} answered CONNECT with {status}")]
     Status {
         addr: SocketAddr,

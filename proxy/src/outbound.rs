@@ -10,7 +10,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use futures_util::future::{Either, FutureExt, OptionFuture};
 use monoio::net::TcpStream;
 
@@ -20,7 +19,7 @@ use crate::context::Common;
 use crate::error::ProxyError;
 use crate::fast_path;
 use crate::hbone::client::{self, Timing};
-use crate::hbone::pool::{Pool, PoolKey};
+use crate::hbone::pool::{Handle, Pool, PoolKey};
 use crate::relay;
 use crate::runtime::handoff::{BulkView, Handoff, Origin, Placement};
 use crate::runtime::metrics::Labels;
@@ -29,7 +28,7 @@ use crate::sys;
 use crate::tls::resume::session_name;
 
 /// A core's pool of HBONE client connections.
-pub type HbonePool = Pool<h2::client::SendRequest<Bytes>, ProxyError>;
+pub type HbonePool = Pool<Handle, ProxyError>;
 
 /// What the outbound leg uses on one core; the runtime builds it, every connection
 /// captured on the core's 15001 (node-level or a pod's) and 15080 shares it.
@@ -83,6 +82,7 @@ impl Settings {
                 connect_timeout: config.connect_timeout,
                 ping_interval: config.ping_interval,
                 ping_timeout: config.ping_timeout,
+                own_http2: config.hbone_own_http2,
             },
         }
     }
@@ -272,17 +272,22 @@ fn relay(ready: Ready) -> impl Future<Output = ()> {
         }
         // The lease holds the pooled connection's stream slot until the relay ends.
         Leg::Tunnel {
-            tx,
-            rx,
+            stream,
             lease,
             same_node,
-        } => Either::Right(relay::h2_bidi(client, tx, rx).map(move |result| {
-            if let (Some(tunnel), Ok(moved)) = (same_node, &result) {
-                tunnel.finished(moved.up + moved.down);
-            }
-            drop(lease);
-            result
-        })),
+        } => {
+            let relaying = match stream {
+                Stream::H2 { tx, rx } => Either::Left(relay::h2_bidi(client, tx, rx)),
+                Stream::Own(open) => Either::Right(client::relay_own(client, open)),
+            };
+            Either::Right(relaying.map(move |result| {
+                if let (Some(tunnel), Ok(moved)) = (same_node, &result) {
+                    tunnel.finished(moved.up + moved.down);
+                }
+                drop(lease);
+                result
+            }))
+        }
     };
     relaying.map(move |result| ends.close(accounting, result.map_err(Into::into)))
 }
@@ -332,12 +337,20 @@ enum Leg {
         inbound: fast_path::Inbound,
     },
     Tunnel {
-        tx: h2::SendStream<bytes::Bytes>,
-        rx: h2::RecvStream,
+        stream: Stream,
         lease: H2Lease,
         /// Set for a tunnel to this node's own 15008.
         same_node: Option<SameNode>,
     },
+}
+
+/// A CONNECT stream, on the h2 crate or on our own HTTP/2.
+enum Stream {
+    H2 {
+        tx: h2::SendStream<bytes::Bytes>,
+        rx: h2::RecvStream,
+    },
+    Own(client::OwnStream),
 }
 
 /// A tunnel to this node's own 15008, counted among its core's open ones while it lives;
@@ -373,7 +386,7 @@ impl Drop for SameNode {
     }
 }
 
-type H2Lease = crate::hbone::pool::Lease<h2::client::SendRequest<bytes::Bytes>>;
+type H2Lease = crate::hbone::pool::Lease<Handle>;
 
 /// Connects the far side of `route` and answers a SOCKS5 client with the outcome.
 async fn establish(
@@ -487,15 +500,23 @@ impl Tunnel {
             })
             .await
             .map_err(|e| ProxyError::Pooled(e.to_string()))?;
-        match client::connect_stream(lease.handle(), self.hbone_addr, self.authority, peer).await {
-            Ok((tx, rx)) => Ok(Leg::Tunnel {
-                tx,
-                rx,
+        let (addr, authority) = (self.hbone_addr, self.authority);
+        let stream = match lease.handle() {
+            Handle::H2(send) => client::connect_stream(send, addr, authority, peer)
+                .await
+                .map(|(tx, rx)| Stream::H2 { tx, rx }),
+            Handle::Own(conn) => client::connect_own(conn, addr, authority, peer)
+                .await
+                .map(Stream::Own),
+        };
+        match stream {
+            Ok(stream) => Ok(Leg::Tunnel {
+                stream,
                 lease,
                 same_node: placement.map(|_| SameNode::new(cx, self.authority, opened)),
             }),
             Err(e) => {
-                if matches!(e, ProxyError::H2 { .. }) {
+                if matches!(e, ProxyError::H2 { .. } | ProxyError::HboneRefused { .. }) {
                     lease.mark_dead();
                 }
                 Err(e)

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::*;
 use zring::config::Config;
 use zring::hbone::client::{self, Timing};
-use zring::hbone::pool::PoolKey;
+use zring::hbone::pool::{Handle, PoolKey};
 use zring::{BoundAddrs, Proxy, ProxyError};
 
 const CLIENT_IP: &str = "127.0.0.1";
@@ -209,6 +209,7 @@ fn raw_connect(mesh: &Mesh, authority: &str) -> Result<(), ProxyError> {
         connect_timeout: Duration::from_secs(5),
         ping_interval: Duration::from_secs(10),
         ping_timeout: Duration::from_secs(20),
+        own_http2: common::own_http2(),
     };
     let authority: SocketAddr = authority.parse().unwrap();
     let hbone = mesh.hbone();
@@ -220,9 +221,14 @@ fn raw_connect(mesh: &Mesh, authority: &str) -> Result<(), ProxyError> {
         let session = zring::tls::server_name(hbone.ip());
         let conn = client::open(key, tls, session, timing, None).await?;
         let client: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        client::connect_stream(&conn.handle, hbone, authority, client)
-            .await
-            .map(drop)
+        match &conn.handle {
+            Handle::H2(send) => client::connect_stream(send, hbone, authority, client)
+                .await
+                .map(drop),
+            Handle::Own(own) => client::connect_own(own, hbone, authority, client)
+                .await
+                .map(drop),
+        }
     })
 }
 

@@ -1,7 +1,10 @@
 //! HBONE client: opens mTLS + HTTP/2 connections for the pool and runs CONNECT streams.
 //!
-//! TLS runs on monoio's owned-buffer ops ([`TlsStream`]); h2 drives it as an
-//! `AsyncRead`/`AsyncWrite`.
+//! TLS runs on monoio's owned-buffer ops ([`TlsStream`]). HTTP/2 is the h2 crate's (it
+//! drives the TLS stream as an `AsyncRead`/`AsyncWrite`), or with `--hbone-own-http2` our
+//! own ([`crate::hbone::server`] in its client role): one task per connection opens the
+//! records and sends DATA payloads to the client's socket from them, and each stream's
+//! task seals what its socket has straight into the record buffer.
 
 use std::cell::Cell;
 use std::io;
@@ -16,8 +19,10 @@ use h2::{RecvStream, SendStream};
 use rustls_pki_types::ServerName;
 
 use crate::error::ProxyError;
-use crate::hbone::pool::{H2Conn, PoolKey};
-use crate::hbone::proto;
+use crate::hbone::http2::frame;
+use crate::hbone::pool::{H2Conn, Handle, PoolKey};
+use crate::hbone::{proto, server};
+use crate::relay::Transferred;
 use crate::runtime::handoff::{Handoff, Origin};
 use crate::sockets;
 use crate::tls::TlsStream;
@@ -33,7 +38,18 @@ pub struct Timing {
     pub connect_timeout: Duration,
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
+    /// HTTP/2 of our own instead of the h2 crate's (`--hbone-own-http2`).
+    pub own_http2: bool,
 }
+
+/// The windows and frame size we advertise (ztunnel's); the client opens no more than the
+/// pool's streams per connection, and advertises no stream limit.
+const LIMITS: server::Limits = server::Limits {
+    stream_window: STREAM_WINDOW,
+    connection_window: CONNECTION_WINDOW,
+    max_frame: MAX_FRAME,
+    max_streams: 0,
+};
 
 /// Opens one pooled connection for `key` with `tls` (src cert, dst identity check).
 /// `session`: the name `tls` files its TLS sessions with this destination under
@@ -72,6 +88,9 @@ pub async fn open(
     let tls = TlsStream::handshake(tcp, session)
         .await
         .map_err(handshake)?;
+    if timing.own_http2 {
+        return Ok(open_own(tls, addr, timing, registration));
+    }
     let (send, mut conn) = h2::client::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
@@ -94,7 +113,63 @@ pub async fn open(
     if let Some(ping) = ping {
         monoio::spawn(keepalive(ping, dead.clone(), abort.clone(), timing, addr));
     }
-    Ok(H2Conn::new(send, dead, abort))
+    Ok(H2Conn::new(Handle::H2(send), dead, abort))
+}
+
+/// Starts our own HTTP/2 client on a handshaken connection: its task, and its keepalive.
+fn open_own(
+    tls: TlsStream,
+    addr: SocketAddr,
+    timing: Timing,
+    registration: Option<impl Sized + 'static>,
+) -> H2Conn {
+    let conn = server::Conn::client(tls, LIMITS);
+    let dead = Rc::new(Cell::new(false));
+    let (driver, abort) = {
+        let (conn, dead) = (conn.clone(), dead.clone());
+        abortable(async move { server::run_client(&conn, addr, &dead).await })
+    };
+    let dead_on_exit = dead.clone();
+    monoio::spawn(async move {
+        if let Ok(Err(e)) = driver.await {
+            tracing::debug!(%addr, error = %e, "HBONE connection ended");
+        }
+        dead_on_exit.set(true);
+        drop(registration);
+    });
+    let keepalive = keepalive_own(conn.clone(), dead.clone(), abort.clone(), timing, addr);
+    monoio::spawn(keepalive);
+    H2Conn::new(Handle::Own(conn), dead, abort)
+}
+
+/// [`keepalive`] on our own HTTP/2: a PING every interval; no ACK within the timeout
+/// closes the connection. Holds the connection weakly: a pooled connection that is dropped ends it.
+async fn keepalive_own(
+    conn: server::Shared,
+    dead: Rc<Cell<bool>>,
+    abort: AbortHandle,
+    timing: Timing,
+    addr: SocketAddr,
+) {
+    let conn = Rc::downgrade(&conn);
+    while !dead.get() {
+        monoio::time::sleep(timing.ping_interval).await;
+        let Some(c) = conn.upgrade().filter(|_| !dead.get()) else {
+            return;
+        };
+        let Ok(seen) = server::ping(&c) else {
+            return;
+        };
+        drop(c);
+        monoio::time::sleep(timing.ping_timeout).await;
+        let acked = conn.upgrade().is_none_or(|c| server::pongs(&c) > seen);
+        if !acked && !dead.get() {
+            tracing::warn!(%addr, "HBONE connection missed its PING deadline; closing it");
+            dead.set(true);
+            abort.abort();
+            return;
+        }
+    }
 }
 
 /// PINGs every interval; a missing PONG marks the connection dead and stops it.
@@ -118,6 +193,67 @@ async fn keepalive(
             return;
         }
     }
+}
+
+/// A CONNECT stream open on our own HTTP/2.
+pub struct OwnStream {
+    conn: server::Shared,
+    stream: u32,
+    tunnel: Rc<server::Tunnel>,
+}
+
+/// Sends CONNECT on a pooled connection of our own HTTP/2 and waits for 200.
+pub async fn connect_own(
+    conn: &server::Shared,
+    addr: SocketAddr,
+    authority: SocketAddr,
+    client: SocketAddr,
+) -> Result<OwnStream, ProxyError> {
+    let forwarded = format!("for=\"{client}\"");
+    let block = frame::connect_block(&authority.to_string(), &[(proto::FORWARDED, &forwarded)]);
+    let Some((stream, tunnel)) = server::open_stream(conn, &block)? else {
+        return Err(ProxyError::HboneRefused {
+            addr,
+            what: "the connection takes no new stream (GOAWAY, or its stream limit)".into(),
+        });
+    };
+    let opened = OwnStream {
+        conn: conn.clone(),
+        stream,
+        tunnel,
+    };
+    match server::response(&opened.tunnel).await {
+        Ok(200) => Ok(opened),
+        Ok(status) => {
+            server::finished(conn, stream);
+            Err(ProxyError::Status {
+                addr,
+                status: http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY),
+            })
+        }
+        Err(reason) => {
+            server::finished(conn, stream);
+            Err(ProxyError::HboneRefused {
+                addr,
+                what: format!("the CONNECT stream was reset ({reason})"),
+            })
+        }
+    }
+}
+
+/// Relays the client's socket and an open stream both ways (FIN ↔ END_STREAM, RST ↔
+/// RST_STREAM): `up` is what the client sent.
+pub async fn relay_own(tcp: monoio::net::TcpStream, open: OwnStream) -> io::Result<Transferred> {
+    let OwnStream {
+        conn,
+        stream,
+        tunnel,
+    } = open;
+    let moved = server::relay(&conn, stream, &tunnel, tcp).await?;
+    Ok(Transferred {
+        up: moved.down,
+        down: moved.up,
+    })
 }
 
 /// Sends CONNECT on a pooled connection and waits for 200.

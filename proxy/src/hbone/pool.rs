@@ -35,8 +35,15 @@ pub struct PoolKey {
     pub placement: Option<Placement>,
 }
 
+/// A pooled connection's request handle: the h2 crate's, or our own HTTP/2's
+/// (`--hbone-own-http2`).
+pub enum Handle {
+    H2(h2::client::SendRequest<Bytes>),
+    Own(crate::hbone::server::Shared),
+}
+
 /// The pooled HTTP/2 connection type the data plane uses.
-pub type H2Conn = Conn<h2::client::SendRequest<Bytes>>;
+pub type H2Conn = Conn<Handle>;
 
 /// One pooled connection; `S` is its request handle.
 pub struct Conn<S> {

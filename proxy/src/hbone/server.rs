@@ -1,6 +1,8 @@
-//! The HBONE server on our own HTTP/2 ([`super::http2`]) and record layer: one task per
-//! connection reads and opens records and parses their frames in place, one task per
-//! stream connects the upstream and carries its bytes back.
+//! HBONE on our own HTTP/2 ([`super::http2`]) and record layer, server and client: one
+//! task per connection reads and opens records and parses their frames in place, one task
+//! per stream carries its TCP socket's bytes the other way (the server's upstream, or the
+//! client's captured connection: [`super::client`] opens streams with [`open_stream`]).
+//! Below, "upstream" is that TCP socket, "peer" the HTTP/2 peer.
 //!
 //! - Peer → upstream: a DATA payload is sent to the upstream socket from the opened
 //!   record, by the connection task, without waking the stream's task; only what a full
@@ -28,7 +30,7 @@ use monoio::net::TcpStream;
 
 use super::http2::frame::{self, HEADER_LEN};
 pub use super::http2::Limits;
-use super::http2::{Event, Reason, ServerConn};
+use super::http2::{Endpoint, Event, Reason};
 use crate::error::ProxyError;
 use crate::relay::Transferred;
 use crate::runtime::drain::DrainWait;
@@ -52,7 +54,7 @@ thread_local! {
 /// One HBONE connection's state, shared by its tasks.
 pub struct Conn {
     tls: TlsStream,
-    h2: ServerConn,
+    h2: Endpoint,
     streams: HashMap<u32, Rc<Tunnel>>,
     /// The connection task's waker: a stream's task that left records queued wakes it.
     waker: Option<Waker>,
@@ -79,6 +81,8 @@ pub struct Tunnel {
     blocked: Cell<bool>,
     /// Bytes delivered to the upstream.
     up: Cell<u64>,
+    /// The response's status (client), once it arrived.
+    response: Cell<Option<u16>>,
     notified: Cell<bool>,
     waker: RefCell<Option<Waker>>,
 }
@@ -202,9 +206,18 @@ pub struct Opened {
 
 impl Conn {
     pub fn new(tls: TlsStream, limits: Limits) -> Shared {
+        Conn::with(tls, Endpoint::server(limits))
+    }
+
+    /// A client connection; its preface and SETTINGS leave with the first flush.
+    pub fn client(tls: TlsStream, limits: Limits) -> Shared {
+        Conn::with(tls, Endpoint::client(limits))
+    }
+
+    fn with(tls: TlsStream, h2: Endpoint) -> Shared {
         Rc::new(RefCell::new(Conn {
             tls,
-            h2: ServerConn::new(limits),
+            h2,
             streams: HashMap::new(),
             waker: None,
             tls_blocked: false,
@@ -262,7 +275,6 @@ pub async fn run(
     mut drain: Pin<&mut DrainWait<'_>>,
     mut serve: impl FnMut(Opened),
 ) -> Result<(), ProxyError> {
-    let h2err = |source| ProxyError::Http2 { addr: peer, source };
     let mut draining = false;
     let mut opened = Vec::new();
     let result = poll_fn(|cx| {
@@ -277,6 +289,36 @@ pub async fn run(
         polled
     })
     .await;
+    end(conn, peer, result).await
+}
+
+/// Runs a client connection until the peer closes it, it fails, or the peer's GOAWAY
+/// leaves no stream open; `closing` is set once the peer's GOAWAY arrived (the pool opens
+/// no new stream on it).
+pub async fn run_client(
+    conn: &Shared,
+    peer: std::net::SocketAddr,
+    closing: &Cell<bool>,
+) -> Result<(), ProxyError> {
+    let mut opened = Vec::new();
+    let result = poll_fn(|cx| {
+        let polled = poll_conn(conn, cx, &mut opened);
+        if conn.borrow().h2.peer_goaway() {
+            closing.set(true);
+        }
+        polled
+    })
+    .await;
+    end(conn, peer, result).await
+}
+
+/// The connection's end: streams reset, GOAWAY and close_notify flushed (for a while).
+async fn end(
+    conn: &Shared,
+    peer: std::net::SocketAddr,
+    result: io::Result<Ended>,
+) -> Result<(), ProxyError> {
+    let h2err = |source| ProxyError::Http2 { addr: peer, source };
     let ended = {
         let mut c = conn.borrow_mut();
         c.reset_all();
@@ -400,7 +442,7 @@ struct Batch<'a> {
 }
 
 impl Batch<'_> {
-    fn flush(&mut self, h2: &mut ServerConn, streams: &mut HashMap<u32, Rc<Tunnel>>) {
+    fn flush(&mut self, h2: &mut Endpoint, streams: &mut HashMap<u32, Rc<Tunnel>>) {
         if self.pieces.is_empty() {
             return;
         }
@@ -422,7 +464,7 @@ impl Batch<'_> {
 
 /// Handles one parsed event; a new stream is pushed to `opened`.
 fn handle(
-    h2: &mut ServerConn,
+    h2: &mut Endpoint,
     streams: &mut HashMap<u32, Rc<Tunnel>>,
     event: Event<'_>,
     opened: &mut Vec<Opened>,
@@ -459,8 +501,79 @@ fn handle(
             }
         }
         Event::Reset { stream, reason } => forget(streams, stream, reason),
+        Event::Response {
+            stream,
+            status,
+            end_stream,
+        } => {
+            if let Some(tunnel) = streams.get(&stream) {
+                tunnel.response.set(Some(status));
+                tunnel.fin.set(end_stream);
+                tunnel.notify();
+            }
+        }
+        Event::GoAway { last_stream } => {
+            let unserved: Vec<u32> = streams
+                .keys()
+                .filter(|s| **s > last_stream)
+                .copied()
+                .collect();
+            for stream in unserved {
+                forget(streams, stream, Reason::REFUSED_STREAM);
+            }
+        }
         Event::WindowOpened => wake_blocked(streams),
     }
+}
+
+/// Opens a client stream with the HPACK header `block` of its request and sends its
+/// HEADERS; `None` when the connection takes no new stream (the peer's GOAWAY or
+/// MAX_CONCURRENT_STREAMS).
+pub fn open_stream(conn: &Shared, block: &[u8]) -> io::Result<Option<(u32, Rc<Tunnel>)>> {
+    let mut c = conn.borrow_mut();
+    let Some(stream) = c.h2.open_stream(block) else {
+        return Ok(None);
+    };
+    let tunnel = Rc::new(Tunnel::default());
+    c.streams.insert(stream, tunnel.clone());
+    c.flush_control()?;
+    Ok(Some((stream, tunnel)))
+}
+
+/// Waits for the response to a client stream: its status, or the reason it was reset
+/// (a refusal's status counts even when the RST_STREAM that stops our sending followed).
+pub async fn response(tunnel: &Tunnel) -> Result<u16, Reason> {
+    poll_fn(|cx| loop {
+        if let Some(status) = tunnel.response.get() {
+            return Poll::Ready(Ok(status));
+        }
+        if let Some(reason) = tunnel.reset.get() {
+            return Poll::Ready(Err(reason));
+        }
+        if tunnel.poll_notified(cx).is_pending() {
+            return Poll::Pending;
+        }
+    })
+    .await
+}
+
+/// Whether a client connection can take a new stream now.
+pub fn can_open(conn: &Shared) -> bool {
+    conn.borrow().h2.can_open()
+}
+
+/// Queues a keepalive PING and sends it; returns the PING ACKs seen before it.
+pub fn ping(conn: &Shared) -> io::Result<u64> {
+    let mut c = conn.borrow_mut();
+    let seen = c.h2.pongs();
+    c.h2.send_ping();
+    c.flush_control()?;
+    Ok(seen)
+}
+
+/// PING ACKs received so far.
+pub fn pongs(conn: &Shared) -> u64 {
+    conn.borrow().h2.pongs()
 }
 
 fn forget(streams: &mut HashMap<u32, Rc<Tunnel>>, stream: u32, reason: Reason) {

@@ -1,17 +1,19 @@
-//! The server end of an HTTP/2 connection, as HBONE needs it: I/O-free.
+//! Either end of an HTTP/2 connection, as HBONE needs it: I/O-free. The server
+//! ([`Endpoint::server`]) accepts CONNECT streams; the client ([`Endpoint::client`]) opens
+//! them ([`Endpoint::open_stream`]) and is told their responses.
 //!
-//! Plaintext goes in through [`ServerConn::next`], which parses frames in place and
+//! Plaintext goes in through [`Endpoint::next`], which parses frames in place and
 //! returns one [`Event`] at a time: a DATA payload is handed out as a slice of the input
 //! (an opened TLS record), piece by piece as records arrive, never copied. Control frames
 //! are handled here (SETTINGS, PING, WINDOW_UPDATE, RST_STREAM, GOAWAY, PRIORITY) and
-//! what they owe the peer is queued in [`ServerConn::out`] with our HEADERS, RST_STREAM,
+//! what they owe the peer is queued in [`Endpoint::out`] with our HEADERS, RST_STREAM,
 //! WINDOW_UPDATE and GOAWAY frames. DATA frames going out are built by the caller
 //! straight into the TLS send buffer, behind [`super::frame::data_head`], within
-//! [`ServerConn::send_window`].
+//! [`Endpoint::send_window`].
 //!
 //! Flow control both ways: the peer's DATA is counted against our connection and stream
 //! windows and WINDOW_UPDATEs are sent as the caller reports bytes delivered
-//! ([`ServerConn::release`]), once half a window has been; our DATA is bounded by the
+//! ([`Endpoint::release`]), once half a window has been; our DATA is bounded by the
 //! peer's windows. Protocol errors are answered with GOAWAY (connection errors, which
 //! also end parsing with [`H2Error`]) or RST_STREAM (stream errors, reported as
 //! [`Event::Reset`]) with RFC 9113's codes.
@@ -44,6 +46,15 @@ const HEADER_TABLE_SIZE: usize = 4096;
 /// The payload of the PING that follows a graceful GOAWAY: its ACK says the peer has seen
 /// the GOAWAY, so every stream it opened before is known (RFC 9113 6.8).
 const DRAIN_PING: [u8; 8] = *b"zring-gw";
+/// The payload of our keepalive PINGs ([`Endpoint::send_ping`]).
+const KEEPALIVE_PING: [u8; 8] = *b"zring-ka";
+
+/// Which end of the connection this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Server,
+    Client,
+}
 
 /// What the peer sent, one event at a time.
 // Lives for one match on the stack; boxing the request would allocate per stream.
@@ -62,6 +73,15 @@ pub enum Event<'a> {
     End { stream: u32 },
     /// `stream` is gone: the peer reset it, or we did after an error on it.
     Reset { stream: u32, reason: Reason },
+    /// The response to a stream we opened (client); `end_stream` when it carries no body.
+    Response {
+        stream: u32,
+        status: u16,
+        end_stream: bool,
+    },
+    /// The peer's GOAWAY (client): streams above `last_stream` were not served and are
+    /// gone; no new stream may be opened.
+    GoAway { last_stream: u32 },
     /// The peer granted send window (WINDOW_UPDATE or a larger initial window).
     WindowOpened,
 }
@@ -75,6 +95,8 @@ struct Stream {
     unreleased: u32,
     recv_closed: bool,
     send_closed: bool,
+    /// Its first header block (the request, or the response) has arrived.
+    headed: bool,
 }
 
 /// Where the parser is in the input.
@@ -124,15 +146,20 @@ enum Drain {
     Done,
 }
 
-/// The server end of one HTTP/2 connection.
-pub struct ServerConn {
+/// One end of one HTTP/2 connection.
+pub struct Endpoint {
+    role: Role,
     limits: Limits,
     rx: Rx,
     hpack: loona_hpack::Decoder<'static>,
     block: Option<Block>,
     streams: HashMap<u32, Stream>,
-    /// The highest stream id the peer opened.
+    /// The highest stream id the peer opened (server), or we opened (client).
     last_stream: u32,
+    /// The peer's MAX_CONCURRENT_STREAMS (client: how many streams we may open).
+    peer_max_streams: u32,
+    /// ACKs of our keepalive PINGs received.
+    pongs: u64,
     conn_send: i64,
     conn_recv: i64,
     conn_unreleased: u32,
@@ -145,9 +172,10 @@ pub struct ServerConn {
     pub out: Vec<u8>,
 }
 
-impl ServerConn {
-    /// A connection whose SETTINGS and connection WINDOW_UPDATE are queued in `out`.
-    pub fn new(limits: Limits) -> ServerConn {
+impl Endpoint {
+    /// A server connection whose SETTINGS and connection WINDOW_UPDATE are queued in
+    /// `out`; it expects the client preface first.
+    pub fn server(limits: Limits) -> Endpoint {
         let mut out = Vec::new();
         frame::settings(
             &mut out,
@@ -158,6 +186,26 @@ impl ServerConn {
                 (setting::MAX_FRAME_SIZE, limits.max_frame),
             ],
         );
+        Endpoint::with(Role::Server, limits, out)
+    }
+
+    /// A client connection whose preface, SETTINGS (as the h2 crate's client sends them:
+    /// push off, our stream window and frame size) and connection WINDOW_UPDATE are
+    /// queued in `out`. `limits.max_streams` is not advertised (the server opens none).
+    pub fn client(limits: Limits) -> Endpoint {
+        let mut out = PREFACE.to_vec();
+        frame::settings(
+            &mut out,
+            &[
+                (setting::ENABLE_PUSH, 0),
+                (setting::INITIAL_WINDOW_SIZE, limits.stream_window),
+                (setting::MAX_FRAME_SIZE, limits.max_frame),
+            ],
+        );
+        Endpoint::with(Role::Client, limits, out)
+    }
+
+    fn with(role: Role, limits: Limits, mut out: Vec<u8>) -> Endpoint {
         let extra = limits
             .connection_window
             .saturating_sub(frame::DEFAULT_WINDOW);
@@ -166,13 +214,19 @@ impl ServerConn {
         }
         let mut hpack = loona_hpack::Decoder::new();
         hpack.set_max_allowed_table_size(HEADER_TABLE_SIZE);
-        ServerConn {
+        Endpoint {
+            role,
             limits,
-            rx: Rx::Preface(0),
+            rx: match role {
+                Role::Server => Rx::Preface(0),
+                Role::Client => next_head(),
+            },
             hpack,
             block: None,
             streams: HashMap::new(),
             last_stream: 0,
+            peer_max_streams: u32::MAX,
+            pongs: 0,
             conn_send: frame::DEFAULT_WINDOW as i64,
             conn_recv: limits.connection_window as i64,
             conn_unreleased: 0,
@@ -321,7 +375,7 @@ impl ServerConn {
             kind::RST_STREAM => self.rst_stream(head, payload),
             kind::GOAWAY => self.goaway(head, payload),
             kind::PRIORITY => self.priority(head, payload),
-            _ => Err(self.fail(Reason::PROTOCOL_ERROR, "PUSH_PROMISE from a client")),
+            _ => Err(self.fail(Reason::PROTOCOL_ERROR, "a PUSH_PROMISE (push is off)")),
         }
     }
 
@@ -506,6 +560,9 @@ impl ServerConn {
             return Err(self.fail(Reason::COMPRESSION_ERROR, "an undecodable HPACK block"));
         }
         let stream = block.stream;
+        if self.role == Role::Client {
+            return self.response(block, fields, size);
+        }
         if stream <= self.last_stream {
             return self.trailers(stream, block.end_stream);
         }
@@ -529,12 +586,53 @@ impl ServerConn {
                 unreleased: 0,
                 recv_closed: block.end_stream,
                 send_closed: false,
+                headed: true,
             },
         );
         Ok(Some(Event::Request {
             stream,
             req,
             end_stream: block.end_stream,
+        }))
+    }
+
+    /// A header block from the server (client): the response to a stream we opened (1xx
+    /// ones are skipped), or trailers.
+    fn response<'a>(
+        &mut self,
+        block: Block,
+        fields: Vec<(Vec<u8>, Vec<u8>)>,
+        size: usize,
+    ) -> Result<Option<Event<'a>>, H2Error> {
+        let stream = block.stream;
+        if stream.is_multiple_of(2) {
+            return Err(self.fail(Reason::PROTOCOL_ERROR, "HEADERS on a server stream"));
+        }
+        if stream > self.last_stream {
+            return Err(self.fail(Reason::PROTOCOL_ERROR, "HEADERS on an idle stream"));
+        }
+        let Some(s) = self.streams.get(&stream) else {
+            return Ok(None);
+        };
+        if s.headed {
+            return self.trailers(stream, block.end_stream);
+        }
+        let Some(status) = status(&fields).filter(|_| size <= MAX_HEADER_LIST) else {
+            return Ok(Some(self.reset(stream, Reason::PROTOCOL_ERROR)));
+        };
+        if status < 200 {
+            return Ok(None);
+        }
+        let end_stream = block.end_stream;
+        if let Some(s) = self.streams.get_mut(&stream) {
+            s.headed = true;
+            s.recv_closed = end_stream;
+        }
+        self.finish_if_closed(stream);
+        Ok(Some(Event::Response {
+            stream,
+            status,
+            end_stream,
         }))
     }
 
@@ -610,8 +708,12 @@ impl ServerConn {
                 self.peer_max_frame = value;
                 Ok(false)
             }
-            // HEADER_TABLE_SIZE: our blocks use no dynamic table. MAX_CONCURRENT_STREAMS:
-            // we open no streams. Unknown settings are ignored (RFC 9113 6.5.2).
+            setting::MAX_CONCURRENT_STREAMS => {
+                self.peer_max_streams = value;
+                Ok(false)
+            }
+            // HEADER_TABLE_SIZE: our blocks use no dynamic table. Unknown settings are
+            // ignored (RFC 9113 6.5.2).
             _ => Ok(false),
         }
     }
@@ -625,6 +727,8 @@ impl ServerConn {
         };
         if !head.has(flag::ACK) {
             frame::ping(&mut self.out, true, payload);
+        } else if payload == KEEPALIVE_PING {
+            self.pongs += 1;
         } else if payload == DRAIN_PING && self.drain == Drain::Pinged {
             frame::goaway(&mut self.out, self.last_stream, Reason::NO_ERROR);
             self.drain = Drain::Done;
@@ -693,9 +797,16 @@ impl ServerConn {
         if payload.len() < 8 {
             return Err(self.fail(Reason::FRAME_SIZE_ERROR, "a GOAWAY shorter than 8 bytes"));
         }
-        // Streams are the client's: those open finish, and it opens no more.
+        // Server: streams are the client's; those open finish, and it opens no more.
         self.peer_goaway = true;
-        Ok(None)
+        if self.role == Role::Server {
+            return Ok(None);
+        }
+        // Client: streams above the last one the server took were never served.
+        let last_stream = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]])
+            & frame::MAX_WINDOW;
+        self.streams.retain(|id, _| *id <= last_stream);
+        Ok(Some(Event::GoAway { last_stream }))
     }
 
     fn priority<'a>(&mut self, head: Head, payload: &[u8]) -> Result<Option<Event<'a>>, H2Error> {
@@ -779,7 +890,7 @@ impl ServerConn {
         self.peer_max_frame as usize
     }
 
-    /// `n` bytes of DATA were framed for `stream` (within [`ServerConn::send_window`]),
+    /// `n` bytes of DATA were framed for `stream` (within [`Endpoint::send_window`]),
     /// the last of its stream when `end`.
     pub fn sent_data(&mut self, stream: u32, n: usize, end: bool) {
         self.conn_send -= n as i64;
@@ -839,6 +950,54 @@ impl ServerConn {
     pub fn open_streams(&self) -> usize {
         self.streams.len()
     }
+
+    /// Whether a new stream may be opened (client): no GOAWAY from the peer, below its
+    /// MAX_CONCURRENT_STREAMS, stream ids left.
+    pub fn can_open(&self) -> bool {
+        self.role == Role::Client
+            && !self.peer_goaway
+            && self.streams.len() < self.peer_max_streams as usize
+            && self.last_stream + 2 <= frame::MAX_WINDOW
+    }
+
+    /// Opens the next stream (client) with the HPACK header `block` of its request
+    /// (HEADERS queued, the stream left open for DATA); `None` when [`Self::can_open`]
+    /// is false.
+    pub fn open_stream(&mut self, block: &[u8]) -> Option<u32> {
+        if !self.can_open() {
+            return None;
+        }
+        let stream = self.last_stream + if self.last_stream == 0 { 1 } else { 2 };
+        self.last_stream = stream;
+        self.streams.insert(
+            stream,
+            Stream {
+                send_window: self.peer_window as i64,
+                recv_window: self.limits.stream_window as i64,
+                unreleased: 0,
+                recv_closed: false,
+                send_closed: false,
+                headed: false,
+            },
+        );
+        frame::headers(&mut self.out, stream, block, false);
+        Some(stream)
+    }
+
+    /// Whether the peer sent GOAWAY.
+    pub fn peer_goaway(&self) -> bool {
+        self.peer_goaway
+    }
+
+    /// Queues a keepalive PING; [`Self::pongs`] counts its ACKs.
+    pub fn send_ping(&mut self) {
+        frame::ping(&mut self.out, false, KEEPALIVE_PING);
+    }
+
+    /// ACKs of our keepalive PINGs received so far.
+    pub fn pongs(&self) -> u64 {
+        self.pongs
+    }
 }
 
 fn next_head() -> Rx {
@@ -862,9 +1021,36 @@ fn owned<'a>(event: Event<'_>) -> Event<'a> {
         },
         Event::Data { .. } => unreachable!("DATA payloads are never gathered"),
         Event::End { stream } => Event::End { stream },
+        Event::Response {
+            stream,
+            status,
+            end_stream,
+        } => Event::Response {
+            stream,
+            status,
+            end_stream,
+        },
+        Event::GoAway { last_stream } => Event::GoAway { last_stream },
         Event::Reset { stream, reason } => Event::Reset { stream, reason },
         Event::WindowOpened => Event::WindowOpened,
     }
+}
+
+/// The `:status` of a response's fields; `None` when it is missing, repeated, not three
+/// digits, or a pseudo-header other than `:status` is present.
+fn status(fields: &[(Vec<u8>, Vec<u8>)]) -> Option<u16> {
+    let mut status = None;
+    for (name, value) in fields {
+        match name.as_slice() {
+            b":status" if status.is_none() && value.len() == 3 => {
+                let text = std::str::from_utf8(value).ok()?;
+                status = Some(text.parse::<u16>().ok().filter(|s| *s >= 100)?);
+            }
+            n if n.starts_with(b":") => return None,
+            _ => {}
+        }
+    }
+    status
 }
 
 /// The header block fragment of a HEADERS payload, without padding and priority.

@@ -14,12 +14,14 @@ enum Ev {
     Data(u32, Vec<u8>),
     End(u32),
     Reset(u32, Reason),
+    Response(u32, u16, bool),
+    GoAway(u32),
     Window,
 }
 
 /// Feeds `input` in pieces of `cut` bytes (the whole at once for 0); adjacent DATA
 /// events of a stream are merged. Stops at the first connection error.
-fn feed(conn: &mut ServerConn, input: &[u8], cut: usize) -> (Vec<Ev>, Option<H2Error>) {
+fn feed(conn: &mut Endpoint, input: &[u8], cut: usize) -> (Vec<Ev>, Option<H2Error>) {
     let mut events: Vec<Ev> = Vec::new();
     let pieces: Vec<&[u8]> = match cut {
         0 => vec![input],
@@ -65,6 +67,12 @@ fn own(event: Event<'_>) -> Ev {
         Event::Data { stream, data } => Ev::Data(stream, data.to_vec()),
         Event::End { stream } => Ev::End(stream),
         Event::Reset { stream, reason } => Ev::Reset(stream, reason),
+        Event::Response {
+            stream,
+            status,
+            end_stream,
+        } => Ev::Response(stream, status, end_stream),
+        Event::GoAway { last_stream } => Ev::GoAway(last_stream),
         Event::WindowOpened => Ev::Window,
     }
 }
@@ -102,7 +110,7 @@ fn opening() -> Vec<u8> {
 }
 
 /// The frames in `out` (which is emptied).
-fn frames(conn: &mut ServerConn) -> Vec<(Head, Vec<u8>)> {
+fn frames(conn: &mut Endpoint) -> Vec<(Head, Vec<u8>)> {
     let out = std::mem::take(&mut conn.out);
     let mut at = 0;
     let mut frames = Vec::new();
@@ -115,14 +123,14 @@ fn frames(conn: &mut ServerConn) -> Vec<(Head, Vec<u8>)> {
     frames
 }
 
-fn kinds(conn: &mut ServerConn) -> Vec<(u8, u32, Vec<u8>)> {
+fn kinds(conn: &mut Endpoint) -> Vec<(u8, u32, Vec<u8>)> {
     frames(conn)
         .into_iter()
         .map(|(h, p)| (h.kind, h.stream, p))
         .collect()
 }
 
-fn goaway_reason(conn: &mut ServerConn) -> Reason {
+fn goaway_reason(conn: &mut Endpoint) -> Reason {
     let frames = frames(conn);
     let (_, payload) = frames
         .iter()
@@ -158,7 +166,7 @@ fn tunnel_events() -> Vec<Ev> {
 
 #[test]
 fn opens_with_our_settings_and_connection_window() {
-    let mut conn = ServerConn::new(LIMITS);
+    let mut conn = Endpoint::server(LIMITS);
     let sent = frames(&mut conn);
     assert_eq!(sent[0].0.kind, kind::SETTINGS);
     assert!(sent[0].1.chunks(6).any(|e| e == [0, 4, 0, 0x40, 0, 0]));
@@ -171,14 +179,14 @@ fn opens_with_our_settings_and_connection_window() {
 fn a_tunnel_parses_the_same_at_every_cut() {
     let input = tunnel();
     for cut in 0..=input.len() {
-        let mut conn = ServerConn::new(LIMITS);
+        let mut conn = Endpoint::server(LIMITS);
         let (events, err) = feed(&mut conn, &input, cut);
         assert_eq!(err, None, "cut {cut}");
         assert_eq!(events, tunnel_events(), "cut {cut}");
     }
     // Split in two at every position too.
     for split in 0..input.len() {
-        let mut conn = ServerConn::new(LIMITS);
+        let mut conn = Endpoint::server(LIMITS);
         let (mut events, _) = feed(&mut conn, &input[..split], 0);
         let (rest, err) = feed(&mut conn, &input[split..], 0);
         assert_eq!(err, None);
@@ -194,7 +202,7 @@ fn a_tunnel_parses_the_same_at_every_cut() {
 
 #[test]
 fn settings_are_acked_and_pings_answered() {
-    let mut conn = ServerConn::new(LIMITS);
+    let mut conn = Endpoint::server(LIMITS);
     frames(&mut conn);
     let input = [opening(), raw(kind::PING, 0, 0, b"12345678")].concat();
     assert_eq!(feed(&mut conn, &input, 0), (vec![], None));
@@ -216,7 +224,7 @@ fn headers_with_priority_padding_and_continuation() {
         raw(kind::CONTINUATION, flag::END_HEADERS, 3, &block[10..]),
     ]
     .concat();
-    let mut conn = ServerConn::new(LIMITS);
+    let mut conn = Endpoint::server(LIMITS);
     let (events, err) = feed(&mut conn, &input, 0);
     assert_eq!(err, None);
     assert_eq!(
@@ -253,7 +261,7 @@ fn huffman_and_the_dynamic_table_are_decoded() {
         ),
     ]
     .concat();
-    let mut conn = ServerConn::new(LIMITS);
+    let mut conn = Endpoint::server(LIMITS);
     let (events, err) = feed(&mut conn, &input, 0);
     assert_eq!(err, None);
     let get = |s| Ev::Request(s, "GET http://www.example.com/".into(), true);
@@ -277,7 +285,7 @@ fn reset_then_served(first: &[u8], second: Vec<u8>, served: Ev) {
         second,
     ]
     .concat();
-    let mut conn = ServerConn::new(LIMITS);
+    let mut conn = Endpoint::server(LIMITS);
     frames(&mut conn);
     let (events, err) = feed(&mut conn, &input, 0);
     assert_eq!(err, None);
@@ -324,7 +332,7 @@ fn an_undecodable_header_block_is_a_compression_error() {
         ),
     ]
     .concat();
-    let mut conn = ServerConn::new(LIMITS);
+    let mut conn = Endpoint::server(LIMITS);
     frames(&mut conn);
     let (_, err) = feed(&mut conn, &input, 0);
     assert!(matches!(
@@ -402,7 +410,7 @@ fn connection_errors_are_named_and_answered_with_goaway() {
         ),
     ];
     for (frame, reason, what) in cases {
-        let mut conn = ServerConn::new(LIMITS);
+        let mut conn = Endpoint::server(LIMITS);
         frames(&mut conn);
         let (_, err) = feed(&mut conn, &[opening(), frame].concat(), 0);
         let Some(H2Error::Protocol {
@@ -416,7 +424,7 @@ fn connection_errors_are_named_and_answered_with_goaway() {
         assert!(said.contains(what), "{said:?} names {what:?}");
         assert_eq!(goaway_reason(&mut conn), reason, "{what}");
     }
-    let mut conn = ServerConn::new(LIMITS);
+    let mut conn = Endpoint::server(LIMITS);
     let (_, err) = feed(&mut conn, b"GET / HTTP/1.1\r\n\r\n", 0);
     assert_eq!(err, Some(H2Error::Preface));
     assert!(err.unwrap().to_string().contains("preface"));
@@ -428,7 +436,7 @@ fn data_beyond_the_stream_window_resets_the_stream_only() {
         stream_window: 10,
         ..LIMITS
     };
-    let mut conn = ServerConn::new(limits);
+    let mut conn = Endpoint::server(limits);
     let input = [
         opening(),
         connect(1, "10.0.0.2:80", false),
@@ -452,7 +460,7 @@ fn data_beyond_the_connection_window_ends_the_connection() {
         max_frame: 1 << 20,
         ..LIMITS
     };
-    let mut conn = ServerConn::new(limits);
+    let mut conn = Endpoint::server(limits);
     let input = [
         opening(),
         connect(1, "10.0.0.2:80", false),
@@ -476,7 +484,7 @@ fn released_bytes_come_back_in_window_updates_of_half_a_window() {
         connection_window: 1000,
         ..LIMITS
     };
-    let mut conn = ServerConn::new(limits);
+    let mut conn = Endpoint::server(limits);
     let input = [
         opening(),
         connect(1, "10.0.0.2:80", false),
@@ -517,7 +525,7 @@ fn padding_is_given_back_at_once() {
         connection_window: 20,
         ..LIMITS
     };
-    let mut conn = ServerConn::new(limits);
+    let mut conn = Endpoint::server(limits);
     let mut padded = vec![9u8];
     padded.push(b'x');
     padded.extend_from_slice(&[0; 9]);
@@ -543,7 +551,7 @@ fn padding_is_given_back_at_once() {
 
 #[test]
 fn the_send_window_follows_window_updates_and_settings() {
-    let mut conn = ServerConn::new(LIMITS);
+    let mut conn = Endpoint::server(LIMITS);
     feed(
         &mut conn,
         &[opening(), connect(1, "10.0.0.2:80", false)].concat(),
@@ -579,7 +587,7 @@ fn the_send_window_follows_window_updates_and_settings() {
 
 #[test]
 fn the_max_frame_size_is_the_peers() {
-    let mut conn = ServerConn::new(LIMITS);
+    let mut conn = Endpoint::server(LIMITS);
     assert_eq!(conn.max_frame(), 16_384);
     let settings = raw(kind::SETTINGS, 0, 0, &[0, 5, 0, 0x10, 0, 0]);
     feed(&mut conn, &[opening(), settings].concat(), 0);
@@ -592,7 +600,7 @@ fn streams_above_the_limit_are_refused() {
         max_streams: 1,
         ..LIMITS
     };
-    let mut conn = ServerConn::new(limits);
+    let mut conn = Endpoint::server(limits);
     frames(&mut conn);
     let input = [
         opening(),
@@ -607,7 +615,7 @@ fn streams_above_the_limit_are_refused() {
 
 #[test]
 fn a_peer_reset_is_reported_and_later_data_dropped() {
-    let mut conn = ServerConn::new(LIMITS);
+    let mut conn = Endpoint::server(LIMITS);
     let input = [
         opening(),
         connect(1, "10.0.0.2:80", false),
@@ -623,7 +631,7 @@ fn a_peer_reset_is_reported_and_later_data_dropped() {
 
 #[test]
 fn drain_sends_goaway_then_the_last_stream_after_the_ping_ack() {
-    let mut conn = ServerConn::new(LIMITS);
+    let mut conn = Endpoint::server(LIMITS);
     feed(
         &mut conn,
         &[opening(), connect(1, "10.0.0.2:80", false)].concat(),
@@ -657,7 +665,7 @@ fn drain_sends_goaway_then_the_last_stream_after_the_ping_ack() {
 
 #[test]
 fn a_refusal_ends_the_stream_and_stops_the_peer_sending() {
-    let mut conn = ServerConn::new(LIMITS);
+    let mut conn = Endpoint::server(LIMITS);
     feed(
         &mut conn,
         &[opening(), connect(1, "10.0.0.2:80", false)].concat(),
@@ -669,4 +677,296 @@ fn a_refusal_ends_the_stream_and_stops_the_peer_sending() {
     assert_eq!(sent[0].0, kind::HEADERS);
     assert_eq!(sent[1], (kind::RST_STREAM, 1, vec![0, 0, 0, 0]));
     assert!(!conn.is_open(1));
+}
+
+// The client role.
+
+/// `:status 200` from the static table.
+const OK: &[u8] = &[0x88];
+
+/// A client whose opening frames are taken from `out`, with `n` streams open.
+fn client_with(n: usize) -> Endpoint {
+    let mut conn = Endpoint::client(LIMITS);
+    for _ in 0..n {
+        conn.open_stream(&frame::connect_block("10.0.0.2:80", &[]))
+            .expect("a stream");
+    }
+    conn.out.clear();
+    conn
+}
+
+fn response(stream: u32, block: &[u8], end: bool) -> Vec<u8> {
+    let end = if end { flag::END_STREAM } else { 0 };
+    raw(kind::HEADERS, flag::END_HEADERS | end, stream, block)
+}
+
+#[test]
+fn a_client_opens_with_the_preface_its_settings_and_connection_window() {
+    let mut conn = Endpoint::client(LIMITS);
+    let out = std::mem::take(&mut conn.out);
+    assert_eq!(&out[..24], PREFACE);
+    conn.out = out[24..].to_vec();
+    let sent = frames(&mut conn);
+    assert_eq!(sent[0].0.kind, kind::SETTINGS);
+    let settings: Vec<&[u8]> = sent[0].1.chunks(6).collect();
+    assert_eq!(
+        settings,
+        [
+            &[0, 2, 0, 0, 0, 0][..],
+            &[0, 4, 0, 0x40, 0, 0],
+            &[0, 5, 0, 0x10, 0, 0]
+        ]
+    );
+    assert_eq!(sent[1].0.kind, kind::WINDOW_UPDATE);
+    let increment = u32::from_be_bytes(sent[1].1[..].try_into().unwrap());
+    assert_eq!(increment, (16 << 20) - 65_535);
+}
+
+#[test]
+fn a_client_opens_odd_streams_with_its_connect_headers() {
+    let mut conn = client_with(0);
+    let block = frame::connect_block("10.0.0.2:80", &[("forwarded", "for=\"10.0.0.1:9\"")]);
+    assert_eq!(conn.open_stream(&block), Some(1));
+    assert_eq!(conn.open_stream(&block), Some(3));
+    let sent = frames(&mut conn);
+    assert_eq!(sent.len(), 2);
+    for ((head, payload), stream) in sent.iter().zip([1, 3]) {
+        assert_eq!(
+            (head.kind, head.stream, head.flags),
+            (kind::HEADERS, stream, flag::END_HEADERS)
+        );
+        let fields = loona_hpack::Decoder::new().decode(payload).unwrap();
+        assert_eq!(fields[0], (b":method".to_vec(), b"CONNECT".to_vec()));
+        assert_eq!(fields[1], (b":authority".to_vec(), b"10.0.0.2:80".to_vec()));
+        assert_eq!(
+            fields[2],
+            (b"forwarded".to_vec(), b"for=\"10.0.0.1:9\"".to_vec())
+        );
+    }
+    assert!(conn.is_open(1) && conn.is_open(3));
+}
+
+/// Server frames of one tunnel on stream 1: SETTINGS, the 200, DATA (one padded), END.
+fn client_tunnel() -> Vec<u8> {
+    let mut padded = vec![2u8];
+    padded.extend_from_slice(b"there");
+    padded.extend_from_slice(&[0, 0]);
+    [
+        raw(kind::SETTINGS, 0, 0, &[0, 4, 0, 0x40, 0, 0]),
+        raw(kind::SETTINGS, flag::ACK, 0, &[]),
+        response(1, OK, false),
+        raw(kind::DATA, 0, 1, b"hello "),
+        raw(kind::WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0]),
+        raw(kind::DATA, flag::PADDED, 1, &padded),
+        raw(kind::DATA, flag::END_STREAM, 1, &[]),
+    ]
+    .concat()
+}
+
+#[test]
+fn a_client_tunnel_parses_the_same_at_every_cut() {
+    let input = client_tunnel();
+    let want = vec![
+        Ev::Window,
+        Ev::Response(1, 200, false),
+        Ev::Data(1, b"hello there".to_vec()),
+        Ev::Window,
+        Ev::End(1),
+    ];
+    for cut in 0..=input.len() {
+        let mut conn = client_with(1);
+        let (events, err) = feed(&mut conn, &input, cut);
+        assert_eq!(err, None, "cut {cut}");
+        // DATA pieces around the WINDOW_UPDATE are not adjacent: merge them for comparing.
+        let mut merged: Vec<Ev> = Vec::new();
+        for ev in events {
+            match (
+                ev,
+                merged.iter_mut().rev().find(|e| matches!(e, Ev::Data(..))),
+            ) {
+                (Ev::Data(_, b), Some(Ev::Data(_, bytes))) => bytes.extend(b),
+                (ev, _) => merged.push(ev),
+            }
+        }
+        assert_eq!(merged, want, "cut {cut}");
+        // The stream window is 4 MiB now; the connection's 65535 + 256.
+        assert_eq!(conn.send_window(1), 65_791, "cut {cut}");
+    }
+}
+
+#[test]
+fn a_client_decodes_huffman_and_dynamic_table_responses() {
+    // RFC 7541 C.6.1 and C.6.2: :status 302 with Huffman literals added to the dynamic
+    // table, then :status 307 referring to them.
+    let first = hex("488264025885aec3771a4b6196d07abe941054d444a8200595040b8166e082a62d1bff6e919d29ad171863c78f0b97c8e9ae82ae43d3");
+    let second = hex("4883640effc1c0bf");
+    let mut conn = client_with(3);
+    let input = [
+        response(1, &first, false),
+        response(3, &second, false),
+        response(5, OK, true),
+    ]
+    .concat();
+    let (events, err) = feed(&mut conn, &input, 0);
+    assert_eq!(err, None);
+    assert_eq!(
+        events,
+        vec![
+            Ev::Response(1, 302, false),
+            Ev::Response(3, 307, false),
+            Ev::Response(5, 200, true)
+        ]
+    );
+    // Stream 5's server side is over; ours is not yet.
+    assert!(conn.is_open(5));
+    conn.sent_data(5, 0, true);
+    assert!(!conn.is_open(5));
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn informational_responses_are_skipped_and_a_missing_status_resets() {
+    let mut conn = client_with(2);
+    // :status 100 (a literal on the static :status name), then 200.
+    let input = [
+        response(1, b"\x08\x03100", false),
+        response(1, OK, false),
+        response(3, b"\x00\x03x-a\x01b", false),
+    ]
+    .concat();
+    let (events, err) = feed(&mut conn, &input, 0);
+    assert_eq!(err, None);
+    assert_eq!(
+        events,
+        vec![
+            Ev::Response(1, 200, false),
+            Ev::Reset(3, Reason::PROTOCOL_ERROR)
+        ]
+    );
+    assert_eq!(
+        kinds(&mut conn),
+        vec![(kind::RST_STREAM, 3, vec![0, 0, 0, 1])]
+    );
+    // A second block on stream 1 is its trailers, which end it.
+    let (events, _) = feed(&mut conn, &response(1, b"\x00\x03x-a\x01b", true), 0);
+    assert_eq!(events, vec![Ev::End(1)]);
+}
+
+#[test]
+fn client_connection_errors_are_named() {
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (response(2, OK, false), "HEADERS on a server stream"),
+        (response(5, OK, false), "HEADERS on an idle stream"),
+        (
+            raw(
+                kind::PUSH_PROMISE,
+                flag::END_HEADERS,
+                1,
+                &[0, 0, 0, 2, 0x88],
+            ),
+            "a PUSH_PROMISE (push is off)",
+        ),
+        (raw(kind::DATA, 0, 7, b"x"), "DATA on an idle stream"),
+    ];
+    for (input, what) in cases {
+        let mut conn = client_with(2);
+        let (_, err) = feed(&mut conn, &input, 0);
+        assert!(
+            matches!(err, Some(H2Error::Protocol { what: w, .. }) if w == what),
+            "{what}: {err:?}"
+        );
+        assert_eq!(goaway_reason(&mut conn), Reason::PROTOCOL_ERROR, "{what}");
+    }
+}
+
+#[test]
+fn a_client_counts_the_servers_stream_limit() {
+    let mut conn = client_with(0);
+    let (_, err) = feed(
+        &mut conn,
+        &raw(kind::SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 1]),
+        0,
+    );
+    assert_eq!(err, None);
+    let block = frame::connect_block("10.0.0.2:80", &[]);
+    assert_eq!(conn.open_stream(&block), Some(1));
+    assert!(!conn.can_open());
+    assert_eq!(conn.open_stream(&block), None);
+    let (events, _) = feed(&mut conn, &raw(kind::RST_STREAM, 0, 1, &[0, 0, 0, 8]), 0);
+    assert_eq!(events, vec![Ev::Reset(1, Reason::CANCEL)]);
+    assert_eq!(conn.open_stream(&block), Some(3));
+}
+
+#[test]
+fn a_goaway_drops_the_unserved_streams_and_stops_new_ones() {
+    let mut conn = client_with(2);
+    let goaway = raw(kind::GOAWAY, 0, 0, &[0, 0, 0, 1, 0, 0, 0, 0]);
+    let (events, err) = feed(&mut conn, &goaway, 0);
+    assert_eq!(err, None);
+    assert_eq!(events, vec![Ev::GoAway(1)]);
+    assert!(conn.is_open(1) && !conn.is_open(3));
+    assert!(conn.peer_goaway() && !conn.can_open());
+    assert!(!conn.is_done());
+    // Stream 1 finishes both ways: the connection is done.
+    let input = [
+        response(1, OK, false),
+        raw(kind::DATA, flag::END_STREAM, 1, b""),
+    ]
+    .concat();
+    feed(&mut conn, &input, 0);
+    conn.sent_data(1, 0, true);
+    assert!(conn.is_done());
+}
+
+#[test]
+fn a_client_acks_pings_and_counts_the_acks_of_its_own() {
+    let mut conn = client_with(0);
+    let (_, err) = feed(&mut conn, &raw(kind::PING, 0, 0, b"abcdefgh"), 0);
+    assert_eq!(err, None);
+    assert_eq!(
+        kinds(&mut conn),
+        vec![(kind::PING, 0, b"abcdefgh".to_vec())]
+    );
+    conn.send_ping();
+    let sent = frames(&mut conn);
+    assert_eq!((sent[0].0.kind, sent[0].0.flags), (kind::PING, 0));
+    assert_eq!(conn.pongs(), 0);
+    // Another payload's ACK is not ours.
+    feed(&mut conn, &raw(kind::PING, flag::ACK, 0, b"otherack"), 0);
+    assert_eq!(conn.pongs(), 0);
+    feed(&mut conn, &raw(kind::PING, flag::ACK, 0, &sent[0].1), 0);
+    assert_eq!(conn.pongs(), 1);
+}
+
+#[test]
+fn a_client_keeps_both_windows() {
+    let mut conn = client_with(1);
+    // Send side: the peer's initial 65535 until its SETTINGS and WINDOW_UPDATEs.
+    assert_eq!(conn.send_window(1), 65_535);
+    conn.sent_data(1, 65_535, false);
+    assert_eq!(conn.send_window(1), 0);
+    let input = [
+        raw(kind::SETTINGS, 0, 0, &[0, 4, 0, 0x40, 0, 0]),
+        raw(kind::WINDOW_UPDATE, 0, 0, &[0, 0x10, 0, 0]),
+    ]
+    .concat();
+    feed(&mut conn, &input, 0);
+    assert_eq!(conn.send_window(1), 1 << 20);
+    // Receive side: our 4 MiB stream window; one byte more resets the stream.
+    conn.out.clear();
+    let (events, _) = feed(&mut conn, &response(1, OK, false), 0);
+    assert_eq!(events, vec![Ev::Response(1, 200, false)]);
+    let chunk = vec![0u8; 1 << 20];
+    for _ in 0..4 {
+        feed(&mut conn, &raw(kind::DATA, 0, 1, &chunk), 0);
+    }
+    let (events, err) = feed(&mut conn, &raw(kind::DATA, 0, 1, b"x"), 0);
+    assert_eq!(err, None);
+    assert_eq!(events, vec![Ev::Reset(1, Reason::FLOW_CONTROL_ERROR)]);
 }

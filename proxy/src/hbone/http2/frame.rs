@@ -1,5 +1,5 @@
 //! HTTP/2 frames (RFC 9113 section 4 and 6): the 9-byte header, and the frames the HBONE
-//! server sends, serialised into a caller's buffer. Pure functions.
+//! server and client send, serialised into a caller's buffer. Pure functions.
 
 /// Bytes of a frame header.
 pub const HEADER_LEN: usize = 9;
@@ -210,6 +210,58 @@ pub fn status_block(status: u16) -> Vec<u8> {
     block
 }
 
+/// Static table indexes of the request pseudo-header names (RFC 7541 appendix A).
+const AUTHORITY_NAME: usize = 1;
+const METHOD_NAME: usize = 2;
+
+/// The HPACK block of an HBONE CONNECT request: `:method CONNECT`, `:authority` and the
+/// regular `headers`, each a literal without indexing (RFC 7541 6.2.2; names of the
+/// pseudo-headers from the static table, no Huffman, no dynamic table). `headers` names
+/// must be lowercase.
+pub fn connect_block(authority: &str, headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut block = Vec::with_capacity(64);
+    literal(&mut block, Some(METHOD_NAME), b"", b"CONNECT");
+    literal(&mut block, Some(AUTHORITY_NAME), b"", authority.as_bytes());
+    for (name, value) in headers {
+        literal(&mut block, None, name.as_bytes(), value.as_bytes());
+    }
+    block
+}
+
+/// One literal header field without indexing: the name from the static table (`index`)
+/// or given, then the value.
+fn literal(out: &mut Vec<u8>, index: Option<usize>, name: &[u8], value: &[u8]) {
+    match index {
+        Some(i) => integer(out, 0x00, 4, i),
+        None => {
+            out.push(0x00);
+            string(out, name);
+        }
+    }
+    string(out, value);
+}
+
+fn string(out: &mut Vec<u8>, s: &[u8]) {
+    integer(out, 0x00, 7, s.len());
+    out.extend_from_slice(s);
+}
+
+/// An HPACK integer with an `n`-bit prefix after the `first` bits (RFC 7541 5.1).
+fn integer(out: &mut Vec<u8>, first: u8, n: u32, mut value: usize) {
+    let max = (1usize << n) - 1;
+    if value < max {
+        out.push(first | value as u8);
+        return;
+    }
+    out.push(first | max as u8);
+    value -= max;
+    while value >= 128 {
+        out.push((value % 128) as u8 | 0x80);
+        value /= 128;
+    }
+    out.push(value as u8);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +304,27 @@ mod tests {
             );
         }
         assert_eq!(status_block(200), vec![0x88]);
+    }
+
+    #[test]
+    fn connect_blocks_decode_to_the_request() {
+        let long = "x".repeat(300);
+        let block = connect_block(
+            "10.0.0.2:8080",
+            &[("forwarded", "for=\"10.0.0.1:4000\""), ("x-long", &long)],
+        );
+        let fields = loona_hpack::Decoder::new().decode(&block).unwrap();
+        let want: Vec<(Vec<u8>, Vec<u8>)> = [
+            (":method", "CONNECT"),
+            (":authority", "10.0.0.2:8080"),
+            ("forwarded", "for=\"10.0.0.1:4000\""),
+            ("x-long", long.as_str()),
+        ]
+        .iter()
+        .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .collect();
+        assert_eq!(fields, want);
+        assert_eq!(&block[..2], &[0x02, 7]);
     }
 
     #[test]

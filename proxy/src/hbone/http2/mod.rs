@@ -1,13 +1,13 @@
-//! HTTP/2 of our own for the HBONE server: frames ([`frame`]) and an I/O-free connection
-//! ([`conn`]) that parses opened TLS records in place and leaves DATA frames to be built
-//! straight into the TLS send buffer. HPACK decoding is `loona-hpack`'s (Huffman and the
+//! HTTP/2 of our own for HBONE, both ends: frames ([`frame`]) and an I/O-free connection
+//! ([`conn`], server or client) that parses opened TLS records in place and leaves DATA
+//! frames to be built straight into the TLS send buffer. HPACK decoding is `loona-hpack`'s (Huffman and the
 //! dynamic table, as hyper/h2 peers send them); our responses use only the static table
-//! and literals.
+//! and literals, as do our requests ([`frame::connect_block`]).
 
 pub mod conn;
 pub mod frame;
 
-pub use conn::{Event, Limits, ServerConn};
+pub use conn::{Endpoint, Event, Limits, Role};
 pub use frame::Reason;
 
 /// A connection-level HTTP/2 error: the GOAWAY that says so is queued, and the connection
