@@ -1,8 +1,10 @@
 //! zring's own HTTP/2 on the HBONE listener (`--hbone-own-http2`), against the h2 crate's
 //! client (the one ztunnel's hyper uses): flow control both ways with small windows, an
 //! upstream that stops reading, END_STREAM ↔ FIN and RST_STREAM ↔ RST, many streams on
-//! one connection, and a drain (GOAWAY, open streams finish). The hostile and end-to-end
-//! suites run against it too with `ZRING_HBONE_OWN_HTTP2=true`; no root.
+//! one connection, and a drain (GOAWAY, open streams finish). Then its client side (the
+//! outbound pool) against our own server and the h2 crate's (zring with the flag off);
+//! against ztunnel's it is `tests/interop.rs`. The hostile and end-to-end suites run
+//! against both with `ZRING_HBONE_OWN_HTTP2=true`; no root.
 
 mod common;
 mod hostile_env;
@@ -307,4 +309,140 @@ fn a_peer_that_sends_pings_and_never_reads_is_read_no_further() {
             break;
         }
     });
+}
+
+// The client side: a zring with its own HTTP/2 dialling out (SOCKS5 in), to a zring
+// server on ours or on the h2 crate's.
+
+/// Client proxy A (own HTTP/2, SOCKS5) and server proxy B, with an echo workload behind B.
+struct Pair {
+    a: Option<zring::Proxy>,
+    b: Option<zring::Proxy>,
+    echo: SocketAddr,
+    _scratch: common::Scratch,
+}
+
+impl Pair {
+    fn start(server_own: bool) -> Pair {
+        let scratch = common::Scratch::new("zri-own-client");
+        let dir = scratch.path();
+        let ids = [
+            common::id("cluster.local", "default", "sleep"),
+            common::id("cluster.local", "default", "httpbin"),
+        ];
+        common::make_certs(dir, &ids);
+        let echo = common::echo_server(&format!("{SERVER_IP}:0"));
+        let yaml = common::mesh_yaml("127.0.0.1", "cluster.local", SERVER_IP, echo.port());
+        let config_path = dir.join("workloads.yaml");
+        std::fs::write(&config_path, yaml).unwrap();
+        let base = common::base_config(dir, config_path);
+        let b = zring::start(zring::config::Config {
+            node_name: Some("node-b".into()),
+            inbound_addr: Some(format!("{SERVER_IP}:0").parse().unwrap()),
+            hbone_own_http2: server_own,
+            ..base.clone()
+        })
+        .expect("start zring B");
+        let a = zring::start(zring::config::Config {
+            node_name: Some("node-a".into()),
+            socks5_addr: Some("127.0.0.1:0".parse().unwrap()),
+            hbone_port: b.addrs.inbound.unwrap().port(),
+            hbone_own_http2: true,
+            cores: 1,
+            ..base
+        })
+        .expect("start zring A");
+        Pair {
+            a: Some(a),
+            b: Some(b),
+            echo,
+            _scratch: scratch,
+        }
+    }
+
+    fn connect(&self, target: SocketAddr) -> (std::net::TcpStream, u8) {
+        let socks = self.a.as_ref().unwrap().addrs.socks5.unwrap();
+        common::socks_connect(socks, target)
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for p in [self.a.take(), self.b.take()].into_iter().flatten() {
+            let _ = p.shutdown();
+        }
+    }
+}
+
+/// Both servers: ours, and the h2 crate's.
+const SERVERS: [bool; 2] = [true, false];
+
+#[test]
+fn our_client_carries_bulk_both_ways_and_fin_follows_the_data() {
+    for server_own in SERVERS {
+        let pair = Pair::start(server_own);
+        let (stream, code) = pair.connect(pair.echo);
+        assert_eq!(
+            code, 0,
+            "CONNECT through our client (server own: {server_own})"
+        );
+        // 32 MiB each way: past every window (4 MiB stream, 16 MiB connection).
+        common::echo_blocks(stream, 512, 64 * 1024);
+    }
+}
+
+#[test]
+fn our_client_runs_more_streams_than_one_connection_takes() {
+    const STREAMS: usize = 150;
+    for server_own in SERVERS {
+        let pair = Pair::start(server_own);
+        let streams: Vec<_> = (0..STREAMS)
+            .map(|i| {
+                let (mut s, code) = pair.connect(pair.echo);
+                assert_eq!(code, 0, "stream {i} (server own: {server_own})");
+                s.write_all(&common::block(i as u64, 1000)).unwrap();
+                s
+            })
+            .collect();
+        for (i, mut s) in streams.into_iter().enumerate() {
+            let mut back = vec![0u8; 1000];
+            s.read_exact(&mut back).unwrap();
+            assert!(back == common::block(i as u64, 1000), "stream {i} echo");
+        }
+    }
+}
+
+#[test]
+fn our_client_maps_refusals_and_resets() {
+    for server_own in SERVERS {
+        let pair = Pair::start(server_own);
+        // A closed port: B answers 503, A refuses the SOCKS5 CONNECT.
+        let closed = TcpListener::bind(format!("{SERVER_IP}:0")).unwrap();
+        let closed_addr = closed.local_addr().unwrap();
+        drop(closed);
+        let (_, code) = pair.connect(closed_addr);
+        assert_eq!(code, 5, "refused after the 503 (server own: {server_own})");
+        // An upstream that answers one byte and resets: the client is reset too.
+        let resetter = server(|mut conn| {
+            let mut one = [0u8; 1];
+            let _ = conn.read_exact(&mut one);
+            let _ = conn.write_all(b"!");
+            std::thread::sleep(Duration::from_millis(100));
+            socket2::SockRef::from(&conn)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        });
+        let (mut s, code) = pair.connect(resetter);
+        assert_eq!(code, 0);
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"?").unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(s.read(&mut buf).unwrap(), 1, "the byte before the reset");
+        let err = s.read(&mut buf).expect_err("a reset, not FIN");
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+        // The connection still carries new streams.
+        let (stream, code) = pair.connect(pair.echo);
+        assert_eq!(code, 0);
+        common::echo_blocks(stream, 4, 4096);
+    }
 }

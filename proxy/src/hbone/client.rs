@@ -129,10 +129,13 @@ fn open_own(
         let (conn, dead) = (conn.clone(), dead.clone());
         abortable(async move { server::run_client(&conn, addr, &dead).await })
     };
-    let dead_on_exit = dead.clone();
+    let (dead_on_exit, closing) = (dead.clone(), conn.clone());
     monoio::spawn(async move {
-        if let Ok(Err(e)) = driver.await {
-            tracing::debug!(%addr, error = %e, "HBONE connection ended");
+        match driver.await {
+            Ok(Err(e)) => tracing::debug!(%addr, error = %e, "HBONE connection ended"),
+            Ok(Ok(())) => {}
+            // The pool dropped it (idle, or the PING deadline passed).
+            Err(_) => server::close(&closing),
         }
         dead_on_exit.set(true);
         drop(registration);

@@ -526,6 +526,17 @@ fn handle(
     }
 }
 
+/// Ends a client connection the pool let go: close_notify if the socket takes it now,
+/// then FIN. Only dropping it would leave the socket open while a read op is in flight
+/// (io_uring keeps the op's socket until it completes, i.e. until the peer sends).
+pub fn close(conn: &Shared) {
+    let mut c = conn.borrow_mut();
+    if c.tls.close_notify().is_ok() {
+        let _ = c.tls.send_now();
+    }
+    let _ = c.tls.shutdown_write();
+}
+
 /// Opens a client stream with the HPACK header `block` of its request and sends its
 /// HEADERS; `None` when the connection takes no new stream (the peer's GOAWAY or
 /// MAX_CONCURRENT_STREAMS).
