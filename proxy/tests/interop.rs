@@ -146,6 +146,33 @@ fn zring_outbound_to_ztunnel_inbound() {
     access_logged(&env, "inbound", Z_ID, T_ID, target);
 }
 
+/// zring's own HTTP/2 client (`--hbone-own-http2`) against ztunnel's server (hyper),
+/// whatever the suite's environment: CI runs the suite with the flag off.
+#[test]
+fn zring_own_http2_outbound_to_ztunnel_inbound() {
+    if !can_run("interop zring (own HTTP/2) → ztunnel") {
+        return;
+    }
+    let env = Env::start_with(true);
+    let (z, socks) = (env.z.name().to_string(), addr(Z_WORKLOAD, 15080));
+    let target = addr(T_WORKLOAD, SERVER_PORT);
+    let bulk = bulk_round_trip(socks_in(&z, socks, target));
+    let p50 = echoes(socks_in(&z, socks, target));
+    report("zring (own HTTP/2) → ztunnel", bulk, p50);
+    // ztunnel answers a CONNECT to a port nobody listens on with an error status: the
+    // SOCKS5 client is refused, and the connection still carries the next stream.
+    let (_, code) = netns::run_in(Some(&z), || {
+        common::socks_connect(socks, addr(T_WORKLOAD, SERVER_PORT + 1))
+    })
+    .unwrap();
+    assert_ne!(code, 0, "a CONNECT to a closed port must be refused");
+    let p50 = echoes(socks_in(&z, socks, target));
+    report("zring (own HTTP/2) → ztunnel after a refusal", bulk, p50);
+    env.wait_series(&z, OPENED, &labels("source", Z_ID, T_ID));
+    env.wait_series(env.t.name(), OPENED, &labels("destination", Z_ID, T_ID));
+    access_logged(&env, "inbound", Z_ID, T_ID, target);
+}
+
 /// From inside `ns`, one HBONE connection to `server` as `client_id`: the server must
 /// present `server_id`; a CONNECT to `foreign` (not a workload of that node) must be
 /// refused, and a CONNECT to `local` on the same connection must still echo.

@@ -123,8 +123,9 @@ pub struct RunArgs {
     /// ourselves); the destination's policy is still applied with the source identity.
     #[arg(long, env = ENV_SAME_NODE_FAST_PATH, default_value = "true", value_name = "true|false")]
     pub same_node_fast_path: String,
-    /// Serve inbound HBONE (15008) with zring's own HTTP/2 (frames parsed in the opened
-    /// TLS records, DATA sealed straight into the send buffer) instead of the h2 crate.
+    /// Run HBONE's HTTP/2 on zring's own code at both ends, the inbound server (15008)
+    /// and the outbound pool's client (frames parsed in the opened TLS records, DATA
+    /// sealed straight into the send buffer), instead of the h2 crate.
     #[arg(long, env = ENV_HBONE_OWN_HTTP2, default_value = "false", value_name = "true|false")]
     pub hbone_own_http2: String,
     /// Concurrent CONNECT streams per pooled HBONE connection.

@@ -628,14 +628,37 @@ pub async fn relay(
     tcp: TcpStream,
 ) -> io::Result<Transferred> {
     tunnel.fd.set(Some(tcp.as_raw_fd()));
+    let relaying = Relaying {
+        conn,
+        stream,
+        tunnel,
+    };
     let result = relay_loop(conn, stream, tunnel, &tcp).await;
-    tunnel.fd.set(None);
     if result.is_err() {
         // Propagate the reset: the upstream closes with RST.
         let _ = sys::set_linger_zero(&tcp);
     }
-    finished(conn, stream);
+    drop(relaying);
     result
+}
+
+/// A relay under way: however it ends, dropped too (its task aborted by a drain), the
+/// connection task stops writing to its socket (whose descriptor may be reused once it is
+/// closed) and the stream is reset if it is still open.
+struct Relaying<'a> {
+    conn: &'a Shared,
+    stream: u32,
+    tunnel: &'a Tunnel,
+}
+
+impl Drop for Relaying<'_> {
+    fn drop(&mut self) {
+        self.tunnel.fd.set(None);
+        if let Ok(mut c) = self.conn.try_borrow_mut() {
+            c.finished(self.stream);
+            let _ = c.flush_control();
+        }
+    }
 }
 
 /// What one read from the upstream did.

@@ -22,7 +22,7 @@ use crate::common::Scratch;
 pub mod procs;
 pub mod topo;
 
-use procs::{spawn_zring, spawn_ztunnel, Proc};
+use procs::{spawn_zring, spawn_zring_own_http2, spawn_ztunnel, Proc};
 use topo::{namespaces, zring_certs};
 
 pub const Z_WORKLOAD: &str = "10.81.1.2";
@@ -162,6 +162,12 @@ fn echo_in(ns: &str, ip: &str) {
 
 impl Env {
     pub fn start() -> Env {
+        Env::start_with(false)
+    }
+
+    /// `own_http2`: zring runs HBONE's HTTP/2 of its own at both ends, whatever the test
+    /// process's `ZRING_HBONE_OWN_HTTP2` says (else it inherits that).
+    pub fn start_with(own_http2: bool) -> Env {
         let scratch = Scratch::new("zri-interop");
         let (z, t) = namespaces();
         std::fs::write(scratch.path().join("workloads.yaml"), WORKLOADS).unwrap();
@@ -169,7 +175,10 @@ impl Env {
         echo_in(z.name(), Z_WORKLOAD);
         echo_in(t.name(), T_WORKLOAD);
         let env = Env {
-            zring: spawn_zring(z.name(), scratch.path(), &certs),
+            zring: match own_http2 {
+                true => spawn_zring_own_http2(z.name(), scratch.path(), &certs),
+                false => spawn_zring(z.name(), scratch.path(), &certs),
+            },
             ztunnel: spawn_ztunnel(t.name(), scratch.path()),
             z,
             t,

@@ -43,9 +43,34 @@ pub fn spawn_zring(ns: &str, dir: &Path, certs: &Path) -> Proc {
     spawn_zring_as(ns, dir, certs, &run)
 }
 
+/// [`spawn_zring`] with HBONE's HTTP/2 of zring's own at both ends
+/// (`ZRING_HBONE_OWN_HTTP2=true`), whatever the test process's environment says.
+pub fn spawn_zring_own_http2(ns: &str, dir: &Path, certs: &Path) -> Proc {
+    let socks = format!("{Z_WORKLOAD}:15080");
+    let run = Run {
+        node: "node-z",
+        socks: &socks,
+        config: "workloads.yaml",
+        log: "zring.log",
+        rust_log: "info",
+    };
+    let mut command = zring_command(ns, dir, certs, &run);
+    let child = command.env("ZRING_HBONE_OWN_HTTP2", "true").spawn();
+    Proc(child.expect("start zring"))
+}
+
 pub fn spawn_zring_as(ns: &str, dir: &Path, certs: &Path, run: &Run) -> Proc {
+    Proc(
+        zring_command(ns, dir, certs, run)
+            .spawn()
+            .expect("start zring"),
+    )
+}
+
+fn zring_command(ns: &str, dir: &Path, certs: &Path, run: &Run) -> Command {
     let (out, err) = log_file(dir, run.log);
-    let child = Command::new("ip")
+    let mut command = Command::new("ip");
+    command
         .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_zring"), "run"])
         .arg("--config")
         .arg(dir.join(run.config))
@@ -75,10 +100,8 @@ pub fn spawn_zring_as(ns: &str, dir: &Path, certs: &Path, run: &Run) -> Proc {
         // These tests are about HBONE itself: a same-node pair keeps its tunnel.
         .env("ZRING_SAME_NODE_FAST_PATH", "false")
         .stdout(out)
-        .stderr(err)
-        .spawn()
-        .expect("start zring");
-    Proc(child)
+        .stderr(err);
+    command
 }
 
 pub fn spawn_ztunnel(ns: &str, dir: &Path) -> Proc {
