@@ -31,30 +31,27 @@ pub struct Run<'a> {
     pub rust_log: &'a str,
 }
 
-pub fn spawn_zring(ns: &str, dir: &Path, certs: &Path) -> Proc {
-    let socks = format!("{Z_WORKLOAD}:15080");
-    let run = Run {
+/// node-z's zring of [`spawn_zring`], SOCKS5 on `socks`.
+fn node_z(socks: &str) -> Run<'_> {
+    Run {
         node: "node-z",
-        socks: &socks,
+        socks,
         config: "workloads.yaml",
         log: "zring.log",
         rust_log: "info",
-    };
-    spawn_zring_as(ns, dir, certs, &run)
+    }
+}
+
+pub fn spawn_zring(ns: &str, dir: &Path, certs: &Path) -> Proc {
+    let socks = format!("{Z_WORKLOAD}:15080");
+    spawn_zring_as(ns, dir, certs, &node_z(&socks))
 }
 
 /// [`spawn_zring`] with HBONE's HTTP/2 of zring's own at both ends
 /// (`ZRING_HBONE_OWN_HTTP2=true`), whatever the test process's environment says.
 pub fn spawn_zring_own_http2(ns: &str, dir: &Path, certs: &Path) -> Proc {
     let socks = format!("{Z_WORKLOAD}:15080");
-    let run = Run {
-        node: "node-z",
-        socks: &socks,
-        config: "workloads.yaml",
-        log: "zring.log",
-        rust_log: "info",
-    };
-    let mut command = zring_command(ns, dir, certs, &run);
+    let mut command = zring_command(ns, dir, certs, &node_z(&socks));
     let child = command.env("ZRING_HBONE_OWN_HTTP2", "true").spawn();
     Proc(child.expect("start zring"))
 }

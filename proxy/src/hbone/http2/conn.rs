@@ -578,17 +578,8 @@ impl Endpoint {
             frame::rst_stream(&mut self.out, stream, Reason::PROTOCOL_ERROR);
             return Ok(None);
         };
-        self.streams.insert(
-            stream,
-            Stream {
-                send_window: self.peer_window as i64,
-                recv_window: self.limits.stream_window as i64,
-                unreleased: 0,
-                recv_closed: block.end_stream,
-                send_closed: false,
-                headed: true,
-            },
-        );
+        let new = self.new_stream(block.end_stream, true);
+        self.streams.insert(stream, new);
         Ok(Some(Event::Request {
             stream,
             req,
@@ -969,19 +960,22 @@ impl Endpoint {
         }
         let stream = self.last_stream + if self.last_stream == 0 { 1 } else { 2 };
         self.last_stream = stream;
-        self.streams.insert(
-            stream,
-            Stream {
-                send_window: self.peer_window as i64,
-                recv_window: self.limits.stream_window as i64,
-                unreleased: 0,
-                recv_closed: false,
-                send_closed: false,
-                headed: false,
-            },
-        );
+        let new = self.new_stream(false, false);
+        self.streams.insert(stream, new);
         frame::headers(&mut self.out, stream, block, false);
         Some(stream)
+    }
+
+    /// A stream opened now: both windows at their current initial sizes.
+    fn new_stream(&self, recv_closed: bool, headed: bool) -> Stream {
+        Stream {
+            send_window: self.peer_window as i64,
+            recv_window: self.limits.stream_window as i64,
+            unreleased: 0,
+            recv_closed,
+            send_closed: false,
+            headed,
+        }
     }
 
     /// Whether the peer sent GOAWAY.
