@@ -384,19 +384,7 @@ fn config_reload_applies_good_files_and_refuses_bad_ones() {
 fn server_reset_resets_the_client() {
     let mesh = Mesh::start(1, "cluster.local");
     // A server that answers one byte, then aborts the connection (RST, not FIN).
-    let resetter = TcpListener::bind(format!("{SERVER_IP}:0")).unwrap();
-    let resetter_addr = resetter.local_addr().unwrap();
-    std::thread::spawn(move || {
-        if let Ok((mut conn, _)) = resetter.accept() {
-            let mut one = [0u8; 1];
-            let _ = conn.read_exact(&mut one);
-            let _ = conn.write_all(b"!");
-            std::thread::sleep(Duration::from_millis(100));
-            socket2::SockRef::from(&conn)
-                .set_linger(Some(Duration::ZERO))
-                .unwrap();
-        }
-    });
+    let resetter_addr = one_byte_then_reset(SERVER_IP);
     let (mut s, code) = socks_connect(mesh.a().socks5.unwrap(), resetter_addr);
     assert_eq!(code, 0);
     s.write_all(b"?").unwrap();

@@ -423,15 +423,7 @@ fn our_client_maps_refusals_and_resets() {
         let (_, code) = pair.connect(closed_addr);
         assert_eq!(code, 5, "refused after the 503 (server own: {server_own})");
         // An upstream that answers one byte and resets: the client is reset too.
-        let resetter = server(|mut conn| {
-            let mut one = [0u8; 1];
-            let _ = conn.read_exact(&mut one);
-            let _ = conn.write_all(b"!");
-            std::thread::sleep(Duration::from_millis(100));
-            socket2::SockRef::from(&conn)
-                .set_linger(Some(Duration::ZERO))
-                .unwrap();
-        });
+        let resetter = common::one_byte_then_reset(SERVER_IP);
         let (mut s, code) = pair.connect(resetter);
         assert_eq!(code, 0);
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

@@ -124,6 +124,25 @@ pub fn echo_server(addr: &str) -> SocketAddr {
     local
 }
 
+/// A one-connection server on `ip` that answers the client's first byte with `!`, then
+/// aborts the connection 100 ms later (RST, not FIN).
+pub fn one_byte_then_reset(ip: &str) -> SocketAddr {
+    let listener = TcpListener::bind(format!("{ip}:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut conn, _)) = listener.accept() {
+            let mut one = [0u8; 1];
+            let _ = conn.read_exact(&mut one);
+            let _ = conn.write_all(b"!");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            socket2::SockRef::from(&conn)
+                .set_linger(Some(std::time::Duration::ZERO))
+                .unwrap();
+        }
+    });
+    addr
+}
+
 /// SOCKS5 CONNECT through `socks` to `target` (IPv4); returns the stream and reply code.
 pub fn socks_connect(socks: SocketAddr, target: SocketAddr) -> (TcpStream, u8) {
     let mut s = TcpStream::connect(socks).expect("connect to SOCKS5 port");
